@@ -1,0 +1,146 @@
+//! One control-plane replica: opens the replicated store, serves the gRPC services
+//! (Raft peers, Kv, Cluster) and the HTTP endpoints, and stops them cleanly.
+
+mod convert;
+pub mod grpc;
+pub mod http;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use skiff_proto::cluster_server::ClusterServer;
+use skiff_proto::kv_server::KvServer;
+use skiff_proto::raft_server::RaftServer;
+use skiff_store::{NodeId, StoreConfig, StoreError, StoreNode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use transport::GrpcTransport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("invalid --initial-cluster: {0}")]
+    InitialCluster(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one replica needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub store: StoreConfig,
+    /// Where the gRPC services listen (peers and clients).
+    pub grpc_listen: String,
+    /// Where the HTTP API listens.
+    pub api_listen: String,
+    /// Bootstrap membership, used only when the data directory is empty.
+    pub initial_cluster: Option<BTreeMap<NodeId, String>>,
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, ServerError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) =
+            part.split_once('=').ok_or_else(|| ServerError::InitialCluster(format!("{part:?} is not ID=HOST:PORT")))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i > 0)
+            .ok_or_else(|| ServerError::InitialCluster(format!("member id {id:?} is not a positive integer")))?;
+        if addr.trim().parse::<SocketAddr>().is_err() && !addr.contains(':') {
+            return Err(ServerError::InitialCluster(format!("member {id}: address {addr:?} is not HOST:PORT")));
+        }
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            return Err(ServerError::InitialCluster(format!("member id {id} appears twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(ServerError::InitialCluster("no members".into()));
+    }
+    Ok(out)
+}
+
+/// A running replica.
+pub struct Server {
+    pub node: Arc<StoreNode>,
+    pub grpc_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_string(), source })
+}
+
+impl Server {
+    /// Binds both listeners (failing fast when a port is taken), starts the store and serves.
+    pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let grpc_listener = bind(&cfg.grpc_listen).await?;
+        let api_listener = bind(&cfg.api_listen).await?;
+        let grpc_addr =
+            grpc_listener.local_addr().map_err(|source| ServerError::Bind { addr: cfg.grpc_listen.clone(), source })?;
+        let api_addr =
+            api_listener.local_addr().map_err(|source| ServerError::Bind { addr: cfg.api_listen.clone(), source })?;
+        let transport = Arc::new(GrpcTransport::default());
+        let node = StoreNode::start(cfg.store.clone(), transport, cfg.initial_cluster.clone()).await?;
+        let (stop, stop_rx) = watch::channel(false);
+
+        let max = transport::MAX_RAFT_MESSAGE_BYTES;
+        let client_max = skiff_proto::client::MAX_MESSAGE_BYTES;
+        let grpc = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(1024)
+            .tcp_nodelay(true)
+            .add_service(
+                RaftServer::new(grpc::RaftSvc(node.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                KvServer::new(grpc::KvSvc(node.clone()))
+                    .max_decoding_message_size(client_max)
+                    .max_encoding_message_size(client_max),
+            )
+            .add_service(ClusterServer::new(grpc::ClusterSvc(node.clone())));
+        let mut rx = stop_rx.clone();
+        let grpc_task = tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            if let Err(e) = grpc
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+            {
+                tracing::error!("gRPC server: {e}");
+            }
+        });
+        let mut rx = stop_rx.clone();
+        let app = http::router(node.clone());
+        let http_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(api_listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!("HTTP server: {e}");
+            }
+        });
+        tracing::info!(id = cfg.store.id, %grpc_addr, %api_addr, "replica serving");
+        Ok(Server { node, grpc_addr, api_addr, stop, tasks: vec![grpc_task, http_task] })
+    }
+
+    /// Stops serving and shuts Raft down.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.node.shutdown().await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! One replica of the store: the Raft instance, its storage, and the client-facing
+//! operations (writes forwarded to the leader, read-index reads, watches, membership).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::error::StoreError;
+use crate::log_store::LogStore;
+use crate::state_machine::{HubMsg, SharedState, StateMachine};
+use crate::transport::{ForwardRequest, ForwardResponse, NetworkFactory, Transport};
+use crate::types::*;
+use crate::watch::Watcher;
+
+/// Tunables of one replica. Defaults are what `skiff server` uses.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub id: NodeId,
+    /// The address other replicas and clients reach this one at (host:port).
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) every this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot, so slightly lagging followers need no snapshot.
+    pub keep_logs_after_snapshot: u64,
+    /// How many revisions of change events are kept for watches.
+    pub history_revisions: u64,
+    /// Deadline of one client request (write, linearizable read, membership change).
+    pub request_timeout_ms: u64,
+    /// Requests admitted at once; more fail fast with `Overloaded`.
+    pub max_inflight_requests: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            id: 1,
+            addr: "127.0.0.1:7001".into(),
+            data_dir: PathBuf::from("./data"),
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every_entries: 10_000,
+            keep_logs_after_snapshot: 1_000,
+            history_revisions: 100_000,
+            request_timeout_ms: 5_000,
+            max_inflight_requests: 10_000,
+        }
+    }
+}
+
+/// A member as the local replica sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// What `cluster status` shows for one replica.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub addr: String,
+    /// leader, follower, candidate, learner or shutdown.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub revision: u64,
+    pub compacted: u64,
+    pub members: Vec<Member>,
+}
+
+/// A running replica. Cheap to share behind an `Arc`.
+pub struct StoreNode {
+    id: NodeId,
+    addr: String,
+    raft: Raft,
+    state: SharedState,
+    hub: broadcast::Sender<HubMsg>,
+    transport: Arc<dyn Transport>,
+    cfg: StoreConfig,
+    inflight: Semaphore,
+    shut: Mutex<bool>,
+}
+
+impl StoreNode {
+    /// Opens the data directory and starts Raft. `initial_members` bootstraps the cluster
+    /// only when the data directory holds no Raft state yet; a restart uses what is on disk.
+    pub async fn start(
+        cfg: StoreConfig,
+        transport: Arc<dyn Transport>,
+        initial_members: Option<BTreeMap<NodeId, String>>,
+    ) -> Result<Arc<Self>, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StoreError::Storage(format!("create {}: {e}", cfg.data_dir.display())))?;
+        let db = crate::db::open_db(&cfg.data_dir.join("db"))
+            .map_err(|e| StoreError::Storage(format!("open {}: {e}", cfg.data_dir.display())))?;
+        let log = LogStore::new(db.clone());
+        let sm = StateMachine::open(db, cfg.history_revisions).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let state = sm.state();
+        let hub = sm.hub();
+        let raft_cfg = openraft::Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: cfg.keep_logs_after_snapshot,
+            max_payload_entries: 64,
+            install_snapshot_timeout: 2_000,
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StoreError::InvalidArgument(format!("raft timing: {e}")))?;
+        let network = NetworkFactory { transport: transport.clone() };
+        let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm)
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        if let Some(members) = initial_members {
+            let initialized = raft.is_initialized().await.map_err(|e| StoreError::Raft(e.to_string()))?;
+            if !initialized {
+                if !members.contains_key(&cfg.id) {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "--initial-cluster does not contain this member's id {}",
+                        cfg.id
+                    )));
+                }
+                let nodes: BTreeMap<NodeId, Node> = members.into_iter().map(|(id, a)| (id, Node::new(a))).collect();
+                // Every member may bootstrap with the same membership; later ones are refused harmlessly.
+                if let Err(e) = raft.initialize(nodes).await {
+                    tracing::info!("initialize: {e}");
+                }
+            }
+        }
+        let max = cfg.max_inflight_requests.max(1);
+        Ok(Arc::new(StoreNode {
+            id: cfg.id,
+            addr: cfg.addr.clone(),
+            raft,
+            state,
+            hub,
+            transport,
+            inflight: Semaphore::new(max),
+            cfg,
+            shut: Mutex::new(false),
+        }))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The openraft handle, for the transport's server side.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.request_timeout_ms)
+    }
+
+    /// Stops Raft. Idempotent.
+    pub async fn shutdown(&self) {
+        {
+            let mut s = self.shut.lock();
+            if *s {
+                return;
+            }
+            *s = true;
+        }
+        let _ = self.raft.shutdown().await;
+    }
+
+    // ---- writes -------------------------------------------------------------------
+
+    /// Proposes a request through Raft (forwarded to the leader when needed) and returns
+    /// the state machine's answer once a majority has it on disk and it is applied.
+    pub async fn write(&self, req: Request) -> Result<Response, StoreError> {
+        validate_request(&req).map_err(StoreError::InvalidArgument)?;
+        if let Request::Compact { revision } = req {
+            let current = self.state.read().revision;
+            if revision > current {
+                return Err(StoreError::InvalidArgument(format!(
+                    "compact revision {revision} is beyond the current revision {current}"
+                )));
+            }
+        }
+        match self.route(ForwardRequest::Write(req)).await? {
+            ForwardResponse::Write(r) => Ok(r),
+            other => Err(StoreError::Raft(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    pub async fn txn(&self, txn: Txn) -> Result<Response, StoreError> {
+        self.write(Request::Txn(txn)).await
+    }
+
+    /// Unconditional put; returns the new revision.
+    pub async fn put(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Result<u64, StoreError> {
+        Ok(self.txn(Txn { success: vec![Op::put(key, value)], ..Default::default() }).await?.revision)
+    }
+
+    /// Deletes a key; returns (the revision after, whether it existed).
+    pub async fn delete(&self, key: impl Into<String>) -> Result<(u64, bool), StoreError> {
+        let r = self.txn(Txn { success: vec![Op::delete(key)], ..Default::default() }).await?;
+        let existed = matches!(r.results.first(), Some(OpResult::Delete { deleted }) if !deleted.is_empty());
+        Ok((r.revision, existed))
+    }
+
+    pub async fn add_member(&self, id: NodeId, addr: String) -> Result<(), StoreError> {
+        if addr.is_empty() {
+            return Err(StoreError::InvalidArgument("member address must not be empty".into()));
+        }
+        self.route(ForwardRequest::AddMember { id, addr }).await.map(|_| ())
+    }
+
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), StoreError> {
+        self.route(ForwardRequest::RemoveMember { id }).await.map(|_| ())
+    }
+
+    /// Sends `req` to the leader (or runs it here when this replica leads), following
+    /// leader hints and waiting out elections, within the request deadline.
+    async fn route(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
+        let _permit =
+            self.inflight.try_acquire().map_err(|_| StoreError::Overloaded(self.cfg.max_inflight_requests))?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout();
+        let mut hint: Option<(NodeId, String)> = None;
+        let mut last_err = StoreError::NoLeader;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(match last_err {
+                    StoreError::NoLeader => StoreError::NoLeader,
+                    e => StoreError::Timeout(format!("request deadline passed; last error: {e}")),
+                });
+            }
+            let target = match hint.take() {
+                Some(t) => Some(t),
+                None => self.known_leader(),
+            };
+            let res = match target {
+                None => {
+                    self.wait_for_leader(remaining.min(Duration::from_millis(200))).await;
+                    last_err = StoreError::NoLeader;
+                    continue;
+                }
+                Some((id, _)) if id == self.id => tokio::time::timeout(remaining, self.execute_local(req.clone()))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Timeout("request deadline passed".into()))),
+                Some((id, addr)) => self.transport.forward(id, &addr, req.clone(), remaining).await,
+            };
+            match res {
+                Err(StoreError::ForwardToLeader { id: Some(id), addr: Some(addr) }) if id != self.id => {
+                    last_err = StoreError::ForwardToLeader { id: Some(id), addr: Some(addr.clone()) };
+                    hint = Some((id, addr));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e @ (StoreError::ForwardToLeader { .. } | StoreError::NoLeader | StoreError::Unavailable(_))) => {
+                    last_err = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn known_leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    async fn wait_for_leader(&self, t: Duration) {
+        let _ = self.raft.wait(Some(t)).metrics(|m| m.current_leader.is_some(), "leader known").await;
+    }
+
+    /// Runs a forwarded request here; never forwards again.
+    pub async fn execute_local(&self, req: ForwardRequest) -> Result<ForwardResponse, StoreError> {
+        match req {
+            ForwardRequest::Write(r) => {
+                validate_request(&r).map_err(StoreError::InvalidArgument)?;
+                let resp = self.raft.client_write(r).await.map_err(write_err)?;
+                Ok(ForwardResponse::Write(resp.data))
+            }
+            ForwardRequest::ReadIndex => {
+                let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(leader_check_err)?;
+                Ok(ForwardResponse::ReadIndex(read_log_id.map_or(0, |l| l.index)))
+            }
+            ForwardRequest::AddMember { id, addr } => {
+                let m = self.raft.metrics().borrow().membership_config.clone();
+                if m.membership().voter_ids().any(|v| v == id) {
+                    let existing = m.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+                    if existing == addr {
+                        return Ok(ForwardResponse::Done);
+                    }
+                    return Err(StoreError::Membership(format!("member {id} already exists at {existing}")));
+                }
+                self.raft.add_learner(id, Node::new(addr), true).await.map_err(write_err)?;
+                let mut voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+                voters.insert(id);
+                self.raft.change_membership(voters, false).await.map_err(write_err)?;
+                Ok(ForwardResponse::Done)
+            }
+            ForwardRequest::RemoveMember { id } => {
+                let m = self.raft.metrics().borrow().membership_config.clone();
+                let mut voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+                let is_learner = m.membership().learner_ids().any(|l| l == id);
+                if !voters.contains(&id) && !is_learner {
+                    return Err(StoreError::Membership(format!("{id} is not a member")));
+                }
+                voters.remove(&id);
+                if voters.is_empty() {
+                    return Err(StoreError::Membership("cannot remove the last voter".into()));
+                }
+                self.raft.change_membership(voters, false).await.map_err(write_err)?;
+                Ok(ForwardResponse::Done)
+            }
+        }
+    }
+
+    // ---- reads --------------------------------------------------------------------
+
+    /// Waits until this replica has applied everything committed when the call began
+    /// (read-index through the leader): reads after it are linearizable.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let index = match self.route(ForwardRequest::ReadIndex).await? {
+            ForwardResponse::ReadIndex(i) => i,
+            other => return Err(StoreError::Raft(format!("unexpected reply {other:?}"))),
+        };
+        self.wait_applied(index, self.request_timeout()).await
+    }
+
+    /// Waits until the local state machine has applied `index`.
+    pub async fn wait_applied(&self, index: u64, t: Duration) -> Result<(), StoreError> {
+        if self.state.read().last_applied.map_or(0, |l| l.index) >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(t))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Timeout(format!("waiting to apply index {index}: {e}")))
+    }
+
+    /// Reads one key. Linearizable unless `serializable`.
+    pub async fn get(&self, key: &str, serializable: bool) -> Result<(Option<KeyValue>, u64), StoreError> {
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        let st = self.state.read();
+        Ok((st.kv.get(key).map(|kv| kv.as_ref().clone()), st.revision))
+    }
+
+    /// Reads keys starting with `prefix` in key order, after `start_after` when given, at
+    /// most `limit` (0 = no limit). Returns (keys, store revision, whether more remain).
+    pub async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        serializable: bool,
+    ) -> Result<(Vec<Arc<KeyValue>>, u64, bool), StoreError> {
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        let st = self.state.read();
+        let iter = match start_after {
+            Some(s) if s >= prefix => st.kv.range::<str, _>((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)),
+            _ => st.kv.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)),
+        };
+        let mut out = Vec::new();
+        let mut more = false;
+        for (k, v) in iter {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if limit > 0 && out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(v.clone());
+        }
+        Ok((out, st.revision, more))
+    }
+
+    /// The store revision this replica has applied.
+    pub fn revision(&self) -> u64 {
+        self.state.read().revision
+    }
+
+    /// Watches keys under `prefix` from `from_revision` (0 = from now).
+    pub fn watch(&self, prefix: &str, from_revision: u64) -> Result<Watcher, StoreError> {
+        Watcher::new(&self.hub, self.state.clone(), prefix.to_string(), from_revision)
+    }
+
+    /// This replica's view of itself and the membership.
+    pub fn status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let st = self.state.read();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| Member { id: *id, addr: n.addr.clone(), voter: voters.contains(id) })
+            .collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower if voters.contains(&self.id) => "follower",
+            ServerState::Follower | ServerState::Learner => "learner",
+            ServerState::Candidate => "candidate",
+            ServerState::Shutdown => "shutdown",
+        };
+        MemberStatus {
+            id: self.id,
+            addr: self.addr.clone(),
+            role: role.to_string(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            revision: st.revision,
+            compacted: st.compacted,
+            members,
+        }
+    }
+
+    /// Ready: a leader is known and this replica has applied what the leader had
+    /// committed at the time of the check.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let t = Duration::from_millis(self.cfg.request_timeout_ms.min(1_000));
+        let index = match tokio::time::timeout(t, self.route(ForwardRequest::ReadIndex)).await {
+            Ok(Ok(ForwardResponse::ReadIndex(i))) => i,
+            Ok(Ok(other)) => return Err(StoreError::Raft(format!("unexpected reply {other:?}"))),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(StoreError::Timeout("no read index from the leader".into())),
+        };
+        self.wait_applied(index, t).await
+    }
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> StoreError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            StoreError::ForwardToLeader { id: f.leader_id, addr: f.leader_node.map(|n| n.addr) }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => StoreError::Membership(c.to_string()),
+        RaftError::Fatal(f) => StoreError::Unavailable(format!("raft stopped: {f}")),
+    }
+}
+
+fn leader_check_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>) -> StoreError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+            StoreError::ForwardToLeader { id: f.leader_id, addr: f.leader_node.map(|n| n.addr) }
+        }
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+            StoreError::Unavailable(format!("leader cannot reach a quorum: {q}"))
+        }
+        RaftError::Fatal(f) => StoreError::Unavailable(format!("raft stopped: {f}")),
+    }
+}

@@ -1,0 +1,283 @@
+//! In-process 3-replica clusters over the fault-injecting transport.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{fast_config, wait_for, TestCluster};
+use skiff_store::{Compare, EventKind, Op, OpResult, StoreConfig, StoreError, Txn, MAX_VALUE_BYTES};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_replica_replicate_everywhere() {
+    let c = TestCluster::start(3, fast_config()).await;
+    let leader = c.leader().await;
+    for (i, n) in c.nodes.values().enumerate() {
+        let rev = n.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+        assert!(rev >= i as u64 + 1);
+    }
+    c.converged().await;
+    for n in c.nodes.values() {
+        for i in 0..3 {
+            let (kv, _) = n.get(&format!("k{i}"), false).await.unwrap();
+            assert_eq!(kv.unwrap().value, format!("v{i}").into_bytes(), "linearizable read on {}", n.id());
+        }
+    }
+    // Revisions are identical on every replica and strictly increasing per write.
+    let revs: Vec<u64> = c.nodes.values().map(|n| n.revision()).collect();
+    assert_eq!(revs, vec![3, 3, 3], "leader was {leader}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3, fast_config()).await;
+    let first = c.leader().await;
+    let mut acked = BTreeMap::new();
+    let mut i = 0u64;
+    // Write through a follower so the writer survives the leader's death.
+    let follower = *c.nodes.keys().find(|id| **id != first).unwrap();
+    while i < 30 {
+        let n = c.node(follower);
+        if n.put(format!("w/{i}"), i.to_string()).await.is_ok() {
+            acked.insert(i, i.to_string());
+        }
+        i += 1;
+    }
+    c.kill(first).await;
+    while i < 60 {
+        if c.node(follower).put(format!("w/{i}"), i.to_string()).await.is_ok() {
+            acked.insert(i, i.to_string());
+        }
+        i += 1;
+    }
+    let second = c.leader().await;
+    assert_ne!(second, first, "a new leader must be elected");
+    assert!(acked.len() >= 55, "writes must resume after the election, acked {}", acked.len());
+    for n in c.nodes.values() {
+        for (k, v) in &acked {
+            let (kv, _) = n.get(&format!("w/{k}"), false).await.unwrap();
+            assert_eq!(kv.map(|kv| kv.value), Some(v.clone().into_bytes()), "acked write w/{k} lost on {}", n.id());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_partition_cannot_commit_and_heals() {
+    let cfg = StoreConfig { request_timeout_ms: 1_000, ..fast_config() };
+    let mut c = TestCluster::start(3, cfg).await;
+    let old = c.leader().await;
+    c.node(old).put("before", "1").await.unwrap();
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
+    c.router.partition(&[&[old], &others]);
+
+    // The isolated old leader cannot commit.
+    let err = c.node(old).put("minority", "x").await.unwrap_err();
+    assert!(err.is_retryable(), "minority write must fail retryably, got {err}");
+
+    // The majority elects a leader and keeps going.
+    let new = c.leader_among(&others).await;
+    for k in 0..10 {
+        c.node(new).put(format!("majority/{k}"), "y").await.unwrap();
+    }
+    let (kv, _) = c.node(others[0]).get("majority/9", false).await.unwrap();
+    assert!(kv.is_some());
+
+    c.router.heal();
+    c.converged().await;
+    let (kv, _) = c.node(old).get("minority", true).await.unwrap();
+    assert!(kv.is_none(), "the minority's write must never appear");
+    let (kv, _) = c.node(old).get("majority/9", true).await.unwrap();
+    assert!(kv.is_some(), "the old leader catches up after healing");
+    c.kill(1).await; // make sure shutdown paths work with a healed router
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_dropped_and_delayed_messages() {
+    let c = TestCluster::start(3, StoreConfig { request_timeout_ms: 10_000, ..fast_config() }).await;
+    c.leader().await;
+    c.router.set_drop_percent(10);
+    c.router.set_delay_ms(3);
+    let n = c.node(1);
+    for k in 0..20 {
+        n.put(format!("lossy/{k}"), "v").await.unwrap();
+    }
+    c.router.heal();
+    c.converged().await;
+    let (kvs, _, _) = c.node(3).range("lossy/", None, 0, false).await.unwrap();
+    assert_eq!(kvs.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_set_detects_conflicts() {
+    let c = TestCluster::start(3, fast_config()).await;
+    c.leader().await;
+    let n = c.node(2);
+    let r1 = n.put("cas", "a").await.unwrap();
+    let r2 = n.put("cas", "b").await.unwrap();
+    // A writer that read revision r1 loses.
+    let stale = Txn {
+        compare: vec![Compare::mod_revision("cas", r1)],
+        success: vec![Op::put("cas", "c")],
+        failure: vec![Op::get("cas")],
+    };
+    let resp = n.txn(stale).await.unwrap();
+    assert!(!resp.succeeded);
+    match &resp.results[0] {
+        OpResult::Get { kv: Some(kv) } => assert_eq!((kv.mod_revision, kv.value.as_slice()), (r2, &b"b"[..])),
+        other => panic!("expected the current value, got {other:?}"),
+    }
+    // One that read r2 wins.
+    let fresh =
+        Txn { compare: vec![Compare::mod_revision("cas", r2)], success: vec![Op::put("cas", "c")], failure: vec![] };
+    assert!(n.txn(fresh).await.unwrap().succeeded);
+    // Create-only semantics.
+    let create = Txn { compare: vec![Compare::missing("cas")], success: vec![Op::put("cas", "d")], failure: vec![] };
+    assert!(!n.txn(create).await.unwrap().succeeded);
+    let (kv, _) = n.get("cas", false).await.unwrap();
+    let kv = kv.unwrap();
+    assert_eq!((kv.value.as_slice(), kv.version, kv.create_revision), (&b"c"[..], 3, r1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_enforced_with_clear_errors() {
+    let c = TestCluster::start(1, fast_config()).await;
+    c.leader().await;
+    let n = c.node(1);
+    let err = n.put("big", vec![0u8; MAX_VALUE_BYTES + 1]).await.unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidArgument(m) if m.contains("value is")), "{err}");
+    let err = n.put("k".repeat(4000), "v").await.unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidArgument(m) if m.contains("key is")), "{err}");
+    let err = n.put("", "v").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidArgument(_)));
+    // The largest allowed value is accepted.
+    n.put("max", vec![7u8; MAX_VALUE_BYTES]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_every_event_once_in_order_across_a_leader_change() {
+    let mut c = TestCluster::start(3, fast_config()).await;
+    let first = c.leader().await;
+    let follower = *c.nodes.keys().find(|id| **id != first).unwrap();
+    let other = *c.nodes.keys().find(|id| **id != first && **id != follower).unwrap();
+    let mut w = c.node(follower).watch("w/", 1).unwrap();
+    for i in 0..10 {
+        c.node(follower).put(format!("w/{i}"), "a").await.unwrap();
+    }
+    c.node(follower).put("unwatched", "x").await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        for e in tokio::time::timeout(Duration::from_secs(5), w.next_batch(100)).await.unwrap().unwrap() {
+            seen.push((e.kv.key.clone(), e.revision, e.kind));
+        }
+    }
+    c.kill(first).await;
+    c.leader().await;
+    for i in 10..15 {
+        c.node(follower).put(format!("w/{i}"), "b").await.unwrap();
+    }
+    c.node(other).delete("w/0").await.unwrap();
+    // Reconnect to another replica, resuming after the last revision seen.
+    let resume = seen.last().unwrap().1 + 1;
+    let mut w2 = c.node(other).watch("w/", resume).unwrap();
+    while seen.len() < 16 {
+        for e in tokio::time::timeout(Duration::from_secs(5), w2.next_batch(100)).await.unwrap().unwrap() {
+            seen.push((e.kv.key.clone(), e.revision, e.kind));
+        }
+    }
+    let revs: Vec<u64> = seen.iter().map(|s| s.1).collect();
+    let mut sorted = revs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(revs, sorted, "events in strictly increasing revision order, none repeated");
+    let keys: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    let mut expected: Vec<String> = (0..15).map(|i| format!("w/{i}")).collect();
+    expected.push("w/0".into());
+    assert_eq!(keys, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(seen.last().unwrap().2, EventKind::Delete);
+    // Nothing more arrives: the unwatched key never shows up and nothing is repeated.
+    assert!(tokio::time::timeout(Duration::from_millis(300), w2.next_batch(10)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_makes_old_watches_fail_with_compacted() {
+    let c = TestCluster::start(3, StoreConfig { history_revisions: 50, ..fast_config() }).await;
+    c.leader().await;
+    let n = c.node(1);
+    for i in 0..20 {
+        n.put(format!("c/{i}"), "v").await.unwrap();
+    }
+    n.write(skiff_store::Request::Compact { revision: 15 }).await.unwrap();
+    c.converged().await;
+    match c.node(2).watch("c/", 5) {
+        Err(StoreError::Compacted { requested, oldest }) => assert_eq!((requested, oldest), (5, 15)),
+        Err(e) => panic!("expected Compacted, got {e}"),
+        Ok(_) => panic!("expected Compacted, got a watcher"),
+    }
+    let mut w = c.node(2).watch("c/", 15).unwrap();
+    let evs = w.next_batch(100).await.unwrap();
+    assert_eq!(evs.first().unwrap().revision, 15);
+    // The bounded history window compacts by itself.
+    for i in 0..60 {
+        n.put(format!("c/{i}"), "w").await.unwrap();
+    }
+    assert!(matches!(n.watch("c/", 16), Err(StoreError::Compacted { .. })));
+    let err = n.write(skiff_store::Request::Compact { revision: 10_000 }).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidArgument(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cluster_recovers_from_rocksdb() {
+    let mut c = TestCluster::start(3, fast_config()).await;
+    c.leader().await;
+    for i in 0..25 {
+        c.node(1).put(format!("d/{i}"), i.to_string()).await.unwrap();
+    }
+    let rev = c.node(1).revision();
+    c.converged().await;
+    for id in 1..=3 {
+        c.kill(id).await;
+    }
+    // Restart without bootstrap membership: it comes from disk.
+    for id in 1..=3 {
+        c.start_node(id, None).await;
+    }
+    c.leader().await;
+    for id in 1..=3 {
+        let n = c.node(id);
+        let (kvs, r, _) = n.range("d/", None, 0, false).await.unwrap();
+        assert_eq!((kvs.len(), r), (25, rev), "replica {id}");
+    }
+    assert_eq!(c.node(2).put("after", "restart").await.unwrap(), rev + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_by_installing_a_snapshot() {
+    let cfg = StoreConfig { snapshot_every_entries: 50, keep_logs_after_snapshot: 0, ..fast_config() };
+    let mut c = TestCluster::start(3, cfg).await;
+    c.leader().await;
+    for i in 0..200 {
+        c.node(1).put(format!("s/{i}"), i.to_string()).await.unwrap();
+    }
+    // The leader has purged its log: a new member can only catch up by snapshot.
+    let leader = c.node(c.leader().await);
+    wait_for(Duration::from_secs(10), "log purge on the leader", || async {
+        leader.raft().metrics().borrow().purged.is_some().then_some(())
+    })
+    .await;
+    let four = c.start_node(4, None).await;
+    c.node(2).add_member(4, "mem-4".into()).await.unwrap();
+    wait_for(Duration::from_secs(15), "member 4 to catch up", || async {
+        (four.range("s/", None, 0, true).await.ok()?.0.len() == 200).then_some(())
+    })
+    .await;
+    assert!(four.raft().metrics().borrow().snapshot.is_some(), "member 4 must have installed a snapshot");
+    let st = four.status();
+    assert_eq!(st.role, "follower");
+    assert!(st.members.iter().any(|m| m.id == 4 && m.voter));
+    // Writes continue with four voters, then member 4 is removed online.
+    c.node(4).put("with-four", "1").await.unwrap();
+    c.node(1).remove_member(4).await.unwrap();
+    let st = c.node(1).status();
+    assert!(!st.members.iter().any(|m| m.id == 4));
+    c.node(1).put("without-four", "1").await.unwrap();
+}

@@ -1,0 +1,224 @@
+//! `skiff bench`: benchmarks that print figures (never pass/fail tests).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use skiff_proto::etcd::kv_client::KvClient as EtcdKv;
+use skiff_proto::kv_client::KvClient;
+use tonic::transport::Channel;
+
+use super::Endpoints;
+use crate::proc_cluster::ProcCluster;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Write throughput and latency against a running 3-replica cluster (Skiff or etcd).
+    Store {
+        #[command(flatten)]
+        ep: Endpoints,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        /// Distinct keys per writer.
+        #[arg(long, default_value_t = 100)]
+        keys: usize,
+        /// HTTP/2 connections, spread over the endpoints.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// `skiff`, or `etcd` to send the same workload over etcd's v3 KV API.
+        #[arg(long, default_value = "skiff")]
+        target: String,
+    },
+    /// Start a 3-replica cluster of this binary, kill the leader repeatedly under a steady
+    /// writer, and print the time from each kill to the next acknowledged write.
+    Failover {
+        /// Leader kills.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Extra flags passed to every `skiff server` (e.g. timing flags).
+        #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+        server_args: Vec<String>,
+    },
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCmd::Store { ep, clients, duration, value_size, keys, connections, target } => {
+            store(ep, clients, Duration::from_secs(duration), value_size, keys.max(1), connections.max(1), &target)
+                .await
+        }
+        BenchCmd::Failover { kills, server_args } => failover(kills, server_args).await,
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+async fn store(
+    ep: Endpoints,
+    clients: usize,
+    duration: Duration,
+    value_size: usize,
+    keys: usize,
+    connections: usize,
+    target: &str,
+) -> anyhow::Result<ExitCode> {
+    if target != "skiff" && target != "etcd" {
+        anyhow::bail!("--target must be skiff or etcd, not {target:?}");
+    }
+    let channels: Vec<Channel> = (0..connections)
+        .map(|i| skiff_proto::client::channel(&ep.endpoints[i % ep.endpoints.len()]))
+        .collect::<Result<_, _>>()?;
+    let value = vec![b'x'; value_size];
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let ch = channels[c % channels.len()].clone();
+        let value = value.clone();
+        let etcd = target == "etcd";
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut errors = 0u64;
+            let mut skiff = KvClient::new(ch.clone());
+            let mut etcd_c = EtcdKv::new(ch);
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                let key = format!("bench/{c}/{}", i % keys);
+                i += 1;
+                let t0 = Instant::now();
+                let ok = if etcd {
+                    let req = skiff_proto::etcd::PutRequest {
+                        key: key.into_bytes(),
+                        value: value.clone(),
+                        ..Default::default()
+                    };
+                    tokio::time::timeout(Duration::from_secs(10), etcd_c.put(req)).await.is_ok_and(|r| r.is_ok())
+                } else {
+                    let req = skiff_proto::PutRequest { key, value: value.clone(), prev_revision: None };
+                    tokio::time::timeout(Duration::from_secs(10), skiff.put(req)).await.is_ok_and(|r| r.is_ok())
+                };
+                if ok {
+                    let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for t in tasks {
+        let (th, e) = t.await?;
+        h.add(th)?;
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = h.len() as f64 / secs;
+    println!(
+        "store bench: target={target} endpoints={} clients={clients} connections={connections} value={value_size}B duration={:.1}s",
+        ep.endpoints.join(","),
+        secs
+    );
+    println!("  writes ok={} errors={errors} throughput={rate:.0} writes/s", h.len());
+    println!(
+        "  latency p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    );
+    println!(
+        "RESULT target={target} clients={clients} writes_per_sec={rate:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={errors}",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn failover(kills: usize, server_args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let bin = std::env::current_exe()?;
+    let args: Vec<&str> = server_args.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+    let mut cluster = ProcCluster::start(&bin, 3, &args)?;
+    cluster.leader(Duration::from_secs(20)).await?;
+    let client = Arc::new(cluster.client(Duration::from_secs(10))?);
+    // The writer publishes (start, acknowledged) of every acknowledged write.
+    let (tx, mut rx) = tokio::sync::watch::channel::<Option<(Instant, Instant)>>(None);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let client = client.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let t0 = Instant::now();
+                if client.put(&format!("failover/{}", n % 1000), n.to_string().into_bytes(), None).await.is_ok() {
+                    let _ = tx.send(Some((t0, Instant::now())));
+                }
+            }
+        })
+    };
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for k in 0..kills {
+        let leader = cluster.leader(Duration::from_secs(20)).await?;
+        let killed_at = Instant::now();
+        cluster.kill(leader)?;
+        let wait = tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|v| v.is_some_and(|(start, _)| start >= killed_at)),
+        )
+        .await;
+        let acked = match wait {
+            Ok(Ok(v)) => v.expect("checked above").1,
+            _ => anyhow::bail!("no write acknowledged within 30s of killing leader {leader}"),
+        };
+        let took = acked.duration_since(killed_at);
+        let _ = h.record(took.as_micros().max(1) as u64);
+        println!(
+            "kill {:>2}: leader {leader} killed, next acknowledged write after {:.0}ms",
+            k + 1,
+            took.as_secs_f64() * 1000.0
+        );
+        cluster.restart(leader)?;
+        // Let the restarted replica catch up before the next kill.
+        let new_leader = cluster.leader(Duration::from_secs(20)).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let target = cluster.status(new_leader).await.map(|s| s.last_applied).unwrap_or(u64::MAX);
+            if cluster.status(leader).await.is_ok_and(|s| s.last_applied + 100 >= target && s.role == "follower") {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("restarted member {leader} did not catch up within 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(15), writer).await;
+    println!(
+        "failover bench: kills={kills} kill-to-next-ack p50={:.0}ms p99={:.0}ms max={:.0}ms",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    );
+    println!(
+        "RESULT failover kills={kills} p50_ms={:.0} p99_ms={:.0} max_ms={:.0}",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    );
+    Ok(ExitCode::SUCCESS)
+}

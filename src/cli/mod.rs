@@ -1,0 +1,94 @@
+//! The `skiff` command line.
+
+mod bench;
+mod cluster;
+mod kv;
+mod server;
+mod up;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use skiff_proto::Client;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about = "Skiff: a container orchestrator with a Raft-replicated control plane")]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one control-plane replica.
+    Server(server::ServerArgs),
+    /// Bring up an all-in-one local cluster (Ctrl-C stops it; running it again resumes it).
+    Up(up::UpArgs),
+    /// Inspect and change control-plane membership.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
+    /// Read and write the replicated store directly (etcdctl-style operator tool).
+    Kv {
+        #[command(subcommand)]
+        cmd: kv::KvCmd,
+    },
+    /// Benchmarks that print figures (store throughput, leader failover).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+}
+
+/// How to reach the control plane over gRPC.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Endpoints {
+    /// Comma-separated gRPC addresses of control-plane replicas (host:port).
+    #[arg(long, env = "SKIFF_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    pub endpoints: Vec<String>,
+    /// Deadline of one request, retries across endpoints included.
+    #[arg(long, env = "SKIFF_TIMEOUT_MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+impl Endpoints {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.endpoints, Duration::from_millis(self.timeout_ms))?)
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,skiff=info,skiff_server=info,skiff_store=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Server(a) => server::run(a).await,
+            Cmd::Up(a) => up::run(a).await,
+            Cmd::Cluster { cmd } => cluster::run(cmd).await,
+            Cmd::Kv { cmd } => kv::run(cmd).await,
+            Cmd::Bench { cmd } => bench::run(cmd).await,
+        }
+    });
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

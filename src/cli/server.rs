@@ -1,0 +1,85 @@
+//! `skiff server`: one control-plane replica.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skiff_server::{parse_initial_cluster, Server, ServerConfig};
+use skiff_store::StoreConfig;
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// This replica's member id (a positive integer, unique in the cluster).
+    #[arg(long, env = "SKIFF_ID")]
+    id: u64,
+    /// Where the replica keeps its Raft log and state (RocksDB).
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: PathBuf,
+    /// gRPC address for peers and clients (listened on, and advertised to peers).
+    #[arg(long, env = "SKIFF_GRPC_ADDR", default_value = "127.0.0.1:7001")]
+    grpc_addr: String,
+    /// HTTP address for the API (/healthz, /readyz).
+    #[arg(long, env = "SKIFF_API_ADDR", default_value = "127.0.0.1:6441")]
+    api_addr: String,
+    /// Bootstrap membership `ID=HOST:PORT,...`; used only when the data dir is empty.
+    #[arg(long, env = "SKIFF_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    #[arg(long, env = "SKIFF_HEARTBEAT_INTERVAL_MS", default_value_t = StoreConfig::default().heartbeat_interval_ms)]
+    heartbeat_interval_ms: u64,
+    #[arg(long, env = "SKIFF_ELECTION_TIMEOUT_MIN_MS", default_value_t = StoreConfig::default().election_timeout_min_ms)]
+    election_timeout_min_ms: u64,
+    #[arg(long, env = "SKIFF_ELECTION_TIMEOUT_MAX_MS", default_value_t = StoreConfig::default().election_timeout_max_ms)]
+    election_timeout_max_ms: u64,
+    /// Take a snapshot and purge the log every this many entries.
+    #[arg(long, env = "SKIFF_SNAPSHOT_EVERY_ENTRIES", default_value_t = StoreConfig::default().snapshot_every_entries)]
+    snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot for slightly lagging followers.
+    #[arg(long, env = "SKIFF_KEEP_LOGS_AFTER_SNAPSHOT", default_value_t = StoreConfig::default().keep_logs_after_snapshot)]
+    keep_logs_after_snapshot: u64,
+    /// Revisions of change history kept for watches.
+    #[arg(long, env = "SKIFF_HISTORY_REVISIONS", default_value_t = StoreConfig::default().history_revisions)]
+    history_revisions: u64,
+    /// Deadline of one client request inside the server.
+    #[arg(long, env = "SKIFF_REQUEST_TIMEOUT_MS", default_value_t = StoreConfig::default().request_timeout_ms)]
+    request_timeout_ms: u64,
+    /// Requests admitted at once; more fail fast as overloaded.
+    #[arg(long, env = "SKIFF_MAX_INFLIGHT_REQUESTS", default_value_t = StoreConfig::default().max_inflight_requests)]
+    max_inflight_requests: usize,
+}
+
+pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
+    if a.id == 0 {
+        anyhow::bail!("--id must be a positive integer");
+    }
+    let initial_cluster = a.initial_cluster.as_deref().map(parse_initial_cluster).transpose()?;
+    let store = StoreConfig {
+        id: a.id,
+        addr: a.grpc_addr.clone(),
+        data_dir: a.data_dir,
+        heartbeat_interval_ms: a.heartbeat_interval_ms,
+        election_timeout_min_ms: a.election_timeout_min_ms,
+        election_timeout_max_ms: a.election_timeout_max_ms,
+        snapshot_every_entries: a.snapshot_every_entries,
+        keep_logs_after_snapshot: a.keep_logs_after_snapshot,
+        history_revisions: a.history_revisions,
+        request_timeout_ms: a.request_timeout_ms,
+        max_inflight_requests: a.max_inflight_requests,
+    };
+    let cfg = ServerConfig { store, grpc_listen: a.grpc_addr, api_listen: a.api_addr, initial_cluster };
+    let server = Server::start(cfg).await.context("starting the replica")?;
+    eprintln!("skiff server {} serving gRPC on {} and HTTP on {}", server.node.id(), server.grpc_addr, server.api_addr);
+    wait_for_signal().await;
+    eprintln!("shutting down");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

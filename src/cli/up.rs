@@ -1,0 +1,62 @@
+//! `skiff up`: an all-in-one local cluster in one process, for development and demos.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skiff_server::{Server, ServerConfig};
+use skiff_store::StoreConfig;
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Where the cluster keeps its state; a second `skiff up` on it resumes the cluster.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "./skiff-data")]
+    data_dir: PathBuf,
+    /// Control-plane replicas: 1, 3 or 5.
+    #[arg(long, default_value_t = 1)]
+    replicas: u64,
+    /// Host the cluster listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// gRPC port of replica 1; replica N uses this + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    grpc_port: u16,
+    /// HTTP API port of replica 1; replica N uses this + N - 1.
+    #[arg(long, default_value_t = 6443)]
+    api_port: u16,
+}
+
+pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
+    if ![1, 3, 5].contains(&a.replicas) {
+        anyhow::bail!("--replicas must be 1, 3 or 5, not {}", a.replicas);
+    }
+    let grpc = |i: u64| format!("{}:{}", a.host, a.grpc_port as u64 + i - 1);
+    let api = |i: u64| format!("{}:{}", a.host, a.api_port as u64 + i - 1);
+    let members: BTreeMap<u64, String> = (1..=a.replicas).map(|i| (i, grpc(i))).collect();
+    let mut servers = Vec::new();
+    for i in 1..=a.replicas {
+        let store = StoreConfig {
+            id: i,
+            addr: grpc(i),
+            data_dir: a.data_dir.join(format!("replica-{i}")),
+            ..StoreConfig::default()
+        };
+        let cfg =
+            ServerConfig { store, grpc_listen: grpc(i), api_listen: api(i), initial_cluster: Some(members.clone()) };
+        servers.push(Server::start(cfg).await.with_context(|| format!("starting replica {i}"))?);
+    }
+    let endpoints: Vec<String> = members.values().cloned().collect();
+    println!("skiff: {} control-plane replica(s) up, state in {}", a.replicas, a.data_dir.display());
+    for s in &servers {
+        println!("  replica {}: gRPC {}  HTTP {}", s.node.id(), s.grpc_addr, s.api_addr);
+    }
+    println!("export SKIFF_ENDPOINTS={}", endpoints.join(","));
+    println!("Press Ctrl-C to stop.");
+    super::server::wait_for_signal().await;
+    println!("stopping");
+    for s in servers {
+        s.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,198 @@
+//! A cluster of real `skiff server` processes on loopback, for end-to-end tests and
+//! benchmarks: start, SIGKILL, restart, and find the leader.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use skiff_proto::Client;
+
+pub struct ProcMember {
+    pub id: u64,
+    pub grpc: String,
+    pub api: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct ProcCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub members: Vec<ProcMember>,
+    extra_args: Vec<String>,
+}
+
+/// Free loopback ports (bound then released; the OS does not hand them out again soon).
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?)
+}
+
+impl ProcCluster {
+    /// Starts `n` replicas of `bin` in a fresh temporary directory.
+    pub fn start(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("skiff-cluster-").tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let ports = free_ports(2 * n)?;
+        let members: Vec<ProcMember> = (0..n)
+            .map(|i| ProcMember {
+                id: i as u64 + 1,
+                grpc: format!("127.0.0.1:{}", ports[2 * i]),
+                api: format!("127.0.0.1:{}", ports[2 * i + 1]),
+                data_dir: dir.join(format!("m{}", i + 1)),
+                child: None,
+            })
+            .collect();
+        let mut c = ProcCluster {
+            bin: bin.to_path_buf(),
+            dir,
+            _tmp: Some(tmp),
+            members,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        let initial = c.initial_cluster();
+        for i in 0..n {
+            c.spawn(i, Some(&initial))?;
+        }
+        Ok(c)
+    }
+
+    /// Keeps the data directory after the cluster is dropped (for debugging).
+    pub fn keep_dir(&mut self) -> PathBuf {
+        if let Some(t) = self._tmp.take() {
+            let _ = t.keep();
+        }
+        self.dir.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members.iter().map(|m| format!("{}={}", m.id, m.grpc)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.grpc.clone()).collect()
+    }
+
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.endpoints(), timeout)?)
+    }
+
+    fn index(&self, id: u64) -> anyhow::Result<usize> {
+        self.members.iter().position(|m| m.id == id).with_context(|| format!("no member {id}"))
+    }
+
+    fn spawn(&mut self, i: usize, initial_cluster: Option<&str>) -> anyhow::Result<()> {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("member-{}.log", m.id)))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("server")
+            .args(["--id", &m.id.to_string()])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--grpc-addr", &m.grpc, "--api-addr", &m.api])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(ic) = initial_cluster {
+            cmd.args(["--initial-cluster", ic]);
+        }
+        let child = cmd.spawn().with_context(|| format!("spawn {}", self.bin.display()))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs member `id` (no clean shutdown).
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        if let Some(mut c) = self.members[i].child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Restarts member `id` from its data directory (membership comes from disk).
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        if self.members[i].child.is_some() {
+            bail!("member {id} is running");
+        }
+        self.spawn(i, None)
+    }
+
+    /// Adds a new, empty member process (it joins only after `cluster add-member`).
+    pub fn spawn_new_member(&mut self) -> anyhow::Result<u64> {
+        let ports = free_ports(2)?;
+        let id = self.members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+        self.members.push(ProcMember {
+            id,
+            grpc: format!("127.0.0.1:{}", ports[0]),
+            api: format!("127.0.0.1:{}", ports[1]),
+            data_dir: self.dir.join(format!("m{id}")),
+            child: None,
+        });
+        let i = self.members.len() - 1;
+        self.spawn(i, None)?;
+        Ok(id)
+    }
+
+    pub fn member(&self, id: u64) -> Option<&ProcMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// Waits until a running member reports itself leader and returns its id.
+    pub async fn leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        loop {
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                let c = Client::new(std::slice::from_ref(&m.grpc), Duration::from_millis(500))?;
+                match c.status_of(0, Duration::from_millis(500)).await {
+                    Ok(s) if s.role == "leader" => return Ok(s.id),
+                    Ok(s) => last = format!("member {} is {} (leader {:?})", s.id, s.role, s.leader),
+                    Err(e) => last = format!("member {}: {e}", m.id),
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no leader within {timeout:?}; last: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The status member `id` reports.
+    pub async fn status(&self, id: u64) -> anyhow::Result<skiff_proto::StatusResponse> {
+        let m = self.member(id).with_context(|| format!("no member {id}"))?;
+        let c = Client::new(std::slice::from_ref(&m.grpc), Duration::from_millis(1000))?;
+        Ok(c.status_of(0, Duration::from_millis(1000)).await?)
+    }
+
+    /// The tail of member `id`'s log file, for failure messages.
+    pub fn log_tail(&self, id: u64, lines: usize) -> String {
+        let s = std::fs::read_to_string(self.dir.join(format!("member-{id}.log"))).unwrap_or_default();
+        let v: Vec<&str> = s.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
