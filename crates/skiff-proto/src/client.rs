@@ -131,7 +131,7 @@ impl Client {
                     last: format!("{} ({:?}) after {tries} tries", status.message(), status.code()),
                 });
             }
-            if tries % n == 0 {
+            if tries.is_multiple_of(n) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(200));
             }

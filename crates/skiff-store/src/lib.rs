@@ -3,6 +3,9 @@
 //!
 //! The store knows nothing about pods: keys are strings, values are bytes.
 
+// openraft's storage traits fix the error type to its (large) `StorageError`.
+#![allow(clippy::result_large_err)]
+
 mod db;
 pub mod error;
 pub mod log_store;
