@@ -15,8 +15,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skiff-target}"
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
-cargo build --bin skiff -q
-SKIFF="$CARGO_TARGET_DIR/debug/skiff"
+# SKIFF_BIN=path uses an already built binary instead of building one.
+if [ -z "${SKIFF_BIN:-}" ]; then cargo build --bin skiff -q; fi
+SKIFF="${SKIFF_BIN:-$CARGO_TARGET_DIR/debug/skiff}"
 
 work=$(mktemp -d)
 pids=()

@@ -1,11 +1,13 @@
 //! Raft log storage in RocksDB: entries keyed by big-endian index, vote and purge marker fsynced.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogId, RaftLogReader};
+use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode, DB};
 
 use crate::db::{cf, decode, encode, sync_opts, CF_LOG, CF_LOG_META};
@@ -15,10 +17,64 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
-/// The Raft log of one replica. Cheap to clone; clones share the database.
+/// The Raft log of one replica. Cheap to clone; clones share the database and writer.
+///
+/// Appends are fsynced by one writer thread that coalesces every batch queued while the
+/// previous fsync ran into one RocksDB write (group commit), so Raft is never blocked on
+/// the disk. Entries handed to the writer but not yet on disk stay readable from
+/// `pending`; truncate and purge first wait for the writer to drain, keeping order.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    writer: std::sync::mpsc::SyncSender<Job>,
+}
+
+/// Batches queued to the writer at most (back-pressure on Raft beyond that).
+const WRITER_QUEUE: usize = 1024;
+
+enum Job {
+    Append { entries: Vec<(u64, Vec<u8>)>, last: u64, callback: LogFlushed<TypeConfig> },
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+fn writer_loop(db: Arc<DB>, pending: Arc<Mutex<BTreeMap<u64, Entry>>>, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < WRITER_QUEUE {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let cf_log = cf(&db, CF_LOG);
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut last = None;
+        for j in &jobs {
+            if let Job::Append { entries, last: l, .. } = j {
+                for (idx, bytes) in entries {
+                    batch.put_cf(cf_log, idx.to_be_bytes(), bytes);
+                }
+                last = Some(*l);
+            }
+        }
+        let res = if batch.is_empty() { Ok(()) } else { db.write_opt(batch, &sync_opts()) };
+        if let (Ok(()), Some(last)) = (&res, last) {
+            let mut p = pending.lock();
+            let keep = p.split_off(&(last + 1));
+            *p = keep;
+        }
+        for j in jobs {
+            match j {
+                Job::Append { callback, .. } => {
+                    callback.log_io_completed(res.clone().map_err(|e| std::io::Error::other(e.to_string())))
+                }
+                Job::Barrier(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -30,7 +86,21 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl LogStore {
     pub fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+        let (writer, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE);
+        let pending: Arc<Mutex<BTreeMap<u64, Entry>>> = Arc::default();
+        let (d, p) = (db.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("skiff-log-writer".into())
+            .spawn(move || writer_loop(d, p, rx))
+            .expect("spawn the log writer thread");
+        LogStore { db, pending, writer }
+    }
+
+    /// Waits until every append handed to the writer is on disk.
+    async fn drain(&self) -> Result<(), StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer.send(Job::Barrier(tx)).map_err(|_| write_err(std::fmt::Error))?;
+        rx.await.map_err(|_| write_err(std::fmt::Error))
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -46,6 +116,9 @@ impl LogStore {
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        if let Some((_, e)) = self.pending.lock().last_key_value() {
+            return Ok(Some(*e.get_log_id()));
+        }
         let mut it = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End);
         match it.next() {
             Some(Ok((_, v))) => {
@@ -82,6 +155,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 break;
             }
             out.push(decode(&v).map_err(read_err)?);
+        }
+        // Entries still on their way to disk follow the flushed ones.
+        let next = out.last().map_or(start, |e: &Entry| e.get_log_id().index + 1);
+        let pending = self.pending.lock();
+        for (idx, e) in pending.range(next..) {
+            if !range.contains(idx) {
+                break;
+            }
+            out.push(e.clone());
         }
         Ok(out)
     }
@@ -122,22 +204,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let cf_log = cf(&self.db, CF_LOG);
-        let mut batch = rocksdb::WriteBatch::default();
-        for e in entries {
-            batch.put_cf(cf_log, e.get_log_id().index.to_be_bytes(), encode(&e));
+        let mut encoded = Vec::new();
+        {
+            let mut pending = self.pending.lock();
+            for e in entries {
+                let idx = e.get_log_id().index;
+                encoded.push((idx, encode(&e)));
+                pending.insert(idx, e);
+            }
         }
-        // fsync before acknowledging: a write is acknowledged only once a majority has it on disk.
-        let res = self.db.write_opt(batch, &sync_opts()).map_err(|e| std::io::Error::other(e.to_string()));
-        let failed = res.as_ref().err().map(|e| std::io::Error::other(e.to_string()));
-        callback.log_io_completed(res);
-        match failed {
-            Some(e) => Err(StorageError::from_io_error(ErrorSubject::Logs, ErrorVerb::Write, e)),
-            None => Ok(()),
-        }
+        let Some(last) = encoded.last().map(|(i, _)| *i) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        // Acknowledged (callback) only once fsynced: a write counts only when a majority has it on disk.
+        self.writer
+            .send(Job::Append { entries: encoded, last, callback })
+            .map_err(|_| write_err(std::io::Error::other("log writer stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.drain().await?;
+        self.pending.lock().split_off(&log_id.index);
         let cf_log = cf(&self.db, CF_LOG);
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_range_cf(cf_log, log_id.index.to_be_bytes(), u64::MAX.to_be_bytes());
@@ -146,6 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.drain().await?;
         // Record the purge point first so a crash in between never loses track of it.
         self.put_meta(KEY_PURGED, &log_id, true)?;
         let cf_log = cf(&self.db, CF_LOG);
