@@ -203,8 +203,12 @@ async fn cli_kv_cluster_and_health_endpoints() {
     let spec = format!("{four}={four_addr}");
     let (ok, _, err) = skiff(&[&["cluster", "add-member"][..], &ep, &[spec.as_str()]].concat());
     assert!(ok, "add-member: {err}");
-    let s = c.status(four).await.unwrap();
-    assert!(s.members.iter().any(|m| m.id == four && m.voter), "{s:?}");
+    // add-member returns once a majority committed the change; member 4 applies it shortly after.
+    wait_for(Duration::from_secs(10), "member 4 to see itself as a voter", || async {
+        let s = c.status(four).await.ok()?;
+        (s.role == "follower" && s.members.iter().any(|m| m.id == four && m.voter)).then_some(())
+    })
+    .await;
     assert!(skiff(&[&["kv", "put"][..], &ep, &["with-four", "1"]].concat()).0);
     let id = four.to_string();
     let (ok, _, err) = skiff(&[&["cluster", "remove-member"][..], &ep, &[id.as_str()]].concat());

@@ -19,7 +19,7 @@ const KEY_PURGED: &[u8] = b"last_purged";
 
 /// The Raft log of one replica. Cheap to clone; clones share the database and writer.
 ///
-/// Appends are fsynced by one writer thread that coalesces every batch queued while the
+/// Appends are fsynced by one writer task that coalesces every batch queued while the
 /// previous fsync ran into one RocksDB write (group commit), so Raft is never blocked on
 /// the disk. Entries handed to the writer but not yet on disk stay readable from
 /// `pending`; truncate and purge first wait for the writer to drain, keeping order.
@@ -27,7 +27,7 @@ const KEY_PURGED: &[u8] = b"last_purged";
 pub struct LogStore {
     db: Arc<DB>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    writer: std::sync::mpsc::SyncSender<Job>,
+    writer: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// Batches queued to the writer at most (back-pressure on Raft beyond that).
@@ -38,8 +38,11 @@ enum Job {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
-fn writer_loop(db: Arc<DB>, pending: Arc<Mutex<BTreeMap<u64, Entry>>>, rx: std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+/// The writer task: takes every queued job, writes their entries in one fsynced batch on
+/// the blocking pool, then acknowledges them in order. Runs on the runtime (not a detached
+/// thread) so the database is closed before the runtime finishes shutting down.
+async fn writer_loop(db: Arc<DB>, pending: Arc<Mutex<BTreeMap<u64, Entry>>>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < WRITER_QUEUE {
             match rx.try_recv() {
@@ -47,18 +50,29 @@ fn writer_loop(db: Arc<DB>, pending: Arc<Mutex<BTreeMap<u64, Entry>>>, rx: std::
                 Err(_) => break,
             }
         }
-        let cf_log = cf(&db, CF_LOG);
         let mut batch = rocksdb::WriteBatch::default();
         let mut last = None;
-        for j in &jobs {
-            if let Job::Append { entries, last: l, .. } = j {
-                for (idx, bytes) in entries {
-                    batch.put_cf(cf_log, idx.to_be_bytes(), bytes);
+        {
+            let cf_log = cf(&db, CF_LOG);
+            for j in &jobs {
+                if let Job::Append { entries, last: l, .. } = j {
+                    for (idx, bytes) in entries {
+                        batch.put_cf(cf_log, idx.to_be_bytes(), bytes);
+                    }
+                    last = Some(*l);
                 }
-                last = Some(*l);
             }
         }
-        let res = if batch.is_empty() { Ok(()) } else { db.write_opt(batch, &sync_opts()) };
+        let res = if batch.is_empty() {
+            Ok(())
+        } else {
+            let d = db.clone();
+            match tokio::task::spawn_blocking(move || d.write_opt(batch, &sync_opts()).map_err(|e| e.to_string())).await
+            {
+                Ok(r) => r,
+                Err(e) => Err(format!("log write task: {e}")),
+            }
+        };
         if let (Ok(()), Some(last)) = (&res, last) {
             let mut p = pending.lock();
             let keep = p.split_off(&(last + 1));
@@ -66,9 +80,7 @@ fn writer_loop(db: Arc<DB>, pending: Arc<Mutex<BTreeMap<u64, Entry>>>, rx: std::
         }
         for j in jobs {
             match j {
-                Job::Append { callback, .. } => {
-                    callback.log_io_completed(res.clone().map_err(|e| std::io::Error::other(e.to_string())))
-                }
+                Job::Append { callback, .. } => callback.log_io_completed(res.clone().map_err(std::io::Error::other)),
                 Job::Barrier(tx) => {
                     let _ = tx.send(());
                 }
@@ -85,21 +97,18 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
+    /// Must be called inside a tokio runtime (the writer is a task on it).
     pub fn new(db: Arc<DB>) -> Self {
-        let (writer, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE);
+        let (writer, rx) = tokio::sync::mpsc::channel(WRITER_QUEUE);
         let pending: Arc<Mutex<BTreeMap<u64, Entry>>> = Arc::default();
-        let (d, p) = (db.clone(), pending.clone());
-        std::thread::Builder::new()
-            .name("skiff-log-writer".into())
-            .spawn(move || writer_loop(d, p, rx))
-            .expect("spawn the log writer thread");
+        tokio::spawn(writer_loop(db.clone(), pending.clone(), rx));
         LogStore { db, pending, writer }
     }
 
     /// Waits until every append handed to the writer is on disk.
     async fn drain(&self) -> Result<(), StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer.send(Job::Barrier(tx)).map_err(|_| write_err(std::fmt::Error))?;
+        self.writer.send(Job::Barrier(tx)).await.map_err(|_| write_err(std::fmt::Error))?;
         rx.await.map_err(|_| write_err(std::fmt::Error))
     }
 
@@ -220,6 +229,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Acknowledged (callback) only once fsynced: a write counts only when a majority has it on disk.
         self.writer
             .send(Job::Append { entries: encoded, last, callback })
+            .await
             .map_err(|_| write_err(std::io::Error::other("log writer stopped")))
     }
 

@@ -1,0 +1,915 @@
+//! Object validation producing Kubernetes-style field error lists and 422/413 `Status` bodies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use serde_json::Value;
+
+use crate::quantity::Quantity;
+use crate::registry::ResourceInfo;
+use crate::status::{Status, StatusCause, StatusDetails, StatusReason};
+
+/// Largest object accepted (1.5 MiB, etcd's default request limit).
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+/// Largest total size of `metadata.annotations` (keys + values).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+pub const DNS1123_LABEL_MAX: usize = 63;
+pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
+pub const LABEL_VALUE_MAX: usize = 63;
+pub const IANA_SVC_NAME_MAX: usize = 15;
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
+const NON_NEGATIVE_MSG: &str = "must be greater than or equal to 0";
+
+/// `reason` of a field error, serialized as Kubernetes' `CauseType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldErrorReason {
+    Required,
+    Invalid,
+    NotSupported,
+    Duplicate,
+    TooLong,
+    Forbidden,
+}
+
+impl FieldErrorReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldErrorReason::Required => "FieldValueRequired",
+            FieldErrorReason::Invalid => "FieldValueInvalid",
+            FieldErrorReason::NotSupported => "FieldValueNotSupported",
+            FieldErrorReason::Duplicate => "FieldValueDuplicate",
+            FieldErrorReason::TooLong => "FieldValueTooLong",
+            FieldErrorReason::Forbidden => "FieldValueForbidden",
+        }
+    }
+}
+
+/// One invalid field, e.g. `spec.containers[0].image: Required value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: FieldErrorReason,
+    /// The offending value, printed JSON-style (strings quoted) in the message.
+    pub value: Option<Value>,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { field: field.into(), reason: FieldErrorReason::Required, value: None, detail: detail.into() }
+    }
+
+    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::Invalid,
+            value: Some(value.into()),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::NotSupported,
+            value: Some(value.into()),
+            detail: format!("supported values: {}", list.join(", ")),
+        }
+    }
+
+    pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::Duplicate,
+            value: Some(value.into()),
+            detail: String::new(),
+        }
+    }
+
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::TooLong,
+            value: None,
+            detail: format!("may not be more than {max} bytes"),
+        }
+    }
+
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { field: field.into(), reason: FieldErrorReason::Forbidden, value: None, detail: detail.into() }
+    }
+
+    /// The message without the field path (Kubernetes' `ErrorBody`).
+    pub fn body(&self) -> String {
+        let head = match self.reason {
+            FieldErrorReason::Required => "Required value",
+            FieldErrorReason::Invalid => "Invalid value",
+            FieldErrorReason::NotSupported => "Unsupported value",
+            FieldErrorReason::Duplicate => "Duplicate value",
+            FieldErrorReason::TooLong => "Too long",
+            FieldErrorReason::Forbidden => "Forbidden",
+        };
+        let mut s = head.to_string();
+        if let Some(v) = &self.value {
+            s.push_str(": ");
+            s.push_str(&v.to_string());
+        }
+        if !self.detail.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.detail);
+        }
+        s
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+/// All field errors of one object, with what is needed to build the 422 `Status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationErrors {
+    pub kind: String,
+    pub group: String,
+    pub name: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationErrors {
+    /// Field paths in error, in order (handy for tests and logs).
+    pub fn fields(&self) -> Vec<&str> {
+        self.errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    /// The error for `field`, if any.
+    pub fn get(&self, field: &str) -> Option<&FieldError> {
+        self.errors.iter().find(|e| e.field == field)
+    }
+
+    /// `Pod "web" is invalid: <err>` or `... is invalid: [<err>, <err>]`.
+    pub fn message(&self) -> String {
+        let errs: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        let list = if errs.len() == 1 { errs[0].clone() } else { format!("[{}]", errs.join(", ")) };
+        format!("{} \"{}\" is invalid: {list}", self.kind, self.name)
+    }
+
+    /// 422 `Invalid` status. Each cause's message names its field (the full error text).
+    pub fn to_status(&self) -> Status {
+        let details = StatusDetails {
+            name: Some(self.name.clone()),
+            group: Some(self.group.clone()).filter(|g| !g.is_empty()),
+            kind: Some(self.kind.clone()),
+            causes: self
+                .errors
+                .iter()
+                .map(|e| StatusCause {
+                    reason: e.reason.as_str().to_string(),
+                    message: e.to_string(),
+                    field: e.field.clone(),
+                })
+                .collect(),
+        };
+        Status::failure(StatusReason::Invalid, self.message(), Some(details))
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Why an object was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    /// Field errors: HTTP 422.
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    /// The encoded object exceeds the size limit: HTTP 413.
+    #[error("object is {size} bytes, larger than the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl ValidationError {
+    pub fn to_status(&self) -> Status {
+        match self {
+            ValidationError::Invalid(errs) => errs.to_status(),
+            ValidationError::TooLarge { .. } => crate::status::request_entity_too_large(&self.to_string()),
+        }
+    }
+
+    /// The field errors, if this is an `Invalid` error.
+    pub fn field_errors(&self) -> Option<&ValidationErrors> {
+        match self {
+            ValidationError::Invalid(e) => Some(e),
+            ValidationError::TooLarge { .. } => None,
+        }
+    }
+}
+
+/// Caller-tunable limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationOptions {
+    pub node_port_range: RangeInclusive<i64>,
+    pub max_object_bytes: usize,
+}
+
+impl Default for ValidationOptions {
+    fn default() -> Self {
+        ValidationOptions { node_port_range: 30000..=32767, max_object_bytes: MAX_OBJECT_BYTES }
+    }
+}
+
+/// Validate an object of `resource` with default options.
+pub fn validate(resource: &ResourceInfo, obj: &Value) -> Result<(), ValidationError> {
+    validate_with(resource, obj, &ValidationOptions::default())
+}
+
+/// Validate an object of `resource`: size, metadata, and kind-specific spec rules.
+pub fn validate_with(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptions) -> Result<(), ValidationError> {
+    let size = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0);
+    if size > opts.max_object_bytes {
+        return Err(ValidationError::TooLarge { size, limit: opts.max_object_bytes });
+    }
+    let errors = field_errors(resource, obj, opts);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        Err(ValidationError::Invalid(ValidationErrors {
+            kind: resource.kind.to_string(),
+            group: resource.group.to_string(),
+            name,
+            errors,
+        }))
+    }
+}
+
+/// Validate a typed k8s-openapi object. Types Skiff does not serve fail with an unsupported `kind`.
+pub fn validate_typed<K: k8s_openapi::Resource + serde::Serialize>(obj: &K) -> Result<(), ValidationError> {
+    let value = serde_json::to_value(obj).unwrap_or(Value::Null);
+    match crate::registry::resource_of::<K>() {
+        Some(resource) => validate(resource, &value),
+        None => {
+            let kinds: Vec<&str> = crate::registry::RESOURCES.iter().map(|r| r.kind).collect();
+            Err(ValidationError::Invalid(ValidationErrors {
+                kind: K::KIND.to_string(),
+                group: K::GROUP.to_string(),
+                name: value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                errors: vec![FieldError::not_supported("kind", K::KIND, &kinds)],
+            }))
+        }
+    }
+}
+
+/// The field errors of an object, without the size check.
+pub fn field_errors(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptions) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if !obj.is_object() {
+        errs.push(FieldError::invalid("<root>", type_name(obj), "must be a JSON object"));
+        return errs;
+    }
+    let name_rule = match resource.kind {
+        "Namespace" => NameRule::Dns1123Label,
+        "Service" => NameRule::Dns1035Label,
+        _ => NameRule::Dns1123Subdomain,
+    };
+    validate_object_meta(obj.get("metadata"), resource.namespaced, name_rule, "metadata", &mut errs);
+    let spec = obj.get("spec");
+    match resource.kind {
+        "Pod" => match spec {
+            Some(spec) => validate_pod_spec(spec, "spec", false, &mut errs),
+            None => errs.push(FieldError::required("spec.containers", "")),
+        },
+        "Deployment" | "ReplicaSet" => validate_workload_spec(resource.kind, spec, &mut errs),
+        "Service" => validate_service_spec(spec, opts, &mut errs),
+        "Endpoints" => validate_endpoints(obj, &mut errs),
+        "Event" => validate_event(obj, &mut errs),
+        "Lease" => validate_lease(spec, &mut errs),
+        _ => {}
+    }
+    errs
+}
+
+fn validate_event(obj: &Value, errs: &mut Vec<FieldError>) {
+    if !obj.get("involvedObject").is_some_and(Value::is_object) {
+        errs.push(FieldError::required("involvedObject", ""));
+    }
+}
+
+fn validate_lease(spec: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let duration = spec.and_then(|s| s.get("leaseDurationSeconds")).and_then(Value::as_i64);
+    if let Some(d) = duration.filter(|d| *d <= 0) {
+        errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Name syntax (each returns Kubernetes' error details; empty means valid).
+
+fn is_lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// DNS-1123 label: ≤63 chars of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > DNS1123_LABEL_MAX {
+        out.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && is_lower_alnum(b[0])
+        && is_lower_alnum(b[b.len() - 1])
+        && b.iter().all(|&c| is_lower_alnum(c) || c == b'-');
+    if !ok {
+        out.push(DNS1123_LABEL_MSG.to_string());
+    }
+    out
+}
+
+/// DNS-1123 subdomain: ≤253 chars, dot-separated DNS-1123 labels.
+pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        out.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+    }
+    let ok = !s.is_empty()
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && is_lower_alnum(b[0])
+                && is_lower_alnum(b[b.len() - 1])
+                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
+        });
+    if !ok {
+        out.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    out
+}
+
+/// DNS-1035 label (Service names): a DNS-1123 label that starts with a letter.
+pub fn is_dns1035_label(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > DNS1123_LABEL_MAX {
+        out.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && is_lower_alnum(b[b.len() - 1])
+        && b.iter().all(|&c| is_lower_alnum(c) || c == b'-');
+    if !ok {
+        out.push(DNS1035_LABEL_MSG.to_string());
+    }
+    out
+}
+
+/// Qualified name (label and annotation keys): optional `prefix/` (a DNS-1123 subdomain) and a
+/// name part of ≤63 alphanumerics, `-`, `_`, `.` that starts and ends alphanumeric.
+pub fn is_qualified_name(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                out.push("prefix part must be non-empty".to_string());
+            } else {
+                out.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+            }
+            *name
+        }
+        _ => {
+            out.push(format!(
+                "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName'), got {} '/' separators",
+                parts.len() - 1
+            ));
+            return out;
+        }
+    };
+    if name.is_empty() {
+        out.push("name part must be non-empty".to_string());
+        return out;
+    }
+    if name.len() > LABEL_VALUE_MAX {
+        out.push(format!("name part must be no more than {LABEL_VALUE_MAX} characters"));
+    }
+    if !is_label_like(name) {
+        out.push(QUALIFIED_NAME_MSG.to_string());
+    }
+    out
+}
+
+fn is_label_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && is_alnum(b[0])
+        && is_alnum(b[b.len() - 1])
+        && b.iter().all(|&c| is_alnum(c) || c == b'-' || c == b'_' || c == b'.')
+}
+
+/// Label value: empty, or ≤63 alphanumerics, `-`, `_`, `.` starting and ending alphanumeric.
+pub fn is_valid_label_value(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > LABEL_VALUE_MAX {
+        out.push(format!("must be no more than {LABEL_VALUE_MAX} characters"));
+    }
+    if !s.is_empty() && !is_label_like(s) {
+        out.push(LABEL_VALUE_MSG.to_string());
+    }
+    out
+}
+
+/// IANA service name (named ports): ≤15 chars of `[a-z0-9-]`, at least one letter, no leading,
+/// trailing or doubled `-`.
+pub fn is_iana_svc_name(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > IANA_SVC_NAME_MAX {
+        out.push(format!("must be no more than {IANA_SVC_NAME_MAX} characters"));
+    }
+    if !s.bytes().all(|c| is_lower_alnum(c) || c == b'-') {
+        out.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    }
+    if s.contains("--") {
+        out.push("must not contain consecutive hyphens".to_string());
+    }
+    if !s.bytes().any(|c| c.is_ascii_lowercase()) {
+        out.push("must contain at least one letter (a-z)".to_string());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        out.push("must not begin or end with a hyphen".to_string());
+    }
+    out
+}
+
+fn push_all(errs: &mut Vec<FieldError>, field: &str, value: &str, msgs: Vec<String>) {
+    for m in msgs {
+        errs.push(FieldError::invalid(field, value, m));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+#[derive(Clone, Copy)]
+enum NameRule {
+    Dns1123Subdomain,
+    Dns1123Label,
+    Dns1035Label,
+}
+
+fn validate_object_meta(
+    meta: Option<&Value>,
+    namespaced: bool,
+    rule: NameRule,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let empty = Value::Object(Default::default());
+    let meta = meta.unwrap_or(&empty);
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+    let generate_name = meta.get("generateName").and_then(Value::as_str).unwrap_or("");
+    if name.is_empty() {
+        if generate_name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.name"), "name or generateName is required"));
+        }
+    } else {
+        let field = format!("{path}.name");
+        let msgs = match rule {
+            NameRule::Dns1123Subdomain => is_dns1123_subdomain(name),
+            NameRule::Dns1123Label => is_dns1123_label(name),
+            NameRule::Dns1035Label => is_dns1035_label(name),
+        };
+        push_all(errs, &field, name, msgs);
+    }
+    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+    if namespaced {
+        if !namespace.is_empty() {
+            push_all(errs, &format!("{path}.namespace"), namespace, is_dns1123_label(namespace));
+        }
+    } else if !namespace.is_empty() {
+        errs.push(FieldError::forbidden(format!("{path}.namespace"), "not allowed on this type"));
+    }
+    validate_labels(meta.get("labels"), &format!("{path}.labels"), errs);
+    validate_annotations(meta.get("annotations"), &format!("{path}.annotations"), errs);
+}
+
+fn string_map<'a>(v: Option<&'a Value>, path: &str, errs: &mut Vec<FieldError>) -> Vec<(&'a str, &'a str)> {
+    match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match v.as_str() {
+                Some(s) => Some((k.as_str(), s)),
+                None => {
+                    errs.push(FieldError::invalid(format!("{path}[{k}]"), v.clone(), "must be a string"));
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            errs.push(FieldError::invalid(path, type_name(other), "must be a map of strings"));
+            Vec::new()
+        }
+    }
+}
+
+/// Validate a label map at `path` (keys are qualified names, values label values).
+pub fn validate_labels(labels: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    for (k, v) in string_map(labels, path, errs) {
+        push_all(errs, path, k, is_qualified_name(k));
+        push_all(errs, path, v, is_valid_label_value(v));
+    }
+}
+
+fn validate_annotations(ann: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    let mut total = 0;
+    for (k, v) in string_map(ann, path, errs) {
+        push_all(errs, path, k, is_qualified_name(&k.to_ascii_lowercase()));
+        total += k.len() + v.len();
+    }
+    if total > MAX_ANNOTATIONS_BYTES {
+        errs.push(FieldError::too_long(path, MAX_ANNOTATIONS_BYTES));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pods
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
+
+fn array<'a>(v: Option<&'a Value>, path: &str, errs: &mut Vec<FieldError>) -> &'a [Value] {
+    match v {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            errs.push(FieldError::invalid(path, type_name(other), "must be a list"));
+            &[]
+        }
+    }
+}
+
+fn non_negative(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(n) = v.and_then(Value::as_i64) {
+        if n < 0 {
+            errs.push(FieldError::invalid(path, n, NON_NEGATIVE_MSG));
+        }
+    }
+}
+
+/// Validate a pod spec at `path` (`spec` for pods, `spec.template.spec` for templates).
+/// Templates only allow `restartPolicy: Always`.
+pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Vec<FieldError>) {
+    let containers = array(spec.get("containers"), &format!("{path}.containers"), errs);
+    if containers.is_empty() && spec.get("containers").is_none_or(|c| c.is_null() || c.is_array()) {
+        errs.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    let mut names = BTreeSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, errs);
+    }
+    let init = array(spec.get("initContainers"), &format!("{path}.initContainers"), errs);
+    for (i, c) in init.iter().enumerate() {
+        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, errs);
+    }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
+        let allowed: &[&str] = if template { &["Always"] } else { RESTART_POLICIES };
+        if !allowed.contains(&policy) {
+            errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), policy, allowed));
+        }
+    }
+    if let Some(policy) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        let allowed = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+        if !allowed.contains(&policy) {
+            errs.push(FieldError::not_supported(format!("{path}.dnsPolicy"), policy, &allowed));
+        }
+    }
+    non_negative(spec.get("terminationGracePeriodSeconds"), &format!("{path}.terminationGracePeriodSeconds"), errs);
+    non_negative(spec.get("activeDeadlineSeconds"), &format!("{path}.activeDeadlineSeconds"), errs);
+    if let Some(node) = spec.get("nodeName").and_then(Value::as_str) {
+        if !node.is_empty() {
+            push_all(errs, &format!("{path}.nodeName"), node, is_dns1123_subdomain(node));
+        }
+    }
+    validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
+}
+
+fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
+    match c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        None => errs.push(FieldError::required(format!("{path}.name"), "")),
+        Some(name) => {
+            let field = format!("{path}.name");
+            let msgs = is_dns1123_label(name);
+            if msgs.is_empty() && !names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(field, name));
+            } else {
+                push_all(errs, &field, name, msgs);
+            }
+        }
+    }
+    if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+        errs.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
+        let allowed = ["Always", "IfNotPresent", "Never"];
+        if !allowed.contains(&p) {
+            errs.push(FieldError::not_supported(format!("{path}.imagePullPolicy"), p, &allowed));
+        }
+    }
+    let mut port_names = BTreeSet::new();
+    for (i, p) in array(c.get("ports"), &format!("{path}.ports"), errs).iter().enumerate() {
+        let pp = format!("{path}.ports[{i}]");
+        if let Some(name) = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            let msgs = is_iana_svc_name(name);
+            if msgs.is_empty() && !port_names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(format!("{pp}.name"), name));
+            }
+            push_all(errs, &format!("{pp}.name"), name, msgs);
+        }
+        match p.get("containerPort") {
+            None | Some(Value::Null) => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
+            Some(v) => check_port(v, &format!("{pp}.containerPort"), false, errs),
+        }
+        if let Some(v) = p.get("hostPort") {
+            check_port(v, &format!("{pp}.hostPort"), true, errs);
+        }
+        check_protocol(p.get("protocol"), &format!("{pp}.protocol"), errs);
+    }
+    for (i, e) in array(c.get("env"), &format!("{path}.env"), errs).iter().enumerate() {
+        if e.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
+        }
+    }
+    for (i, m) in array(c.get("volumeMounts"), &format!("{path}.volumeMounts"), errs).iter().enumerate() {
+        for key in ["name", "mountPath"] {
+            if m.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+                errs.push(FieldError::required(format!("{path}.volumeMounts[{i}].{key}"), ""));
+            }
+        }
+    }
+    if let Some(res) = c.get("resources") {
+        validate_resources(res, &format!("{path}.resources"), errs);
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get(probe) {
+            for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"]
+            {
+                non_negative(p.get(f), &format!("{path}.{probe}.{f}"), errs);
+            }
+        }
+    }
+}
+
+fn check_port(v: &Value, path: &str, zero_ok: bool, errs: &mut Vec<FieldError>) {
+    match v.as_i64() {
+        Some(0) if zero_ok => {}
+        Some(0) => errs.push(FieldError::required(path, "")),
+        Some(n) if (1..=65535).contains(&n) => {}
+        _ => errs.push(FieldError::invalid(path, v.clone(), PORT_RANGE_MSG)),
+    }
+}
+
+fn check_protocol(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if PROTOCOLS.contains(&s.as_str()) => {}
+        Some(other) => errs.push(FieldError::not_supported(path, other.clone(), PROTOCOLS)),
+    }
+}
+
+fn quantities(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> BTreeMap<String, (String, Quantity)> {
+    let mut out = BTreeMap::new();
+    for (k, s) in string_map(v, path, errs) {
+        let field = format!("{path}[{k}]");
+        match s.parse::<Quantity>() {
+            Ok(q) if q.is_negative() => errs.push(FieldError::invalid(field, s, NON_NEGATIVE_MSG)),
+            Ok(q) => {
+                out.insert(k.to_string(), (s.to_string(), q));
+            }
+            Err(e) => errs.push(FieldError::invalid(field, s, e.to_string())),
+        }
+    }
+    out
+}
+
+fn validate_resources(res: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let limits = quantities(res.get("limits"), &format!("{path}.limits"), errs);
+    let requests = quantities(res.get("requests"), &format!("{path}.requests"), errs);
+    for (name, (text, req)) in &requests {
+        if let Some((limit_text, limit)) = limits.get(name) {
+            if req > limit {
+                errs.push(FieldError::invalid(
+                    format!("{path}.requests[{name}]"),
+                    text.as_str(),
+                    format!("must be less than or equal to {name} limit of {limit_text}"),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployments and ReplicaSets
+
+fn validate_workload_spec(kind: &str, spec: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let Some(spec) = spec else {
+        errs.push(FieldError::required("spec.selector", ""));
+        errs.push(FieldError::required("spec.template", ""));
+        return;
+    };
+    non_negative(spec.get("replicas"), "spec.replicas", errs);
+    non_negative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    non_negative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", errs);
+    if let Some(v) = spec.get("replicas").filter(|v| !v.is_null() && !v.is_i64()) {
+        errs.push(FieldError::invalid("spec.replicas", v.clone(), "must be an integer"));
+    }
+    let selector = match spec.get("selector").filter(|s| !s.is_null()) {
+        None => {
+            errs.push(FieldError::required("spec.selector", ""));
+            None
+        }
+        Some(sel) => match crate::labels::LabelSelector::from_json(sel) {
+            Ok(s) if s.is_empty() => {
+                errs.push(FieldError::invalid(
+                    "spec.selector",
+                    sel.clone(),
+                    format!("empty selector is invalid for {}", kind.to_ascii_lowercase()),
+                ));
+                None
+            }
+            Ok(s) => {
+                validate_labels(sel.get("matchLabels"), "spec.selector.matchLabels", errs);
+                Some(s)
+            }
+            Err(e) => {
+                errs.push(FieldError::invalid("spec.selector", sel.clone(), e.to_string()));
+                None
+            }
+        },
+    };
+    match spec.get("template").filter(|t| !t.is_null()) {
+        None => errs.push(FieldError::required("spec.template", "")),
+        Some(t) => {
+            let labels_v = t.pointer("/metadata/labels");
+            validate_labels(labels_v, "spec.template.metadata.labels", errs);
+            let labels: BTreeMap<String, String> = labels_v
+                .and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default();
+            if let Some(sel) = &selector {
+                if !sel.matches(&labels) {
+                    errs.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        serde_json::to_value(&labels).unwrap_or_default(),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+            match t.get("spec") {
+                Some(ps) => validate_pod_spec(ps, "spec.template.spec", true, errs),
+                None => errs.push(FieldError::required("spec.template.spec.containers", "")),
+            }
+        }
+    }
+    if kind == "Deployment" {
+        if let Some(t) = spec.pointer("/strategy/type").and_then(Value::as_str) {
+            let allowed = ["Recreate", "RollingUpdate"];
+            if !allowed.contains(&t) {
+                errs.push(FieldError::not_supported("spec.strategy.type", t, &allowed));
+            } else if t == "Recreate" && spec.pointer("/strategy/rollingUpdate").is_some_and(|r| !r.is_null()) {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        non_negative(spec.get("progressDeadlineSeconds"), "spec.progressDeadlineSeconds", errs);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services and Endpoints
+
+const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+
+fn validate_service_spec(spec: Option<&Value>, opts: &ValidationOptions, errs: &mut Vec<FieldError>) {
+    let null = Value::Null;
+    let spec = spec.unwrap_or(&null);
+    let svc_type = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if !SERVICE_TYPES.contains(&svc_type) {
+        errs.push(FieldError::not_supported("spec.type", svc_type, SERVICE_TYPES));
+    }
+    if let Some(a) = spec.get("sessionAffinity").and_then(Value::as_str) {
+        let allowed = ["ClientIP", "None"];
+        if !allowed.contains(&a) {
+            errs.push(FieldError::not_supported("spec.sessionAffinity", a, &allowed));
+        }
+    }
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    let ports = array(spec.get("ports"), "spec.ports", errs);
+    if ports.is_empty() && svc_type != "ExternalName" && !headless {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    let node_ports_allowed = matches!(svc_type, "NodePort" | "LoadBalancer");
+    let mut names = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let pp = format!("spec.ports[{i}]");
+        match p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            None if ports.len() > 1 => errs.push(FieldError::required(format!("{pp}.name"), "")),
+            None => {}
+            Some(name) => {
+                let msgs = is_dns1123_label(name);
+                if msgs.is_empty() && !names.insert(name.to_string()) {
+                    errs.push(FieldError::duplicate(format!("{pp}.name"), name));
+                }
+                push_all(errs, &format!("{pp}.name"), name, msgs);
+            }
+        }
+        match p.get("port") {
+            None | Some(Value::Null) => errs.push(FieldError::required(format!("{pp}.port"), "")),
+            Some(v) => check_port(v, &format!("{pp}.port"), false, errs),
+        }
+        check_protocol(p.get("protocol"), &format!("{pp}.protocol"), errs);
+        let key = (p.get("port").and_then(Value::as_i64), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP"));
+        if key.0.is_some() && !seen.insert(key) {
+            errs.push(FieldError::duplicate(pp.clone(), serde_json::json!({"port": key.0, "protocol": key.1})));
+        }
+        match p.get("targetPort") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => push_all(errs, &format!("{pp}.targetPort"), s, is_iana_svc_name(s)),
+            Some(v) => check_port(v, &format!("{pp}.targetPort"), false, errs),
+        }
+        if let Some(np) = p.get("nodePort").filter(|v| !v.is_null() && v.as_i64() != Some(0)) {
+            let field = format!("{pp}.nodePort");
+            if !node_ports_allowed {
+                errs.push(FieldError::forbidden(field, format!("may not be used when `type` is '{svc_type}'")));
+            } else if !np.as_i64().is_some_and(|n| opts.node_port_range.contains(&n)) {
+                errs.push(FieldError::invalid(
+                    field,
+                    np.clone(),
+                    format!(
+                        "provided port is not in the valid range. The range of valid ports is {}-{}",
+                        opts.node_port_range.start(),
+                        opts.node_port_range.end()
+                    ),
+                ));
+            }
+        }
+    }
+    validate_labels(spec.get("selector"), "spec.selector", errs);
+}
+
+fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (i, subset) in array(obj.get("subsets"), "subsets", errs).iter().enumerate() {
+        for (j, p) in array(subset.get("ports"), &format!("subsets[{i}].ports"), errs).iter().enumerate() {
+            let pp = format!("subsets[{i}].ports[{j}]");
+            match p.get("port") {
+                None | Some(Value::Null) => errs.push(FieldError::required(format!("{pp}.port"), "")),
+                Some(v) => check_port(v, &format!("{pp}.port"), false, errs),
+            }
+            check_protocol(p.get("protocol"), &format!("{pp}.protocol"), errs);
+        }
+        for key in ["addresses", "notReadyAddresses"] {
+            for (j, a) in array(subset.get(key), &format!("subsets[{i}].{key}"), errs).iter().enumerate() {
+                if a.get("ip").and_then(Value::as_str).is_none_or(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+                    let v = a.get("ip").cloned().unwrap_or(Value::Null);
+                    errs.push(FieldError::invalid(
+                        format!("subsets[{i}].{key}[{j}].ip"),
+                        v,
+                        "must be a valid IP address",
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! Validation rules end to end: valid objects pass, each invalid case names its exact field.
+
+use serde_json::{json, Value};
+use skiff_api::registry::{DEPLOYMENTS, ENDPOINTS, EVENTS, LEASES, NAMESPACES, NODES, PODS, REPLICASETS, SERVICES};
+use skiff_api::validation::{
+    is_dns1123_label, is_dns1123_subdomain, is_iana_svc_name, is_qualified_name, is_valid_label_value, MAX_OBJECT_BYTES,
+};
+use skiff_api::{
+    default_object, validate, validate_with, FieldErrorReason, ResourceInfo, ValidationError, ValidationErrors,
+    ValidationOptions,
+};
+
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web", "example.com/tier": "front"},
+                     "annotations": {"note": "hi"}},
+        "spec": {"containers": [{
+            "name": "app", "image": "nginx:1.25",
+            "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}],
+            "env": [{"name": "A", "value": "1"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+        }], "restartPolicy": "Always"}
+    })
+}
+
+fn deployment() -> Value {
+    json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web", "extra": "x"}},
+                         "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
+        }
+    })
+}
+
+fn service() -> Value {
+    json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"},
+           "ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443, "targetPort": "https"}]}})
+}
+
+fn errors(resource: &ResourceInfo, obj: &Value) -> ValidationErrors {
+    match validate(resource, obj) {
+        Err(ValidationError::Invalid(e)) => e,
+        other => panic!("expected field errors, got {other:?}"),
+    }
+}
+
+/// Exactly one error, at `field`, with `reason`; returns its message.
+fn single(resource: &ResourceInfo, obj: &Value, field: &str, reason: FieldErrorReason) -> String {
+    let e = errors(resource, obj);
+    assert_eq!(e.fields(), [field], "{}", e.message());
+    assert_eq!(e.errors[0].reason, reason, "{}", e.message());
+    e.errors[0].to_string()
+}
+
+fn with(mut v: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let target = v.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+    match target {
+        Value::Object(m) => {
+            if value.is_null() {
+                m.remove(key);
+            } else {
+                m.insert(key.to_string(), value);
+            }
+        }
+        Value::Array(a) => a[key.parse::<usize>().unwrap()] = value,
+        _ => panic!("bad pointer"),
+    }
+    v
+}
+
+#[test]
+fn valid_objects_pass() {
+    assert_eq!(validate(&PODS, &pod()), Ok(()));
+    assert_eq!(validate(&DEPLOYMENTS, &deployment()), Ok(()));
+    assert_eq!(validate(&REPLICASETS, &deployment()), Ok(()));
+    assert_eq!(validate(&SERVICES, &service()), Ok(()));
+    assert_eq!(validate(&NAMESPACES, &json!({"metadata": {"name": "prod"}})), Ok(()));
+    assert_eq!(validate(&NODES, &json!({"metadata": {"name": "node-1.example.com"}})), Ok(()));
+    assert_eq!(
+        validate(&LEASES, &json!({"metadata": {"name": "kube-scheduler"}, "spec": {"leaseDurationSeconds": 15}})),
+        Ok(())
+    );
+    assert_eq!(
+        validate(&EVENTS, &json!({"metadata": {"name": "web.1"}, "involvedObject": {"kind": "Pod", "name": "web"}})),
+        Ok(())
+    );
+    let ep =
+        json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]});
+    assert_eq!(validate(&ENDPOINTS, &ep), Ok(()));
+    let headless = json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None"}});
+    assert_eq!(validate(&SERVICES, &headless), Ok(()));
+    let generated =
+        json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "a", "image": "b"}]}});
+    assert_eq!(validate(&PODS, &generated), Ok(()));
+}
+
+#[test]
+fn defaulted_objects_still_pass() {
+    for (r, mut obj) in [(&PODS, pod()), (&DEPLOYMENTS, deployment()), (&SERVICES, service())] {
+        default_object(r, &mut obj);
+        assert_eq!(validate(r, &obj), Ok(()), "{}", r.kind);
+    }
+}
+
+#[test]
+fn invalid_name_message_matches_kubernetes() {
+    let msg =
+        single(&PODS, &with(pod(), "/metadata/name", json!("Foo_bar")), "metadata.name", FieldErrorReason::Invalid);
+    assert_eq!(
+        msg,
+        "metadata.name: Invalid value: \"Foo_bar\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    );
+}
+
+#[test]
+fn name_rules_per_kind() {
+    single(&PODS, &with(pod(), "/metadata/name", Value::Null), "metadata.name", FieldErrorReason::Required);
+    let long = "a".repeat(254);
+    let e = errors(&PODS, &with(pod(), "/metadata/name", json!(long)));
+    assert!(e.errors[0].to_string().contains("must be no more than 253 characters"), "{}", e.message());
+    assert_eq!(validate(&PODS, &with(pod(), "/metadata/name", json!("a".repeat(253)))), Ok(()));
+    // Namespaces are DNS-1123 labels: dots and >63 chars are rejected.
+    let msg = single(&NAMESPACES, &json!({"metadata": {"name": "a.b"}}), "metadata.name", FieldErrorReason::Invalid);
+    assert!(msg.contains("RFC 1123 label"), "{msg}");
+    single(&NAMESPACES, &json!({"metadata": {"name": "a".repeat(64)}}), "metadata.name", FieldErrorReason::Invalid);
+    // Services are DNS-1035 labels: must start with a letter.
+    let msg = single(
+        &SERVICES,
+        &with(service(), "/metadata/name", json!("1web")),
+        "metadata.name",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.contains("start with an alphabetic character"), "{msg}");
+    single(&PODS, &with(pod(), "/metadata/namespace", json!("Prod")), "metadata.namespace", FieldErrorReason::Invalid);
+    single(
+        &NODES,
+        &json!({"metadata": {"name": "n", "namespace": "x"}}),
+        "metadata.namespace",
+        FieldErrorReason::Forbidden,
+    );
+}
+
+#[test]
+fn labels_and_annotations() {
+    let bad_key = with(pod(), "/metadata/labels", json!({"bad key": "x"}));
+    let msg = single(&PODS, &bad_key, "metadata.labels", FieldErrorReason::Invalid);
+    assert!(msg.contains("\"bad key\"") && msg.contains("name part must consist"), "{msg}");
+    let bad_prefix = with(pod(), "/metadata/labels", json!({"Example.com/a": "x"}));
+    assert!(single(&PODS, &bad_prefix, "metadata.labels", FieldErrorReason::Invalid).contains("prefix part"));
+    let long_value = with(pod(), "/metadata/labels", json!({"a": "v".repeat(64)}));
+    assert!(single(&PODS, &long_value, "metadata.labels", FieldErrorReason::Invalid).contains("no more than 63"));
+    let bad_value = with(pod(), "/metadata/labels", json!({"a": "-x"}));
+    single(&PODS, &bad_value, "metadata.labels", FieldErrorReason::Invalid);
+    let huge = with(pod(), "/metadata/annotations", json!({"big": "x".repeat(256 * 1024)}));
+    single(&PODS, &huge, "metadata.annotations", FieldErrorReason::TooLong);
+    let ok = with(pod(), "/metadata/annotations", json!({"big": "x".repeat(200 * 1024)}));
+    assert_eq!(validate(&PODS, &ok), Ok(()));
+}
+
+#[test]
+fn name_syntax_helpers() {
+    assert!(is_dns1123_label("a-1").is_empty());
+    assert!(!is_dns1123_label("-a").is_empty());
+    assert!(!is_dns1123_label("a.b").is_empty());
+    assert!(is_dns1123_subdomain("a.b-c.d").is_empty());
+    assert!(!is_dns1123_subdomain("a..b").is_empty());
+    assert!(!is_dns1123_subdomain("").is_empty());
+    assert!(is_qualified_name("example.com/My_Name.x").is_empty());
+    assert!(!is_qualified_name("a/b/c").is_empty());
+    assert!(!is_qualified_name("/a").is_empty());
+    assert!(!is_qualified_name("a/").is_empty());
+    assert!(is_valid_label_value("").is_empty());
+    assert!(!is_valid_label_value("a b").is_empty());
+    assert!(is_iana_svc_name("http-alt").is_empty());
+    assert!(!is_iana_svc_name("http--alt").is_empty());
+    assert!(!is_iana_svc_name("8080").is_empty());
+    assert!(!is_iana_svc_name("-http").is_empty());
+    assert!(!is_iana_svc_name("a-very-long-port-name").is_empty());
+    assert!(!is_iana_svc_name("HTTP").is_empty());
+}
+
+#[test]
+fn pod_required_fields() {
+    single(&PODS, &with(pod(), "/spec/containers", json!([])), "spec.containers", FieldErrorReason::Required);
+    single(&PODS, &json!({"metadata": {"name": "x"}}), "spec.containers", FieldErrorReason::Required);
+    let msg = single(
+        &PODS,
+        &with(pod(), "/spec/containers/0/image", Value::Null),
+        "spec.containers[0].image",
+        FieldErrorReason::Required,
+    );
+    assert_eq!(msg, "spec.containers[0].image: Required value");
+    single(
+        &PODS,
+        &with(pod(), "/spec/containers/0/name", Value::Null),
+        "spec.containers[0].name",
+        FieldErrorReason::Required,
+    );
+    single(
+        &PODS,
+        &with(pod(), "/spec/containers/0/name", json!("App")),
+        "spec.containers[0].name",
+        FieldErrorReason::Invalid,
+    );
+    single(
+        &PODS,
+        &with(pod(), "/spec/containers/0/env/0/name", json!("")),
+        "spec.containers[0].env[0].name",
+        FieldErrorReason::Required,
+    );
+}
+
+#[test]
+fn duplicate_container_names() {
+    let p = with(pod(), "/spec/containers", json!([{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]));
+    let msg = single(&PODS, &p, "spec.containers[1].name", FieldErrorReason::Duplicate);
+    assert_eq!(msg, "spec.containers[1].name: Duplicate value: \"a\"");
+    let p = with(pod(), "/spec/initContainers", json!([{"name": "app", "image": "x"}]));
+    single(&PODS, &p, "spec.initContainers[0].name", FieldErrorReason::Duplicate);
+}
+
+#[test]
+fn ports_and_protocols() {
+    let port = |p: Value| with(pod(), "/spec/containers/0/ports", json!([p]));
+    let msg = single(
+        &PODS,
+        &port(json!({"containerPort": 70000})),
+        "spec.containers[0].ports[0].containerPort",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("must be between 1 and 65535, inclusive"), "{msg}");
+    single(
+        &PODS,
+        &port(json!({"containerPort": -1})),
+        "spec.containers[0].ports[0].containerPort",
+        FieldErrorReason::Invalid,
+    );
+    single(
+        &PODS,
+        &port(json!({"containerPort": 0})),
+        "spec.containers[0].ports[0].containerPort",
+        FieldErrorReason::Required,
+    );
+    single(&PODS, &port(json!({})), "spec.containers[0].ports[0].containerPort", FieldErrorReason::Required);
+    single(
+        &PODS,
+        &port(json!({"containerPort": 80, "hostPort": 65536})),
+        "spec.containers[0].ports[0].hostPort",
+        FieldErrorReason::Invalid,
+    );
+    assert_eq!(validate(&PODS, &port(json!({"containerPort": 65535, "hostPort": 0, "protocol": "SCTP"}))), Ok(()));
+    let msg = single(
+        &PODS,
+        &port(json!({"containerPort": 80, "protocol": "HTTP"})),
+        "spec.containers[0].ports[0].protocol",
+        FieldErrorReason::NotSupported,
+    );
+    assert_eq!(msg, "spec.containers[0].ports[0].protocol: Unsupported value: \"HTTP\": supported values: \"TCP\", \"UDP\", \"SCTP\"");
+    single(
+        &PODS,
+        &port(json!({"containerPort": 80, "name": "http_x"})),
+        "spec.containers[0].ports[0].name",
+        FieldErrorReason::Invalid,
+    );
+    let two = with(
+        pod(),
+        "/spec/containers/0/ports",
+        json!([{"containerPort": 80, "name": "web"}, {"containerPort": 81, "name": "web"}]),
+    );
+    single(&PODS, &two, "spec.containers[0].ports[1].name", FieldErrorReason::Duplicate);
+}
+
+#[test]
+fn restart_policy() {
+    let msg = single(
+        &PODS,
+        &with(pod(), "/spec/restartPolicy", json!("Sometimes")),
+        "spec.restartPolicy",
+        FieldErrorReason::NotSupported,
+    );
+    assert!(msg.contains("\"Always\", \"OnFailure\", \"Never\""), "{msg}");
+    assert_eq!(validate(&PODS, &with(pod(), "/spec/restartPolicy", json!("Never"))), Ok(()));
+    let d = with(deployment(), "/spec/template/spec/restartPolicy", json!("Never"));
+    let msg = single(&DEPLOYMENTS, &d, "spec.template.spec.restartPolicy", FieldErrorReason::NotSupported);
+    assert!(msg.ends_with("supported values: \"Always\""), "{msg}");
+}
+
+#[test]
+fn resource_quantities() {
+    let res = |r: Value| with(pod(), "/spec/containers/0/resources", r);
+    let msg = single(
+        &PODS,
+        &res(json!({"limits": {"cpu": "abc"}})),
+        "spec.containers[0].resources.limits[cpu]",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.contains("\"abc\""), "{msg}");
+    single(
+        &PODS,
+        &res(json!({"requests": {"memory": "-1Gi"}})),
+        "spec.containers[0].resources.requests[memory]",
+        FieldErrorReason::Invalid,
+    );
+    let msg = single(
+        &PODS,
+        &res(json!({"requests": {"cpu": "2", "memory": "64Mi"}, "limits": {"cpu": "1500m", "memory": "1e9"}})),
+        "spec.containers[0].resources.requests[cpu]",
+        FieldErrorReason::Invalid,
+    );
+    assert_eq!(msg, "spec.containers[0].resources.requests[cpu]: Invalid value: \"2\": must be less than or equal to cpu limit of 1500m");
+    assert_eq!(validate(&PODS, &res(json!({"requests": {"cpu": "0.5"}, "limits": {"cpu": "500m"}}))), Ok(()));
+    assert_eq!(validate(&PODS, &res(json!({"requests": {"memory": "1Gi"}, "limits": {"memory": "1024Mi"}}))), Ok(()));
+    single(
+        &PODS,
+        &res(json!({"requests": {"memory": "1Gi"}, "limits": {"memory": "1G"}})),
+        "spec.containers[0].resources.requests[memory]",
+        FieldErrorReason::Invalid,
+    );
+}
+
+#[test]
+fn deployment_rules() {
+    single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/selector", Value::Null),
+        "spec.selector",
+        FieldErrorReason::Required,
+    );
+    single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/template", Value::Null),
+        "spec.template",
+        FieldErrorReason::Required,
+    );
+    let msg = single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/replicas", json!(-1)),
+        "spec.replicas",
+        FieldErrorReason::Invalid,
+    );
+    assert_eq!(msg, "spec.replicas: Invalid value: -1: must be greater than or equal to 0");
+    assert_eq!(validate(&DEPLOYMENTS, &with(deployment(), "/spec/replicas", json!(0))), Ok(()));
+    let mismatch = with(deployment(), "/spec/template/metadata/labels", json!({"app": "db"}));
+    let msg = single(&DEPLOYMENTS, &mismatch, "spec.template.metadata.labels", FieldErrorReason::Invalid);
+    assert!(msg.contains("`selector` does not match template `labels`"), "{msg}");
+    single(&DEPLOYMENTS, &with(deployment(), "/spec/selector", json!({})), "spec.selector", FieldErrorReason::Invalid);
+    let bad_expr =
+        with(deployment(), "/spec/selector", json!({"matchExpressions": [{"key": "app", "operator": "Near"}]}));
+    single(&DEPLOYMENTS, &bad_expr, "spec.selector", FieldErrorReason::Invalid);
+    let expr = with(
+        deployment(),
+        "/spec/selector",
+        json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}),
+    );
+    assert_eq!(validate(&DEPLOYMENTS, &expr), Ok(()));
+    single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/template/spec/containers/0/image", json!("")),
+        "spec.template.spec.containers[0].image",
+        FieldErrorReason::Required,
+    );
+    single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/strategy", json!({"type": "BlueGreen"})),
+        "spec.strategy.type",
+        FieldErrorReason::NotSupported,
+    );
+    single(&REPLICASETS, &with(deployment(), "/spec/replicas", json!(-2)), "spec.replicas", FieldErrorReason::Invalid);
+}
+
+#[test]
+fn service_rules() {
+    single(&SERVICES, &with(service(), "/spec/ports", json!([])), "spec.ports", FieldErrorReason::Required);
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/0/port", json!(0)),
+        "spec.ports[0].port",
+        FieldErrorReason::Required,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/0/port", json!(65536)),
+        "spec.ports[0].port",
+        FieldErrorReason::Invalid,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/1/name", Value::Null),
+        "spec.ports[1].name",
+        FieldErrorReason::Required,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/1/name", json!("http")),
+        "spec.ports[1].name",
+        FieldErrorReason::Duplicate,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/0/protocol", json!("ICMP")),
+        "spec.ports[0].protocol",
+        FieldErrorReason::NotSupported,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/0/targetPort", json!(0)),
+        "spec.ports[0].targetPort",
+        FieldErrorReason::Required,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/1/targetPort", json!("x_y")),
+        "spec.ports[1].targetPort",
+        FieldErrorReason::Invalid,
+    );
+    single(&SERVICES, &with(service(), "/spec/type", json!("Magic")), "spec.type", FieldErrorReason::NotSupported);
+    single(
+        &SERVICES,
+        &with(service(), "/spec/sessionAffinity", json!("Sticky")),
+        "spec.sessionAffinity",
+        FieldErrorReason::NotSupported,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/selector", json!({"app": "-"})),
+        "spec.selector",
+        FieldErrorReason::Invalid,
+    );
+    single(
+        &SERVICES,
+        &with(service(), "/spec/ports/0/nodePort", json!(30080)),
+        "spec.ports[0].nodePort",
+        FieldErrorReason::Forbidden,
+    );
+    let np = with(with(service(), "/spec/type", json!("NodePort")), "/spec/ports/0/nodePort", json!(30080));
+    assert_eq!(validate(&SERVICES, &np), Ok(()));
+    let out_of_range = with(np.clone(), "/spec/ports/0/nodePort", json!(8080));
+    let msg = single(&SERVICES, &out_of_range, "spec.ports[0].nodePort", FieldErrorReason::Invalid);
+    assert!(msg.contains("30000-32767"), "{msg}");
+    let opts = ValidationOptions { node_port_range: 8000..=9000, ..Default::default() };
+    assert_eq!(validate_with(&SERVICES, &out_of_range, &opts), Ok(()));
+    assert!(validate_with(&SERVICES, &np, &opts).is_err());
+}
+
+#[test]
+fn other_kinds() {
+    single(&EVENTS, &json!({"metadata": {"name": "e"}}), "involvedObject", FieldErrorReason::Required);
+    single(
+        &LEASES,
+        &json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 0}}),
+        "spec.leaseDurationSeconds",
+        FieldErrorReason::Invalid,
+    );
+    let ep = json!({"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "nope"}], "ports": [{"port": 0}]}]});
+    let e = errors(&ENDPOINTS, &ep);
+    assert_eq!(e.fields(), ["subsets[0].ports[0].port", "subsets[0].addresses[0].ip"]);
+    let e = errors(&PODS, &json!("not an object"));
+    assert_eq!(e.errors.len(), 1);
+}
+
+#[test]
+fn multiple_errors_and_status_body() {
+    let mut p = with(pod(), "/metadata/name", json!("web"));
+    p = with(p, "/spec/containers/0/image", Value::Null);
+    p = with(p, "/spec/restartPolicy", json!("Sometimes"));
+    let err = validate(&PODS, &p).unwrap_err();
+    let status = err.to_status().to_json();
+    assert_eq!(status["code"], 422);
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["apiVersion"], "v1");
+    assert_eq!(
+        status["message"],
+        "Pod \"web\" is invalid: [spec.containers[0].image: Required value, spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"]"
+    );
+    assert_eq!(status["details"]["name"], "web");
+    assert_eq!(status["details"]["kind"], "Pod");
+    assert!(status["details"].get("group").is_none());
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "FieldValueRequired", "message": "spec.containers[0].image: Required value", "field": "spec.containers[0].image"})
+    );
+    assert_eq!(status["details"]["causes"][1]["reason"], "FieldValueNotSupported");
+
+    let d = validate(&DEPLOYMENTS, &with(deployment(), "/spec/replicas", json!(-1))).unwrap_err().to_status();
+    assert_eq!(
+        d.message,
+        "Deployment \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
+    assert_eq!(d.details.unwrap().group.as_deref(), Some("apps"));
+}
+
+#[test]
+fn oversized_objects_are_413() {
+    let big = with(pod(), "/metadata/annotations", json!({"a": "x".repeat(MAX_OBJECT_BYTES)}));
+    let err = validate(&PODS, &big).unwrap_err();
+    assert!(matches!(err, ValidationError::TooLarge { limit, size } if limit == MAX_OBJECT_BYTES && size > limit));
+    assert!(err.field_errors().is_none());
+    let s = err.to_status();
+    assert_eq!(s.code, 413);
+    assert_eq!(s.to_json()["reason"], "RequestEntityTooLarge");
+    let opts = ValidationOptions { max_object_bytes: 100, ..Default::default() };
+    assert!(matches!(validate_with(&PODS, &pod(), &opts), Err(ValidationError::TooLarge { .. })));
+}
+
+#[test]
+fn typed_objects() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use skiff_api::validation::validate_typed;
+
+    let mut pod = Pod {
+        metadata: ObjectMeta { name: Some("web".into()), ..Default::default() },
+        spec: Some(PodSpec {
+            containers: vec![Container { name: "app".into(), image: Some("nginx".into()), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(validate_typed(&pod), Ok(()));
+    pod.spec.as_mut().unwrap().containers[0].image = None;
+    let err = validate_typed(&pod).unwrap_err();
+    assert_eq!(err.field_errors().unwrap().fields(), ["spec.containers[0].image"]);
+
+    let cm = ConfigMap { metadata: ObjectMeta { name: Some("c".into()), ..Default::default() }, ..Default::default() };
+    let err = validate_typed(&cm).unwrap_err();
+    let e = err.field_errors().unwrap();
+    assert_eq!(e.errors[0].reason, FieldErrorReason::NotSupported);
+    assert_eq!(e.fields(), ["kind"]);
+}
