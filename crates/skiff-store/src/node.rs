@@ -287,7 +287,8 @@ impl StoreNode {
     }
 
     fn known_leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let leader = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
         Some((leader, addr))

@@ -19,7 +19,14 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVISION: &[u8] = b"revision";
 const KEY_COMPACTED: &[u8] = b"compacted";
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+
+/// Persists a snapshot: metadata encoded, data as raw bytes (no re-encoding, no copy).
+fn persist_snapshot(batch: &mut WriteBatch, db: &DB, meta: &SnapshotMeta, bytes: &[u8]) {
+    batch.put_cf(cf(db, CF_SM_META), KEY_SNAPSHOT_META, encode(meta));
+    batch.put_cf(cf(db, CF_SM_META), KEY_SNAPSHOT_DATA, bytes);
+}
 
 /// Capacity of the in-process event fan-out. A watcher that falls further behind
 /// re-reads from the history window instead of blocking the state machine.
@@ -327,7 +334,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
             Self::write_meta(&mut batch, db, &st);
-            batch.put_cf(cf(db, CF_SM_META), KEY_SNAPSHOT, encode(&(meta.clone(), bytes)));
+            persist_snapshot(&mut batch, db, meta, &bytes);
             db.write_opt(batch, &sync_opts()).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         }
         let _ = self.hub.send(HubMsg::Reset);
@@ -335,11 +342,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(b) = self.db.get_cf(cf(&self.db, CF_SM_META), KEY_SNAPSHOT).map_err(|e| sm_err(ErrorVerb::Read, e))?
-        else {
+        let get = |k: &[u8]| self.db.get_cf(cf(&self.db, CF_SM_META), k).map_err(|e| sm_err(ErrorVerb::Read, e));
+        let (Some(m), Some(bytes)) = (get(KEY_SNAPSHOT_META)?, get(KEY_SNAPSHOT_DATA)?) else {
             return Ok(None);
         };
-        let (meta, bytes): (SnapshotMeta, Vec<u8>) = decode(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let meta: SnapshotMeta = decode(&m).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }
@@ -370,9 +377,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => format!("0-0-{}", self.seq),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        self.db
-            .put_cf_opt(cf(&self.db, CF_SM_META), KEY_SNAPSHOT, encode(&(meta.clone(), bytes.clone())), &sync_opts())
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::default();
+        persist_snapshot(&mut batch, &self.db, &meta, &bytes);
+        self.db.write_opt(batch, &sync_opts()).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
