@@ -53,6 +53,10 @@ impl ProcCluster {
             members,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
+        // SKIFF_KEEP_CLUSTER_DIR=1 keeps data and member logs for debugging a failure.
+        if std::env::var_os("SKIFF_KEEP_CLUSTER_DIR").is_some() {
+            eprintln!("cluster dir kept: {}", c.keep_dir().display());
+        }
         let initial = c.initial_cluster();
         for i in 0..n {
             c.spawn(i, Some(&initial))?;

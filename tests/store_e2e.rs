@@ -76,10 +76,21 @@ async fn sigkill_leader_under_writes_loses_no_acknowledged_write() {
     .await;
     c.kill(leader).unwrap();
     let at_kill = acked.lock().len();
-    wait_for(Duration::from_secs(20), "50 writes after the kill", || async {
-        (acked.lock().len() >= at_kill + 50).then_some(())
+    let resumed = tokio::time::timeout(Duration::from_secs(20), async {
+        while acked.lock().len() < at_kill + 50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    if resumed.is_err() {
+        let logs: Vec<String> =
+            c.members.iter().map(|m| format!("--- member {}:\n{}", m.id, c.log_tail(m.id, 40))).collect();
+        panic!(
+            "writes did not resume within 20s of killing leader {leader} ({} acked after the kill)\n{}",
+            acked.lock().len() - at_kill,
+            logs.join("\n")
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     tokio::time::timeout(Duration::from_secs(15), writer).await.unwrap().unwrap();
     let new_leader = c.leader(Duration::from_secs(10)).await.unwrap();

@@ -344,15 +344,17 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
     if s.len() > DNS1123_LABEL_MAX {
         out.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
     }
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && is_lower_alnum(b[0])
-        && is_lower_alnum(b[b.len() - 1])
-        && b.iter().all(|&c| is_lower_alnum(c) || c == b'-');
-    if !ok {
+    if !label_shape(s, is_lower_alnum) {
         out.push(DNS1123_LABEL_MSG.to_string());
     }
     out
+}
+
+/// The shape shared by DNS labels: non-empty, lower-case alphanumerics and `-`, a first
+/// character accepted by `first`, and an alphanumeric last character.
+fn label_shape(s: &str, first: impl Fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty() && first(b[0]) && is_lower_alnum(b[b.len() - 1]) && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
 }
 
 /// DNS-1123 subdomain: ≤253 chars, dot-separated DNS-1123 labels.
@@ -361,14 +363,7 @@ pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
         out.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
     }
-    let ok = !s.is_empty()
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && is_lower_alnum(b[0])
-                && is_lower_alnum(b[b.len() - 1])
-                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
-        });
+    let ok = !s.is_empty() && s.split('.').all(|part| label_shape(part, is_lower_alnum));
     if !ok {
         out.push(DNS1123_SUBDOMAIN_MSG.to_string());
     }
@@ -381,12 +376,7 @@ pub fn is_dns1035_label(s: &str) -> Vec<String> {
     if s.len() > DNS1123_LABEL_MAX {
         out.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
     }
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b[0].is_ascii_lowercase()
-        && is_lower_alnum(b[b.len() - 1])
-        && b.iter().all(|&c| is_lower_alnum(c) || c == b'-');
-    if !ok {
+    if !label_shape(s, |c| c.is_ascii_lowercase()) {
         out.push(DNS1035_LABEL_MSG.to_string());
     }
     out

@@ -49,6 +49,26 @@ impl pb::raft_server::Raft for RaftSvc {
 /// The etcd-style key-value API.
 pub struct KvSvc(pub Arc<StoreNode>);
 
+impl KvSvc {
+    /// Runs `op` on `key`, only if the key is at `prev_revision` when one is given; a lost
+    /// compare becomes a conflict status carrying the key's current revision.
+    async fn guarded(&self, key: &str, prev_revision: Option<u64>, op: Op) -> Result<(u64, OpResult), Status> {
+        let txn = Txn {
+            compare: prev_revision.map(|rev| vec![Compare::mod_revision(key, rev)]).unwrap_or_default(),
+            success: vec![op],
+            failure: vec![Op::get(key)],
+        };
+        let resp = self.0.txn(txn).await.map_err(status)?;
+        match resp.results.into_iter().next() {
+            Some(OpResult::Get { kv }) if !resp.succeeded => {
+                Err(convert::conflict(key, prev_revision.unwrap_or_default(), kv.map_or(0, |k| k.mod_revision)))
+            }
+            Some(result) => Ok((resp.revision, result)),
+            None => Err(Status::internal("transaction returned no result")),
+        }
+    }
+}
+
 type WatchOut = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 /// Events per watch message, and messages buffered per watch.
@@ -78,40 +98,23 @@ impl pb::kv_server::Kv for KvSvc {
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = req.into_inner();
-        let txn = Txn {
-            compare: r.prev_revision.map(|rev| vec![Compare::mod_revision(r.key.clone(), rev)]).unwrap_or_default(),
-            success: vec![Op::Put { key: r.key.clone(), value: r.value }],
-            failure: vec![Op::get(r.key.clone())],
-        };
-        let resp = self.0.txn(txn).await.map_err(status)?;
-        match resp.results.into_iter().next() {
-            Some(OpResult::Put { prev }) if resp.succeeded => {
-                Ok(Response::new(pb::PutResponse { revision: resp.revision, prev: prev.as_ref().map(convert::kv) }))
+        let op = Op::Put { key: r.key.clone(), value: r.value };
+        match self.guarded(&r.key, r.prev_revision, op).await? {
+            (revision, OpResult::Put { prev }) => {
+                Ok(Response::new(pb::PutResponse { revision, prev: prev.as_ref().map(convert::kv) }))
             }
-            Some(OpResult::Get { kv }) => {
-                Err(convert::conflict(&r.key, r.prev_revision.unwrap_or_default(), kv.map_or(0, |k| k.mod_revision)))
-            }
-            other => Err(Status::internal(format!("unexpected put result {other:?}"))),
+            (_, other) => Err(Status::internal(format!("unexpected put result {other:?}"))),
         }
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
         let op = if r.prefix { Op::DeletePrefix { prefix: r.key.clone() } } else { Op::delete(r.key.clone()) };
-        let txn = Txn {
-            compare: r.prev_revision.map(|rev| vec![Compare::mod_revision(r.key.clone(), rev)]).unwrap_or_default(),
-            success: vec![op],
-            failure: vec![Op::get(r.key.clone())],
-        };
-        let resp = self.0.txn(txn).await.map_err(status)?;
-        match resp.results.into_iter().next() {
-            Some(OpResult::Delete { deleted }) if resp.succeeded => {
-                Ok(Response::new(pb::DeleteResponse { revision: resp.revision, deleted: deleted.len() as u64 }))
+        match self.guarded(&r.key, r.prev_revision, op).await? {
+            (revision, OpResult::Delete { deleted }) => {
+                Ok(Response::new(pb::DeleteResponse { revision, deleted: deleted.len() as u64 }))
             }
-            Some(OpResult::Get { kv }) => {
-                Err(convert::conflict(&r.key, r.prev_revision.unwrap_or_default(), kv.map_or(0, |k| k.mod_revision)))
-            }
-            other => Err(Status::internal(format!("unexpected delete result {other:?}"))),
+            (_, other) => Err(Status::internal(format!("unexpected delete result {other:?}"))),
         }
     }
 
