@@ -1,0 +1,211 @@
+//! The scheduling loop: for each pending pod in queue order, filter every node, score the feasible ones, pick the best.
+
+use std::collections::BTreeMap;
+
+use crate::decision::{Binding, Decision, Unschedulable};
+use crate::framework::{Code, FilterPlugin, ScorePlugin};
+use crate::plugins::{
+    BalancedAllocation, LeastAllocated, NodeAffinity, NodePorts, NodeReady, NodeResourcesFit, NodeUnschedulable,
+    ReplicaSpread, TaintToleration,
+};
+use crate::snapshot::{mix, ClusterSnapshot, NodeInfo, PendingPod, PodInfo};
+
+/// `spec.schedulerName` of pods this scheduler takes by default.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// Scheduler settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Chooses among equally scored nodes: the same seed and input give the same bindings.
+    pub seed: u64,
+    /// Only pending pods whose `spec.schedulerName` equals this are scheduled; others are skipped.
+    pub scheduler_name: String,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { seed: 0, scheduler_name: DEFAULT_SCHEDULER_NAME.to_string() }
+    }
+}
+
+/// The plugins a scheduler runs: filters in order, and weighted scores.
+pub struct Profile {
+    filters: Vec<Box<dyn FilterPlugin>>,
+    scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+}
+
+impl Profile {
+    /// A profile without plugins: every node fits and every score ties.
+    pub fn empty() -> Profile {
+        Profile { filters: Vec::new(), scores: Vec::new() }
+    }
+
+    /// The default plugins, with Kubernetes' default score weights: filters NodeUnschedulable,
+    /// NodeReady, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit (cheapest and
+    /// unresolvable first); scores TaintToleration ×3, NodeAffinity ×2, ReplicaSpread ×2,
+    /// LeastAllocated ×1, BalancedAllocation ×1.
+    pub fn default_plugins() -> Profile {
+        Profile::empty()
+            .with_filter(NodeUnschedulable)
+            .with_filter(NodeReady)
+            .with_filter(TaintToleration)
+            .with_filter(NodeAffinity)
+            .with_filter(NodePorts)
+            .with_filter(NodeResourcesFit)
+            .with_score(TaintToleration, 3)
+            .with_score(NodeAffinity, 2)
+            .with_score(ReplicaSpread, 2)
+            .with_score(LeastAllocated, 1)
+            .with_score(BalancedAllocation, 1)
+    }
+
+    pub fn with_filter(mut self, plugin: impl FilterPlugin + 'static) -> Profile {
+        self.filters.push(Box::new(plugin));
+        self
+    }
+
+    pub fn with_score(mut self, plugin: impl ScorePlugin + 'static, weight: i64) -> Profile {
+        self.scores.push((Box::new(plugin), weight));
+        self
+    }
+
+    pub fn filter_names(&self) -> Vec<&'static str> {
+        self.filters.iter().map(|f| f.name()).collect()
+    }
+
+    pub fn score_names(&self) -> Vec<(&'static str, i64)> {
+        self.scores.iter().map(|(s, w)| (s.name(), *w)).collect()
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::default_plugins()
+    }
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile").field("filters", &self.filter_names()).field("scores", &self.score_names()).finish()
+    }
+}
+
+/// Schedules a snapshot's pending pods with the default plugins. See [`Scheduler::schedule`].
+pub fn schedule(snapshot: &ClusterSnapshot, config: &SchedulerConfig) -> Vec<Decision> {
+    Scheduler::new(config.clone()).schedule(snapshot)
+}
+
+/// A configured scheduler. It holds no cluster state: every call works on the snapshot it is given.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    profile: Profile,
+}
+
+/// Reused buffers for one scheduling pass.
+#[derive(Default)]
+struct Scratch {
+    feasible: Vec<usize>,
+    totals: Vec<i64>,
+    scores: Vec<i64>,
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        Scheduler { config, profile: Profile::default_plugins() }
+    }
+
+    pub fn with_profile(config: SchedulerConfig, profile: Profile) -> Scheduler {
+        Scheduler { config, profile }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Decides every pending pod of the snapshot (those for this scheduler's name), in queue
+    /// order (priority, then age), returning one decision per pod in that order. Each binding
+    /// is accounted on its node before the next pod is considered, so a batch never
+    /// overcommits a node or piles replicas onto one. The snapshot itself is not modified.
+    ///
+    /// Among the best-scored nodes the choice is a hash of (seed, pod identity, node name):
+    /// deterministic, yet different pods do not all break ties toward the same node.
+    pub fn schedule(&self, snapshot: &ClusterSnapshot) -> Vec<Decision> {
+        let mut nodes: Vec<NodeInfo> = snapshot.nodes().to_vec();
+        let mut scratch = Scratch::default();
+        let mut decisions = Vec::with_capacity(snapshot.pending().len());
+        for pending in snapshot.pending() {
+            if pending.scheduler_name != self.config.scheduler_name {
+                continue;
+            }
+            let decision = self.schedule_one(pending, &nodes, &mut scratch);
+            if let Decision::Bind(b) = &decision {
+                if let Ok(i) = nodes.binary_search_by(|n| n.name.as_str().cmp(&b.node)) {
+                    nodes[i].add_pod(&pending.info);
+                }
+            }
+            decisions.push(decision);
+        }
+        decisions
+    }
+
+    fn schedule_one(&self, pending: &PendingPod, nodes: &[NodeInfo], scratch: &mut Scratch) -> Decision {
+        let pod = &pending.info;
+        let mut unschedulable = Unschedulable {
+            pod: pod.pod.clone(),
+            num_nodes: nodes.len(),
+            reasons: BTreeMap::new(),
+            unresolvable_nodes: 0,
+            error: pending.error.clone(),
+        };
+        if pending.error.is_some() {
+            return Decision::Unschedulable(unschedulable);
+        }
+
+        scratch.feasible.clear();
+        'nodes: for (i, node) in nodes.iter().enumerate() {
+            for filter in &self.profile.filters {
+                if let Err(rejection) = filter.filter(pod, node) {
+                    if rejection.code == Code::UnschedulableAndUnresolvable {
+                        unschedulable.unresolvable_nodes += 1;
+                    }
+                    for reason in rejection.reasons {
+                        *unschedulable.reasons.entry(reason).or_insert(0) += 1;
+                    }
+                    continue 'nodes;
+                }
+            }
+            scratch.feasible.push(i);
+        }
+
+        let best = match scratch.feasible.as_slice() {
+            [] => return Decision::Unschedulable(unschedulable),
+            [only] => *only,
+            _ => self.pick(pod, nodes, scratch),
+        };
+        Decision::Bind(Binding { pod: pod.pod.clone(), node: nodes[best].name.clone() })
+    }
+
+    /// Scores the feasible nodes and returns the index of the best one.
+    fn pick(&self, pod: &PodInfo, nodes: &[NodeInfo], scratch: &mut Scratch) -> usize {
+        let Scratch { feasible, totals, scores } = scratch;
+        totals.clear();
+        totals.resize(feasible.len(), 0);
+        for (plugin, weight) in &self.profile.scores {
+            scores.clear();
+            scores.extend(feasible.iter().map(|&i| plugin.score(pod, &nodes[i])));
+            plugin.normalize(scores);
+            for (t, s) in totals.iter_mut().zip(scores.iter()) {
+                *t += weight * s;
+            }
+        }
+        let salt = mix(self.config.seed ^ pod.identity_hash);
+        let (_, _, best) = feasible
+            .iter()
+            .zip(totals.iter())
+            .map(|(&i, &total)| (total, mix(salt ^ nodes[i].identity_hash), i))
+            .max()
+            .expect("at least two feasible nodes");
+        best
+    }
+}
