@@ -162,3 +162,49 @@ fn resources_of(
 fn clamp(v: i128) -> i64 {
     v.clamp(0, i128::from(i64::MAX)) as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::pod;
+
+    const MI: i64 = 1024 * 1024;
+
+    #[test]
+    fn requests_default_to_limits_and_scoring_to_best_effort_defaults() {
+        let r = pod_requests(&pod("p").cpu_limit("2").memory("1Mi").build()).unwrap();
+        assert_eq!(r.requests, Resources::new(2000, MI));
+        assert_eq!(r.scoring, Resources::new(2000, MI));
+
+        let r = pod_requests(&pod("p").build()).unwrap();
+        assert_eq!(r.requests, Resources::default());
+        assert_eq!(r.scoring, Resources::new(DEFAULT_SCORING_CPU_MILLIS, DEFAULT_SCORING_MEMORY_BYTES));
+
+        // An explicit zero is kept, not replaced by the scoring default.
+        let r = pod_requests(&pod("p").cpu("0").build()).unwrap();
+        assert_eq!(r.scoring.cpu_millis, 0);
+    }
+
+    #[test]
+    fn init_containers_sidecars_and_overhead() {
+        // Regular init containers run alone: max(sum of containers, largest init).
+        let p = pod("p").cpu("100m").container().cpu("200m").init_container("250m", "0", false);
+        assert_eq!(pod_requests(&p.build()).unwrap().requests.cpu_millis, 300);
+        let p = pod("p").cpu("100m").init_container("500m", "0", false);
+        assert_eq!(pod_requests(&p.build()).unwrap().requests.cpu_millis, 500);
+        // Sidecars add to the containers and to every later init container.
+        let p = pod("p").cpu("100m").init_container("50m", "0", true).init_container("500m", "0", false);
+        assert_eq!(pod_requests(&p.build()).unwrap().requests.cpu_millis, 550);
+        let p = pod("p").cpu("100m").init_container("50m", "0", true);
+        assert_eq!(pod_requests(&p.build()).unwrap().requests.cpu_millis, 150);
+        // Overhead is added on top.
+        let p = pod("p").cpu("100m").memory("1Mi").overhead("10m", "1Mi");
+        assert_eq!(pod_requests(&p.build()).unwrap().requests, Resources::new(110, 2 * MI));
+    }
+
+    #[test]
+    fn invalid_quantity_names_the_field() {
+        let err = pod_requests(&pod("p").container().memory_limit("1Q").build()).unwrap_err();
+        assert!(err.to_string().starts_with("spec.containers[1].resources.limits[memory]: invalid quantity \"1Q\""));
+    }
+}

@@ -1,0 +1,245 @@
+//! Whole-pass behaviour: spreading, resource scores, batch accounting, queue order, determinism.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_scheduler::harness::{node, pod, Harness};
+use skiff_scheduler::plugins::{BalancedAllocation, LeastAllocated, NodeResourcesFit, ReplicaSpread};
+use skiff_scheduler::{ClusterSnapshot, Profile, Scheduler, SchedulerConfig};
+
+fn distinct_nodes(placements: &BTreeMap<String, String>) -> usize {
+    placements.values().collect::<BTreeSet<_>>().len()
+}
+
+#[test]
+fn three_replicas_land_on_three_nodes_for_every_seed() {
+    for seed in 0..50 {
+        let mut h = Harness::new();
+        h.seed(seed).add_nodes("n", 3, |n| n).add_replicas("web", 3, |p| p.cpu("100m").memory("128Mi"));
+        let out = h.schedule();
+        assert_eq!(distinct_nodes(&out.placements()), 3, "seed {seed}: {:?}", out.placements());
+    }
+}
+
+#[test]
+fn replicas_spread_over_unequal_nodes() {
+    // Least-allocated alone would put every replica on the big node.
+    let mut h = Harness::new();
+    h.add_node(node("big").cpu("64").memory("256Gi"))
+        .add_node(node("small-1").cpu("2").memory("4Gi"))
+        .add_node(node("small-2").cpu("2").memory("4Gi"))
+        .add_replicas("web", 3, |p| p.cpu("100m").memory("128Mi"));
+    assert_eq!(distinct_nodes(&h.schedule().placements()), 3);
+
+    let only_least_allocated = Scheduler::with_profile(
+        SchedulerConfig::default(),
+        Profile::empty().with_filter(NodeResourcesFit).with_score(LeastAllocated, 1),
+    );
+    assert_eq!(h.schedule_with(&only_least_allocated).per_node().get("big"), Some(&3));
+}
+
+#[test]
+fn six_replicas_two_per_node() {
+    let mut h = Harness::new();
+    h.add_nodes("n", 3, |n| n).add_replicas("web", 6, |p| p.cpu("100m"));
+    let counts: Vec<usize> = h.schedule().per_node().into_values().collect();
+    assert_eq!(counts, vec![2, 2, 2]);
+}
+
+#[test]
+fn spreading_counts_replicas_already_running() {
+    let mut h = Harness::new();
+    h.add_nodes("n", 3, |n| n)
+        .add_pod(pod("web-old-0").owner("web").on_node("n-0"))
+        .add_pod(pod("web-old-1").owner("web").on_node("n-2"))
+        .add_pod(pod("other-0").owner("other").on_node("n-1"))
+        .add_pod(pod("other-1").owner("other").on_node("n-1"))
+        .add_pod(pod("web-new").owner("web"));
+    assert_eq!(h.schedule().node_of("web-new"), Some("n-1"), "another owner's pods do not count");
+}
+
+#[test]
+fn pods_without_owner_spread_by_identical_labels() {
+    let mut h = Harness::new();
+    h.add_nodes("n", 2, |n| n)
+        .add_pod(pod("a-running").label("app", "a").on_node("n-0"))
+        .add_pod(pod("a-new").label("app", "a"));
+    assert_eq!(h.schedule().node_of("a-new"), Some("n-1"));
+
+    // Same labels in another namespace are another group; with the spread score alone the
+    // new pod sees no siblings anywhere and both nodes tie.
+    let mut seen = BTreeSet::new();
+    for seed in 0..20 {
+        let mut h = Harness::new();
+        h.seed(seed)
+            .add_nodes("n", 2, |n| n)
+            .add_pod(pod("a-running").label("app", "a").on_node("n-0"))
+            .add_pod(pod("a-new").namespace("other").label("app", "a"));
+        let s = Scheduler::with_profile(h.config.clone(), Profile::empty().with_score(ReplicaSpread, 1));
+        seen.extend(h.schedule_with(&s).node_of("a-new").map(String::from));
+    }
+    assert_eq!(seen.len(), 2, "no preference across namespaces: {seen:?}");
+}
+
+#[test]
+fn least_allocated_prefers_the_emptier_node() {
+    let mut h = Harness::new();
+    h.add_nodes("n", 2, |n| n).add_pod(pod("busy").on_node("n-0").cpu("3").memory("6Gi")).add_pod(pod("p").cpu("100m"));
+    assert_eq!(h.schedule().node_of("p"), Some("n-1"));
+}
+
+#[test]
+fn balanced_allocation_prefers_even_usage() {
+    // Both nodes are half used on average (least-allocated ties), but n-even uses cpu and
+    // memory equally.
+    let mut h = Harness::new();
+    h.add_node(node("n-even").cpu("4").memory("4Gi"))
+        .add_node(node("n-skewed").cpu("4").memory("4Gi"))
+        .add_pod(pod("x").on_node("n-even").cpu("2").memory("2Gi"))
+        .add_pod(pod("y").on_node("n-skewed").cpu("1").memory("3Gi"))
+        .add_pod(pod("p").cpu("1m").memory("1Mi"));
+    let balanced =
+        Scheduler::with_profile(SchedulerConfig::default(), Profile::empty().with_score(BalancedAllocation, 1));
+    for seed in 0..10 {
+        h.seed(seed);
+        assert_eq!(h.schedule_with(&balanced).node_of("p"), Some("n-even"));
+        assert_eq!(h.schedule().node_of("p"), Some("n-even"));
+    }
+}
+
+#[test]
+fn batch_accounts_for_earlier_placements() {
+    let mut h = Harness::new();
+    h.add_node(node("a").cpu("1"));
+    for i in 0..4 {
+        h.add_pod(pod(&format!("p{i}")).cpu("300m").created(i));
+    }
+    let out = h.schedule();
+    assert_eq!(out.bound_count(), 3);
+    assert_eq!(out.message_of("p3"), "0/1 nodes are available: 1 Insufficient cpu.");
+
+    let mut h = Harness::new();
+    h.add_node(node("a").max_pods(2))
+        .add_pod(pod("p0").created(0))
+        .add_pod(pod("p1").created(1))
+        .add_pod(pod("p2").created(2));
+    assert_eq!(h.schedule().message_of("p2"), "0/1 nodes are available: 1 Too many pods.");
+
+    let mut h = Harness::new();
+    h.add_nodes("n", 2, |n| n);
+    for i in 0..3 {
+        h.add_pod(pod(&format!("p{i}")).host_port(443).created(i));
+    }
+    let out = h.schedule();
+    assert_eq!(distinct_nodes(&out.placements()), 2);
+    assert_eq!(
+        out.message_of("p2"),
+        "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."
+    );
+}
+
+#[test]
+fn queue_order_priority_then_age_then_name() {
+    let mut h = Harness::new();
+    h.add_node(node("a").cpu("1"))
+        .add_pod(pod("old-low").cpu("1").created(1))
+        .add_pod(pod("new-high").cpu("1").created(5).priority(1000))
+        .add_pod(pod("b-no-time").cpu("1"))
+        .add_pod(pod("a-no-time").cpu("1"));
+    let out = h.schedule();
+    let order: Vec<&str> = out.decisions.iter().map(|d| d.pod().name.as_str()).collect();
+    assert_eq!(order, ["new-high", "old-low", "a-no-time", "b-no-time"]);
+    assert_eq!(out.node_of("new-high"), Some("a"));
+}
+
+#[test]
+fn other_schedulers_pods_and_deleted_pods_are_skipped() {
+    let mut h = Harness::new();
+    h.add_node(node("a"))
+        .add_pod(pod("mine"))
+        .add_pod(pod("explicit").scheduler_name("default-scheduler"))
+        .add_pod(pod("theirs").scheduler_name("gpu-scheduler"))
+        .add_pod(pod("going").deleting());
+    let names: Vec<String> = h.schedule().decisions.iter().map(|d| d.pod().name.clone()).collect();
+    assert_eq!(names, ["explicit", "mine"]);
+
+    let gpu = Scheduler::new(SchedulerConfig { scheduler_name: "gpu-scheduler".into(), ..Default::default() });
+    let names: Vec<String> = h.schedule_with(&gpu).decisions.iter().map(|d| d.pod().name.clone()).collect();
+    assert_eq!(names, ["theirs"]);
+}
+
+#[test]
+fn pods_on_unknown_nodes_are_ignored_and_bad_bound_quantities_count_zero() {
+    let mut h = Harness::new();
+    h.add_node(node("a").cpu("1"))
+        .add_pod(pod("ghost").on_node("gone").cpu("1"))
+        .add_pod(pod("odd").on_node("a").cpu("garbage"))
+        .add_pod(pod("p").cpu("1"));
+    assert_eq!(h.schedule().node_of("p"), Some("a"));
+}
+
+fn shuffled_harness(seed: u64, reverse: bool) -> Harness {
+    let mut h = Harness::new();
+    h.seed(seed).add_nodes("n", 10, |n| n).add_replicas("web", 25, |p| p.cpu("100m")).add_replicas("db", 5, |p| p);
+    for i in 0..10 {
+        h.add_pod(pod(&format!("solo-{i}")));
+    }
+    if reverse {
+        h.nodes.reverse();
+        h.pods.reverse();
+    }
+    h
+}
+
+#[test]
+fn deterministic_for_a_seed_and_independent_of_input_order() {
+    let a = shuffled_harness(7, false).schedule();
+    let b = shuffled_harness(7, false).schedule();
+    let c = shuffled_harness(7, true).schedule();
+    assert_eq!(a.decisions, b.decisions);
+    assert_eq!(a.placements(), c.placements());
+
+    // Scheduling does not modify the snapshot: a second pass over it decides identically.
+    let h = shuffled_harness(7, false);
+    let snapshot = ClusterSnapshot::new(&h.nodes, &h.pods);
+    let s = Scheduler::new(h.config.clone());
+    assert_eq!(s.schedule(&snapshot), s.schedule(&snapshot));
+}
+
+#[test]
+fn seeds_change_tie_breaks_but_not_the_spread() {
+    let placements: BTreeSet<BTreeMap<String, String>> =
+        (0..10).map(|seed| shuffled_harness(seed, false).schedule().placements()).collect();
+    assert!(placements.len() > 1, "different seeds should break ties differently");
+    for p in &placements {
+        assert_eq!(p.len(), 40);
+    }
+
+    // Unrelated pods with equal scores do not all pick the same node.
+    let mut h = Harness::new();
+    h.add_nodes("n", 4, |n| n);
+    for i in 0..4 {
+        h.add_pod(pod(&format!("p{i}")).label("i", &i.to_string()));
+    }
+    let out = h.schedule();
+    assert!(distinct_nodes(&out.placements()) > 1, "{:?}", out.placements());
+}
+
+#[test]
+fn thousand_pods_over_hundred_nodes_respect_capacity_and_spread() {
+    let mut h = Harness::new();
+    h.add_nodes("n", 100, |n| n.cpu("4").memory("8Gi"));
+    for g in 0..100 {
+        h.add_replicas(&format!("rs{g:02}"), 10, |p| p.cpu("300m").memory("512Mi"));
+    }
+    let out = h.schedule();
+    assert_eq!(out.bound_count(), 1000);
+    // 4 cpu / 300m = 13 pods per node at most; 10 per node on average.
+    assert!(out.per_node().values().all(|&n| n <= 13), "{:?}", out.per_node());
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (pod, node) in out.placements() {
+        groups.entry(pod.split('-').next().unwrap().to_string()).or_default().insert(node);
+    }
+    for (g, nodes) in groups {
+        assert_eq!(nodes.len(), 10, "replicas of {g} share a node");
+    }
+}
