@@ -40,7 +40,11 @@ pub fn with_last_applied(manifest: &Value) -> Value {
     }
     let text = serde_json::to_string(&clean).expect("JSON serializes");
     let mut out = clean;
-    let meta = out.as_object_mut().expect("manifest is an object").entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let meta = out
+        .as_object_mut()
+        .expect("manifest is an object")
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -144,7 +148,9 @@ pub fn contained(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => a.iter().all(|(k, av)| match b.get(k) {
             Some(bv) => contained(av, bv),
-            None => av.is_null() || av.as_object().is_some_and(Map::is_empty) || av.as_array().is_some_and(Vec::is_empty),
+            None => {
+                av.is_null() || av.as_object().is_some_and(Map::is_empty) || av.as_array().is_some_and(Vec::is_empty)
+            }
         }),
         (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| contained(x, y)),
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),

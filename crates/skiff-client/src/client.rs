@@ -266,9 +266,14 @@ impl Client {
     }
 
     /// `DELETE` an object; returns what the server answered (the object or a `Status`).
-    pub async fn delete(&self, res: &ResourceInfo, ns: Option<&str>, name: &str, params: &DeleteParams) -> Result<Value> {
-        let (req, url) =
-            self.request(reqwest::Method::DELETE, &resource_path(res, ns, Some(name), None), ACCEPT_JSON);
+    pub async fn delete(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<Value> {
+        let (req, url) = self.request(reqwest::Method::DELETE, &resource_path(res, ns, Some(name), None), ACCEPT_JSON);
         self.json(req.json(&params.body()), &url).await
     }
 
@@ -422,7 +427,10 @@ mod tests {
             resource_path(&DEPLOYMENTS, Some("ns"), Some("web"), Some("scale")),
             "/apis/apps/v1/namespaces/ns/deployments/web/scale"
         );
-        assert_eq!(resource_path(&NAMESPACES, Some("ignored"), Some("kube-system"), None), "/api/v1/namespaces/kube-system");
+        assert_eq!(
+            resource_path(&NAMESPACES, Some("ignored"), Some("kube-system"), None),
+            "/api/v1/namespaces/kube-system"
+        );
     }
 
     #[tokio::test]

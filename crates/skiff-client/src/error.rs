@@ -63,7 +63,8 @@ impl ServerError {
 
     /// The same failure as `skiff_api`'s typed `Status`, when its reason is one Skiff defines.
     pub fn to_status(&self) -> Option<skiff_api::Status> {
-        let reason: skiff_api::StatusReason = serde_json::from_value(serde_json::Value::String(self.reason.clone())).ok()?;
+        let reason: skiff_api::StatusReason =
+            serde_json::from_value(serde_json::Value::String(self.reason.clone())).ok()?;
         let mut s = skiff_api::Status::failure(reason, self.message.clone(), None);
         s.code = self.code;
         Some(s)
@@ -152,7 +153,8 @@ mod tests {
 
     #[test]
     fn status_body_formats_like_kubectl() {
-        let body = serde_json::to_vec(&skiff_api::status::not_found(&skiff_api::registry::PODS, "x").to_json()).unwrap();
+        let body =
+            serde_json::to_vec(&skiff_api::status::not_found(&skiff_api::registry::PODS, "x").to_json()).unwrap();
         let e = Error::Server(ServerError::from_response(404, &body));
         assert_eq!(e.to_string(), r#"Error from server (NotFound): pods "x" not found"#);
         assert!(e.is_not_found());
@@ -184,7 +186,11 @@ mod tests {
     #[test]
     fn multiple_errors_print_one_per_line() {
         let nf = |n: &str| {
-            Error::Server(ServerError { code: 404, reason: "NotFound".into(), message: format!("pods \"{n}\" not found") })
+            Error::Server(ServerError {
+                code: 404,
+                reason: "NotFound".into(),
+                message: format!("pods \"{n}\" not found"),
+            })
         };
         assert!(Error::from_many(vec![]).is_ok());
         let e = Error::from_many(vec![nf("a"), nf("b")]).unwrap_err();

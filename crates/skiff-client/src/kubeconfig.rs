@@ -112,10 +112,9 @@ impl Kubeconfig {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| Error::Config(format!("context \"{name}\" does not exist in the kubeconfig")))?;
-        let cluster =
-            self.clusters.iter().find(|c| c.name == ctx.context.cluster).ok_or_else(|| {
-                Error::Config(format!("cluster \"{}\" of context \"{name}\" does not exist", ctx.context.cluster))
-            })?;
+        let cluster = self.clusters.iter().find(|c| c.name == ctx.context.cluster).ok_or_else(|| {
+            Error::Config(format!("cluster \"{}\" of context \"{name}\" does not exist", ctx.context.cluster))
+        })?;
         let ns = Some(ctx.context.namespace.clone()).filter(|n| !n.is_empty());
         Ok((cluster.cluster.server.clone(), ns))
     }
@@ -296,10 +295,7 @@ users:
         std::fs::write(dir.path().join(".kube/config"), "").unwrap();
         assert_eq!(kubeconfig_path(None, None, Some(home)), Some(dir.path().join(".kube/config")));
         assert_eq!(kubeconfig_path(None, Some("/a/one:/b/two"), Some(home)), Some(PathBuf::from("/a/one")));
-        assert_eq!(
-            kubeconfig_path(Some(Path::new("/x")), Some("/a/one"), Some(home)),
-            Some(PathBuf::from("/x"))
-        );
+        assert_eq!(kubeconfig_path(Some(Path::new("/x")), Some("/a/one"), Some(home)), Some(PathBuf::from("/x")));
         // An empty ~/.kube/config and no --server: a clear message.
         let e = resolve_target(&TargetOptions { home: Some(home), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("no server to talk to"), "{e}");

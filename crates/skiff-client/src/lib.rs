@@ -2,6 +2,8 @@
 
 pub mod apply;
 pub mod client;
+pub mod commands;
+pub mod describe;
 pub mod error;
 pub mod kubeconfig;
 pub mod manifest;
@@ -10,5 +12,6 @@ pub mod resource;
 pub mod table;
 
 pub use client::{Client, DeleteParams, ListParams, LogParams, WatchEvent};
+pub use commands::{run, run_with, GlobalOpts, UserCommand};
 pub use error::{Error, ServerError};
 pub use kubeconfig::write_kubeconfig;

@@ -123,7 +123,8 @@ fn read_path(path: &Path, recursive: bool, top: bool, out: &mut Vec<Manifest>) -
             .collect();
         entries.sort();
         for p in entries {
-            let is_manifest = p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["yaml", "yml", "json"].contains(&e));
+            let is_manifest =
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["yaml", "yml", "json"].contains(&e));
             if p.is_dir() || is_manifest {
                 read_path(&p, recursive, false, out)?;
             }
@@ -133,8 +134,8 @@ fn read_path(path: &Path, recursive: bool, top: bool, out: &mut Vec<Manifest>) -
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err(Error::Manifest(format!("{} is larger than {MAX_MANIFEST_BYTES} bytes", path.display())));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Manifest(format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Manifest(format!("cannot read {}: {e}", path.display())))?;
     push_all(&text, &path.display().to_string(), out)
 }
 

@@ -9,7 +9,8 @@ use crate::resource::display_name;
 /// JSON with 4-space indentation and a trailing newline (kubectl's `-o json`).
 pub fn to_json(v: &Value) -> String {
     let mut buf = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
     v.serialize(&mut ser).expect("JSON serializes");
     let mut s = String::from_utf8(buf).expect("JSON is UTF-8");
     s.push('\n');
