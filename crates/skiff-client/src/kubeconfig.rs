@@ -262,6 +262,22 @@ users:
         assert_eq!(t, Target { server: "http://127.0.0.1:6443".into(), namespace: "default".into() });
     }
 
+    /// The real kubectl reads the written file (skipped when kubectl is not installed).
+    #[test]
+    fn kubectl_accepts_the_written_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        write_kubeconfig(&path, "http://127.0.0.1:6443", "skiff").unwrap();
+        let out = std::process::Command::new("kubectl")
+            .args(["config", "view", "--kubeconfig"])
+            .arg(&path)
+            .args(["-o", "jsonpath={.current-context} {.clusters[0].cluster.server}"])
+            .output();
+        let Ok(out) = out else { return };
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "skiff http://127.0.0.1:6443");
+    }
+
     #[test]
     fn current_context_gives_server_and_namespace() {
         let c = Kubeconfig::parse(KUBECTL_STYLE, "test").unwrap();
