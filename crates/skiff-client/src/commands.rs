@@ -21,7 +21,7 @@ use crate::table::{TableOptions, TablePrinter};
 
 /// Options every user command takes (kubectl's global flags). They are `global`, so a parent
 /// parser that flattens this struct accepts them before or after the subcommand.
-#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct GlobalOpts {
     /// Path to the kubeconfig file (else `KUBECONFIG`'s first entry, else ~/.kube/config).
     #[arg(long, global = true, value_name = "PATH")]
@@ -39,6 +39,19 @@ pub struct GlobalOpts {
     /// follow streams have it only until the server answers.
     #[arg(long = "request-timeout", global = true, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+}
+
+impl Default for GlobalOpts {
+    /// No flags given: kubeconfig discovery and the 30 s request deadline.
+    fn default() -> Self {
+        GlobalOpts {
+            kubeconfig: None,
+            context: None,
+            server: None,
+            namespace: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl GlobalOpts {
@@ -811,6 +824,46 @@ mod tests {
         let UserCommand::Get(g) = parse(&["get", "pods,svc", "-A", "-w", "-l", "app=web"]).cmd else { panic!() };
         assert!(g.all_namespaces && g.watch && g.selector.as_deref() == Some("app=web"));
         assert!(Cli::try_parse_from(["skiff", "get", "pods", "-o", "table"]).is_err());
+    }
+
+    /// The shape the `skiff` binary uses: its own subcommands plus the user commands flattened
+    /// in, with the global options on the top-level parser.
+    #[test]
+    fn flattens_into_a_binary_cli() {
+        #[derive(Subcommand, Debug)]
+        enum Top {
+            Server {
+                #[arg(long)]
+                request_timeout_ms: Option<u64>,
+            },
+            Cluster {
+                #[arg(short = 'o', long)]
+                output: Option<String>,
+            },
+            #[command(flatten)]
+            User(UserCommand),
+        }
+        #[derive(Parser, Debug)]
+        struct Bin {
+            #[command(flatten)]
+            global: GlobalOpts,
+            #[command(subcommand)]
+            cmd: Top,
+        }
+        use clap::CommandFactory;
+        Bin::command().debug_assert();
+        let b = Bin::try_parse_from(["skiff", "scale", "deploy/web", "--replicas", "2", "-n", "x"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Scale(_))));
+        assert_eq!(b.global.namespace.as_deref(), Some("x"));
+        let b = Bin::try_parse_from(["skiff", "server", "--request-timeout-ms", "5"]).unwrap();
+        assert!(matches!(b.cmd, Top::Server { request_timeout_ms: Some(5) }));
+        assert!(Bin::try_parse_from(["skiff", "cluster", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn defaults_match_the_parser() {
+        let c = parse(&["get", "pods"]);
+        assert_eq!(c.global, GlobalOpts::default());
     }
 
     #[test]
