@@ -1,0 +1,892 @@
+//! The kubectl-like user commands (`apply`, `get`, `describe`, `delete`, `scale`, `logs`) as clap types and `run`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_api::registry::{lookup_kind, ENDPOINTS, EVENTS, PODS};
+use skiff_api::{PatchType, ResourceInfo};
+
+use crate::apply::{plan, ApplyAction, LAST_APPLIED};
+use crate::client::{Client, DeleteParams, ListParams, LogParams};
+use crate::error::{Error, Result, ServerError};
+use crate::kubeconfig::{resolve_target, Target, TargetOptions};
+use crate::manifest::{read_sources, Manifest};
+use crate::output::{as_list, name_line, to_json, to_yaml, with_type, OutputFormat};
+use crate::resource::{display_kind, display_name, parse_selections, Selection};
+use crate::table::{TableOptions, TablePrinter};
+
+/// Options every user command takes (kubectl's global flags). They are `global`, so a parent
+/// parser that flattens this struct accepts them before or after the subcommand.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct GlobalOpts {
+    /// Path to the kubeconfig file (else `KUBECONFIG`'s first entry, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current-context.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The API server address (`http://HOST:PORT`), overriding the kubeconfig.
+    #[arg(short = 's', long = "server", global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// The namespace for this request (else the context's, else `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Deadline of each request (`30s`, `2m`, `500ms`; a bare number is seconds). Watch and
+    /// follow streams have it only until the server answers.
+    #[arg(long = "request-timeout", global = true, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+impl Default for GlobalOpts {
+    /// No flags given: kubeconfig discovery and the 30 s request deadline.
+    fn default() -> Self {
+        GlobalOpts {
+            kubeconfig: None,
+            context: None,
+            server: None,
+            namespace: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GlobalOpts {
+    /// Resolve the server and namespace from the flags, `KUBECONFIG` and `HOME`.
+    pub fn target(&self) -> Result<Target> {
+        let env = std::env::var("KUBECONFIG").ok();
+        let home = std::env::var("HOME").ok();
+        resolve_target(&TargetOptions {
+            kubeconfig: self.kubeconfig.as_deref(),
+            context: self.context.as_deref(),
+            server: self.server.as_deref(),
+            namespace: self.namespace.as_deref(),
+            kubeconfig_env: env.as_deref(),
+            home: home.as_deref(),
+        })
+    }
+}
+
+/// Parse `30s`, `2m`, `1h`, `500ms` or a bare number of seconds (must be positive).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 2m, 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
+    };
+    if secs <= 0.0 || !secs.is_finite() {
+        return Err(format!("invalid duration {s:?}: must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Everyday commands against the Kubernetes API, mimicking kubectl.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Create or update objects from manifests (client-side apply, like `kubectl apply`).
+    Apply(ApplyArgs),
+    /// List objects as a table (server-side columns), or print them as YAML, JSON or names.
+    Get(GetArgs),
+    /// Show a human-readable summary of objects and their events.
+    Describe(DescribeArgs),
+    /// Delete objects by type and name, label selector, or manifest.
+    Delete(DeleteArgs),
+    /// Set the replica count of a deployment or replica set.
+    Scale(ScaleArgs),
+    /// Print the log of a pod's container.
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ApplyArgs {
+    /// Manifest file, directory (its .yaml/.yml/.json files) or `-` for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<String>,
+    /// Also read subdirectories of directories given with -f.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct GetArgs {
+    /// `TYPE[,TYPE...] [NAME...]` or `TYPE/NAME...`.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// Output format: wide, yaml, json or name (default: a table).
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Label selector, e.g. `app=web,tier!=db`.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Field selector, e.g. `status.phase=Running`.
+    #[arg(long = "field-selector")]
+    pub field_selector: Option<String>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// After listing, print every change until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Omit the table header.
+    #[arg(long = "no-headers")]
+    pub no_headers: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DescribeArgs {
+    /// `TYPE [NAME...]` or `TYPE/NAME...`; without names, every object of the type.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteArgs {
+    /// `TYPE NAME...` or `TYPE/NAME...`.
+    pub resources: Vec<String>,
+    /// Delete the objects named in these manifests.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<String>,
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Delete the objects of the type matching this label selector.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Delete every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Treat "not found" as success.
+    #[arg(long = "ignore-not-found")]
+    pub ignore_not_found: bool,
+    /// Wait until the objects are gone (`--wait` or `--wait=true`).
+    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// Seconds the object has to terminate gracefully (default: the object's own).
+    #[arg(long = "grace-period", allow_negative_numbers = true, default_value_t = -1)]
+    pub grace_period: i64,
+    /// Shorthand for `--grace-period=1`.
+    #[arg(long)]
+    pub now: bool,
+    /// Dependents: background (default), foreground or orphan.
+    #[arg(long, default_value = "background")]
+    pub cascade: String,
+    /// How long `--wait` waits.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ScaleArgs {
+    /// `TYPE/NAME...` or `TYPE NAME...` (deployments, replicasets).
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// The new desired number of replicas.
+    #[arg(long, required = true)]
+    pub replicas: u32,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LogsArgs {
+    /// The pod (`NAME` or `pod/NAME`).
+    pub pod: String,
+    /// The container (needed when the pod has several).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines (-1: all).
+    #[arg(long, allow_negative_numbers = true, default_value_t = -1)]
+    pub tail: i64,
+    /// The log of the previous (crashed) instance of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+}
+
+/// Run a user command, writing its output to `out` and notes (`No resources found ...`,
+/// warnings) to stderr. The error's `Display` is what kubectl would print; exit with 1 on it.
+pub async fn run(cmd: UserCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> Result<()> {
+    let mut err = std::io::stderr();
+    run_with(cmd, global, out, &mut err).await
+}
+
+/// [`run`] with an explicit writer for notes.
+pub async fn run_with(
+    cmd: UserCommand,
+    global: &GlobalOpts,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<()> {
+    let target = global.target()?;
+    let client = Client::new(&target.server, global.request_timeout)?;
+    let ctx = Ctx { client, ns: target.namespace, explicit_ns: global.namespace.clone() };
+    let res = match cmd {
+        UserCommand::Apply(a) => ctx.apply(a, out, err).await,
+        UserCommand::Get(a) => ctx.get(a, out, err).await,
+        UserCommand::Describe(a) => ctx.describe(a, out, err).await,
+        UserCommand::Delete(a) => ctx.delete(a, out, err).await,
+        UserCommand::Scale(a) => ctx.scale(a, out).await,
+        UserCommand::Logs(a) => ctx.logs(a, out).await,
+    };
+    out.flush()?;
+    res
+}
+
+struct Ctx {
+    client: Client,
+    ns: String,
+    explicit_ns: Option<String>,
+}
+
+/// `No resources found in default namespace.` / `No resources found`.
+pub fn no_resources_message(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("No resources found in {ns} namespace."),
+        None => "No resources found".into(),
+    }
+}
+
+fn name_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Prefix a server error's message with what was being done (`error when creating "f.yaml": ...`).
+fn context_error(e: Error, what: &str) -> Error {
+    match e {
+        Error::Server(s) => Error::Server(ServerError { message: format!("{what}: {}", s.message), ..s }),
+        other => other,
+    }
+}
+
+/// The fieldSelector of events about one object.
+pub fn events_field_selector(name: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("involvedObject.name={name},involvedObject.namespace={ns}"),
+        None => format!("involvedObject.name={name}"),
+    }
+}
+
+impl Ctx {
+    fn ns_for(&self, res: &ResourceInfo, all: bool) -> Option<&str> {
+        (res.namespaced && !all).then_some(self.ns.as_str())
+    }
+
+    /// Resource, namespace and name of a manifest object; sets its namespace.
+    fn locate(&self, m: &mut Manifest) -> Result<(&'static ResourceInfo, Option<String>, String)> {
+        let api_version = m.object["apiVersion"].as_str().unwrap_or("").to_string();
+        let kind = m.object["kind"].as_str().unwrap_or("").to_string();
+        let name = name_of(&m.object).to_string();
+        let res = lookup_kind(&api_version, &kind).ok_or_else(|| {
+            Error::Manifest(format!(
+                "resource mapping not found for name: \"{name}\" namespace: \"\" from \"{}\": no matches for kind \"{kind}\" in version \"{api_version}\"",
+                m.source
+            ))
+        })?;
+        if name.is_empty() {
+            return Err(Error::Manifest(format!(
+                "error when retrieving current configuration of {kind} from \"{}\": resource name may not be empty",
+                m.source
+            )));
+        }
+        if !res.namespaced {
+            return Ok((res, None, name));
+        }
+        let in_manifest = m.object.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let ns = match (in_manifest, self.explicit_ns.as_deref()) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Manifest(format!(
+                    "the namespace from the provided object \"{a}\" does not match the namespace \"{b}\". You must pass '--namespace={a}' to perform this operation."
+                )))
+            }
+            (Some(a), _) => a.to_string(),
+            (None, _) => self.ns.clone(),
+        };
+        m.object["metadata"]["namespace"] = Value::String(ns.clone());
+        Ok((res, Some(ns), name))
+    }
+
+    async fn apply(&self, a: ApplyArgs, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> Result<()> {
+        let manifests = read_sources(&a.filenames, a.recursive)?;
+        if manifests.is_empty() {
+            return Err(Error::Usage("no objects passed to apply".into()));
+        }
+        let mut errors = Vec::new();
+        for mut m in manifests {
+            let (res, ns, name) = match self.locate(&mut m) {
+                Ok(x) => x,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let ns = ns.as_deref();
+            let live = match self.client.get(res, ns, &name).await {
+                Ok(v) => Some(v),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    errors.push(context_error(
+                        e,
+                        &format!("error when retrieving current configuration of {}", display_name(res, &name)),
+                    ));
+                    continue;
+                }
+            };
+            if let Some(l) = &live {
+                if l.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)).is_none() {
+                    writeln!(
+                        err,
+                        "Warning: resource {}/{name} is missing the {LAST_APPLIED} annotation which is required by skiff apply. The missing annotation will be patched automatically.",
+                        res.qualified_plural()
+                    )?;
+                }
+            }
+            let shown = display_name(res, &name);
+            let result = match plan(&m.object, live.as_ref()) {
+                ApplyAction::Create(body) => self
+                    .client
+                    .create(res, ns, &body)
+                    .await
+                    .map(|_| "created")
+                    .map_err(|e| context_error(e, &format!("error when creating \"{}\"", m.source))),
+                ApplyAction::Patch(patch) => self
+                    .client
+                    .patch(res, ns, &name, None, PatchType::Merge, &patch)
+                    .await
+                    .map(|_| "configured")
+                    .map_err(|e| context_error(e, &format!("error when patching \"{}\"", m.source))),
+                ApplyAction::Unchanged => Ok("unchanged"),
+            };
+            match result {
+                Ok(verb) => writeln!(out, "{shown} {verb}")?,
+                Err(e) => errors.push(e),
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn get(&self, a: GetArgs, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> Result<()> {
+        let sels = parse_selections(&a.resources)?;
+        if a.watch && (sels.len() != 1 || sels[0].names.len() > 1) {
+            return Err(Error::Usage("watch is only supported on a single resource type and at most one name".into()));
+        }
+        let params = ListParams { label_selector: a.selector.clone(), field_selector: a.field_selector.clone() };
+        match a.output {
+            None | Some(OutputFormat::Wide) => self.get_tables(&a, &sels, &params, out, err).await,
+            Some(fmt) => self.get_objects(&a, fmt, &sels, &params, out, err).await,
+        }
+    }
+
+    async fn get_tables(
+        &self,
+        a: &GetArgs,
+        sels: &[Selection],
+        params: &ListParams,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        let multi = sels.len() > 1;
+        let mut errors = Vec::new();
+        let mut printed = false;
+        let mut last_printer = None;
+        let mut last_rv = String::new();
+        for sel in sels {
+            let res = sel.resource;
+            let ns = self.ns_for(res, a.all_namespaces);
+            let opts = TableOptions {
+                wide: a.output == Some(OutputFormat::Wide),
+                with_namespace: a.all_namespaces && res.namespaced,
+                kind_prefix: multi.then(|| display_kind(res)),
+                no_headers: a.no_headers,
+            };
+            let mut printer = TablePrinter::new(opts);
+            let table = if sel.names.is_empty() {
+                self.client.table(res, ns, None, params).await?
+            } else {
+                let ns = self.ns_for(res, false);
+                let mut merged: Option<Value> = None;
+                for name in &sel.names {
+                    match self.client.table(res, ns, Some(name), &ListParams::default()).await {
+                        Ok(t) => match &mut merged {
+                            None => merged = Some(t),
+                            Some(m) => {
+                                let rows = t.get("rows").and_then(Value::as_array).cloned().unwrap_or_default();
+                                if let Some(list) = m.get_mut("rows").and_then(Value::as_array_mut) {
+                                    list.extend(rows);
+                                }
+                            }
+                        },
+                        Err(e) if e.is_not_found() => errors.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                merged.unwrap_or_else(|| json!({"rows": []}))
+            };
+            last_rv = table.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+            let text = printer.render(&table);
+            if !text.is_empty() {
+                if printed {
+                    writeln!(out)?;
+                }
+                out.write_all(text.as_bytes())?;
+                printed = true;
+            }
+            last_printer = Some(printer);
+        }
+        if !printed && errors.is_empty() {
+            let ns = sels.iter().any(|s| s.resource.namespaced && !a.all_namespaces).then_some(self.ns.as_str());
+            writeln!(err, "{}", no_resources_message(ns))?;
+        }
+        if a.watch {
+            out.flush()?;
+            let sel = &sels[0];
+            let mut printer = last_printer.expect("one selection");
+            let mut stream = self.watch(a, sel, params, &last_rv, true).await?;
+            while let Some(ev) = stream.next().await {
+                let ev = ev?;
+                if ev.object.get("kind").and_then(Value::as_str) == Some("Table") {
+                    out.write_all(printer.render(&ev.object).as_bytes())?;
+                }
+                out.flush()?;
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn watch(
+        &self,
+        a: &GetArgs,
+        sel: &Selection,
+        params: &ListParams,
+        rv: &str,
+        as_table: bool,
+    ) -> Result<crate::client::WatchStream> {
+        let mut params = params.clone();
+        if let Some(name) = sel.names.first() {
+            let by_name = format!("metadata.name={name}");
+            params.field_selector = Some(match params.field_selector.filter(|f| !f.is_empty()) {
+                Some(f) => format!("{f},{by_name}"),
+                None => by_name,
+            });
+        }
+        let ns = self.ns_for(sel.resource, a.all_namespaces && sel.names.is_empty());
+        self.client.watch(sel.resource, ns, &params, Some(rv), as_table).await
+    }
+
+    async fn get_objects(
+        &self,
+        a: &GetArgs,
+        fmt: OutputFormat,
+        sels: &[Selection],
+        params: &ListParams,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        let mut errors = Vec::new();
+        let mut items: Vec<(&'static ResourceInfo, Value)> = Vec::new();
+        let mut single = sels.len() == 1 && sels[0].names.len() == 1;
+        let mut last_rv = String::new();
+        for sel in sels {
+            let res = sel.resource;
+            if sel.names.is_empty() {
+                single = false;
+                let list = self.client.list(res, self.ns_for(res, a.all_namespaces), params).await?;
+                last_rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                let list_items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                items.extend(list_items.into_iter().map(|i| (res, with_type(i, res))));
+            } else {
+                for name in &sel.names {
+                    match self.client.get(res, self.ns_for(res, false), name).await {
+                        Ok(o) => {
+                            last_rv = o
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string();
+                            items.push((res, with_type(o, res)));
+                        }
+                        Err(e) if e.is_not_found() => errors.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let print = |out: &mut (dyn Write + Send), res: &ResourceInfo, obj: &Value| -> Result<()> {
+            match fmt {
+                OutputFormat::Name => writeln!(out, "{}", name_line(res, obj))?,
+                OutputFormat::Json => out.write_all(to_json(obj).as_bytes())?,
+                _ => {
+                    out.write_all(to_yaml(obj).as_bytes())?;
+                }
+            }
+            Ok(())
+        };
+        if fmt == OutputFormat::Name {
+            for (res, obj) in &items {
+                print(out, res, obj)?;
+            }
+            if items.is_empty() && errors.is_empty() && !a.watch {
+                let ns = sels.iter().any(|s| s.resource.namespaced && !a.all_namespaces).then_some(self.ns.as_str());
+                writeln!(err, "{}", no_resources_message(ns))?;
+            }
+        } else if single && items.len() == 1 {
+            print(out, items[0].0, &items[0].1)?;
+        } else if !(single && items.is_empty()) {
+            let list = as_list(items.into_iter().map(|(_, o)| o).collect());
+            print(out, &PODS, &list)?;
+        }
+        if a.watch {
+            out.flush()?;
+            let sel = &sels[0];
+            let mut stream = self.watch(a, sel, params, &last_rv, false).await?;
+            while let Some(ev) = stream.next().await {
+                let ev = ev?;
+                if ev.event_type != "BOOKMARK" {
+                    if fmt == OutputFormat::Yaml {
+                        writeln!(out, "---")?;
+                    }
+                    print(out, sel.resource, &with_type(ev.object, sel.resource))?;
+                }
+                out.flush()?;
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn describe(
+        &self,
+        a: DescribeArgs,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        let sels = parse_selections(&a.resources)?;
+        let params = ListParams { label_selector: a.selector.clone(), field_selector: None };
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut errors = Vec::new();
+        let mut first = true;
+        for sel in &sels {
+            let res = sel.resource;
+            let mut objects = Vec::new();
+            if sel.names.is_empty() {
+                let list = self.client.list(res, self.ns_for(res, a.all_namespaces), &params).await?;
+                objects.extend(list.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+                if objects.is_empty() {
+                    let ns = (res.namespaced && !a.all_namespaces).then_some(self.ns.as_str());
+                    writeln!(err, "{}", no_resources_message(ns))?;
+                }
+            } else {
+                for name in &sel.names {
+                    match self.client.get(res, self.ns_for(res, false), name).await {
+                        Ok(o) => objects.push(o),
+                        Err(e) if e.is_not_found() => errors.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            for obj in objects {
+                let name = name_of(&obj).to_string();
+                let obj_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                let related = if res.kind == "Service" {
+                    self.client.get(&ENDPOINTS, obj_ns.as_deref(), &name).await.ok()
+                } else {
+                    None
+                };
+                let ev_params = ListParams {
+                    label_selector: None,
+                    field_selector: Some(events_field_selector(&name, obj_ns.as_deref())),
+                };
+                // Events are best-effort, as in kubectl: a failure leaves the section empty.
+                let events: Vec<Value> = match self.client.list(&EVENTS, obj_ns.as_deref(), &ev_params).await {
+                    Ok(l) => l
+                        .get("items")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| {
+                            let kind = e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or(res.kind);
+                            let n = e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or(&name);
+                            kind == res.kind && n == name
+                        })
+                        .cloned()
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                if !first {
+                    writeln!(out)?;
+                    writeln!(out)?;
+                }
+                first = false;
+                let text = crate::describe::describe(res, &obj, related.as_ref(), &events, now);
+                out.write_all(text.as_bytes())?;
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn delete(&self, a: DeleteArgs, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> Result<()> {
+        let propagation = match a.cascade.as_str() {
+            "background" | "true" => "Background",
+            "foreground" => "Foreground",
+            "orphan" | "false" => "Orphan",
+            other => {
+                return Err(Error::Usage(format!(
+                    "invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\""
+                )))
+            }
+        };
+        let grace = if a.now { Some(1) } else { (a.grace_period >= 0).then_some(a.grace_period) };
+        let params = DeleteParams { propagation_policy: Some(propagation.into()), grace_period_seconds: grace };
+        let mut targets: Vec<(&'static ResourceInfo, Option<String>, String)> = Vec::new();
+        let mut errors = Vec::new();
+        if !a.filenames.is_empty() {
+            if !a.resources.is_empty() {
+                return Err(Error::Usage("cannot specify both resource names and -f".into()));
+            }
+            for mut m in read_sources(&a.filenames, a.recursive)? {
+                match self.locate(&mut m) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => errors.push(e),
+                }
+            }
+        } else {
+            if a.resources.is_empty() {
+                return Err(Error::Usage("You must provide one or more resources by argument or filename.".into()));
+            }
+            for sel in parse_selections(&a.resources)? {
+                let res = sel.resource;
+                let ns = self.ns_for(res, false).map(str::to_string);
+                if sel.names.is_empty() {
+                    if a.selector.is_none() && !a.all {
+                        return Err(Error::Usage(
+                            "resource(s) were provided, but no name was specified (use --all or -l to select several)"
+                                .into(),
+                        ));
+                    }
+                    let lp = ListParams { label_selector: a.selector.clone(), field_selector: None };
+                    let list = self.client.list(res, ns.as_deref(), &lp).await?;
+                    for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+                        targets.push((res, ns.clone(), name_of(item).to_string()));
+                    }
+                } else {
+                    targets.extend(sel.names.iter().map(|n| (res, ns.clone(), n.clone())));
+                }
+            }
+            if targets.is_empty() && errors.is_empty() {
+                writeln!(err, "{}", no_resources_message(Some(&self.ns)))?;
+            }
+        }
+        let mut deleted = Vec::new();
+        for (res, ns, name) in targets {
+            match self.client.delete(res, ns.as_deref(), &name, &params).await {
+                Ok(_) => {
+                    writeln!(out, "{} \"{name}\" deleted", display_kind(res))?;
+                    deleted.push((res, ns, name));
+                }
+                Err(e) if e.is_not_found() && a.ignore_not_found => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if a.wait {
+            out.flush()?;
+            let deadline = Instant::now() + a.timeout;
+            for (res, ns, name) in deleted {
+                loop {
+                    match self.client.get(res, ns.as_deref(), &name).await {
+                        Err(e) if e.is_not_found() => break,
+                        Err(e) => return Err(e),
+                        Ok(_) if Instant::now() >= deadline => {
+                            errors.push(Error::Usage(format!(
+                                "timed out waiting for the condition on {}/{name}",
+                                res.qualified_plural()
+                            )));
+                            break;
+                        }
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn scale(&self, a: ScaleArgs, out: &mut (dyn Write + Send)) -> Result<()> {
+        let patch = scale_patch(a.replicas);
+        let mut errors = Vec::new();
+        for sel in parse_selections(&a.resources)? {
+            let res = sel.resource;
+            if !res.has_subresource("scale") {
+                return Err(Error::Usage(format!(
+                    "cannot scale {}: it has no scale subresource",
+                    res.qualified_plural()
+                )));
+            }
+            if sel.names.is_empty() {
+                return Err(Error::Usage("resource(s) were provided, but no name was specified".into()));
+            }
+            for name in &sel.names {
+                match self
+                    .client
+                    .patch(res, self.ns_for(res, false), name, Some("scale"), PatchType::Merge, &patch)
+                    .await
+                {
+                    Ok(_) => writeln!(out, "{} scaled", display_name(res, name))?,
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn logs(&self, a: LogsArgs, out: &mut (dyn Write + Send)) -> Result<()> {
+        let pod = match a.pod.split_once('/') {
+            None => a.pod.clone(),
+            Some((kind, name)) if crate::resource::resource_type(kind).is_ok_and(|r| std::ptr::eq(r, &PODS)) => {
+                name.to_string()
+            }
+            Some((kind, _)) => return Err(Error::Usage(format!("logs are served for pods only, not {kind}"))),
+        };
+        let params = LogParams {
+            container: a.container.clone(),
+            follow: a.follow,
+            tail_lines: (a.tail >= 0).then_some(a.tail),
+            previous: a.previous,
+        };
+        let mut stream = self.client.logs(&self.ns, &pod, &params).await?;
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk?)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The merge patch `scale` sends to the `scale` subresource.
+pub fn scale_patch(replicas: u32) -> Value {
+    json!({"spec": {"replicas": replicas}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalOpts,
+        #[command(subcommand)]
+        cmd: UserCommand,
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let c = parse(&["get", "pods", "-n", "prod", "-o", "wide", "-s", "http://h:1"]);
+        assert_eq!(c.global.namespace.as_deref(), Some("prod"));
+        assert_eq!(c.global.server.as_deref(), Some("http://h:1"));
+        let UserCommand::Get(g) = c.cmd else { panic!() };
+        assert_eq!(g.output, Some(OutputFormat::Wide));
+        let c =
+            parse(&["--namespace", "x", "--request-timeout", "5s", "logs", "web", "-f", "--tail", "10", "-c", "app"]);
+        assert_eq!(c.global.request_timeout, Duration::from_secs(5));
+        let UserCommand::Logs(l) = c.cmd else { panic!() };
+        assert!(l.follow && l.tail == 10 && l.container.as_deref() == Some("app"));
+    }
+
+    #[test]
+    fn command_shapes() {
+        let UserCommand::Apply(a) = parse(&["apply", "-f", "a.yaml", "-f", "-"]).cmd else { panic!() };
+        assert_eq!(a.filenames, ["a.yaml", "-"]);
+        let UserCommand::Delete(d) = parse(&["delete", "pod", "x", "--wait", "--grace-period", "0"]).cmd else {
+            panic!()
+        };
+        assert!(d.wait && d.grace_period == 0);
+        let UserCommand::Delete(d) = parse(&["delete", "pod/x", "--wait=false"]).cmd else { panic!() };
+        assert!(!d.wait && d.grace_period == -1);
+        let UserCommand::Scale(s) = parse(&["scale", "deploy/web", "--replicas", "3"]).cmd else { panic!() };
+        assert_eq!(s.replicas, 3);
+        assert_eq!(scale_patch(3), json!({"spec": {"replicas": 3}}));
+        let UserCommand::Get(g) = parse(&["get", "pods,svc", "-A", "-w", "-l", "app=web"]).cmd else { panic!() };
+        assert!(g.all_namespaces && g.watch && g.selector.as_deref() == Some("app=web"));
+        assert!(Cli::try_parse_from(["skiff", "get", "pods", "-o", "table"]).is_err());
+    }
+
+    /// The shape the `skiff` binary uses: its own subcommands plus the user commands flattened
+    /// in, with the global options on the top-level parser.
+    #[test]
+    fn flattens_into_a_binary_cli() {
+        #[derive(Subcommand, Debug)]
+        enum Top {
+            Server {
+                #[arg(long)]
+                request_timeout_ms: Option<u64>,
+            },
+            Cluster {
+                #[arg(short = 'o', long)]
+                output: Option<String>,
+            },
+            #[command(flatten)]
+            User(UserCommand),
+        }
+        #[derive(Parser, Debug)]
+        struct Bin {
+            #[command(flatten)]
+            global: GlobalOpts,
+            #[command(subcommand)]
+            cmd: Top,
+        }
+        use clap::CommandFactory;
+        Bin::command().debug_assert();
+        let b = Bin::try_parse_from(["skiff", "scale", "deploy/web", "--replicas", "2", "-n", "x"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Scale(_))));
+        assert_eq!(b.global.namespace.as_deref(), Some("x"));
+        let b = Bin::try_parse_from(["skiff", "server", "--request-timeout-ms", "5"]).unwrap();
+        assert!(matches!(b.cmd, Top::Server { request_timeout_ms: Some(5) }));
+        assert!(Bin::try_parse_from(["skiff", "cluster", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn defaults_match_the_parser() {
+        let c = parse(&["get", "pods"]);
+        assert_eq!(c.global, GlobalOpts::default());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("0").is_err() && parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(no_resources_message(Some("default")), "No resources found in default namespace.");
+        assert_eq!(no_resources_message(None), "No resources found");
+        assert_eq!(
+            events_field_selector("web", Some("default")),
+            "involvedObject.name=web,involvedObject.namespace=default"
+        );
+        let e = context_error(
+            Error::Server(ServerError { code: 422, reason: "Invalid".into(), message: "bad".into() }),
+            "error when creating \"f.yaml\"",
+        );
+        assert_eq!(e.to_string(), "Error from server (Invalid): error when creating \"f.yaml\": bad");
+    }
+}
