@@ -46,6 +46,9 @@ struct CState {
     killing: bool,
     /// The container exited and the restart policy says it stays so.
     done: bool,
+    /// The current instance failed to start: its (synthesized) exited state is final, the
+    /// runtime's view ("created") is not consulted again.
+    start_failed: bool,
 }
 
 impl CState {
@@ -66,6 +69,7 @@ impl CState {
             probes_for: None,
             killing: false,
             done: false,
+            start_failed: false,
         }
     }
 
@@ -286,7 +290,7 @@ impl Worker {
         let rt = self.shared.runtime.clone();
         let mut st = self.containers.remove(&c.name).unwrap_or_else(|| CState::new(&self.shared));
         // Refresh the current instance.
-        if let Some(cur) = st.current.clone() {
+        if let Some(cur) = st.current.clone().filter(|_| !st.start_failed) {
             match self.shared.call("inspect container", rt.inspect(&cur.id)).await {
                 Ok(info) => st.current = Some(info),
                 Err(e) if e.is_not_found() => {
@@ -416,6 +420,7 @@ impl Worker {
         st.waiting = None;
         st.started = false;
         st.killing = false;
+        st.start_failed = false;
         st.drop_probers();
         st.probes_for = None;
         st.current = Some(ContainerInfo {
@@ -463,6 +468,7 @@ impl Worker {
                 cur.reason = Some("StartError".into());
                 cur.message = Some(e.to_string());
                 st.current = Some(cur);
+                st.start_failed = true;
                 self.wake.notify_one();
             }
         }

@@ -185,6 +185,7 @@ impl Runtime for DockerRuntime {
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             host_config: Some(HostConfig {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
+                ipc_mode: Some("shareable".into()),
                 ..Default::default()
             }),
             ..Default::default()
