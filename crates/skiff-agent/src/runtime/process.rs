@@ -68,6 +68,18 @@ impl ProcessRuntime {
         self.config.data_dir.join("pods").join(uid).join("volumes").join(name)
     }
 
+    /// The container's environment plus `SKIFF_VOLUME_<NAME>` for each mounted `emptyDir`.
+    fn env_of(&self, spec: &ContainerSpec) -> Vec<(String, String)> {
+        let mut env = spec.env.clone();
+        for m in &spec.mounts {
+            if let MountSource::EmptyDir(v) = &m.source {
+                let key = format!("SKIFF_VOLUME_{}", v.to_ascii_uppercase().replace('-', "_"));
+                env.push((key, self.volume_dir(&spec.pod.uid, v).display().to_string()));
+            }
+        }
+        env
+    }
+
     fn get<T>(&self, id: &str, f: impl FnOnce(&mut Proc) -> T) -> Result<T> {
         let mut objects = self.objects.lock().expect("poisoned");
         objects.get_mut(id).map(f).ok_or_else(|| AgentError::NotFound { id: id.to_string() })
@@ -79,7 +91,11 @@ impl Drop for ProcessRuntime {
     fn drop(&mut self) {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         for pid in objects.values().filter_map(|p| p.pid) {
-            let _ = std::process::Command::new("kill").arg("-s").arg("KILL").arg("--").arg(format!("-{pid}")).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -87,7 +103,14 @@ impl Drop for ProcessRuntime {
 /// Send `signal` to the process group `pgid` (the child is its own group leader).
 async fn signal_group(pgid: u32, signal: &str) {
     // No libc in the dependency set: use kill(1), bounded by a deadline.
-    let fut = Command::new("kill").arg("-s").arg(signal).arg("--").arg(format!("-{pgid}")).status();
+    let fut = Command::new("kill")
+        .arg("-s")
+        .arg(signal)
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     let _ = tokio::time::timeout(Duration::from_secs(5), fut).await;
 }
 
@@ -192,19 +215,12 @@ impl Runtime for ProcessRuntime {
         let log_err = log.try_clone().map_err(|e| AgentError::io("dup log file", e))?;
         let mut cmd = Command::new(&program);
         cmd.args(&argv)
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env_of(&spec))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .process_group(0)
             .kill_on_drop(false);
-        for m in &spec.mounts {
-            if let MountSource::EmptyDir(v) = &m.source {
-                let dir = self.volume_dir(&spec.pod.uid, v);
-                let key = format!("SKIFF_VOLUME_{}", v.to_ascii_uppercase().replace('-', "_"));
-                cmd.env(key, &dir);
-            }
-        }
         if let Some(wd) = &spec.working_dir {
             cmd.current_dir(wd);
         }
@@ -311,7 +327,7 @@ impl Runtime for ProcessRuntime {
         let mut c = Command::new(program);
         c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         if let Some(spec) = &spec {
-            c.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            c.envs(self.env_of(spec));
             if let Some(wd) = &spec.working_dir {
                 c.current_dir(wd);
             }
