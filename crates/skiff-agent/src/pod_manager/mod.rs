@@ -72,6 +72,8 @@ pub struct PodStatusUpdate {
 }
 
 /// What the pod manager reports.
+// Nearly every event is a `Status`: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodEvent {
     /// The pod's status changed.
