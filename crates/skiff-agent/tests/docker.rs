@@ -74,6 +74,12 @@ async fn pod_runs_ready_serves_and_is_deleted() {
         ])),
         ..Default::default()
     });
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    web.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+        container_port: 8080,
+        host_port: Some(host_port.into()),
+        ..Default::default()
+    }]);
     let mut p = pod("web-1", vec![web]);
     p.spec.as_mut().unwrap().volumes =
         Some(vec![Volume { name: "scratch".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
@@ -96,6 +102,7 @@ async fn pod_runs_ready_serves_and_is_deleted() {
     let ip = st.pod_ip.clone().expect("pod ip");
     assert_eq!(st.pod_ips.as_ref().unwrap()[0].ip, ip);
     assert_eq!(http_get(&ip, 8080).await.trim(), "web-1", "the index is the pod's hostname");
+    assert_eq!(http_get("127.0.0.1", host_port).await.trim(), "web-1", "hostPort published on the sandbox");
 
     // Limits reach Docker.
     let id = docker_id(&c.container_id);

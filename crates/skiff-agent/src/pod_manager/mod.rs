@@ -275,7 +275,7 @@ impl PodManager {
     /// The last status computed for a pod (also sent on the channel when it changed).
     pub fn status(&self, namespace: &str, name: &str) -> Option<PodStatus> {
         let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.values().find(|h| h.namespace == namespace && h.name == name)?;
+        let h = find_pod(&map, namespace, name)?;
         let s = h.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
         s
     }
@@ -298,10 +298,7 @@ impl PodManager {
     ) -> Result<LogStream> {
         let id = {
             let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-            let h = map
-                .values()
-                .find(|h| h.namespace == namespace && h.name == pod)
-                .ok_or_else(|| AgentError::NoSuchObject { what: format!("pod {namespace}/{pod}") })?;
+            let h = find_pod(&map, namespace, pod).ok_or_else(|| AgentError::NoSuchObject { what: format!("pod {namespace}/{pod}") })?;
             let inst = h.instances.lock().unwrap_or_else(|e| e.into_inner());
             let (current, prev) = inst.by_name.get(container).cloned().ok_or_else(|| AgentError::NoSuchObject {
                 what: format!("container {container:?} in pod {namespace}/{pod}"),
@@ -332,6 +329,20 @@ impl Drop for PodManager {
             h.task.abort();
         }
     }
+}
+
+/// The pod named `namespace/name`, preferring a live one over one being torn down (a pod
+/// deleted and recreated under the same name has two uids for a while).
+fn find_pod<'a>(map: &'a HashMap<String, PodHandle>, namespace: &str, name: &str) -> Option<&'a PodHandle> {
+    let mut found = None;
+    for h in map.values().filter(|h| h.namespace == namespace && h.name == name) {
+        let d = h.desired.borrow();
+        if !d.removed && d.pod.metadata.deletion_timestamp.is_none() {
+            return Some(h);
+        }
+        found = Some(h);
+    }
+    found
 }
 
 /// Move batches from the outbox to the bounded channel until the receiver is gone.
