@@ -298,7 +298,8 @@ impl PodManager {
     ) -> Result<LogStream> {
         let id = {
             let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-            let h = find_pod(&map, namespace, pod).ok_or_else(|| AgentError::NoSuchObject { what: format!("pod {namespace}/{pod}") })?;
+            let h = find_pod(&map, namespace, pod)
+                .ok_or_else(|| AgentError::NoSuchObject { what: format!("pod {namespace}/{pod}") })?;
             let inst = h.instances.lock().unwrap_or_else(|e| e.into_inner());
             let (current, prev) = inst.by_name.get(container).cloned().ok_or_else(|| AgentError::NoSuchObject {
                 what: format!("container {container:?} in pod {namespace}/{pod}"),
