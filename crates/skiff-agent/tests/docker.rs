@@ -206,10 +206,8 @@ async fn crashing_container_backs_off_and_restart_policies() {
     assert_eq!(last.exit_code, 3);
     assert_eq!(last.reason.as_deref(), Some("Error"));
     assert_eq!(st.phase.as_deref(), Some("Running"), "a crash-looping pod with restartPolicy Always is Running");
-    let st = h
-        .wait_status("crash", Duration::from_secs(30), "restartCount >= 3", |s| cstatus(s, "c").restart_count >= 3)
-        .await;
-    assert!(!is_ready(&st));
+    assert!(!is_ready(&st), "not Ready while backing off");
+    h.wait_status("crash", Duration::from_secs(30), "restartCount >= 3", |s| cstatus(s, "c").restart_count >= 3).await;
     assert_eq!(h.logs("crash", "c", true).await.trim(), "attempt", "logs of the previous instance");
 
     let st = h.wait_status("never", Duration::from_secs(30), "Failed", |s| s.phase.as_deref() == Some("Failed")).await;

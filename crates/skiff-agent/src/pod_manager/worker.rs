@@ -44,6 +44,7 @@ struct CState {
     probes_for: Option<String>,
     /// A stop of the current instance (probe failure, spec change) is in flight.
     killing: bool,
+    kill_task: Option<tokio::task::JoinHandle<()>>,
     /// The container exited and the restart policy says it stays so.
     done: bool,
     /// The current instance failed to start: its (synthesized) exited state is final, the
@@ -68,6 +69,7 @@ impl CState {
             readiness: None,
             probes_for: None,
             killing: false,
+            kill_task: None,
             done: false,
             start_failed: false,
         }
@@ -316,6 +318,13 @@ impl Worker {
             }
             Some(ContainerState::Running) => {
                 st.waiting = None;
+                if st.killing && st.kill_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    // The stop finished (or failed) yet the instance still runs: probe it afresh.
+                    tracing::warn!(pod = self.pod_ref.name, container = c.name, "container survived a stop");
+                    st.killing = false;
+                    st.kill_task = None;
+                    st.probes_for = None;
+                }
                 let hash = spec::container_spec_hash(c);
                 let cur = st.current.clone().expect("running");
                 if cur.label(labels::SPEC_HASH).is_some_and(|h| h != hash) && !st.killing {
@@ -334,6 +343,7 @@ impl Worker {
                 st.drop_probers();
                 st.probes_for = None;
                 st.killing = false;
+                st.kill_task = None;
                 st.started = false;
                 let cur = st.current.clone().expect("exited");
                 let code = cur.exit_code.unwrap_or(-1);
@@ -420,6 +430,7 @@ impl Worker {
         st.waiting = None;
         st.started = false;
         st.killing = false;
+        st.kill_task = None;
         st.start_failed = false;
         st.drop_probers();
         st.probes_for = None;
