@@ -239,7 +239,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn image_present(&self, image: &str) -> Result<bool>;
 }
 
-/// Nanoseconds since the epoch → `SystemTime`.
+/// An RFC 3339 timestamp (as Docker reports them) → `SystemTime`; Docker's zero time → `None`.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let ts: k8s_openapi::jiff::Timestamp = s.parse().ok()?;
     // Docker reports "0001-01-01T00:00:00Z" for never.
