@@ -374,3 +374,37 @@ async fn host_path_volume_is_mounted() {
     wait_until(Duration::from_secs(30), "file written through hostPath", || file.exists()).await;
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "from-container");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_sandbox_is_recreated_with_its_containers() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mut c = container("app", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"));
+    c.volume_mounts = Some(vec![VolumeMount { name: "keep".into(), mount_path: "/keep".into(), ..Default::default() }]);
+    let mut p = pod("phoenix", vec![c]);
+    p.spec.as_mut().unwrap().volumes =
+        Some(vec![Volume { name: "keep".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p]);
+    let st = h.wait_status("phoenix", Duration::from_secs(30), "Ready", is_ready).await;
+    let marker = s.dir.path().join("pods").join(&uid).join("volumes/keep/marker");
+    std::fs::write(&marker, "still here").unwrap();
+    let first = cstatus(&st, "app").container_id.clone();
+    // Kill the sandbox behind the agent's back.
+    let sel = BTreeMap::from([
+        (skiff_agent::runtime::labels::POD_UID.to_string(), uid.clone()),
+        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
+    ]);
+    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
+    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
+    assert!(out.status.success());
+    let st = h
+        .wait_status("phoenix", Duration::from_secs(30), "running again in a new sandbox", |s| {
+            let c = cstatus(s, "app");
+            is_ready(s) && c.container_id != first && c.restart_count >= 1
+        })
+        .await;
+    assert!(st.pod_ip.is_some());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "still here", "emptyDir survives a sandbox restart");
+    assert_eq!(h.runtime.list(&sel).await.unwrap().len(), 1, "the dead sandbox was removed");
+}

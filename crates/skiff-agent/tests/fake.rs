@@ -131,3 +131,48 @@ async fn restart_policy_never_and_on_failure() {
     assert_eq!(cstatus(&st, "fails").restart_count, 0);
     assert_eq!(condition(&st, "Ready").as_deref(), Some("False"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_probe_gates_liveness_and_restarts_on_failure() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let mut slow = container("slow", "img", sh("x"));
+    slow.startup_probe = Some(exec_probe(sh("check"), 1, 2));
+    // Would kill at once if it ran before the startup probe passed.
+    slow.liveness_probe = Some(exec_probe(sh("check-live"), 1, 1));
+    rt.set_exec_exit_code("slow", 1);
+    h.manager.sync(vec![pod("startup", vec![slow])]);
+    let st = h.wait_status("startup", Duration::from_secs(10), "running", |s| is_running(cstatus(s, "slow"))).await;
+    assert_eq!(cstatus(&st, "slow").started, Some(false));
+    h.wait_status("startup", Duration::from_secs(15), "restarted by the startup probe", |s| {
+        cstatus(s, "slow").restart_count >= 1
+    })
+    .await;
+    rt.set_exec_exit_code("slow", 0);
+    let st = h
+        .wait_status("startup", Duration::from_secs(15), "started and ready", |s| {
+            cstatus(s, "slow").started == Some(true) && is_ready(s)
+        })
+        .await;
+    let restarts = cstatus(&st, "slow").restart_count;
+    assert!(restarts >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_container_spec_restarts_container() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let mut p = pod("upd", vec![container("c", "img:1", sh("x"))]);
+    h.manager.sync(vec![p.clone()]);
+    let before = h.wait_status("upd", Duration::from_secs(10), "Ready", is_ready).await;
+    p.spec.as_mut().unwrap().containers[0].image = Some("img:2".into());
+    h.manager.sync(vec![p]);
+    let after = h
+        .wait_status("upd", Duration::from_secs(10), "running img:2", |s| {
+            let c = cstatus(s, "c");
+            c.image == "img:2" && is_running(c) && c.container_id != cstatus(&before, "c").container_id
+        })
+        .await;
+    assert_eq!(cstatus(&after, "c").restart_count, 1);
+    assert_eq!(rt.start_count("c"), 2);
+}
