@@ -1,6 +1,6 @@
 //! Exponential restart backoff per container, as the kubelet applies it (CrashLoopBackOff).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Restart backoff of one container: the first restart is immediate, then each further
 /// restart waits `initial`, doubling up to `max`. A container that ran at least `reset_after`
@@ -35,11 +35,6 @@ impl Backoff {
                 d
             }
         }
-    }
-
-    /// When the restart of a container that finished at `finished` may happen, given `ran_for`.
-    pub fn restart_at(&mut self, finished: Instant, ran_for: Duration) -> Instant {
-        finished + self.next_delay(ran_for)
     }
 
     pub fn reset(&mut self) {
