@@ -1,0 +1,385 @@
+//! The pod manager (kubelet core): drives the runtime toward the desired pods and reports status changes.
+//!
+//! [`PodManager::sync`] hands over the full set of pods bound to this node. Each pod gets a
+//! worker task that creates its sandbox and containers, restarts them per `restartPolicy`
+//! with exponential backoff, runs probes, and tears everything down on deletion. Status
+//! changes are coalesced per pod in an outbox and sent in batches on a bounded channel: while
+//! the receiver is slow, newer statuses replace older ones, so memory stays bounded by the
+//! number of pods.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::error::{with_deadline, AgentError, Result};
+use crate::runtime::{labels, ContainerInfo, LogOptions, LogStream, ObjectKind, Runtime};
+
+pub mod status;
+mod worker;
+
+/// Tunables of the pod manager; `PodManagerConfig::new(node)` gives the Kubernetes defaults.
+#[derive(Debug, Clone)]
+pub struct PodManagerConfig {
+    /// This node's name: the `node-name` label of everything created, and what is adopted.
+    pub node_name: String,
+    /// Reported as `status.hostIP`.
+    pub host_ip: String,
+    /// First restart backoff (Kubernetes: 10 s); doubles per crash.
+    pub backoff_initial: Duration,
+    /// Backoff cap (Kubernetes: 5 min).
+    pub backoff_max: Duration,
+    /// How often a pod worker re-inspects its containers when nothing else wakes it.
+    pub resync_interval: Duration,
+    /// Deadline of one runtime call (a stop gets its grace period on top).
+    pub runtime_timeout: Duration,
+    /// Grace period for containers found at start whose pod is not in the first sync.
+    pub orphan_grace: Duration,
+    /// Capacity of the status channel, in batches.
+    pub status_channel_capacity: usize,
+    /// The most events in one batch.
+    pub max_batch: usize,
+    /// The most pods managed at once; pods beyond it are ignored with a warning.
+    pub max_pods: usize,
+}
+
+impl PodManagerConfig {
+    pub fn new(node_name: impl Into<String>) -> Self {
+        PodManagerConfig {
+            node_name: node_name.into(),
+            host_ip: "127.0.0.1".into(),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            resync_interval: Duration::from_secs(1),
+            runtime_timeout: Duration::from_secs(30),
+            orphan_grace: Duration::from_secs(30),
+            status_channel_capacity: 64,
+            max_batch: 256,
+            max_pods: 1000,
+        }
+    }
+}
+
+/// One pod's new status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodStatusUpdate {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub status: PodStatus,
+}
+
+/// What the pod manager reports.
+// Nearly every event is a `Status`: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodEvent {
+    /// The pod's status changed.
+    Status(PodStatusUpdate),
+    /// A deleted (or no longer desired) pod's containers and sandbox are gone.
+    Removed { namespace: String, name: String, uid: String },
+}
+
+impl PodEvent {
+    pub fn uid(&self) -> &str {
+        match self {
+            PodEvent::Status(s) => &s.uid,
+            PodEvent::Removed { uid, .. } => uid,
+        }
+    }
+}
+
+/// Latest pending event per pod, in first-changed order.
+#[derive(Default)]
+struct Outbox {
+    order: VecDeque<String>,
+    events: HashMap<String, PodEvent>,
+}
+
+/// The desired state handed to a pod worker.
+#[derive(Clone)]
+pub(crate) struct Desired {
+    pub pod: Pod,
+    /// No longer in the desired set: stop and remove.
+    pub removed: bool,
+}
+
+/// Container ids of a pod, published by its worker for log lookups.
+#[derive(Default, Clone)]
+pub(crate) struct Instances {
+    /// container name → (current instance, previous instance).
+    pub by_name: HashMap<String, (Option<String>, Option<String>)>,
+}
+
+struct PodHandle {
+    namespace: String,
+    name: String,
+    desired: watch::Sender<Desired>,
+    status: Arc<Mutex<Option<PodStatus>>>,
+    instances: Arc<Mutex<Instances>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub(crate) struct Shared {
+    pub runtime: Arc<dyn Runtime>,
+    pub config: PodManagerConfig,
+    pods: Mutex<HashMap<String, PodHandle>>,
+    outbox: Mutex<Outbox>,
+    outbox_notify: Notify,
+    /// Containers found at start, by pod uid; taken by the first sync.
+    adopted: Mutex<Option<HashMap<String, Vec<ContainerInfo>>>>,
+}
+
+impl Shared {
+    /// Queue `event`, replacing the pod's pending one.
+    pub(crate) fn publish(&self, event: PodEvent) {
+        let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let uid = event.uid().to_string();
+        if out.events.insert(uid.clone(), event).is_none() {
+            out.order.push_back(uid);
+        }
+        drop(out);
+        self.outbox_notify.notify_one();
+    }
+
+    fn take_batch(&self) -> Vec<PodEvent> {
+        let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        let n = out.order.len().min(self.config.max_batch.max(1));
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            let uid = out.order.pop_front().expect("counted");
+            if let Some(ev) = out.events.remove(&uid) {
+                batch.push(ev);
+            }
+        }
+        batch
+    }
+
+    /// Called by a worker once its pod is fully removed.
+    pub(crate) fn forget(&self, uid: &str) {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    }
+
+    pub(crate) async fn call<T>(&self, op: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        with_deadline(op, self.config.runtime_timeout, fut).await
+    }
+}
+
+/// Runs the pods bound to this node on a [`Runtime`]. Dropping it stops its tasks but leaves
+/// containers running, so a new manager can adopt them.
+pub struct PodManager {
+    shared: Arc<Shared>,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl PodManager {
+    /// Lists the runtime's containers of this node (to adopt them on the first [`sync`](Self::sync))
+    /// and starts the status dispatcher. Returns the manager and the receiving end of the status
+    /// channel (batches of events; bounded by `status_channel_capacity`).
+    pub async fn start(
+        runtime: Arc<dyn Runtime>,
+        config: PodManagerConfig,
+    ) -> Result<(PodManager, mpsc::Receiver<Vec<PodEvent>>)> {
+        let selector = BTreeMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::NODE_NAME.to_string(), config.node_name.clone()),
+        ]);
+        let existing = with_deadline("list containers", config.runtime_timeout, runtime.list(&selector)).await?;
+        let mut adopted: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
+        for info in existing {
+            match info.pod_uid() {
+                Some(uid) => adopted.entry(uid.to_string()).or_default().push(info),
+                None => tracing::warn!(id = info.id, "managed container without a pod uid label; ignored"),
+            }
+        }
+        tracing::info!(pods = adopted.len(), node = config.node_name, "found existing pods to adopt");
+        let (tx, rx) = mpsc::channel(config.status_channel_capacity.max(1));
+        let shared = Arc::new(Shared {
+            runtime,
+            config,
+            pods: Mutex::default(),
+            outbox: Mutex::default(),
+            outbox_notify: Notify::new(),
+            adopted: Mutex::new(Some(adopted)),
+        });
+        let dispatcher = tokio::spawn(dispatch(shared.clone(), tx));
+        Ok((PodManager { shared, dispatcher }, rx))
+    }
+
+    /// Set the full desired set of pods bound to this node. Idempotent; call it on every change
+    /// (or periodically). Pods with `metadata.deletionTimestamp` are terminated gracefully; pods
+    /// missing from the set are stopped and removed.
+    pub fn sync(&self, pods: Vec<Pod>) {
+        let shared = &self.shared;
+        let node = shared.config.node_name.clone();
+        let adopted = shared.adopted.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let first_sync = adopted.is_some();
+        let mut adopted = adopted.unwrap_or_default();
+        let mut map = shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        for pod in pods {
+            let pod_ref = crate::spec::pod_ref(&pod, &node);
+            if !seen.insert(pod_ref.uid.clone()) {
+                continue;
+            }
+            if let Some(h) = map.get(&pod_ref.uid) {
+                h.desired.send_if_modified(|d| {
+                    let changed = d.removed || d.pod != pod;
+                    d.pod = pod;
+                    d.removed = false;
+                    changed
+                });
+                continue;
+            }
+            if map.len() >= shared.config.max_pods {
+                tracing::warn!(pod = pod_ref.name, max = shared.config.max_pods, "too many pods; ignoring");
+                continue;
+            }
+            let (desired, desired_rx) = watch::channel(Desired { pod, removed: false });
+            let status = Arc::new(Mutex::new(None));
+            let instances = Arc::new(Mutex::new(Instances::default()));
+            let task = tokio::spawn(worker::run(
+                shared.clone(),
+                pod_ref.clone(),
+                desired_rx,
+                adopted.remove(&pod_ref.uid).unwrap_or_default(),
+                status.clone(),
+                instances.clone(),
+            ));
+            map.insert(
+                pod_ref.uid.clone(),
+                PodHandle { namespace: pod_ref.namespace, name: pod_ref.name, desired, status, instances, task },
+            );
+        }
+        for (uid, h) in map.iter() {
+            if !seen.contains(uid) {
+                h.desired.send_if_modified(|d| !std::mem::replace(&mut d.removed, true));
+            }
+        }
+        drop(map);
+        if first_sync && !adopted.is_empty() {
+            let runtime = shared.runtime.clone();
+            let grace = shared.config.orphan_grace;
+            let timeout = shared.config.runtime_timeout;
+            tokio::spawn(async move {
+                for (uid, objects) in adopted {
+                    tracing::info!(uid, "removing containers of a pod no longer bound to this node");
+                    remove_objects(runtime.as_ref(), objects, grace, timeout).await;
+                }
+            });
+        }
+    }
+
+    /// The last status computed for a pod (also sent on the channel when it changed).
+    pub fn status(&self, namespace: &str, name: &str) -> Option<PodStatus> {
+        let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let h = find_pod(&map, namespace, name)?;
+        let s = h.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        s
+    }
+
+    /// Number of pods being managed (including ones being torn down).
+    pub fn pod_count(&self) -> usize {
+        self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The log of a container (`kubectl logs`): the current instance, or with `previous` the
+    /// one before it. `follow` keeps the stream open while the container runs.
+    pub async fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        follow: bool,
+        tail_lines: Option<u64>,
+        previous: bool,
+    ) -> Result<LogStream> {
+        let id = {
+            let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+            let h = find_pod(&map, namespace, pod)
+                .ok_or_else(|| AgentError::NoSuchObject { what: format!("pod {namespace}/{pod}") })?;
+            let inst = h.instances.lock().unwrap_or_else(|e| e.into_inner());
+            let (current, prev) = inst.by_name.get(container).cloned().ok_or_else(|| AgentError::NoSuchObject {
+                what: format!("container {container:?} in pod {namespace}/{pod}"),
+            })?;
+            let id = if previous { prev } else { current };
+            id.ok_or_else(|| AgentError::NoSuchObject {
+                what: format!(
+                    "{} container {container:?} in pod {namespace}/{pod}",
+                    if previous { "previous terminated" } else { "started" }
+                ),
+            })?
+        };
+        let opts = LogOptions { follow, tail_lines };
+        self.shared.call("logs", self.shared.runtime.logs(&id, &opts)).await
+    }
+
+    /// The runtime this manager drives.
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.shared.runtime
+    }
+}
+
+impl Drop for PodManager {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+        let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        for h in map.values() {
+            h.task.abort();
+        }
+    }
+}
+
+/// The pod named `namespace/name`, preferring a live one over one being torn down (a pod
+/// deleted and recreated under the same name has two uids for a while).
+fn find_pod<'a>(map: &'a HashMap<String, PodHandle>, namespace: &str, name: &str) -> Option<&'a PodHandle> {
+    let mut found = None;
+    for h in map.values().filter(|h| h.namespace == namespace && h.name == name) {
+        let d = h.desired.borrow();
+        if !d.removed && d.pod.metadata.deletion_timestamp.is_none() {
+            return Some(h);
+        }
+        found = Some(h);
+    }
+    found
+}
+
+/// Move batches from the outbox to the bounded channel until the receiver is gone.
+async fn dispatch(shared: Arc<Shared>, tx: mpsc::Sender<Vec<PodEvent>>) {
+    loop {
+        let batch = shared.take_batch();
+        if batch.is_empty() {
+            shared.outbox_notify.notified().await;
+            continue;
+        }
+        // Waits while the channel is full; meanwhile newer statuses coalesce in the outbox.
+        if tx.send(batch).await.is_err() {
+            tracing::debug!("status receiver dropped; dispatcher stops");
+            return;
+        }
+    }
+}
+
+/// Stop (with `grace`) and remove runtime objects: app containers first, then sandboxes.
+pub(crate) async fn remove_objects(
+    runtime: &dyn Runtime,
+    objects: Vec<ContainerInfo>,
+    grace: Duration,
+    timeout: Duration,
+) {
+    let (sandboxes, containers): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.kind == ObjectKind::Sandbox);
+    let stops = containers.iter().map(|c| async move {
+        let _ = with_deadline("stop container", grace + timeout, runtime.stop_container(&c.id, grace)).await;
+        if let Err(e) = with_deadline("remove container", timeout, runtime.remove_container(&c.id)).await {
+            tracing::warn!(id = c.id, error = %e, "removing container failed");
+        }
+    });
+    futures::future::join_all(stops).await;
+    for s in sandboxes {
+        if let Err(e) = with_deadline("remove sandbox", grace + timeout, runtime.remove_sandbox(&s.id)).await {
+            tracing::warn!(id = s.id, error = %e, "removing sandbox failed");
+        }
+    }
+}

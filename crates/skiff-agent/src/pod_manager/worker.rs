@@ -1,0 +1,746 @@
+//! One task per pod: sandbox, containers, restarts with backoff, probes, status, and teardown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState as K8sState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
+    PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::{watch, Notify};
+
+use super::status::{condition, now, pod_phase, terminated, to_time};
+use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, Shared};
+use crate::backoff::Backoff;
+use crate::error::AgentError;
+use crate::probe::{ProbeKind, ProbeSettings, Prober};
+use crate::runtime::{labels, ContainerInfo, ContainerState, ObjectKind, PodRef};
+use crate::spec;
+
+/// Runtime state of one container of the pod.
+struct CState {
+    /// The latest instance (running or exited).
+    current: Option<ContainerInfo>,
+    /// The instance before it (kept for `logs --previous` and `lastState`).
+    previous: Option<ContainerInfo>,
+    restart_count: u32,
+    backoff: Backoff,
+    /// When the exited current instance may be restarted.
+    restart_at: Option<Instant>,
+    /// The delay that `restart_at` came from (for the CrashLoopBackOff message).
+    backoff_delay: Duration,
+    /// A (re)start is due and being retried (create failed, e.g. missing image).
+    start_pending: bool,
+    /// Why the container is waiting (create errors).
+    waiting: Option<(String, String)>,
+    /// Startup probe passed (or there is none) for the current instance.
+    started: bool,
+    startup: Option<Prober>,
+    liveness: Option<Prober>,
+    readiness: Option<Prober>,
+    /// The instance the probers belong to.
+    probes_for: Option<String>,
+    /// A stop of the current instance (probe failure, spec change) is in flight.
+    killing: bool,
+    kill_task: Option<tokio::task::JoinHandle<()>>,
+    /// The container exited and the restart policy says it stays so.
+    done: bool,
+    /// The current instance failed to start: its (synthesized) exited state is final, the
+    /// runtime's view ("created") is not consulted again.
+    start_failed: bool,
+}
+
+impl CState {
+    fn new(shared: &Shared) -> Self {
+        CState {
+            current: None,
+            previous: None,
+            restart_count: 0,
+            backoff: Backoff::new(shared.config.backoff_initial, shared.config.backoff_max),
+            restart_at: None,
+            backoff_delay: Duration::ZERO,
+            start_pending: false,
+            waiting: None,
+            started: false,
+            startup: None,
+            liveness: None,
+            readiness: None,
+            probes_for: None,
+            killing: false,
+            kill_task: None,
+            done: false,
+            start_failed: false,
+        }
+    }
+
+    fn drop_probers(&mut self) {
+        self.startup = None;
+        self.liveness = None;
+        self.readiness = None;
+    }
+
+    fn ready(&self) -> bool {
+        let running = self.current.as_ref().is_some_and(|c| c.state == ContainerState::Running);
+        running
+            && self.started
+            && !self.killing
+            && self.readiness.as_ref().is_none_or(|r| r.state().result == Some(true))
+            && self.probes_for.is_some()
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    pod_ref: PodRef,
+    pod: Pod,
+    wake: Arc<Notify>,
+    sandbox: Option<ContainerInfo>,
+    sandbox_attempt: u32,
+    sandbox_error: Option<(String, String)>,
+    pod_ip: Option<String>,
+    containers: HashMap<String, CState>,
+    start_time: Time,
+    status: Option<PodStatus>,
+    terminal: bool,
+    status_slot: Arc<Mutex<Option<PodStatus>>>,
+    instances: Arc<Mutex<Instances>>,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    pod_ref: PodRef,
+    mut desired: watch::Receiver<Desired>,
+    adopted: Vec<ContainerInfo>,
+    status_slot: Arc<Mutex<Option<PodStatus>>>,
+    instances: Arc<Mutex<Instances>>,
+) {
+    let pod = desired.borrow_and_update().pod.clone();
+    let mut w = Worker {
+        shared: shared.clone(),
+        pod_ref: pod_ref.clone(),
+        pod,
+        wake: Arc::new(Notify::new()),
+        sandbox: None,
+        sandbox_attempt: 0,
+        sandbox_error: None,
+        pod_ip: None,
+        containers: HashMap::new(),
+        start_time: now(),
+        status: None,
+        terminal: false,
+        status_slot,
+        instances,
+    };
+    w.adopt(adopted).await;
+    loop {
+        let d = desired.borrow_and_update().clone();
+        if d.removed || d.pod.metadata.deletion_timestamp.is_some() {
+            w.pod = d.pod;
+            w.terminate().await;
+            shared.forget(&pod_ref.uid);
+            shared.publish(PodEvent::Removed {
+                namespace: pod_ref.namespace.clone(),
+                name: pod_ref.name.clone(),
+                uid: pod_ref.uid.clone(),
+            });
+            return;
+        }
+        w.pod = d.pod;
+        let next = w.reconcile().await;
+        w.publish_status();
+        let wake = w.wake.clone();
+        tokio::select! {
+            r = desired.changed() => if r.is_err() { return },
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+}
+
+fn instant_of(t: Option<SystemTime>) -> Instant {
+    let now = Instant::now();
+    let ago = t.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+impl Worker {
+    fn grace(&self) -> Duration {
+        Duration::from_secs(spec::grace_seconds(&self.pod))
+    }
+
+    fn container_id(&self, id: &str) -> String {
+        format!("{}://{id}", self.shared.runtime.name())
+    }
+
+    /// Take over containers found in the runtime at agent start.
+    async fn adopt(&mut self, objects: Vec<ContainerInfo>) {
+        if objects.is_empty() {
+            return;
+        }
+        let mut stale = Vec::new();
+        let (mut sandboxes, apps): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.kind == ObjectKind::Sandbox);
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.attempt()));
+        let mut sandboxes = sandboxes.into_iter();
+        if let Some(sb) = sandboxes.next() {
+            self.sandbox_attempt = sb.attempt();
+            self.pod_ip = sb.ip.clone();
+            self.start_time = sb.started_at.or(sb.created_at).map(to_time).unwrap_or_else(now);
+            self.sandbox = Some(sb);
+        }
+        stale.extend(sandboxes);
+        let names: Vec<String> = spec::containers(&self.pod).iter().map(|c| c.name.clone()).collect();
+        let mut by_name: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+        for a in apps {
+            let name = a.label(labels::CONTAINER_NAME).unwrap_or_default().to_string();
+            if names.contains(&name) {
+                by_name.entry(name).or_default().push(a);
+            } else {
+                stale.push(a);
+            }
+        }
+        for (name, mut list) in by_name {
+            list.sort_by_key(|c| std::cmp::Reverse(c.attempt()));
+            let mut it = list.into_iter();
+            let mut st = CState::new(&self.shared);
+            st.current = it.next();
+            st.previous = it.next();
+            st.restart_count = st.current.as_ref().map(ContainerInfo::attempt).unwrap_or(0);
+            stale.extend(it);
+            tracing::info!(pod = self.pod_ref.name, container = name, restarts = st.restart_count, "adopted container");
+            self.containers.insert(name, st);
+        }
+        self.publish_instances();
+        for s in stale {
+            // Plain container removal: never `remove_sandbox`, which would delete the pod's volumes.
+            let _ = self.shared.call("remove container", self.shared.runtime.remove_container(&s.id)).await;
+        }
+    }
+
+    /// One pass toward the desired state; returns when to look again.
+    async fn reconcile(&mut self) -> Instant {
+        let mut next = Instant::now() + self.shared.config.resync_interval;
+        if self.terminal {
+            return next;
+        }
+        self.ensure_sandbox().await;
+        let Some(sandbox) = self.sandbox.clone().filter(|s| s.state == ContainerState::Running) else {
+            return next;
+        };
+        let specs: Vec<Container> = spec::containers(&self.pod).to_vec();
+        for c in &specs {
+            self.reconcile_container(c, &sandbox, &mut next).await;
+        }
+        next
+    }
+
+    async fn ensure_sandbox(&mut self) {
+        let rt = self.shared.runtime.clone();
+        if let Some(sb) = &self.sandbox {
+            match self.shared.call("inspect sandbox", rt.inspect(&sb.id)).await {
+                Ok(info) => self.sandbox = Some(info),
+                Err(e) if e.is_not_found() => {
+                    if let Some(sb) = self.sandbox.as_mut() {
+                        sb.state = ContainerState::Exited;
+                    }
+                }
+                Err(e) => tracing::warn!(pod = self.pod_ref.name, error = %e, "inspecting sandbox failed"),
+            }
+            let sb = self.sandbox.clone().expect("checked");
+            if sb.state == ContainerState::Running {
+                if sb.ip.is_some() {
+                    self.pod_ip = sb.ip;
+                }
+                return;
+            }
+            // The sandbox died: its namespace is gone, so every container goes with it.
+            tracing::warn!(pod = self.pod_ref.name, "pod sandbox is not running; recreating the pod's containers");
+            let grace = self.grace();
+            for st in self.containers.values_mut() {
+                st.drop_probers();
+                if let Some(cur) = st.current.as_ref().filter(|c| c.state == ContainerState::Running) {
+                    let _ = self.shared.call("stop container", async { rt.stop_container(&cur.id, grace).await }).await;
+                }
+            }
+            let _ = self.shared.call("remove sandbox", rt.remove_container(&sb.id)).await;
+            self.sandbox = None;
+            self.sandbox_attempt += 1;
+        }
+        let spec = spec::sandbox_spec(&self.pod, &self.pod_ref, self.sandbox_attempt);
+        match self.shared.call("create sandbox", rt.create_sandbox(&spec)).await {
+            Ok(info) => {
+                tracing::debug!(pod = self.pod_ref.name, id = info.id, ip = ?info.ip, "sandbox started");
+                self.pod_ip = info.ip.clone();
+                self.sandbox = Some(info);
+                self.sandbox_error = None;
+            }
+            Err(AgentError::ImageNotPresent { image }) => {
+                self.sandbox_error = Some((
+                    "ErrImageNeverPull".into(),
+                    format!("pod sandbox image {image:?} is not present with pull policy of Never"),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(pod = self.pod_ref.name, error = %e, "creating the pod sandbox failed");
+                self.sandbox_error = Some(("ContainerCreating".into(), format!("failed to create pod sandbox: {e}")));
+            }
+        }
+    }
+
+    async fn reconcile_container(&mut self, c: &Container, sandbox: &ContainerInfo, next: &mut Instant) {
+        let rt = self.shared.runtime.clone();
+        let mut st = self.containers.remove(&c.name).unwrap_or_else(|| CState::new(&self.shared));
+        // Refresh the current instance.
+        if let Some(cur) = st.current.clone().filter(|_| !st.start_failed) {
+            match self.shared.call("inspect container", rt.inspect(&cur.id)).await {
+                Ok(info) => st.current = Some(info),
+                Err(e) if e.is_not_found() => {
+                    if cur.state != ContainerState::Exited {
+                        let mut gone = cur;
+                        gone.state = ContainerState::Exited;
+                        gone.exit_code = Some(137);
+                        gone.reason = Some("ContainerStatusUnknown".into());
+                        gone.message = Some("The container could not be located".into());
+                        gone.finished_at = Some(SystemTime::now());
+                        st.current = Some(gone);
+                    }
+                }
+                Err(e) => tracing::warn!(pod = self.pod_ref.name, container = c.name, error = %e, "inspect failed"),
+            }
+        }
+        let state = st.current.as_ref().map(|c| c.state);
+        match state {
+            None => {
+                if !st.done {
+                    self.start_instance(&mut st, c, sandbox, 0).await;
+                }
+            }
+            Some(ContainerState::Running) => {
+                st.waiting = None;
+                if st.killing && st.kill_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    // The stop finished (or failed) yet the instance still runs: probe it afresh.
+                    tracing::warn!(pod = self.pod_ref.name, container = c.name, "container survived a stop");
+                    st.killing = false;
+                    st.kill_task = None;
+                    st.probes_for = None;
+                }
+                let hash = spec::container_spec_hash(c);
+                let cur = st.current.clone().expect("running");
+                if cur.label(labels::SPEC_HASH).is_some_and(|h| h != hash) && !st.killing {
+                    tracing::info!(pod = self.pod_ref.name, container = c.name, "container spec changed; restarting");
+                    self.kill(&mut st, &cur.id, self.grace());
+                    st.backoff.reset();
+                }
+                self.manage_probes(&mut st, c, &cur);
+            }
+            Some(ContainerState::Created) => {
+                // Created but never started (e.g. the agent stopped in between): start it now.
+                let cur = st.current.clone().expect("created");
+                self.start_created(&mut st, &cur.id).await;
+            }
+            Some(ContainerState::Exited) | Some(ContainerState::Unknown) => {
+                st.drop_probers();
+                st.probes_for = None;
+                st.killing = false;
+                st.kill_task = None;
+                st.started = false;
+                let cur = st.current.clone().expect("exited");
+                let code = cur.exit_code.unwrap_or(-1);
+                let restart = match spec::restart_policy(&self.pod) {
+                    "Never" => false,
+                    "OnFailure" => code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    st.done = true;
+                } else {
+                    let now = Instant::now();
+                    if !st.start_pending {
+                        let restart_at = *st.restart_at.get_or_insert_with(|| {
+                            let ran_for = match (cur.started_at, cur.finished_at) {
+                                (Some(s), Some(f)) => f.duration_since(s).unwrap_or_default(),
+                                _ => Duration::ZERO,
+                            };
+                            let delay = st.backoff.next_delay(ran_for);
+                            st.backoff_delay = delay;
+                            instant_of(cur.finished_at) + delay
+                        });
+                        if now >= restart_at {
+                            st.restart_at = None;
+                            st.start_pending = true;
+                        } else {
+                            *next = (*next).min(restart_at);
+                        }
+                    }
+                    if st.start_pending {
+                        let attempt = st.restart_count + 1;
+                        self.start_instance(&mut st, c, sandbox, attempt).await;
+                    }
+                }
+            }
+        }
+        self.containers.insert(c.name.clone(), st);
+    }
+
+    /// Create and start instance `attempt` of container `c`.
+    async fn start_instance(&mut self, st: &mut CState, c: &Container, sandbox: &ContainerInfo, attempt: u32) {
+        let rt = self.shared.runtime.clone();
+        let host_ip = self.shared.config.host_ip.clone();
+        let pod_ip = self.pod_ip.clone().unwrap_or_default();
+        let fields = spec::FieldValues { pod: &self.pod, pod_ref: &self.pod_ref, pod_ip: &pod_ip, host_ip: &host_ip };
+        let cspec = spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields);
+        st.start_pending = true;
+        let never_pull = |image: &str| {
+            (
+                "ErrImageNeverPull".to_string(),
+                format!("Container image {image:?} is not present with pull policy of Never"),
+            )
+        };
+        match self.shared.call("image present", rt.image_present(&cspec.image)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                st.waiting = Some(never_pull(&cspec.image));
+                return;
+            }
+            Err(e) => {
+                st.waiting = Some(("ContainerCreating".into(), format!("checking image {:?}: {e}", cspec.image)));
+                return;
+            }
+        }
+        let id = match self.shared.call("create container", rt.create_container(&sandbox.id, &cspec)).await {
+            Ok(id) => id,
+            Err(AgentError::ImageNotPresent { image }) => {
+                st.waiting = Some(never_pull(&image));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(pod = self.pod_ref.name, container = c.name, error = %e, "create container failed");
+                st.waiting = Some(("CreateContainerError".into(), e.to_string()));
+                return;
+            }
+        };
+        // The new instance replaces the current one; the one before that is removed.
+        if let Some(old) = st.previous.take() {
+            let _ = self.shared.call("remove container", rt.remove_container(&old.id)).await;
+        }
+        st.previous = st.current.take();
+        st.restart_count = attempt;
+        st.start_pending = false;
+        st.waiting = None;
+        st.started = false;
+        st.killing = false;
+        st.kill_task = None;
+        st.start_failed = false;
+        st.drop_probers();
+        st.probes_for = None;
+        st.current = Some(ContainerInfo {
+            id: id.clone(),
+            kind: ObjectKind::Container,
+            labels: BTreeMap::new(),
+            state: ContainerState::Created,
+            exit_code: None,
+            reason: None,
+            message: None,
+            created_at: Some(SystemTime::now()),
+            started_at: None,
+            finished_at: None,
+            image: cspec.image.clone(),
+            image_id: String::new(),
+            ip: None,
+        });
+        self.publish_instances_with(&c.name, st);
+        self.start_created(st, &id).await;
+    }
+
+    /// Start a created instance; a failed start becomes an exited instance (`StartError`).
+    async fn start_created(&mut self, st: &mut CState, id: &str) {
+        let rt = self.shared.runtime.clone();
+        let started = self.shared.call("start container", rt.start_container(id)).await;
+        let info = self.shared.call("inspect container", rt.inspect(id)).await;
+        match (started, info) {
+            (Ok(()), Ok(info)) => st.current = Some(info),
+            (Ok(()), Err(e)) => {
+                tracing::warn!(pod = self.pod_ref.name, id, error = %e, "inspect after start failed");
+                if let Some(cur) = st.current.as_mut() {
+                    cur.state = ContainerState::Running;
+                    cur.started_at = Some(SystemTime::now());
+                }
+            }
+            (Err(e), info) => {
+                tracing::warn!(pod = self.pod_ref.name, id, error = %e, "start container failed");
+                let mut cur = info.ok().or_else(|| st.current.clone()).expect("current instance");
+                if cur.state != ContainerState::Exited {
+                    cur.state = ContainerState::Exited;
+                    cur.exit_code = Some(cur.exit_code.filter(|c| *c != 0).unwrap_or(128));
+                    cur.finished_at = Some(SystemTime::now());
+                    cur.started_at = cur.started_at.or(cur.finished_at);
+                }
+                cur.reason = Some("StartError".into());
+                cur.message = Some(e.to_string());
+                st.current = Some(cur);
+                st.start_failed = true;
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    fn spawn_prober(&self, kind: ProbeKind, c: &Container, id: &str) -> Option<Prober> {
+        let probe = match kind {
+            ProbeKind::Startup => c.startup_probe.as_ref(),
+            ProbeKind::Liveness => c.liveness_probe.as_ref(),
+            ProbeKind::Readiness => c.readiness_probe.as_ref(),
+        }?;
+        let settings = ProbeSettings::from_k8s(kind, probe, c.ports.as_deref().unwrap_or_default());
+        let ip = self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone());
+        Some(Prober::spawn(kind, settings, self.shared.runtime.clone(), id.to_string(), ip, self.wake.clone()))
+    }
+
+    fn manage_probes(&mut self, st: &mut CState, c: &Container, cur: &ContainerInfo) {
+        if st.probes_for.as_deref() != Some(cur.id.as_str()) {
+            st.drop_probers();
+            st.probes_for = Some(cur.id.clone());
+            st.started = c.startup_probe.is_none();
+            if st.started {
+                st.liveness = self.spawn_prober(ProbeKind::Liveness, c, &cur.id);
+                st.readiness = self.spawn_prober(ProbeKind::Readiness, c, &cur.id);
+            } else {
+                st.startup = self.spawn_prober(ProbeKind::Startup, c, &cur.id);
+            }
+        }
+        if st.killing {
+            return;
+        }
+        if let Some(p) = &st.startup {
+            let state = p.state();
+            let grace = p.settings.termination_grace.unwrap_or_else(|| self.grace());
+            match state.result {
+                Some(true) => {
+                    st.started = true;
+                    st.startup = None;
+                    st.liveness = self.spawn_prober(ProbeKind::Liveness, c, &cur.id);
+                    st.readiness = self.spawn_prober(ProbeKind::Readiness, c, &cur.id);
+                }
+                Some(false) => {
+                    tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "startup probe failed; restarting");
+                    self.kill(st, &cur.id, grace);
+                    return;
+                }
+                None => {}
+            }
+        }
+        if let Some(p) = &st.liveness {
+            let state = p.state();
+            if state.result == Some(false) {
+                let grace = p.settings.termination_grace.unwrap_or_else(|| self.grace());
+                tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "liveness probe failed; restarting");
+                self.kill(st, &cur.id, grace);
+            }
+        }
+    }
+
+    /// Stop the current instance in the background; the exit is then handled like any other.
+    fn kill(&self, st: &mut CState, id: &str, grace: Duration) {
+        st.killing = true;
+        st.drop_probers();
+        let rt = self.shared.runtime.clone();
+        let wake = self.wake.clone();
+        let id = id.to_string();
+        let deadline = grace + self.shared.config.runtime_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = crate::error::with_deadline("stop container", deadline, rt.stop_container(&id, grace)).await
+            {
+                tracing::warn!(id, error = %e, "stopping container failed");
+            }
+            wake.notify_one();
+        });
+    }
+
+    /// Stop everything of the pod within its grace period and remove it.
+    async fn terminate(&mut self) {
+        let grace = self.grace();
+        tracing::info!(pod = self.pod_ref.name, ?grace, "terminating pod");
+        let mut objects: HashMap<String, ContainerInfo> = HashMap::new();
+        for st in self.containers.values_mut() {
+            st.drop_probers();
+            for c in st.current.iter().chain(st.previous.iter()) {
+                objects.insert(c.id.clone(), c.clone());
+            }
+        }
+        if let Some(sb) = &self.sandbox {
+            objects.insert(sb.id.clone(), sb.clone());
+        }
+        // Anything else of this pod the runtime knows (e.g. created while a call timed out).
+        let selector = BTreeMap::from([
+            (labels::POD_UID.to_string(), self.pod_ref.uid.clone()),
+            (labels::NODE_NAME.to_string(), self.pod_ref.node_name.clone()),
+        ]);
+        if let Ok(list) = self.shared.call("list containers", self.shared.runtime.list(&selector)).await {
+            for o in list {
+                objects.insert(o.id.clone(), o);
+            }
+        }
+        let timeout = self.shared.config.runtime_timeout;
+        remove_objects(self.shared.runtime.as_ref(), objects.into_values().collect(), grace, timeout).await;
+    }
+
+    fn publish_instances_with(&self, name: &str, st: &CState) {
+        let mut inst = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        inst.by_name.insert(
+            name.to_string(),
+            (st.current.as_ref().map(|c| c.id.clone()), st.previous.as_ref().map(|c| c.id.clone())),
+        );
+    }
+
+    fn publish_instances(&self) {
+        for (name, st) in &self.containers {
+            self.publish_instances_with(name, st);
+        }
+    }
+
+    fn container_status(&self, c: &Container) -> ContainerStatus {
+        let st = self.containers.get(&c.name);
+        let image = c.image.clone().unwrap_or_default();
+        let waiting = |reason: &str, message: Option<String>| K8sState {
+            waiting: Some(ContainerStateWaiting { reason: Some(reason.to_string()), message }),
+            ..Default::default()
+        };
+        let term_of = |info: &ContainerInfo| K8sState {
+            terminated: Some(terminated(info, self.container_id(&info.id))),
+            ..Default::default()
+        };
+        let Some(st) = st else {
+            let (reason, message) =
+                self.sandbox_error.clone().unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+            return ContainerStatus {
+                name: c.name.clone(),
+                image,
+                state: Some(waiting(&reason, Some(message).filter(|m| !m.is_empty()))),
+                started: Some(false),
+                ..Default::default()
+            };
+        };
+        let previous_term = st.previous.as_ref().filter(|p| p.state == ContainerState::Exited).map(term_of);
+        let (state, last_state) = match &st.current {
+            None => {
+                let (reason, message) = st
+                    .waiting
+                    .clone()
+                    .or_else(|| self.sandbox_error.clone())
+                    .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+                (waiting(&reason, Some(message).filter(|m| !m.is_empty())), previous_term)
+            }
+            Some(cur) => match cur.state {
+                ContainerState::Running => (
+                    K8sState {
+                        running: Some(ContainerStateRunning { started_at: cur.started_at.map(to_time) }),
+                        ..Default::default()
+                    },
+                    previous_term,
+                ),
+                ContainerState::Created => (waiting("ContainerCreating", None), previous_term),
+                ContainerState::Exited | ContainerState::Unknown => {
+                    if st.done {
+                        (term_of(cur), previous_term)
+                    } else if let Some((reason, message)) = &st.waiting {
+                        (waiting(reason, Some(message.clone())), Some(term_of(cur)))
+                    } else if st.restart_at.is_some_and(|t| t > Instant::now()) {
+                        let msg = format!(
+                            "back-off {:?} restarting failed container={} pod={}_{}({})",
+                            st.backoff_delay, c.name, self.pod_ref.name, self.pod_ref.namespace, self.pod_ref.uid
+                        );
+                        (waiting("CrashLoopBackOff", Some(msg)), Some(term_of(cur)))
+                    } else {
+                        (term_of(cur), previous_term)
+                    }
+                }
+            },
+        };
+        let current = st.current.as_ref();
+        ContainerStatus {
+            name: c.name.clone(),
+            image,
+            image_id: current.map(|c| c.image_id.clone()).unwrap_or_default(),
+            container_id: current.map(|c| self.container_id(&c.id)),
+            ready: st.ready(),
+            started: Some(st.started && current.is_some_and(|c| c.state == ContainerState::Running)),
+            restart_count: i32::try_from(st.restart_count).unwrap_or(i32::MAX),
+            state: Some(state),
+            last_state,
+            ..Default::default()
+        }
+    }
+
+    fn compute_status(&self) -> PodStatus {
+        let statuses: Vec<ContainerStatus> =
+            spec::containers(&self.pod).iter().map(|c| self.container_status(c)).collect();
+        let previous = self.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let mut phase = pod_phase(&statuses, spec::restart_policy(&self.pod)).to_string();
+        if self.terminal {
+            if let Some(p) = self.status.as_ref().and_then(|s| s.phase.clone()) {
+                phase = p;
+            }
+        }
+        let completed = phase == "Succeeded" || phase == "Failed";
+        let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+        let all_ready = unready.is_empty() && !statuses.is_empty() && !completed;
+        let (reason, message) = if completed {
+            (Some("PodCompleted"), None)
+        } else if all_ready {
+            (None, None)
+        } else {
+            (Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
+        };
+        let conditions = vec![
+            condition(&previous, "PodScheduled", true, None, None),
+            condition(&previous, "Initialized", true, None, None),
+            condition(&previous, "ContainersReady", all_ready, reason, message.clone()),
+            condition(&previous, "Ready", all_ready, reason, message),
+        ];
+        let host_ip = self.shared.config.host_ip.clone();
+        PodStatus {
+            phase: Some(phase),
+            conditions: Some(conditions),
+            container_statuses: Some(statuses),
+            host_ip: Some(host_ip.clone()),
+            host_ips: Some(vec![HostIP { ip: host_ip }]),
+            pod_ip: self.pod_ip.clone(),
+            pod_ips: self.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+            start_time: Some(self.start_time.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Compute the status; send it only if it changed.
+    fn publish_status(&mut self) {
+        let status = self.compute_status();
+        let phase = status.phase.clone().unwrap_or_default();
+        if !self.terminal && (phase == "Succeeded" || phase == "Failed") {
+            self.terminal = true;
+            // Nothing will run again: release the sandbox's namespace (volumes stay until deletion).
+            if let Some(sb) = self.sandbox.clone() {
+                let rt = self.shared.runtime.clone();
+                tokio::spawn(async move {
+                    let _ = crate::error::with_deadline(
+                        "stop sandbox",
+                        Duration::from_secs(15),
+                        rt.stop_container(&sb.id, Duration::from_secs(2)),
+                    )
+                    .await;
+                });
+            }
+        }
+        if self.status.as_ref() == Some(&status) {
+            return;
+        }
+        self.status = Some(status.clone());
+        *self.status_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
+        self.publish_instances();
+        self.shared.publish(PodEvent::Status(PodStatusUpdate {
+            namespace: self.pod_ref.namespace.clone(),
+            name: self.pod_ref.name.clone(),
+            uid: self.pod_ref.uid.clone(),
+            status,
+        }));
+    }
+}

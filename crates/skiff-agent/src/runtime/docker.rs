@@ -1,0 +1,396 @@
+//! `DockerRuntime`: pods as a pause-like sandbox container plus app containers sharing its network namespace.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::{
+    labels, parse_rfc3339, ContainerInfo, ContainerSpec, ContainerState, ExecResult, LogOptions, LogStream,
+    MountSource, ObjectKind, Runtime, SandboxSpec, MAX_EXEC_OUTPUT_BYTES,
+};
+use crate::error::{with_deadline, AgentError, Result};
+
+/// How to reach Docker and where to keep pod volumes.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// Holds `pods/<uid>/volumes/<name>` for `emptyDir` volumes.
+    pub data_dir: PathBuf,
+    /// The image of sandbox containers; must sleep until SIGTERM.
+    pub sandbox_image: String,
+    /// Deadline of one Docker API call that is not a stop (stops get grace + this).
+    pub api_timeout: Duration,
+}
+
+impl DockerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        DockerConfig {
+            data_dir: data_dir.into(),
+            sandbox_image: "skiff/pause:1".into(),
+            api_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs pods on the Docker Engine through its API (never pulls images).
+pub struct DockerRuntime {
+    docker: Docker,
+    config: DockerConfig,
+}
+
+impl DockerRuntime {
+    /// Connect through `DOCKER_HOST` (or the default unix socket) and negotiate the API version.
+    pub async fn connect(config: DockerConfig) -> Result<Self> {
+        let docker = Docker::connect_with_defaults()?.with_timeout(Duration::from_secs(600));
+        let docker = with_deadline("docker version negotiation", config.api_timeout, async {
+            Ok(docker.negotiate_version().await?)
+        })
+        .await?;
+        Ok(DockerRuntime { docker, config })
+    }
+
+    /// The underlying client (for tests and tooling).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.data_dir.join("pods").join(uid)
+    }
+
+    fn empty_dir(&self, uid: &str, volume: &str) -> PathBuf {
+        self.pod_dir(uid).join("volumes").join(volume)
+    }
+
+    async fn call<T>(&self, op: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        with_deadline(op, self.config.api_timeout, fut).await
+    }
+
+    /// Create a container, replacing a leftover one with the same name.
+    async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        for _ in 0..2 {
+            let opts = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+            match self.docker.create_container(Some(opts), body.clone()).await {
+                Ok(r) => return Ok(r.id),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                    tracing::warn!(name, "removing a leftover container with the same name");
+                    self.remove_container(name).await?;
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    return Err(AgentError::ImageNotPresent { image: body.image.clone().unwrap_or_default() })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AgentError::InvalidSpec(format!("container name {name} stays in use")))
+    }
+}
+
+fn to_info(r: ContainerInspectResponse) -> ContainerInfo {
+    let labels: BTreeMap<String, String> =
+        r.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
+    let kind = match labels.get(labels::KIND).map(String::as_str) {
+        Some("sandbox") => ObjectKind::Sandbox,
+        _ => ObjectKind::Container,
+    };
+    let st = r.state.unwrap_or_default();
+    let state = match st.status {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::RUNNING)
+        | Some(ContainerStateStatusEnum::PAUSED)
+        | Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD) => ContainerState::Exited,
+        _ => ContainerState::Unknown,
+    };
+    let exited = state == ContainerState::Exited;
+    let ip = r
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|nets| nets.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        kind,
+        state,
+        exit_code: if exited { st.exit_code.map(|c| c as i32) } else { None },
+        reason: if exited && st.oom_killed == Some(true) { Some("OOMKilled".into()) } else { None },
+        message: st.error.filter(|e| !e.is_empty()),
+        created_at: r.created.as_deref().and_then(parse_rfc3339),
+        started_at: st.started_at.as_deref().and_then(parse_rfc3339),
+        finished_at: if exited { st.finished_at.as_deref().and_then(parse_rfc3339) } else { None },
+        image: r.config.and_then(|c| c.image).unwrap_or_default(),
+        image_id: r.image.unwrap_or_default(),
+        ip: if kind == ObjectKind::Sandbox { ip } else { None },
+        labels,
+    }
+}
+
+fn docker_name(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| p.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect())
+        .collect::<Vec<String>>()
+        .join("_")
+}
+
+fn grace_secs(grace: Duration) -> i32 {
+    i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<ContainerInfo> {
+        let image = self.config.sandbox_image.clone();
+        if !self.image_present(&image).await? {
+            return Err(AgentError::ImageNotPresent { image });
+        }
+        for name in &spec.empty_dirs {
+            let dir = self.empty_dir(&spec.pod.uid, name);
+            std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
+            set_mode_777(&dir)?;
+        }
+        let mut labels = spec.pod.labels();
+        labels.insert(labels::KIND.into(), "sandbox".into());
+        labels.insert(labels::ATTEMPT.into(), spec.attempt.to_string());
+        let mut exposed = Vec::new();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding { host_ip: p.host_ip.clone(), host_port: Some(p.host_port.to_string()) });
+        }
+        let body = ContainerCreateBody {
+            image: Some(image),
+            hostname: Some(spec.hostname.clone()),
+            labels: Some(labels.into_iter().collect()),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            host_config: Some(HostConfig {
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                ipc_mode: Some("shareable".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name =
+            docker_name(&["k8s", "POD", &spec.pod.name, &spec.pod.namespace, &spec.pod.uid, &spec.attempt.to_string()]);
+        let id = self.call("create sandbox", self.create(&name, body)).await?;
+        if let Err(e) = self.start_container(&id).await {
+            let _ = self.remove_container(&id).await;
+            return Err(e);
+        }
+        self.inspect(&id).await
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        let uid = match self.inspect(id).await {
+            Ok(info) => info.pod_uid().map(str::to_string),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        self.remove_container(id).await?;
+        if let Some(uid) = uid.filter(|u| !u.is_empty() && !u.contains('/') && u != "..") {
+            let dir = self.pod_dir(&uid);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(AgentError::io(format!("remove {}", dir.display()), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
+        if !self.image_present(&spec.image).await? {
+            return Err(AgentError::ImageNotPresent { image: spec.image.clone() });
+        }
+        let mut labels = spec.pod.labels();
+        labels.insert(labels::KIND.into(), "container".into());
+        labels.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
+        labels.insert(labels::ATTEMPT.into(), spec.attempt.to_string());
+        labels.insert(labels::SPEC_HASH.into(), spec.spec_hash.clone());
+        let mut binds = Vec::new();
+        for m in &spec.mounts {
+            let host = match &m.source {
+                MountSource::EmptyDir(v) => {
+                    let dir = self.empty_dir(&spec.pod.uid, v);
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
+                    dir
+                }
+                MountSource::HostPath(p) => p.clone(),
+            };
+            let mode = if m.read_only { "ro" } else { "rw" };
+            binds.push(format!("{}:{}:{mode}", host.display(), m.container_path));
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir: spec.working_dir.clone(),
+            labels: Some(labels.into_iter().collect()),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{sandbox_id}")),
+                ipc_mode: Some(format!("container:{sandbox_id}")),
+                binds: (!binds.is_empty()).then_some(binds),
+                nano_cpus: spec.nano_cpus,
+                memory: spec.memory_bytes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = docker_name(&[
+            "k8s",
+            &spec.name,
+            &spec.pod.name,
+            &spec.pod.namespace,
+            &spec.pod.uid,
+            &spec.attempt.to_string(),
+        ]);
+        self.call("create container", self.create(&name, body)).await
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.call("start container", async { Ok(self.docker.start_container(id, None).await?) }).await
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let opts = StopContainerOptions { t: Some(grace_secs(grace)), signal: None };
+        let deadline = grace + self.config.api_timeout;
+        let r =
+            with_deadline("stop container", deadline, async { Ok(self.docker.stop_container(id, Some(opts)).await?) })
+                .await;
+        match r {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(AgentError::Docker(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })) => {
+                Ok(())
+            }
+            Err(AgentError::Timeout { .. }) => {
+                let kill = KillContainerOptions { signal: "KILL".into() };
+                self.call("kill container", async { Ok(self.docker.kill_container(id, Some(kill)).await?) }).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.call("remove container", async { Ok(self.docker.remove_container(id, Some(opts)).await?) }).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            // 409: removal already in progress.
+            Err(AgentError::Docker(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })) => {
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        let r = self.call("inspect container", async { Ok(self.docker.inspect_container(id, None).await?) }).await;
+        match r {
+            Ok(r) => Ok(to_info(r)),
+            Err(e) if e.is_not_found() => Err(AgentError::NotFound { id: id.to_string() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
+        let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries =
+            self.call("list containers", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await?;
+        let mut out = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            let Some(id) = s.id else { continue };
+            match self.inspect(&id).await {
+                Ok(info) => out.push(info),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult> {
+        let fut = async {
+            let opts = CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let exec = self.docker.create_exec(id, opts).await?;
+            let mut output = Vec::new();
+            if let StartExecResults::Attached { output: mut stream, .. } =
+                self.docker.start_exec(&exec.id, Some(StartExecOptions::default())).await?
+            {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    let bytes = chunk.into_bytes();
+                    let room = MAX_EXEC_OUTPUT_BYTES.saturating_sub(output.len());
+                    output.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+            }
+            let inspect = self.docker.inspect_exec(&exec.id).await?;
+            Ok(ExecResult { exit_code: inspect.exit_code.unwrap_or(-1) as i32, output })
+        };
+        // The exec'd process is not killed on timeout (Docker has no API for it); the probe fails.
+        with_deadline("exec", timeout, fut).await
+    }
+
+    async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream> {
+        // Fail fast on a missing container rather than with an error inside the stream.
+        self.inspect(id).await?;
+        let opts = LogsOptions {
+            follow: opts.follow,
+            stdout: true,
+            stderr: true,
+            tail: opts.tail_lines.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
+            ..Default::default()
+        };
+        let stream = self.docker.logs(id, Some(opts)).map(|r| match r {
+            Ok(out) => Ok(match out {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message }
+                | LogOutput::StdIn { message } => message.to_vec(),
+            }),
+            Err(e) => Err(AgentError::from(e)),
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        match self.call("inspect image", async { Ok(self.docker.inspect_image(image).await?) }).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn set_mode_777(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .map_err(|e| AgentError::io(format!("chmod {}", dir.display()), e))
+}

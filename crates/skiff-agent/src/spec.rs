@@ -1,0 +1,310 @@
+//! Translation of a Kubernetes pod spec into runtime sandbox and container specs (env, `$(VAR)` expansion, volumes, limits).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use skiff_api::quantity::Quantity;
+
+use crate::runtime::{ContainerSpec, Mount, MountSource, PodRef, PortMapping, SandboxSpec};
+
+/// Default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// The pod's identity on this node; a pod without a uid is identified by namespace/name.
+pub fn pod_ref(pod: &Pod, node_name: &str) -> PodRef {
+    let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| format!("{namespace}.{name}"));
+    PodRef { uid, namespace, name, node_name: node_name.to_string() }
+}
+
+pub fn containers(pod: &Pod) -> &[Container] {
+    pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default()
+}
+
+/// `Always` (default), `OnFailure` or `Never`.
+pub fn restart_policy(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+}
+
+/// The grace period for stopping the pod's containers: `metadata.deletionGracePeriodSeconds`
+/// when deleting, else `spec.terminationGracePeriodSeconds`, else 30 s.
+pub fn grace_seconds(pod: &Pod) -> u64 {
+    let g = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    u64::try_from(g).unwrap_or(0)
+}
+
+pub fn sandbox_spec(pod: &Pod, pod_ref: &PodRef, attempt: u32) -> SandboxSpec {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut hostname = spec.hostname.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ref.name.clone());
+    hostname.truncate(63);
+    let ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(PortMapping {
+                container_port: u16::try_from(p.container_port).ok()?,
+                host_port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_ascii_lowercase(),
+                host_ip: p.host_ip.clone().filter(|h| !h.is_empty()),
+            })
+        })
+        .collect();
+    let empty_dirs = spec.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()).map(|v| v.name.clone()).collect();
+    SandboxSpec { pod: pod_ref.clone(), attempt, hostname, ports, empty_dirs }
+}
+
+/// Values of the downward-API `fieldRef`s this agent supports.
+pub struct FieldValues<'a> {
+    pub pod: &'a Pod,
+    pub pod_ref: &'a PodRef,
+    pub pod_ip: &'a str,
+    pub host_ip: &'a str,
+}
+
+impl FieldValues<'_> {
+    fn field(&self, path: &str) -> Option<String> {
+        Some(match path {
+            "metadata.name" => self.pod_ref.name.clone(),
+            "metadata.namespace" => self.pod_ref.namespace.clone(),
+            "metadata.uid" => self.pod_ref.uid.clone(),
+            "spec.nodeName" => self.pod_ref.node_name.clone(),
+            "spec.serviceAccountName" => self.pod.spec.as_ref()?.service_account_name.clone()?,
+            "status.podIP" => self.pod_ip.to_string(),
+            "status.hostIP" => self.host_ip.to_string(),
+            _ => {
+                let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
+                self.pod.metadata.labels.as_ref()?.get(key)?.clone()
+            }
+        })
+    }
+}
+
+/// Kubernetes `$(VAR)` expansion: known variables are substituted, `$$` escapes `$`, and
+/// unknown references are left as written.
+pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_>) -> Option<String> {
+    if let Some(v) = &e.value {
+        return Some(expand(v, vars));
+    }
+    let from = e.value_from.as_ref()?;
+    if let Some(f) = &from.field_ref {
+        return fields.field(&f.field_path);
+    }
+    if let Some(r) = &from.resource_field_ref {
+        tracing::debug!(resource = r.resource, "resourceFieldRef env is not supported");
+    }
+    // configMapKeyRef / secretKeyRef need the API server: not resolved on the node yet.
+    None
+}
+
+/// A stable fingerprint of the container spec fields that matter to the runtime.
+fn spec_hash(c: &Container) -> String {
+    let json = serde_json::to_string(&(
+        &c.image,
+        &c.command,
+        &c.args,
+        &c.env,
+        &c.working_dir,
+        &c.volume_mounts,
+        &c.resources,
+        &c.ports,
+    ))
+    .unwrap_or_default();
+    // FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in json.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The runtime spec of container `c` (instance `attempt`).
+pub fn container_spec(
+    pod: &Pod,
+    c: &Container,
+    pod_ref: &PodRef,
+    attempt: u32,
+    fields: &FieldValues<'_>,
+) -> ContainerSpec {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in c.env.iter().flatten() {
+        if let Some(v) = env_value(e, &vars, fields) {
+            vars.insert(e.name.clone(), v.clone());
+            env.retain(|(k, _)| k != &e.name);
+            env.push((e.name.clone(), v));
+        }
+    }
+    let command = c.command.iter().flatten().map(|a| expand(a, &vars)).collect();
+    let args = c.args.iter().flatten().map(|a| expand(a, &vars)).collect();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    let mut mounts = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(v) = volumes.and_then(|vs| vs.iter().find(|v| v.name == m.name)) else { continue };
+        let source = if v.empty_dir.is_some() {
+            MountSource::EmptyDir(v.name.clone())
+        } else if let Some(hp) = &v.host_path {
+            MountSource::HostPath(PathBuf::from(&hp.path))
+        } else {
+            tracing::warn!(volume = v.name, pod = pod_ref.name, "volume type not supported on this node; not mounted");
+            continue;
+        };
+        let source = match (source, m.sub_path.as_deref().filter(|s| !s.is_empty())) {
+            (MountSource::HostPath(p), Some(sub)) => MountSource::HostPath(p.join(sub)),
+            (s, _) => s,
+        };
+        mounts.push(Mount { source, container_path: m.mount_path.clone(), read_only: m.read_only.unwrap_or(false) });
+    }
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let limit = |k: &str| limits.and_then(|l| l.get(k)).and_then(|q| Quantity::parse(&q.0).ok());
+    let nano_cpus = limit("cpu").map(|q| q.nanos()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
+    let memory_bytes = limit("memory").map(|q| q.units()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
+    ContainerSpec {
+        pod: pod_ref.clone(),
+        name: c.name.clone(),
+        attempt,
+        image: c.image.clone().unwrap_or_default(),
+        command,
+        args,
+        env,
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        mounts,
+        nano_cpus,
+        memory_bytes,
+        spec_hash: spec_hash(c),
+    }
+}
+
+/// The spec hash of container `c`, to compare with a running instance's label.
+pub fn container_spec_hash(c: &Container) -> String {
+    spec_hash(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements, Volume, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Q;
+
+    #[test]
+    fn expansion() {
+        let vars = HashMap::from([("A".to_string(), "x".to_string())]);
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$", &vars), "x-$(B)-$(A)-$");
+        assert_eq!(expand("$(A", &vars), "$(A");
+    }
+
+    #[test]
+    fn container_translation() {
+        let c = Container {
+            name: "app".into(),
+            image: Some("img".into()),
+            command: Some(vec!["sh".into(), "-c".into()]),
+            args: Some(vec!["echo $(GREETING) $(POD)".into()]),
+            env: Some(vec![
+                EnvVar { name: "NAME".into(), value: Some("w".into()), ..Default::default() },
+                EnvVar { name: "GREETING".into(), value: Some("hello $(NAME)".into()), ..Default::default() },
+                EnvVar {
+                    name: "POD".into(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                read_only: Some(true),
+                ..Default::default()
+            }]),
+            resources: Some(ResourceRequirements {
+                limits: Some([("cpu".to_string(), Q("500m".into())), ("memory".to_string(), Q("64Mi".into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("p".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![c.clone()],
+                volumes: Some(vec![Volume {
+                    name: "data".into(),
+                    empty_dir: Some(Default::default()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let r = pod_ref(&pod, "n1");
+        assert_eq!(r.namespace, "default");
+        let fields = FieldValues { pod: &pod, pod_ref: &r, pod_ip: "10.0.0.1", host_ip: "192.168.0.1" };
+        let s = container_spec(&pod, &c, &r, 0, &fields);
+        assert_eq!(s.args, vec!["echo hello w p".to_string()]);
+        assert_eq!(s.env.iter().find(|(k, _)| k == "POD").unwrap().1, "p");
+        assert_eq!(s.nano_cpus, Some(500_000_000));
+        assert_eq!(s.memory_bytes, Some(64 * 1024 * 1024));
+        assert_eq!(
+            s.mounts,
+            vec![Mount {
+                source: MountSource::EmptyDir("data".into()),
+                container_path: "/data".into(),
+                read_only: true
+            }]
+        );
+        assert_eq!(sandbox_spec(&pod, &r, 0).empty_dirs, vec!["data".to_string()]);
+        assert_eq!(s.spec_hash, container_spec_hash(&c));
+    }
+}

@@ -1,0 +1,410 @@
+//! Pod lifecycle against the real Docker engine (images from `deploy/images/build.sh`).
+//!
+//! Skipped, with a message, when no Docker engine answers. Every container is labelled with a
+//! per-test node name and removed at the end, even when the test fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::core::v1::{
+    HTTPGetAction, HostPathVolumeSource, Probe, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use skiff_agent::{DockerConfig, DockerRuntime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Setup {
+    // Field order is drop order: stop the manager, then remove containers, then the data dir.
+    h: Harness,
+    _cleanup: DockerCleanup,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Option<Setup> {
+    init_tracing();
+    if !docker_available() {
+        eprintln!("SKIPPED: no Docker engine reachable (set DOCKER_HOST or start dockerd)");
+        return None;
+    }
+    ensure_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = unique("docker-node");
+    let cleanup = DockerCleanup { node: node.clone() };
+    let rt = DockerRuntime::connect(DockerConfig::new(dir.path())).await.expect("connect to docker");
+    let h = Harness::start(Arc::new(rt), test_config(&node)).await;
+    Some(Setup { h, _cleanup: cleanup, dir })
+}
+
+fn docker_id(container_id: &Option<String>) -> String {
+    container_id.as_deref().and_then(|c| c.strip_prefix("docker://")).expect("docker container id").to_string()
+}
+
+/// GET http://ip:port/ and return the body.
+async fn http_get(ip: &str, port: u16) -> String {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect((ip, port)).await?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        std::io::Result::Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(5), fut).await.expect("http deadline").expect("http get");
+    resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_runs_ready_serves_and_is_deleted() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mut web = container("web", BUSYBOX, vec!["serve-hostname".into()]);
+    web.readiness_probe = Some(Probe {
+        http_get: Some(HTTPGetAction { port: IntOrString::Int(8080), path: Some("/".into()), ..Default::default() }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    web.resources = Some(ResourceRequirements {
+        limits: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("500m".into())),
+            ("memory".to_string(), Quantity("64Mi".into())),
+        ])),
+        ..Default::default()
+    });
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    web.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+        container_port: 8080,
+        host_port: Some(host_port.into()),
+        ..Default::default()
+    }]);
+    let mut p = pod("web-1", vec![web]);
+    p.spec.as_mut().unwrap().volumes =
+        Some(vec![Volume { name: "scratch".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p.clone()]);
+
+    let st = h
+        .wait_status("web-1", Duration::from_secs(30), "Running and Ready", |s| {
+            s.phase.as_deref() == Some("Running") && is_ready(s)
+        })
+        .await;
+    for cond in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert_eq!(condition(&st, cond).as_deref(), Some("True"), "{cond}");
+    }
+    let c = cstatus(&st, "web");
+    assert!(c.ready && c.started == Some(true) && c.restart_count == 0 && is_running(c));
+    assert_eq!(c.image, BUSYBOX);
+    assert!(c.image_id.starts_with("sha256:"), "{}", c.image_id);
+    assert!(st.start_time.is_some() && st.host_ip.is_some());
+    let ip = st.pod_ip.clone().expect("pod ip");
+    assert_eq!(st.pod_ips.as_ref().unwrap()[0].ip, ip);
+    assert_eq!(http_get(&ip, 8080).await.trim(), "web-1", "the index is the pod's hostname");
+    assert_eq!(http_get("127.0.0.1", host_port).await.trim(), "web-1", "hostPort published on the sandbox");
+
+    // Limits reach Docker.
+    let id = docker_id(&c.container_id);
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", &id])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("500000000 {}", 64 * 1024 * 1024));
+
+    // Stable: syncing the same pod again emits nothing new.
+    let before = h.statuses_of("web-1").len();
+    h.manager.sync(vec![p.clone()]);
+    tokio::time::sleep(Duration::from_millis(500)).await; // observation window, not synchronization
+    assert_eq!(h.statuses_of("web-1").len(), before, "status is sent only on change");
+
+    let volume_dir = s.dir.path().join("pods").join(&uid);
+    assert!(volume_dir.join("volumes/scratch").is_dir());
+    h.manager.sync(vec![deleted(p, 2)]);
+    h.wait_removed("web-1", Duration::from_secs(30)).await;
+    assert_eq!(h.pod_objects(&uid).await, 0, "sandbox and containers removed");
+    assert!(!volume_dir.exists(), "emptyDir removed with the pod");
+    assert!(h.manager.status("default", "web-1").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_share_localhost_and_empty_dir() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mount = |read_only: bool| {
+        Some(vec![VolumeMount {
+            name: "shared".into(),
+            mount_path: "/shared".into(),
+            read_only: Some(read_only),
+            ..Default::default()
+        }])
+    };
+    let mut server =
+        container("server", BUSYBOX, sh("echo hello-from-server > /shared/server.txt; exec serve-hostname"));
+    server.volume_mounts = mount(false);
+    // Ready once the client has fetched the page over localhost and stored it in the emptyDir.
+    server.readiness_probe = Some(exec_probe(sh("grep -q duo /shared/client.txt"), 1, 1));
+    let mut client = container(
+        "client",
+        BUSYBOX,
+        sh("trap 'exit 0' TERM; echo client-started; \
+            while :; do wget -qO /shared/client.txt http://127.0.0.1:8080/ 2>/dev/null && break; sleep 1; done; \
+            echo fetched $(cat /shared/client.txt); while :; do sleep 1; done"),
+    );
+    client.volume_mounts = mount(false);
+    client.readiness_probe = Some(exec_probe(sh("grep -q hello-from-server /shared/server.txt"), 1, 1));
+    let mut reader = container(
+        "reader",
+        BUSYBOX,
+        sh("if touch /shared/x 2>/dev/null; then echo writable; else echo read-only; fi; exec pause"),
+    );
+    reader.volume_mounts = mount(true);
+    let mut p = pod("duo", vec![server, client, reader]);
+    p.spec.as_mut().unwrap().volumes =
+        Some(vec![Volume { name: "shared".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    h.manager.sync(vec![p.clone()]);
+
+    h.wait_status("duo", Duration::from_secs(30), "all three containers ready", is_ready).await;
+    let logs = h.logs("duo", "client", false).await;
+    assert!(logs.contains("fetched duo"), "client log: {logs:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = h.logs("duo", "reader", false).await;
+    while logs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = h.logs("duo", "reader", false).await;
+    }
+    assert_eq!(logs.trim(), "read-only", "readOnly mount honoured");
+    // Tail.
+    let mut stream = h.manager.logs("default", "duo", "client", false, Some(1), false).await.unwrap();
+    let mut tail = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        tail.extend(chunk.unwrap());
+    }
+    assert_eq!(String::from_utf8_lossy(&tail).trim(), "fetched duo");
+    h.manager.sync(vec![]);
+    h.wait_removed("duo", Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_container_backs_off_and_restart_policies() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let crash = pod("crash", vec![container("c", BUSYBOX, sh("echo attempt; exit 3"))]);
+    let mut never = pod("never", vec![container("c", BUSYBOX, sh("exit 3"))]);
+    never.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    let mut ok = pod("onfailure-ok", vec![container("c", BUSYBOX, sh("exit 0"))]);
+    ok.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+    h.manager.sync(vec![crash, never, ok]);
+
+    let st = h
+        .wait_event("crash", Duration::from_secs(30), "CrashLoopBackOff", |s| {
+            waiting_reason(cstatus(s, "c")) == Some("CrashLoopBackOff")
+        })
+        .await;
+    let c = cstatus(&st, "c");
+    let last = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).expect("lastState.terminated");
+    assert_eq!(last.exit_code, 3);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert_eq!(st.phase.as_deref(), Some("Running"), "a crash-looping pod with restartPolicy Always is Running");
+    assert!(!is_ready(&st), "not Ready while backing off");
+    h.wait_status("crash", Duration::from_secs(30), "restartCount >= 3", |s| cstatus(s, "c").restart_count >= 3).await;
+    assert_eq!(h.logs("crash", "c", true).await.trim(), "attempt", "logs of the previous instance");
+
+    let st = h.wait_status("never", Duration::from_secs(30), "Failed", |s| s.phase.as_deref() == Some("Failed")).await;
+    let c = cstatus(&st, "c");
+    assert_eq!(c.restart_count, 0);
+    assert_eq!(c.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 3);
+    h.wait_status("onfailure-ok", Duration::from_secs(30), "Succeeded", |s| s.phase.as_deref() == Some("Succeeded"))
+        .await;
+    let st = h.manager.status("default", "onfailure-ok").unwrap();
+    assert_eq!(cstatus(&st, "c").restart_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_liveness_probe_restarts_container() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mut c = container("app", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"));
+    c.liveness_probe = Some(exec_probe(sh("test -f /tmp/never-there"), 1, 2));
+    h.manager.sync(vec![pod("live", vec![c])]);
+    let first = h.wait_status("live", Duration::from_secs(30), "running", |s| is_running(cstatus(s, "app"))).await;
+    let first_id = cstatus(&first, "app").container_id.clone();
+    let st = h
+        .wait_status("live", Duration::from_secs(30), "restarted after liveness failures", |s| {
+            let c = cstatus(s, "app");
+            c.restart_count >= 1 && is_running(c)
+        })
+        .await;
+    let c = cstatus(&st, "app");
+    assert_ne!(c.container_id, first_id, "a new container instance");
+    let last = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).expect("lastState.terminated");
+    assert_eq!(last.exit_code, 0, "the trapped SIGTERM made it exit 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_readiness_probe_makes_pod_not_ready() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mut c = container("app", BUSYBOX, sh("touch /tmp/ready; trap 'exit 0' TERM; while :; do sleep 1; done"));
+    c.readiness_probe = Some(exec_probe(sh("test -f /tmp/ready"), 1, 1));
+    h.manager.sync(vec![pod("ready", vec![c])]);
+    let st = h.wait_status("ready", Duration::from_secs(30), "Ready", is_ready).await;
+    let id = docker_id(&cstatus(&st, "app").container_id);
+    let r = h.runtime.exec(&id, &["rm".into(), "/tmp/ready".into()], Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.exit_code, 0);
+    let st = h.wait_status("ready", Duration::from_secs(30), "not Ready", |s| !is_ready(s)).await;
+    assert_eq!(condition(&st, "ContainersReady").as_deref(), Some("False"));
+    let c = cstatus(&st, "app");
+    assert!(!c.ready && is_running(c) && c.restart_count == 0, "readiness never restarts: {c:?}");
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_honours_grace_period() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    // sh as PID 1 ignores SIGTERM unless it traps it.
+    let polite = pod("polite", vec![container("c", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"))]);
+    let stubborn = pod("stubborn", vec![container("c", BUSYBOX, sh("while :; do sleep 1; done"))]);
+    h.manager.sync(vec![polite.clone(), stubborn.clone()]);
+    for name in ["polite", "stubborn"] {
+        h.wait_status(name, Duration::from_secs(30), "running", |s| is_running(cstatus(s, "c"))).await;
+    }
+    let t0 = Instant::now();
+    h.manager.sync(vec![deleted(polite, 30), deleted(stubborn, 3)]);
+    let (mut polite_done, mut stubborn_done) = (None, None);
+    let deadline = t0 + Duration::from_secs(30);
+    while polite_done.is_none() || stubborn_done.is_none() {
+        assert!(Instant::now() < deadline, "pods not removed in time");
+        if polite_done.is_none() && h.removed("polite") {
+            polite_done = Some(t0.elapsed());
+        }
+        if stubborn_done.is_none() && h.removed("stubborn") {
+            stubborn_done = Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (polite_done, stubborn_done) = (polite_done.unwrap(), stubborn_done.unwrap());
+    assert!(polite_done < Duration::from_secs(8), "SIGTERM-trapping container exits promptly: {polite_done:?}");
+    assert!(stubborn_done >= Duration::from_millis(2900), "killed only after the grace period: {stubborn_done:?}");
+    assert!(stubborn_done < Duration::from_secs(15), "killed after the grace period: {stubborn_done:?}");
+    assert_eq!(h.node_objects().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_manager_adopts_running_containers() {
+    let Some(s) = setup().await else { return };
+    let mut keep = container("app", BUSYBOX, vec!["serve-hostname".into()]);
+    keep.readiness_probe = Some(Probe {
+        tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction { port: IntOrString::Int(8080), host: None }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    let keep = pod("keep", vec![keep]);
+    let orphan = pod("orphan", vec![container("app", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"))]);
+    let orphan_uid = orphan.metadata.uid.clone().unwrap();
+    s.h.manager.sync(vec![keep.clone(), orphan]);
+    let before = s.h.wait_status("keep", Duration::from_secs(30), "Ready", is_ready).await;
+    s.h.wait_status("orphan", Duration::from_secs(30), "running", |s| is_running(cstatus(s, "app"))).await;
+
+    // "Restart the agent": drop the manager and the docker connection, start anew on the same node.
+    let Setup { h, _cleanup, dir } = s;
+    let node = h.node.clone();
+    drop(h);
+    let rt = DockerRuntime::connect(DockerConfig::new(dir.path())).await.unwrap();
+    let h = Harness::start(Arc::new(rt), test_config(&node)).await;
+    h.manager.sync(vec![keep.clone()]);
+    let after = h.wait_status("keep", Duration::from_secs(30), "Ready again", is_ready).await;
+    let (b, a) = (cstatus(&before, "app"), cstatus(&after, "app"));
+    assert_eq!(a.container_id, b.container_id, "same container, not a new one");
+    assert_eq!(a.restart_count, 0);
+    let started = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+        c.state.as_ref().unwrap().running.as_ref().unwrap().started_at.clone()
+    };
+    assert_eq!(started(a), started(b), "not restarted");
+    assert_eq!(after.pod_ip, before.pod_ip);
+    let sel = BTreeMap::from([(skiff_agent::runtime::labels::POD_UID.to_string(), keep.metadata.uid.clone().unwrap())]);
+    assert_eq!(h.runtime.list(&sel).await.unwrap().len(), 2, "one sandbox and one container: no duplicates");
+    wait_until(Duration::from_secs(30), "orphan pod removed", || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=io.skiff.pod-uid={orphan_uid}")])
+            .output()
+            .unwrap();
+        out.stdout.is_empty()
+    })
+    .await;
+    drop(h);
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_image_is_err_image_never_pull() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let p = pod("noimage", vec![container("c", "skiff/not-built-anywhere:0", sh("true"))]);
+    h.manager.sync(vec![p.clone()]);
+    let st = h
+        .wait_status("noimage", Duration::from_secs(15), "ErrImageNeverPull", |s| {
+            waiting_reason(cstatus(s, "c")) == Some("ErrImageNeverPull")
+        })
+        .await;
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    let msg = cstatus(&st, "c").state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
+    assert!(msg.contains("skiff/not-built-anywhere:0"), "{msg}");
+    h.manager.sync(vec![deleted(p, 0)]);
+    h.wait_removed("noimage", Duration::from_secs(15)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_path_volume_is_mounted() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let host = s.dir.path().join("host-data");
+    std::fs::create_dir_all(&host).unwrap();
+    let mut c = container("c", BUSYBOX, sh("echo from-container > /data/out.txt; exec pause"));
+    c.volume_mounts = Some(vec![VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() }]);
+    let mut p = pod("hostpath", vec![c]);
+    p.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+        name: "data".into(),
+        host_path: Some(HostPathVolumeSource { path: host.display().to_string(), type_: None }),
+        ..Default::default()
+    }]);
+    h.manager.sync(vec![p]);
+    let file = host.join("out.txt");
+    wait_until(Duration::from_secs(30), "file written through hostPath", || file.exists()).await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "from-container");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_sandbox_is_recreated_with_its_containers() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let mut c = container("app", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"));
+    c.volume_mounts = Some(vec![VolumeMount { name: "keep".into(), mount_path: "/keep".into(), ..Default::default() }]);
+    let mut p = pod("phoenix", vec![c]);
+    p.spec.as_mut().unwrap().volumes =
+        Some(vec![Volume { name: "keep".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p]);
+    let st = h.wait_status("phoenix", Duration::from_secs(30), "Ready", is_ready).await;
+    let marker = s.dir.path().join("pods").join(&uid).join("volumes/keep/marker");
+    std::fs::write(&marker, "still here").unwrap();
+    let first = cstatus(&st, "app").container_id.clone();
+    // Kill the sandbox behind the agent's back.
+    let sel = BTreeMap::from([
+        (skiff_agent::runtime::labels::POD_UID.to_string(), uid.clone()),
+        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
+    ]);
+    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
+    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
+    assert!(out.status.success());
+    let st = h
+        .wait_status("phoenix", Duration::from_secs(30), "running again in a new sandbox", |s| {
+            let c = cstatus(s, "app");
+            is_ready(s) && c.container_id != first && c.restart_count >= 1
+        })
+        .await;
+    assert!(st.pod_ip.is_some());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "still here", "emptyDir survives a sandbox restart");
+    assert_eq!(h.runtime.list(&sel).await.unwrap().len(), 1, "the dead sandbox was removed");
+}

@@ -1,0 +1,178 @@
+//! Pod manager semantics on the fake runtime: scale, scripted exits, batching and coalescing of status events.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use skiff_agent::{FakeRuntime, FakeStart, PodEvent, PodManager, Runtime};
+
+fn fake() -> Arc<FakeRuntime> {
+    init_tracing();
+    Arc::new(FakeRuntime::new())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_fake_pods() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let pods: Vec<_> = (0..300).map(|i| pod(&format!("p{i}"), vec![container("c", "img", sh("true"))])).collect();
+    h.manager.sync(pods.clone());
+    wait_until(Duration::from_secs(30), "300 pods Ready", || {
+        (0..300).all(|i| h.manager.status("default", &format!("p{i}")).is_some_and(|s| is_ready(&s)))
+    })
+    .await;
+    assert_eq!(rt.object_count(), 600, "one sandbox and one container per pod");
+    assert_eq!(h.manager.pod_count(), 300);
+    h.manager.sync(pods.into_iter().map(|p| deleted(p, 0)).collect());
+    wait_until(Duration::from_secs(30), "300 pods removed", || (0..300).all(|i| h.removed(&format!("p{i}")))).await;
+    assert_eq!(rt.object_count(), 0);
+    assert_eq!(h.manager.pod_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_exit_restarts_with_backoff() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let p = pod("p", vec![container("app", "img", sh("true")), container("side", "img", sh("true"))]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p]);
+    h.wait_status("p", Duration::from_secs(10), "Ready", is_ready).await;
+    assert_eq!(rt.exit_container(Some(&uid), "app", 7), 1);
+    // First restart is immediate; script the next starts to crash at once.
+    rt.set_on_start("app", FakeStart::Exit(7));
+    let st = h
+        .wait_event("p", Duration::from_secs(10), "CrashLoopBackOff", |s| {
+            waiting_reason(cstatus(s, "app")) == Some("CrashLoopBackOff")
+        })
+        .await;
+    assert_eq!(cstatus(&st, "app").last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 7);
+    assert!(!is_ready(&st));
+    assert!(is_running(cstatus(&st, "side")) && cstatus(&st, "side").restart_count == 0);
+    rt.set_on_start("app", FakeStart::Run);
+    let st = h
+        .wait_status("p", Duration::from_secs(10), "recovered", |s| is_ready(s) && cstatus(s, "app").restart_count >= 2)
+        .await;
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_missing_image_and_exec_probe_script() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    rt.set_image_missing("gone:1", true);
+    let mut probed = container("c", "img", sh("true"));
+    probed.readiness_probe = Some(exec_probe(sh("check"), 1, 1));
+    rt.set_exec_exit_code("c", 1);
+    h.manager.sync(vec![pod("noimg", vec![container("c2", "gone:1", sh("true"))]), pod("probed", vec![probed])]);
+    h.wait_status("noimg", Duration::from_secs(10), "ErrImageNeverPull", |s| {
+        waiting_reason(cstatus(s, "c2")) == Some("ErrImageNeverPull")
+    })
+    .await;
+    let st = h.wait_status("probed", Duration::from_secs(10), "running", |s| is_running(cstatus(s, "c"))).await;
+    assert!(!is_ready(&st));
+    // The image appears: the container starts without any resync from outside.
+    rt.set_image_missing("gone:1", false);
+    h.wait_status("noimg", Duration::from_secs(10), "Ready", is_ready).await;
+    rt.set_exec_exit_code("c", 0);
+    h.wait_status("probed", Duration::from_secs(10), "Ready", is_ready).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_channel_is_bounded_and_coalesces() {
+    let rt = fake();
+    let mut config = test_config(&unique("fake-node"));
+    config.status_channel_capacity = 1;
+    config.max_batch = 8;
+    let (manager, mut rx) = PodManager::start(rt.clone() as Arc<dyn Runtime>, config).await.unwrap();
+    let pods: Vec<_> = (0..50).map(|i| pod(&format!("p{i}"), vec![container("c", "img", sh("true"))])).collect();
+    manager.sync(pods.clone());
+    // Nobody reads for now: the pods still progress to Ready.
+    wait_until(Duration::from_secs(20), "all Ready", || {
+        (0..50).all(|i| manager.status("default", &format!("p{i}")).is_some_and(|s| is_ready(&s)))
+    })
+    .await;
+    // Drain: at most `max_batch` per batch, and the last event per pod is its current status.
+    let mut last: HashMap<String, PodEvent> = HashMap::new();
+    let mut total = 0;
+    while last.len() < 50 || !last.values().all(|e| matches!(e, PodEvent::Status(s) if is_ready(&s.status))) {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("batch").expect("open");
+        assert!(batch.len() <= 8, "batch of {}", batch.len());
+        for e in batch {
+            total += 1;
+            last.insert(e.uid().to_string(), e);
+        }
+    }
+    assert!(total < 50 * 3, "statuses coalesced while the receiver was slow: {total} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policy_never_and_on_failure() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    rt.set_on_start("fails", FakeStart::Exit(1));
+    rt.set_on_start("works", FakeStart::Exit(0));
+    let mut never = pod("never", vec![container("fails", "img", sh("x"))]);
+    never.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    let mut onf = pod("onf", vec![container("works", "img", sh("x"))]);
+    onf.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+    let mut onf_fail = pod("onf-fail", vec![container("fails", "img", sh("x"))]);
+    onf_fail.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+    h.manager.sync(vec![never, onf, onf_fail]);
+    h.wait_status("never", Duration::from_secs(10), "Failed", |s| s.phase.as_deref() == Some("Failed")).await;
+    h.wait_status("onf", Duration::from_secs(10), "Succeeded", |s| s.phase.as_deref() == Some("Succeeded")).await;
+    let st = h
+        .wait_status("onf-fail", Duration::from_secs(10), "restarting", |s| cstatus(s, "fails").restart_count >= 2)
+        .await;
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    let st = h.manager.status("default", "never").unwrap();
+    assert_eq!(cstatus(&st, "fails").restart_count, 0);
+    assert_eq!(condition(&st, "Ready").as_deref(), Some("False"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_probe_gates_liveness_and_restarts_on_failure() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let mut slow = container("slow", "img", sh("x"));
+    slow.startup_probe = Some(exec_probe(sh("check"), 1, 2));
+    // Would kill at once if it ran before the startup probe passed.
+    slow.liveness_probe = Some(exec_probe(sh("check-live"), 1, 1));
+    rt.set_exec_exit_code("slow", 1);
+    h.manager.sync(vec![pod("startup", vec![slow])]);
+    let st = h.wait_status("startup", Duration::from_secs(10), "running", |s| is_running(cstatus(s, "slow"))).await;
+    assert_eq!(cstatus(&st, "slow").started, Some(false));
+    h.wait_status("startup", Duration::from_secs(15), "restarted by the startup probe", |s| {
+        cstatus(s, "slow").restart_count >= 1
+    })
+    .await;
+    rt.set_exec_exit_code("slow", 0);
+    let st = h
+        .wait_status("startup", Duration::from_secs(15), "started and ready", |s| {
+            cstatus(s, "slow").started == Some(true) && is_ready(s)
+        })
+        .await;
+    let restarts = cstatus(&st, "slow").restart_count;
+    assert!(restarts >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_container_spec_restarts_container() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let mut p = pod("upd", vec![container("c", "img:1", sh("x"))]);
+    h.manager.sync(vec![p.clone()]);
+    let before = h.wait_status("upd", Duration::from_secs(10), "Ready", is_ready).await;
+    p.spec.as_mut().unwrap().containers[0].image = Some("img:2".into());
+    h.manager.sync(vec![p]);
+    let after = h
+        .wait_status("upd", Duration::from_secs(10), "running img:2", |s| {
+            let c = cstatus(s, "c");
+            c.image == "img:2" && is_running(c) && c.container_id != cstatus(&before, "c").container_id
+        })
+        .await;
+    assert_eq!(cstatus(&after, "c").restart_count, 1);
+    assert_eq!(rt.start_count("c"), 2);
+}

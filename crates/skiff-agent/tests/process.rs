@@ -1,0 +1,228 @@
+//! Pod lifecycle on the process runtime: containers are host processes (`sh` scripts), pod IP 127.0.0.1.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{EnvVar, Probe, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use skiff_agent::{ProcessConfig, ProcessRuntime, Runtime};
+
+struct Setup {
+    h: Harness,
+    runtime: Arc<ProcessRuntime>,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Arc::new(ProcessRuntime::new(ProcessConfig::new(dir.path())));
+    let h = Harness::start(runtime.clone() as Arc<dyn Runtime>, test_config(&unique("proc-node"))).await;
+    Setup { h, runtime, dir }
+}
+
+/// A loop that exits 0 on SIGTERM.
+const POLITE: &str = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_pod_runs_with_env_workdir_and_logs() {
+    let s = setup().await;
+    let h = &s.h;
+    let mut c = container("app", "ignored", sh(&format!("echo \"hello $GREETING from $(pwd) in $POD\"; {POLITE}")));
+    c.env = Some(vec![
+        EnvVar { name: "GREETING".into(), value: Some("world".into()), ..Default::default() },
+        EnvVar {
+            name: "POD".into(),
+            value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ]);
+    c.working_dir = Some("/tmp".into());
+    c.readiness_probe = Some(exec_probe(vec!["true".into()], 1, 1));
+    let p = pod("proc-1", vec![c]);
+    h.manager.sync(vec![p.clone()]);
+    let st = h.wait_status("proc-1", Duration::from_secs(20), "Ready", is_ready).await;
+    assert_eq!(st.pod_ip.as_deref(), Some("127.0.0.1"));
+    assert!(cstatus(&st, "app").container_id.as_deref().unwrap().starts_with("process://"));
+
+    // Follow the log: the first chunk arrives, and the stream ends once the pod is gone.
+    let mut follow = h.manager.logs("default", "proc-1", "app", true, None, false).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("first chunk").unwrap();
+    assert_eq!(String::from_utf8_lossy(&first.unwrap()).trim(), "hello world from /tmp in proc-1");
+    h.manager.sync(vec![deleted(p, 5)]);
+    h.wait_removed("proc-1", Duration::from_secs(20)).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = follow.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "a followed log ends when the container stops");
+    assert_eq!(h.node_objects().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_containers_share_localhost_and_empty_dir() {
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: /usr/bin/python3 (the test's HTTP server) is missing");
+        return;
+    }
+    let s = setup().await;
+    let h = &s.h;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mount = Some(vec![VolumeMount { name: "shared".into(), mount_path: "/shared".into(), ..Default::default() }]);
+    let mut server = container(
+        "server",
+        "ignored",
+        sh(&format!(
+            "echo from-server > \"$SKIFF_VOLUME_SHARED/a.txt\"; \
+             exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1 --directory \"$SKIFF_VOLUME_SHARED\""
+        )),
+    );
+    server.volume_mounts = mount.clone();
+    server.readiness_probe = Some(Probe {
+        tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
+            port: IntOrString::Int(port.into()),
+            host: None,
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    let mut client = container(
+        "client",
+        "ignored",
+        sh(&format!(
+            "until curl -sf http://127.0.0.1:{port}/a.txt > \"$SKIFF_VOLUME_SHARED/b.txt\"; do sleep 0.2; done; {POLITE}"
+        )),
+    );
+    client.volume_mounts = mount;
+    client.readiness_probe = Some(exec_probe(sh("grep -q from-server \"$SKIFF_VOLUME_SHARED/b.txt\""), 1, 1));
+    let mut p = pod("proc-duo", vec![server, client]);
+    p.spec.as_mut().unwrap().volumes =
+        Some(vec![Volume { name: "shared".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p]);
+    h.wait_status("proc-duo", Duration::from_secs(30), "both ready", is_ready).await;
+    let b = s.dir.path().join("pods").join(&uid).join("volumes/shared/b.txt");
+    assert_eq!(std::fs::read_to_string(b).unwrap().trim(), "from-server");
+    h.manager.sync(vec![]);
+    h.wait_removed("proc-duo", Duration::from_secs(20)).await;
+    assert!(!s.dir.path().join("pods").join(&uid).exists(), "emptyDir removed with the pod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_crash_loop_backoff() {
+    let s = setup().await;
+    let h = &s.h;
+    h.manager.sync(vec![pod("crash", vec![container("c", "ignored", sh("echo attempt; exit 3"))])]);
+    let st = h
+        .wait_event("crash", Duration::from_secs(20), "CrashLoopBackOff", |s| {
+            waiting_reason(cstatus(s, "c")) == Some("CrashLoopBackOff")
+        })
+        .await;
+    let c = cstatus(&st, "c");
+    assert_eq!(c.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 3);
+    h.wait_status("crash", Duration::from_secs(20), "restartCount >= 3", |s| cstatus(s, "c").restart_count >= 3).await;
+    // Restart counts grow with backoff: at least the doubling delays passed between them.
+    assert_eq!(h.logs("crash", "c", true).await.trim(), "attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_liveness_failure_restarts() {
+    let s = setup().await;
+    let h = &s.h;
+    let mut c = container("app", "ignored", sh(POLITE));
+    c.liveness_probe = Some(exec_probe(vec!["false".into()], 1, 1));
+    h.manager.sync(vec![pod("live", vec![c])]);
+    let st = h
+        .wait_status("live", Duration::from_secs(20), "restarted", |s| {
+            let c = cstatus(s, "app");
+            c.restart_count >= 1 && is_running(c)
+        })
+        .await;
+    let last = cstatus(&st, "app").last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 0, "SIGTERM trapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_readiness_failure_not_ready() {
+    let s = setup().await;
+    let h = &s.h;
+    let flag = s.dir.path().join("ready-flag");
+    std::fs::write(&flag, "").unwrap();
+    let mut c = container("app", "ignored", sh(POLITE));
+    c.readiness_probe = Some(exec_probe(vec!["test".into(), "-f".into(), flag.display().to_string()], 1, 1));
+    h.manager.sync(vec![pod("ready", vec![c])]);
+    h.wait_status("ready", Duration::from_secs(20), "Ready", is_ready).await;
+    std::fs::remove_file(&flag).unwrap();
+    let st = h.wait_status("ready", Duration::from_secs(20), "not Ready", |s| !is_ready(s)).await;
+    let c = cstatus(&st, "app");
+    assert!(is_running(c) && c.restart_count == 0 && !c.ready);
+    std::fs::write(&flag, "").unwrap();
+    h.wait_status("ready", Duration::from_secs(20), "Ready again", is_ready).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_deletion_honours_grace_period() {
+    let s = setup().await;
+    let h = &s.h;
+    let polite = pod("polite", vec![container("c", "ignored", sh(POLITE))]);
+    // Ignored signals stay ignored in children, so the whole group shrugs SIGTERM off.
+    let stubborn = pod("stubborn", vec![container("c", "ignored", sh("trap '' TERM; while :; do sleep 0.1; done"))]);
+    h.manager.sync(vec![polite.clone(), stubborn.clone()]);
+    for name in ["polite", "stubborn"] {
+        h.wait_status(name, Duration::from_secs(20), "running", |s| is_running(cstatus(s, "c"))).await;
+    }
+    let t0 = Instant::now();
+    h.manager.sync(vec![deleted(polite, 30), deleted(stubborn, 2)]);
+    let (mut polite_done, mut stubborn_done) = (None, None);
+    while polite_done.is_none() || stubborn_done.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "pods not removed in time");
+        if polite_done.is_none() && h.removed("polite") {
+            polite_done = Some(t0.elapsed());
+        }
+        if stubborn_done.is_none() && h.removed("stubborn") {
+            stubborn_done = Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (polite_done, stubborn_done) = (polite_done.unwrap(), stubborn_done.unwrap());
+    assert!(polite_done < Duration::from_secs(5), "{polite_done:?}");
+    assert!(stubborn_done >= Duration::from_millis(1900), "{stubborn_done:?}");
+    assert!(stubborn_done < Duration::from_secs(10), "{stubborn_done:?}");
+    assert_eq!(h.node_objects().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_new_manager_adopts() {
+    let s = setup().await;
+    let keep = pod("keep", vec![container("c", "ignored", sh(POLITE))]);
+    let orphan = pod("orphan", vec![container("c", "ignored", sh(POLITE))]);
+    let orphan_uid = orphan.metadata.uid.clone().unwrap();
+    s.h.manager.sync(vec![keep.clone(), orphan]);
+    let before = s.h.wait_status("keep", Duration::from_secs(20), "Ready", is_ready).await;
+    s.h.wait_status("orphan", Duration::from_secs(20), "Ready", is_ready).await;
+    let Setup { h, runtime, dir: _dir } = s;
+    let node = h.node.clone();
+    drop(h);
+    let h = Harness::start(runtime.clone() as Arc<dyn Runtime>, test_config(&node)).await;
+    h.manager.sync(vec![keep]);
+    let after = h.wait_status("keep", Duration::from_secs(20), "Ready again", is_ready).await;
+    assert_eq!(cstatus(&after, "c").container_id, cstatus(&before, "c").container_id);
+    assert_eq!(cstatus(&after, "c").restart_count, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.pod_objects(&orphan_uid).await > 0 {
+        assert!(Instant::now() < deadline, "orphan not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
