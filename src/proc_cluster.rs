@@ -182,6 +182,15 @@ impl ProcCluster {
         Ok(c.status_of(0, Duration::from_millis(1000)).await?)
     }
 
+    /// Writes a kubeconfig whose one context points at member `id`'s Kubernetes API and
+    /// returns its path.
+    pub fn kubeconfig(&self, id: u64) -> anyhow::Result<PathBuf> {
+        let m = self.member(id).with_context(|| format!("no member {id}"))?;
+        let path = self.dir.join(format!("kubeconfig-{id}"));
+        skiff_client::write_kubeconfig(&path, &format!("http://{}", m.api), "skiff")?;
+        Ok(path)
+    }
+
     /// The tail of member `id`'s log file, for failure messages.
     pub fn log_tail(&self, id: u64, lines: usize) -> String {
         let s = std::fs::read_to_string(self.dir.join(format!("member-{id}.log"))).unwrap_or_default();

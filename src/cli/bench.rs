@@ -47,6 +47,22 @@ pub enum BenchCmd {
         #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
         server_args: Vec<String>,
     },
+    /// Start a 3-replica cluster of this binary and measure Kubernetes API latency (create,
+    /// get, list) under a steady background churn of pod creates and deletes.
+    Api {
+        /// Seconds of measurement.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Background writes per second (pod creates and deletes, half each).
+        #[arg(long, default_value_t = 100)]
+        churn: u64,
+        /// Objects in the namespace that `list` reads.
+        #[arg(long, default_value_t = 100)]
+        list_size: usize,
+        /// Send the measured requests to the `leader` or a `follower`.
+        #[arg(long, default_value = "leader")]
+        target: String,
+    },
 }
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
@@ -56,6 +72,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
                 .await
         }
         BenchCmd::Failover { kills, server_args } => failover(kills, server_args).await,
+        BenchCmd::Api { duration, churn, list_size, target } => {
+            api(Duration::from_secs(duration), churn, list_size, &target).await
+        }
     }
 }
 
@@ -220,5 +239,111 @@ async fn failover(kills: usize, server_args: Vec<String>) -> anyhow::Result<Exit
         ms(h.value_at_quantile(0.99)),
         ms(h.max())
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_pod(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "skiff/busybox:1", "command": ["sleep", "3600"]}]},
+    })
+}
+
+fn print_hist(what: &str, h: &Histogram<u64>) {
+    println!(
+        "{what:<8} n={:<6} p50={:>7.2} ms  p90={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        h.len(),
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.90) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.max() as f64 / 1000.0,
+    );
+}
+
+/// API latency under churn: one client issues create, get and list in turn while another
+/// writes `churn` pods per second (creates and deletes) through a different replica.
+async fn api(duration: Duration, churn: u64, list_size: usize, target: &str) -> anyhow::Result<ExitCode> {
+    use skiff_api::registry::{NAMESPACES, PODS};
+    use skiff_client::Client;
+    let bin = std::env::current_exe()?;
+    let c = ProcCluster::start(&bin, 3, &[])?;
+    let leader = c.leader(Duration::from_secs(30)).await?;
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).expect("3 members");
+    let measured = if target == "follower" { follower } else { leader };
+    let other = c.members.iter().map(|m| m.id).find(|id| *id != measured).expect("3 members");
+    let url = |id: u64| format!("http://{}", c.member(id).expect("member").api);
+    let client = Client::new(&url(measured), Duration::from_secs(10))?;
+    let churner = Client::new(&url(other), Duration::from_secs(10))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.get(&NAMESPACES, None, "default").await.is_ok() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "namespace default did not appear within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for ns in ["bench", "bench-list", "bench-churn"] {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        client.create(&NAMESPACES, None, &obj).await?;
+    }
+    for i in 0..list_size {
+        client.create(&PODS, Some("bench-list"), &bench_pod(&format!("l-{i}"))).await?;
+    }
+    println!(
+        "cluster: 3 replicas, measured replica {measured} ({target}), churn {churn} writes/s through replica {other}, \
+         list of {list_size} pods"
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn_task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / churn.max(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut created, mut deleted, mut errors) = (0u64, 0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let r = if created <= deleted + 20 {
+                    created += 1;
+                    churner.create(&PODS, Some("bench-churn"), &bench_pod(&format!("c-{created}"))).await.map(|_| ())
+                } else {
+                    deleted += 1;
+                    let p = skiff_client::client::DeleteParams::default();
+                    churner.delete(&PODS, Some("bench-churn"), &format!("c-{deleted}"), &p).await.map(|_| ())
+                };
+                if r.is_err() {
+                    errors += 1;
+                }
+            }
+            (created + deleted, errors)
+        })
+    };
+    let mut create = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut get = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut list = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let params = skiff_client::client::ListParams::default();
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < duration {
+        i += 1;
+        let name = format!("m-{i}");
+        let t = Instant::now();
+        client.create(&PODS, Some("bench"), &bench_pod(&name)).await?;
+        create.record(t.elapsed().as_micros() as u64)?;
+        let t = Instant::now();
+        client.get(&PODS, Some("bench"), &name).await?;
+        get.record(t.elapsed().as_micros() as u64)?;
+        let t = Instant::now();
+        let l = client.list(&PODS, Some("bench-list"), &params).await?;
+        list.record(t.elapsed().as_micros() as u64)?;
+        anyhow::ensure!(l["items"].as_array().map_or(0, Vec::len) == list_size, "list returned the wrong count");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (writes, errors) = churn_task.await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("background churn: {writes} writes in {secs:.1} s ({:.0}/s), {errors} errors", writes as f64 / secs);
+    print_hist("create", &create);
+    print_hist("get", &get);
+    print_hist("list", &list);
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,9 @@ use skiff_proto::Client;
 #[derive(Parser, Debug)]
 #[command(name = "skiff", version, about = "Skiff: a container orchestrator with a Raft-replicated control plane")]
 pub struct Cli {
+    /// kubeconfig, server and namespace for the Kubernetes-style user commands.
+    #[command(flatten)]
+    kube: skiff_client::GlobalOpts,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -35,11 +38,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: kv::KvCmd,
     },
-    /// Benchmarks that print figures (store throughput, leader failover).
+    /// Benchmarks that print figures (store throughput, leader failover, API latency).
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
+    /// Everyday commands against the Kubernetes API (apply, get, describe, delete, scale, logs).
+    #[command(flatten)]
+    User(skiff_client::UserCommand),
 }
 
 /// How to reach the control plane over gRPC.
@@ -82,6 +88,16 @@ pub fn main() -> ExitCode {
             Cmd::Cluster { cmd } => cluster::run(cmd).await,
             Cmd::Kv { cmd } => kv::run(cmd).await,
             Cmd::Bench { cmd } => bench::run(cmd).await,
+            Cmd::User(cmd) => {
+                let mut out = std::io::stdout();
+                match skiff_client::run(cmd, &cli.kube, &mut out).await {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
         }
     });
     match res {

@@ -47,10 +47,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
         servers.push(Server::start(cfg).await.with_context(|| format!("starting replica {i}"))?);
     }
     let endpoints: Vec<String> = members.values().cloned().collect();
+    let kubeconfig = std::path::absolute(a.data_dir.join("kubeconfig")).context("resolving the data directory")?;
+    skiff_client::write_kubeconfig(&kubeconfig, &format!("http://{}", servers[0].api_addr), "skiff")
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!("skiff: {} control-plane replica(s) up, state in {}", a.replicas, a.data_dir.display());
     for s in &servers {
-        println!("  replica {}: gRPC {}  HTTP {}", s.node.id(), s.grpc_addr, s.api_addr);
+        println!("  replica {}: gRPC {}  Kubernetes API http://{}", s.node.id(), s.grpc_addr, s.api_addr);
     }
+    println!("export KUBECONFIG={}", kubeconfig.display());
     println!("export SKIFF_ENDPOINTS={}", endpoints.join(","));
     println!("Press Ctrl-C to stop.");
     super::server::wait_for_signal().await;

@@ -12,6 +12,7 @@ pub mod patch;
 pub mod quantity;
 pub mod registry;
 pub mod status;
+pub mod strict;
 pub mod validation;
 
 pub use defaults::{default_object, default_typed};

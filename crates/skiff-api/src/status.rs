@@ -16,6 +16,13 @@ pub enum StatusReason {
     RequestEntityTooLarge,
     MethodNotAllowed,
     Invalid,
+    Forbidden,
+    NotAcceptable,
+    UnsupportedMediaType,
+    TooManyRequests,
+    InternalError,
+    ServiceUnavailable,
+    Timeout,
 }
 
 impl StatusReason {
@@ -29,6 +36,13 @@ impl StatusReason {
             StatusReason::RequestEntityTooLarge => 413,
             StatusReason::MethodNotAllowed => 405,
             StatusReason::Invalid => 422,
+            StatusReason::Forbidden => 403,
+            StatusReason::NotAcceptable => 406,
+            StatusReason::UnsupportedMediaType => 415,
+            StatusReason::TooManyRequests => 429,
+            StatusReason::InternalError => 500,
+            StatusReason::ServiceUnavailable => 503,
+            StatusReason::Timeout => 504,
         }
     }
 }
@@ -155,6 +169,40 @@ pub fn request_entity_too_large(detail: &str) -> Status {
 pub fn method_not_allowed(resource: &ResourceInfo, verb: &str) -> Status {
     let msg = format!("{verb} is not supported on resources of kind \"{}\"", resource.qualified_plural());
     Status::failure(StatusReason::MethodNotAllowed, msg, Some(resource_details(resource, None)))
+}
+
+/// 500 with a free-form message.
+pub fn internal_error(message: impl Into<String>) -> Status {
+    Status::failure(StatusReason::InternalError, message, None)
+}
+
+/// 503: the store cannot serve the request right now (no leader, shutting down).
+pub fn service_unavailable(message: impl Into<String>) -> Status {
+    Status::failure(StatusReason::ServiceUnavailable, message, None)
+}
+
+/// 504: the request's deadline passed before the store answered.
+pub fn timeout(message: impl Into<String>) -> Status {
+    Status::failure(StatusReason::Timeout, message, None)
+}
+
+/// 429: too many requests in flight.
+pub fn too_many_requests(message: impl Into<String>) -> Status {
+    Status::failure(StatusReason::TooManyRequests, message, None)
+}
+
+/// 415 for a body whose content type is not served.
+pub fn unsupported_media_type(content_type: &str) -> Status {
+    Status::failure(
+        StatusReason::UnsupportedMediaType,
+        format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"),
+        None,
+    )
+}
+
+/// 403 with a free-form message.
+pub fn forbidden(message: impl Into<String>) -> Status {
+    Status::failure(StatusReason::Forbidden, message, None)
 }
 
 #[cfg(test)]

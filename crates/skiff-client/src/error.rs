@@ -164,9 +164,9 @@ mod tests {
 
     #[test]
     fn unknown_reasons_are_kept_as_text() {
-        let body = br#"{"kind":"Status","status":"Failure","reason":"Forbidden","message":"no","code":403}"#;
+        let body = br#"{"kind":"Status","status":"Failure","reason":"SomethingNew","message":"no","code":403}"#;
         let e = ServerError::from_response(403, body);
-        assert_eq!(e.to_string(), "Error from server (Forbidden): no");
+        assert_eq!(e.to_string(), "Error from server (SomethingNew): no");
         assert!(e.to_status().is_none());
         let body = br#"{"kind":"Status","status":"Failure","message":"odd","code":500}"#;
         assert_eq!(ServerError::from_response(500, body).to_string(), "Error from server: odd");

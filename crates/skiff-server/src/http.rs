@@ -1,4 +1,4 @@
-//! HTTP endpoints on `--api-addr`: liveness and readiness.
+//! HTTP endpoints on `--api-addr` besides the Kubernetes API: liveness and readiness.
 
 use std::sync::Arc;
 
@@ -9,7 +9,11 @@ use axum::Router;
 use skiff_store::StoreNode;
 
 pub fn router(node: Arc<StoreNode>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(node)
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(node)
 }
 
 /// Ready = a leader is known and this replica has applied what it had committed.

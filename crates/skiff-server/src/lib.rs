@@ -70,10 +70,30 @@ pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, Server
 /// A running replica.
 pub struct Server {
     pub node: Arc<StoreNode>,
+    /// The Kubernetes object layer over `node` (what the API serves and controllers use).
+    pub objects: Arc<skiff_apiserver::ObjectStore>,
     pub grpc_addr: SocketAddr,
     pub api_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Creates the initial namespaces once a leader can take writes (every replica tries; the
+/// create is a compare-and-set, so only the first succeeds). Retries until it works or the
+/// replica stops.
+async fn bootstrap(objects: Arc<skiff_apiserver::ObjectStore>, mut stop: watch::Receiver<bool>) {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match objects.ensure_initial_namespaces().await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!("initial namespaces not written yet: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
@@ -123,8 +143,10 @@ impl Server {
                 tracing::error!("gRPC server: {e}");
             }
         });
+        let objects = Arc::new(skiff_apiserver::ObjectStore::new(node.clone()));
+        let api = Arc::new(skiff_apiserver::ApiServer { store: objects.clone(), logs: None });
+        let app = http::router(node.clone()).merge(skiff_apiserver::router(api));
         let mut rx = stop_rx.clone();
-        let app = http::router(node.clone());
         let http_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -133,8 +155,9 @@ impl Server {
                 tracing::error!("HTTP server: {e}");
             }
         });
+        let bootstrap_task = tokio::spawn(bootstrap(objects.clone(), stop_rx.clone()));
         tracing::info!(id = cfg.store.id, %grpc_addr, %api_addr, "replica serving");
-        Ok(Server { node, grpc_addr, api_addr, stop, tasks: vec![grpc_task, http_task] })
+        Ok(Server { node, objects, grpc_addr, api_addr, stop, tasks: vec![grpc_task, http_task, bootstrap_task] })
     }
 
     /// Stops serving and shuts Raft down.

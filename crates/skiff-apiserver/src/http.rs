@@ -1,0 +1,618 @@
+//! HTTP routing: Kubernetes REST paths to object operations, content negotiation (JSON or
+//! Table), watch streams, and errors as `Status` bodies.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use skiff_api::patch::PatchType;
+use skiff_api::registry::{self, ResourceInfo};
+use skiff_api::status as st;
+use skiff_api::{FieldSelector, LabelSelector};
+use tokio::sync::mpsc;
+
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::logs::{LogOptions, LogSource};
+use crate::objects::{
+    DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectStore, Propagation, Subresource, WriteOptions,
+};
+use crate::table::{self, IncludeObject};
+
+/// Largest request body read (objects themselves are limited to 1.5 MiB by validation).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Deadline of a non-watch request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a watch stays open (clients re-watch from their last resourceVersion).
+pub const MAX_WATCH_SECONDS: u64 = 1800;
+/// Interval of watch bookmarks when the client allows them.
+pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+/// Watch events buffered per stream before the watch waits for the client.
+const WATCH_BUFFER: usize = 64;
+
+/// Shared state of the HTTP API.
+pub struct ApiServer {
+    pub store: Arc<ObjectStore>,
+    pub logs: Option<Arc<dyn LogSource>>,
+}
+
+type App = Arc<ApiServer>;
+type Params = Query<HashMap<String, String>>;
+
+/// The Kubernetes API routes (discovery, OpenAPI, resources).
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/version", get(|| async { Json(discovery::version()) }))
+        .route("/api", get(api_versions))
+        .route("/apis", get(|| async { Json(discovery::api_group_list()) }))
+        .route("/api/v1", get(|| async { Json(discovery::resource_list("", "v1")) }))
+        .route("/apis/{group}", get(api_group))
+        .route("/apis/{group}/{version}", get(group_version))
+        .route("/openapi/v3", get(|| async { Json(discovery::openapi_v3_root()) }))
+        .route("/openapi/v3/api/v1", get(|| async { openapi_doc("", "v1") }))
+        .route("/openapi/v3/apis/{group}/{version}", get(openapi_group))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/api/v1/{*rest}", any(core_resource))
+        .route("/apis/{group}/{version}/{*rest}", any(group_resource))
+        .fallback(not_found_path)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+async fn api_versions(headers: HeaderMap) -> Json<Value> {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:6443").to_string();
+    Json(discovery::api_versions(&host))
+}
+
+async fn api_group(Path(group): Path<String>) -> Response {
+    match discovery::api_group(&group) {
+        Some(v) => Json(v).into_response(),
+        None => not_found_path().await,
+    }
+}
+
+async fn group_version(Path((group, version)): Path<(String, String)>) -> Response {
+    match discovery::resource_list(&group, &version) {
+        Some(v) => Json(v).into_response(),
+        None => not_found_path().await,
+    }
+}
+
+fn openapi_doc(group: &str, version: &str) -> Response {
+    match discovery::openapi_v3_doc(group, version) {
+        Some(v) => Json(v).into_response(),
+        None => ApiError::from(st::Status::failure(
+            skiff_api::StatusReason::NotFound,
+            "the server could not find the requested resource",
+            None,
+        ))
+        .into_response(),
+    }
+}
+
+async fn openapi_group(Path((group, version)): Path<(String, String)>) -> Response {
+    openapi_doc(&group, &version)
+}
+
+/// Skiff publishes OpenAPI v3 only; clients fall back to their built-in schemas.
+async fn openapi_v2() -> Response {
+    ApiError::from(st::Status::failure(
+        skiff_api::StatusReason::NotFound,
+        "OpenAPI v2 is not served; use /openapi/v3",
+        None,
+    ))
+    .into_response()
+}
+
+async fn not_found_path() -> Response {
+    ApiError::from(st::Status::failure(
+        skiff_api::StatusReason::NotFound,
+        "the server could not find the requested resource",
+        None,
+    ))
+    .into_response()
+}
+
+/// Where a resource request points.
+#[derive(Debug)]
+struct Target {
+    res: &'static ResourceInfo,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
+    let nf = || {
+        ApiError::from(st::Status::failure(
+            skiff_api::StatusReason::NotFound,
+            "the server could not find the requested resource",
+            None,
+        ))
+    };
+    if version != "v1" {
+        return Err(nf());
+    }
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let lookup = |plural: &str| registry::lookup_plural(group, plural).ok_or_else(nf);
+    let t = |res, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
+        res,
+        ns: ns.map(str::to_string),
+        name: name.map(str::to_string),
+        sub: sub.map(str::to_string),
+    };
+    match segs.as_slice() {
+        [plural] => Ok(t(lookup(plural)?, None, None, None)),
+        ["namespaces", ns, plural] if group.is_empty() || registry::lookup_plural(group, plural).is_some() => {
+            match registry::lookup_plural(group, plural) {
+                Some(r) if r.namespaced => Ok(t(r, Some(ns), None, None)),
+                // `/api/v1/namespaces/<name>/status`
+                _ if group.is_empty() => Ok(t(&registry::NAMESPACES, None, Some(ns), Some(plural))),
+                _ => Err(nf()),
+            }
+        }
+        ["namespaces", ns, plural, name] => {
+            let r = lookup(plural)?;
+            if !r.namespaced {
+                return Err(nf());
+            }
+            Ok(t(r, Some(ns), Some(name), None))
+        }
+        ["namespaces", ns, plural, name, sub] => {
+            let r = lookup(plural)?;
+            if !r.namespaced {
+                return Err(nf());
+            }
+            Ok(t(r, Some(ns), Some(name), Some(sub)))
+        }
+        [plural, name] => {
+            let r = lookup(plural)?;
+            if r.namespaced {
+                return Err(nf());
+            }
+            Ok(t(r, None, Some(name), None))
+        }
+        [plural, name, sub] => {
+            let r = lookup(plural)?;
+            if r.namespaced {
+                return Err(nf());
+            }
+            Ok(t(r, None, Some(name), Some(sub)))
+        }
+        _ => Err(nf()),
+    }
+}
+
+async fn core_resource(
+    State(app): State<App>,
+    Path(rest): Path<String>,
+    method: Method,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    dispatch(app, "", "v1", &rest, method, q, headers, body).await
+}
+
+async fn group_resource(
+    State(app): State<App>,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    method: Method,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    dispatch(app, &group, &version, &rest, method, q, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    app: App,
+    group: &str,
+    version: &str,
+    rest: &str,
+    method: Method,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = match parse_target(group, version, rest) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let is_watch =
+        method == Method::GET && target.name.is_none() && q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let is_log = target.sub.as_deref() == Some("log");
+    if is_watch {
+        return match watch(app, target, &q, &headers).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
+    if is_log {
+        return match logs(app, target, &q).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, handle(app, target, method, &q, &headers, body)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::from(st::timeout("the request did not complete within 60s")).into_response(),
+    }
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers.get_all("accept").iter().filter_map(|v| v.to_str().ok()).any(|a| a.contains("as=Table"))
+}
+
+fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = match q.get("labelSelector") {
+        Some(s) => {
+            LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?
+        }
+        None => LabelSelector::everything(),
+    };
+    let fields = match q.get("fieldSelector") {
+        Some(s) => FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.0))?,
+        None => FieldSelector::everything(),
+    };
+    Ok((labels, fields))
+}
+
+fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
+    let field_validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn, Strict (got {other:?})"
+            )))
+        }
+    };
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("dryRun must be All (got {other:?})"))),
+    };
+    Ok(WriteOptions { dry_run, field_validation })
+}
+
+fn json_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if ct.contains("protobuf") {
+        return Err(ApiError::from(skiff_api::Status::failure(
+            skiff_api::StatusReason::UnsupportedMediaType,
+            format!(
+                "Skiff accepts JSON request bodies only, not {ct} (kubectl's `create namespace|deployment|…` \
+                 generators send protobuf; write the object as YAML and use `kubectl apply -f`)"
+            ),
+            None,
+        )));
+    }
+    if !(ct.starts_with("application/json") || ct.is_empty() || ct.starts_with("*/*")) {
+        return Err(ApiError::from(st::unsupported_media_type(ct)));
+    }
+    parse_json(body)
+}
+
+fn parse_json(body: &Bytes) -> ApiResult<Value> {
+    if body.len() > skiff_api::validation::MAX_OBJECT_BYTES + 64 * 1024 {
+        return Err(ApiError::from(st::request_entity_too_large(&format!(
+            "the request body is {} bytes, the limit is {}",
+            body.len(),
+            skiff_api::validation::MAX_OBJECT_BYTES
+        ))));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+fn respond(code: StatusCode, v: Value, warnings: &[String]) -> Response {
+    let mut r = (code, Json(v)).into_response();
+    for w in warnings {
+        if let Ok(h) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\""))) {
+            r.headers_mut().append("warning", h);
+        }
+    }
+    r
+}
+
+fn subresource(target: &Target) -> ApiResult<Subresource> {
+    match target.sub.as_deref() {
+        None => Ok(Subresource::Main),
+        Some(s) if target.res.has_subresource(s) => {
+            Ok(if s == "scale" { Subresource::Scale } else { Subresource::Status })
+        }
+        Some(s) => Err(ApiError::from(st::Status::failure(
+            skiff_api::StatusReason::NotFound,
+            format!("{} \"{s}\" is not a served subresource", target.res.qualified_plural()),
+            None,
+        ))),
+    }
+}
+
+async fn handle(
+    app: App,
+    target: Target,
+    method: Method,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let res = target.res;
+    let store = &app.store;
+    let ns = target.ns.as_deref();
+    let verb_err = |verb: &str| ApiError::from(st::method_not_allowed(res, verb));
+    match (&method, target.name.as_deref()) {
+        (&Method::GET, None) => {
+            if target.sub.is_some() {
+                return Err(verb_err("get"));
+            }
+            let (labels, fields) = selectors(q)?;
+            let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
+            let serializable = q.get("resourceVersion").is_some_and(|rv| rv == "0");
+            let opts = ListOptions { labels, fields, limit, continue_token: q.get("continue").cloned(), serializable };
+            let list = store.list(res, ns, &opts).await?;
+            if wants_table(headers) {
+                let include = IncludeObject::parse(q.get("includeObject").map(String::as_str).unwrap_or(""));
+                return Ok(Json(table::table(
+                    res,
+                    &list.items,
+                    include,
+                    true,
+                    Some(list.resource_version.to_string()),
+                    list.continue_token,
+                ))
+                .into_response());
+            }
+            let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
+            if let Some(c) = list.continue_token {
+                meta["continue"] = json!(c);
+            }
+            Ok(Json(json!({
+                "kind": format!("{}List", res.kind),
+                "apiVersion": res.api_version(),
+                "metadata": meta,
+                "items": list.items,
+            }))
+            .into_response())
+        }
+        (&Method::GET, Some(name)) => {
+            let sub = subresource(&target)?;
+            let serializable = q.get("resourceVersion").is_some_and(|rv| rv == "0");
+            let obj = store.get(res, ns, name, serializable).await?;
+            let obj = if sub == Subresource::Scale { crate::objects::scale_of(res, &obj) } else { obj };
+            if wants_table(headers) && sub == Subresource::Main {
+                let include = IncludeObject::parse(q.get("includeObject").map(String::as_str).unwrap_or(""));
+                let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+                return Ok(Json(table::table(res, &[obj], include, true, rv, None)).into_response());
+            }
+            Ok(Json(obj).into_response())
+        }
+        (&Method::POST, None) => {
+            if target.sub.is_some() {
+                return Err(verb_err("create"));
+            }
+            let obj = json_body(&body, headers)?;
+            let w = store.create(res, ns, obj, &write_options(q)?).await?;
+            Ok(respond(StatusCode::CREATED, w.object, &w.warnings))
+        }
+        (&Method::PUT, Some(name)) => {
+            let sub = subresource(&target)?;
+            let obj = json_body(&body, headers)?;
+            let w = store.update(res, ns, name, obj, sub, &write_options(q)?).await?;
+            Ok(respond(StatusCode::OK, w.object, &w.warnings))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let sub = subresource(&target)?;
+            let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ptype = PatchType::from_content_type(ct).map_err(|_| ApiError::from(st::unsupported_media_type(ct)))?;
+            if ct.starts_with("application/apply-patch") {
+                return Err(ApiError::from(st::unsupported_media_type(ct)));
+            }
+            let doc = parse_json(&body)?;
+            let w = store.patch(res, ns, name, ptype, &doc, sub, &write_options(q)?).await?;
+            Ok(respond(StatusCode::OK, w.object, &w.warnings))
+        }
+        (&Method::DELETE, Some(name)) => {
+            if target.sub.is_some() {
+                return Err(verb_err("delete"));
+            }
+            let opts = delete_options(q, &body)?;
+            match store.delete(res, ns, name, &opts).await? {
+                Deleted::Gone(o) => Ok(Json(o).into_response()),
+                Deleted::Pending(o) => Ok((StatusCode::OK, Json(o)).into_response()),
+            }
+        }
+        (&Method::DELETE, None) => {
+            let (labels, fields) = selectors(q)?;
+            let opts = delete_options(q, &body)?;
+            let list =
+                store.list(res, ns, &ListOptions { labels, fields, serializable: false, ..Default::default() }).await?;
+            let mut items = Vec::new();
+            for o in list.items {
+                let o_ns = crate::meta::meta_str(&o, "namespace").map(str::to_string);
+                match store.delete(res, o_ns.as_deref(), crate::meta::name_of(&o), &opts).await {
+                    Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => items.push(o),
+                    Err(e) if e.code() == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Json(json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(),
+                "metadata": {"resourceVersion": store.node().revision().to_string()}, "items": items}))
+            .into_response())
+        }
+        (m, _) => Err(verb_err(&m.as_str().to_lowercase())),
+    }
+}
+
+fn delete_options(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOptions> {
+    let b: Value = if body.is_empty() { json!({}) } else { parse_json(body)? };
+    let grace = q
+        .get("gracePeriodSeconds")
+        .map(|g| g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))))
+        .transpose()?
+        .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let prop = q
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+    let propagation = match prop.as_deref() {
+        None | Some("") => None,
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some(p) => {
+            return Err(ApiError::from(
+                skiff_api::ValidationErrors {
+                    kind: "DeleteOptions".into(),
+                    group: String::new(),
+                    name: String::new(),
+                    errors: vec![skiff_api::FieldError::not_supported(
+                        "propagationPolicy",
+                        p,
+                        &["Foreground", "Background", "Orphan"],
+                    )],
+                }
+                .to_status(),
+            ))
+        }
+    };
+    let propagation = match (propagation, b.get("orphanDependents").and_then(Value::as_bool)) {
+        (None, Some(true)) => Some(Propagation::Orphan),
+        (p, _) => p,
+    };
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+        || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        propagation,
+        precondition_uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        precondition_resource_version: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run,
+    })
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).expect("JSON serializes");
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<Response> {
+    let res = target.res;
+    let (labels, fields) = selectors(q)?;
+    let as_table = wants_table(headers);
+    let include = IncludeObject::parse(q.get("includeObject").map(String::as_str).unwrap_or(""));
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+    let timeout =
+        q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(MAX_WATCH_SECONDS).min(MAX_WATCH_SECONDS);
+    let mut w = app
+        .store
+        .watch(res, target.ns.as_deref(), q.get("resourceVersion").map(String::as_str), labels, fields)
+        .await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(WATCH_BUFFER);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
+        tick.tick().await;
+        let mut first = true;
+        loop {
+            tokio::select! {
+                r = w.next() => match r {
+                    Ok(events) => {
+                        for e in events {
+                            let object = if as_table {
+                                let t = table::table(res, std::slice::from_ref(&e.object), include, first, None, None);
+                                first = false;
+                                t
+                            } else {
+                                e.object
+                            };
+                            if tx.send(Ok(line(&json!({"type": e.kind, "object": object})))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Ok(line(&json!({"type": "ERROR", "object": e.status()})))).await;
+                        return;
+                    }
+                },
+                _ = tick.tick(), if bookmarks => {
+                    let rv = w.bookmark_revision().to_string();
+                    let obj = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv}});
+                    if tx.send(Ok(line(&json!({"type": "BOOKMARK", "object": obj})))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut r = Response::new(body);
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache, private"));
+    Ok(r)
+}
+
+async fn logs(app: App, target: Target, q: &HashMap<String, String>) -> ApiResult<Response> {
+    if target.res.kind != "Pod" {
+        return Err(ApiError::from(st::method_not_allowed(target.res, "log")));
+    }
+    let name = target.name.as_deref().unwrap_or_default();
+    let pod = app.store.get(target.res, target.ns.as_deref(), name, false).await?;
+    let opts = LogOptions {
+        container: q.get("container").cloned().filter(|c| !c.is_empty()),
+        follow: q.get("follow").is_some_and(|f| f == "true" || f == "1"),
+        tail_lines: q.get("tailLines").and_then(|t| t.parse().ok()),
+        previous: q.get("previous").is_some_and(|f| f == "true" || f == "1"),
+        timestamps: q.get("timestamps").is_some_and(|f| f == "true" || f == "1"),
+    };
+    let Some(src) = app.logs.clone() else {
+        return Err(ApiError::from(st::service_unavailable("this API server has no route to node agents for logs")));
+    };
+    let body = src.logs(&pod, opts).await?;
+    let mut r = Response::new(body);
+    r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_like_kubernetes_paths() {
+        let t = parse_target("", "v1", "namespaces/default/pods/web/status").unwrap();
+        assert_eq!(
+            (t.res.plural, t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()),
+            ("pods", Some("default"), Some("web"), Some("status"))
+        );
+        let t = parse_target("", "v1", "pods").unwrap();
+        assert_eq!((t.res.plural, t.ns, t.name), ("pods", None, None));
+        let t = parse_target("", "v1", "namespaces/kube-system").unwrap();
+        assert_eq!((t.res.plural, t.name.as_deref()), ("namespaces", Some("kube-system")));
+        let t = parse_target("", "v1", "namespaces/x/status").unwrap();
+        assert_eq!((t.res.plural, t.name.as_deref(), t.sub.as_deref()), ("namespaces", Some("x"), Some("status")));
+        let t = parse_target("apps", "v1", "namespaces/default/deployments").unwrap();
+        assert_eq!((t.res.plural, t.ns.as_deref()), ("deployments", Some("default")));
+        assert_eq!(parse_target("", "v1", "widgets").unwrap_err().code(), 404);
+        assert_eq!(parse_target("", "v1", "pods/web").unwrap_err().code(), 404, "pods are namespaced");
+        assert_eq!(parse_target("apps", "v2", "deployments").unwrap_err().code(), 404);
+    }
+}

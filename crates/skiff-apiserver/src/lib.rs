@@ -1,0 +1,19 @@
+//! Kubernetes-compatible REST API over the replicated store: CRUD, watch, patch, subresources,
+//! discovery and tables, served by every control-plane replica.
+//!
+//! `objects` holds the semantics (what a create, update, patch, delete or watch does to the
+//! store); `http` maps Kubernetes paths and query parameters onto it; `table` and `discovery`
+//! render what `kubectl get` and kubectl's discovery read.
+
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod logs;
+pub mod meta;
+pub mod objects;
+pub mod table;
+
+pub use error::{ApiError, ApiResult};
+pub use http::{router, ApiServer};
+pub use logs::{LogOptions, LogSource};
+pub use objects::{DeleteOptions, ListOptions, ObjectStore, Subresource, WriteOptions};

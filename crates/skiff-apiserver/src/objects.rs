@@ -1,0 +1,1293 @@
+//! Kubernetes object semantics over the key-value store: create, get, list, update, patch,
+//! delete (graceful, with owner propagation) and watch, with resourceVersion = mod revision.
+//!
+//! Objects are stored as JSON under `/registry/<plural>/<namespace>/<name>` without their
+//! `resourceVersion`, which is filled in from the key's mod revision on every read. Every
+//! write is a compare-and-set on that revision, so two writers can never both win.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use skiff_api::patch::{self, PatchType};
+use skiff_api::registry::{self, ResourceInfo, NAMESPACES};
+use skiff_api::status as st;
+use skiff_api::{keys, FieldSelector, LabelSelector, ValidationOptions};
+use skiff_store::{Compare, EventKind, KeyValue, Op, OpResult, StoreNode, Txn, Watcher};
+
+use crate::error::{ApiError, ApiResult};
+use crate::meta::{self, labels_of, meta_mut, meta_str};
+
+/// Namespaces that exist from the start.
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-node-lease", "kube-public"];
+
+/// How many times a write retries after losing a compare-and-set race it did not ask for.
+const MAX_CAS_RETRIES: usize = 16;
+/// Most events handed to a watch per wake-up.
+const WATCH_BATCH: usize = 256;
+
+/// Which part of an object a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    Main,
+    Status,
+    Scale,
+}
+
+/// `fieldValidation`: what to do with unknown fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    Orphan,
+    #[default]
+    Background,
+    Foreground,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation: Option<Propagation>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// 0 = no limit.
+    pub limit: usize,
+    pub continue_token: Option<String>,
+    /// Serve from this replica's state without a read-index (`resourceVersion=0`).
+    pub serializable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectList {
+    pub items: Vec<Value>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+}
+
+/// A write's result and the warnings to send back (`Warning` headers).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    /// Whether the write changed anything in the store.
+    pub changed: bool,
+}
+
+/// What a DELETE did.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// Deletion started (grace period or finalizers); this is the object now.
+    Pending(Value),
+}
+
+/// One watch event in Kubernetes terms.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// The object layer of one replica.
+pub struct ObjectStore {
+    node: Arc<StoreNode>,
+    validation: ValidationOptions,
+}
+
+fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored {} {} is not JSON: {e}", res.plural, kv.key)))?;
+    if !v.is_object() {
+        return Err(ApiError::internal(format!("stored {} {} is not an object", res.plural, kv.key)));
+    }
+    meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rev.to_string()));
+    Ok(v)
+}
+
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    meta_mut(&mut o).remove("resourceVersion");
+    serde_json::to_vec(&o).expect("JSON values serialize")
+}
+
+fn without_rv(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if o.is_object() {
+        meta_mut(&mut o).remove("resourceVersion");
+    }
+    o
+}
+
+fn set_rv(obj: &mut Value, rev: u64) {
+    meta_mut(obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
+}
+
+fn ns_for<'a>(res: &ResourceInfo, ns: Option<&'a str>) -> Option<&'a str> {
+    if res.namespaced {
+        ns
+    } else {
+        None
+    }
+}
+
+/// `true` when the object matches both selectors.
+pub fn selected(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    (labels.is_empty() || labels.matches(&labels_of(obj))) && (fields.is_empty() || fields.matches(obj))
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment or ReplicaSet.
+pub fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| LabelSelector::from_json(s).ok())
+        .map(|s| selector_string(&s))
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta_str(obj, "name"),
+            "namespace": meta_str(obj, "namespace"),
+            "uid": meta_str(obj, "uid"),
+            "resourceVersion": meta_str(obj, "resourceVersion"),
+            "creationTimestamp": meta_str(obj, "creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+        "_resource": res.plural,
+    })
+    .as_object()
+    .map(|m| {
+        let mut m = m.clone();
+        m.remove("_resource");
+        Value::Object(m)
+    })
+    .unwrap_or(Value::Null)
+}
+
+fn selector_string(sel: &LabelSelector) -> String {
+    use skiff_api::labels::Requirement;
+    sel.requirements()
+        .iter()
+        .map(|r| match r {
+            Requirement::Equals(k, v) => format!("{k}={v}"),
+            Requirement::NotEquals(k, v) => format!("{k}!={v}"),
+            Requirement::In(k, vs) => format!("{k} in ({})", vs.iter().cloned().collect::<Vec<_>>().join(",")),
+            Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.iter().cloned().collect::<Vec<_>>().join(",")),
+            Requirement::Exists(k) => k.clone(),
+            Requirement::DoesNotExist(k) => format!("!{k}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl ObjectStore {
+    pub fn new(node: Arc<StoreNode>) -> Self {
+        ObjectStore { node, validation: ValidationOptions::default() }
+    }
+
+    pub fn node(&self) -> &Arc<StoreNode> {
+        &self.node
+    }
+
+    /// Creates the initial namespaces that do not exist yet (idempotent, safe on every replica).
+    pub async fn ensure_initial_namespaces(&self) -> ApiResult<()> {
+        for ns in INITIAL_NAMESPACES {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create(&NAMESPACES, None, obj, &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.status().reason == skiff_api::StatusReason::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, key: &str, serializable: bool) -> ApiResult<(Option<KeyValue>, u64)> {
+        Ok(self.node.get(key, serializable).await?)
+    }
+
+    // ---- reads ----------------------------------------------------------------------
+
+    /// Reads one object (linearizable unless `serializable`).
+    pub async fn get(&self, res: &ResourceInfo, ns: Option<&str>, name: &str, serializable: bool) -> ApiResult<Value> {
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        match self.read(&key, serializable).await? {
+            (Some(kv), _) => decode(res, &kv, kv.mod_revision),
+            (None, _) => Err(st::not_found(res, name).into()),
+        }
+    }
+
+    /// Lists objects of `res` (in `ns`, or everywhere when `None`) matching the selectors.
+    pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ObjectList> {
+        let prefix = keys::list_prefix(res, ns_for(res, ns));
+        let mut start_after: Option<String> = None;
+        if let Some(tok) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            let key = decode_continue(tok)?;
+            if !key.starts_with(&prefix) {
+                return Err(ApiError::bad_request("continue token does not belong to this list"));
+            }
+            start_after = Some(key);
+        }
+        let mut items = Vec::new();
+        let mut revision = 0;
+        let mut serializable = opts.serializable;
+        let mut last_key: Option<String> = None;
+        let chunk = if opts.limit == 0 { 0 } else { opts.limit.max(64) };
+        loop {
+            let (kvs, rev, more) = self.node.range(&prefix, start_after.as_deref(), chunk, serializable).await?;
+            // Later chunks of one page come from the same (already read-indexed) replica.
+            serializable = true;
+            if revision == 0 {
+                revision = rev;
+            }
+            for kv in &kvs {
+                let obj = decode(res, kv, kv.mod_revision)?;
+                if selected(&obj, &opts.labels, &opts.fields) {
+                    items.push(obj);
+                    if opts.limit > 0 && items.len() == opts.limit {
+                        last_key = Some(kv.key.clone());
+                        break;
+                    }
+                }
+            }
+            if last_key.is_some() {
+                // Only hand out a continue token when something may follow.
+                let more_after = more || kvs.last().map(|l| Some(&l.key) != last_key.as_ref()).unwrap_or(false);
+                if !more_after {
+                    last_key = None;
+                }
+                break;
+            }
+            if !more {
+                break;
+            }
+            start_after = kvs.last().map(|kv| kv.key.clone());
+        }
+        Ok(ObjectList { items, resource_version: revision, continue_token: last_key.map(|k| encode_continue(&k)) })
+    }
+
+    // ---- writes ---------------------------------------------------------------------
+
+    /// Checks `apiVersion`/`kind`, fills them when absent, and reconciles the namespace and
+    /// name in the body with the URL.
+    fn check_body(
+        &self,
+        res: &ResourceInfo,
+        sub: Subresource,
+        ns: Option<&str>,
+        name: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let Some(root) = obj.as_object_mut() else {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        };
+        let (want_av, want_kind) = match sub {
+            Subresource::Scale => ("autoscaling/v1".to_string(), "Scale"),
+            _ => (res.api_version(), res.kind),
+        };
+        match root.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => {
+                root.insert("apiVersion".into(), Value::String(want_av.clone()));
+            }
+            Some(av) if av != want_av => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({want_av})"
+                )))
+            }
+            _ => {}
+        }
+        match root.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                root.insert("kind".into(), Value::String(want_kind.to_string()));
+            }
+            Some(k) if k != want_kind => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({want_kind})"
+                )))
+            }
+            _ => {}
+        }
+        let m = meta_mut(obj);
+        if res.namespaced {
+            let url_ns = ns.unwrap_or(skiff_api::defaults::DEFAULT_NAMESPACE);
+            match m.get("namespace").and_then(Value::as_str) {
+                None | Some("") => {
+                    m.insert("namespace".into(), Value::String(url_ns.to_string()));
+                }
+                Some(n) if n != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {}
+            }
+        } else {
+            m.remove("namespace");
+        }
+        if let Some(url_name) = name {
+            match m.get("name").and_then(Value::as_str) {
+                None | Some("") => {
+                    m.insert("name".into(), Value::String(url_name.to_string()));
+                }
+                Some(n) if n != url_name => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({url_name})"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Type check (always), unknown fields (per `fieldValidation`), defaulting and validation.
+    fn admit(&self, res: &ResourceInfo, obj: &mut Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
+        let unknown = skiff_api::strict::unknown_fields(res, obj).map_err(ApiError::bad_request)?;
+        let mut warnings = Vec::new();
+        if !unknown.is_empty() {
+            let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            match opts.field_validation {
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        res.kind,
+                        res.version,
+                        res.kind,
+                        msgs.join(", ")
+                    )))
+                }
+                FieldValidation::Warn => warnings = msgs,
+                FieldValidation::Ignore => {}
+            }
+        }
+        skiff_api::default_object(res, obj);
+        skiff_api::validate_with(res, obj, &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
+        Ok(warnings)
+    }
+
+    async fn check_namespace(&self, res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+        if !res.namespaced {
+            return Ok(());
+        }
+        let ns = meta_str(obj, "namespace").unwrap_or(skiff_api::defaults::DEFAULT_NAMESPACE);
+        let key = keys::object_key(&NAMESPACES, None, ns);
+        match self.read(&key, true).await? {
+            (None, _) => Err(st::not_found(&NAMESPACES, ns).into()),
+            (Some(kv), _) => {
+                let nso = decode(&NAMESPACES, &kv, kv.mod_revision)?;
+                if meta_str(&nso, "deletionTimestamp").is_some() {
+                    Err(st::forbidden(format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        res.qualified_plural(),
+                        meta::name_of(obj)
+                    ))
+                    .into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Creates an object (POST). Fails with AlreadyExists when the name is taken.
+    pub async fn create(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        self.check_body(res, Subresource::Main, ns, None, &mut obj)?;
+        {
+            let m = meta_mut(&mut obj);
+            let has_name = m.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            if !has_name {
+                if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                    let n = format!("{g}{}", meta::name_suffix());
+                    m.insert("name".into(), Value::String(n));
+                }
+            }
+            for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"]
+            {
+                m.remove(f);
+            }
+            m.insert("uid".into(), Value::String(meta::new_uid()));
+            m.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
+        }
+        if meta_str(&obj, "name").is_none() {
+            return Err(ApiError::from(
+                skiff_api::ValidationErrors {
+                    kind: res.kind.to_string(),
+                    group: res.group.to_string(),
+                    name: String::new(),
+                    errors: vec![skiff_api::FieldError::required("metadata.name", "name or generateName is required")],
+                }
+                .to_status(),
+            ));
+        }
+        let warnings = self.admit(res, &mut obj, opts)?;
+        if obj.get("spec").is_some() && res.kind != "Pod" {
+            meta_mut(&mut obj).insert("generation".into(), json!(1));
+        }
+        init_status(res, &mut obj);
+        self.check_namespace(res, &obj).await?;
+        let name = meta::name_of(&obj).to_string();
+        let key = keys::object_key(res, ns_for(res, meta_str(&obj, "namespace")), &name);
+        if opts.dry_run {
+            return Ok(Written { object: obj, warnings, changed: false });
+        }
+        let resp = self
+            .node
+            .txn(Txn {
+                compare: vec![Compare::missing(&key)],
+                success: vec![Op::put(&key, encode(&obj))],
+                failure: vec![],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Err(st::already_exists(res, &name).into());
+        }
+        set_rv(&mut obj, resp.revision);
+        Ok(Written { object: obj, warnings, changed: true })
+    }
+
+    /// Replaces an object (PUT), or its status or scale.
+    pub async fn update(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut body: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        self.check_body(res, sub, ns, Some(name), &mut body)?;
+        let precondition = meta_str(&body, "resourceVersion").map(str::to_string);
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read(&key, true).await?;
+            let Some(cur) = cur else {
+                if sub == Subresource::Main && matches!(res.kind, "Lease" | "Endpoints" | "Event") {
+                    // Kubernetes allows create-on-update for these.
+                    return self.create(res, ns, body, opts).await;
+                }
+                return Err(st::not_found(res, name).into());
+            };
+            if let Some(rv) = &precondition {
+                if rv != &cur.mod_revision.to_string() {
+                    // Our local copy may be behind: confirm with a linearizable read.
+                    let (fresh, _) = self.read(&key, false).await?;
+                    if fresh.as_ref().map(|f| f.mod_revision.to_string()) != Some(rv.clone()) {
+                        return Err(st::conflict_modified(res, name).into());
+                    }
+                    continue;
+                }
+            }
+            match self.write_over(res, &key, &cur, body.clone(), sub, opts).await? {
+                Some(w) => return Ok(w),
+                None if precondition.is_some() => return Err(st::conflict_modified(res, name).into()),
+                None => continue,
+            }
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
+    /// Applies a patch (read, patch, compare-and-set, retrying on races).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        ptype: PatchType,
+        patch_doc: &Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        let mut linearizable_retry = false;
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read(&key, !linearizable_retry).await?;
+            let Some(cur) = cur else { return Err(st::not_found(res, name).into()) };
+            let cur_obj = decode(res, &cur, cur.mod_revision)?;
+            let view = if sub == Subresource::Scale { scale_of(res, &cur_obj) } else { cur_obj };
+            let mut patched = patch::apply(ptype, &view, patch_doc).map_err(patch_error)?;
+            if !patched.is_object() {
+                return Err(ApiError::bad_request("the patch produced a non-object"));
+            }
+            let rv = meta_str(&patched, "resourceVersion").map(str::to_string);
+            if let Some(rv) = rv {
+                if rv != cur.mod_revision.to_string() {
+                    if !linearizable_retry {
+                        linearizable_retry = true;
+                        continue;
+                    }
+                    return Err(st::conflict_modified(res, name).into());
+                }
+            }
+            self.check_body(res, sub, ns, Some(name), &mut patched)?;
+            match self.write_over(res, &key, &cur, patched, sub, opts).await? {
+                Some(w) => return Ok(w),
+                None => continue,
+            }
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
+    /// Writes `body` over the current `cur` (compare-and-set on its mod revision). `None`
+    /// when another write won the race.
+    async fn write_over(
+        &self,
+        res: &ResourceInfo,
+        key: &str,
+        cur: &KeyValue,
+        body: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> ApiResult<Option<Written>> {
+        let cur_obj = decode(res, cur, cur.mod_revision)?;
+        let mut new = match sub {
+            Subresource::Main => {
+                let mut new = body;
+                if res.has_subresource("status") {
+                    match cur_obj.get("status") {
+                        Some(s) => new.as_object_mut().expect("checked").insert("status".into(), s.clone()),
+                        None => new.as_object_mut().expect("checked").remove("status"),
+                    };
+                }
+                new
+            }
+            Subresource::Status => {
+                let mut new = cur_obj.clone();
+                match body.get("status") {
+                    Some(s) => new.as_object_mut().expect("object").insert("status".into(), s.clone()),
+                    None => new.as_object_mut().expect("object").remove("status"),
+                };
+                new
+            }
+            Subresource::Scale => {
+                let replicas = body.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                if !replicas.as_i64().is_some_and(|r| (0..=i32::MAX as i64).contains(&r)) {
+                    return Err(ApiError::from(
+                        skiff_api::ValidationErrors {
+                            kind: "Scale".into(),
+                            group: "autoscaling".into(),
+                            name: meta::name_of(&cur_obj).to_string(),
+                            errors: vec![skiff_api::FieldError::invalid(
+                                "spec.replicas",
+                                replicas,
+                                "must be greater than or equal to 0",
+                            )],
+                        }
+                        .to_status(),
+                    ));
+                }
+                let mut new = cur_obj.clone();
+                new.as_object_mut()
+                    .expect("object")
+                    .entry("spec")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .ok_or_else(|| ApiError::internal("spec is not an object"))?
+                    .insert("replicas".into(), replicas);
+                new
+            }
+        };
+        // Metadata the server owns.
+        {
+            let cm = cur_obj.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+            let m = meta_mut(&mut new);
+            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                match cm.get(f) {
+                    Some(v) => m.insert(f.into(), v.clone()),
+                    None => m.remove(f),
+                };
+            }
+            m.remove("managedFields");
+            m.remove("selfLink");
+            m.remove("resourceVersion");
+            if res.namespaced {
+                if let Some(n) = cm.get("namespace") {
+                    m.insert("namespace".into(), n.clone());
+                }
+            }
+        }
+        let warnings = self.admit(res, &mut new, opts)?;
+        if let Some(err) = immutable_changes(res, &cur_obj, &new) {
+            return Err(err);
+        }
+        if new.get("spec") != cur_obj.get("spec") && res.kind != "Pod" {
+            let g = cur_obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta_mut(&mut new).insert("generation".into(), json!(g));
+        }
+        // An object being deleted whose last finalizer was removed goes away now.
+        let finalizers_empty =
+            new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+        let deleting = meta_str(&new, "deletionTimestamp").is_some();
+        if deleting && finalizers_empty && res.kind != "Pod" && res.kind != "Namespace" {
+            if opts.dry_run {
+                return Ok(Some(Written { object: new, warnings, changed: false }));
+            }
+            let r = self
+                .node
+                .txn(Txn {
+                    compare: vec![Compare::mod_revision(key, cur.mod_revision)],
+                    success: vec![Op::delete(key)],
+                    failure: vec![],
+                })
+                .await?;
+            if !r.succeeded {
+                return Ok(None);
+            }
+            set_rv(&mut new, r.revision);
+            return Ok(Some(Written { object: new, warnings, changed: true }));
+        }
+        if without_rv(&new) == without_rv(&cur_obj) {
+            // A no-op write does not bump the resourceVersion, as in Kubernetes.
+            return Ok(Some(Written { object: cur_obj, warnings, changed: false }));
+        }
+        if opts.dry_run {
+            set_rv(&mut new, cur.mod_revision);
+            return Ok(Some(Written { object: new, warnings, changed: false }));
+        }
+        let r = self
+            .node
+            .txn(Txn {
+                compare: vec![Compare::mod_revision(key, cur.mod_revision)],
+                success: vec![Op::put(key, encode(&new))],
+                failure: vec![],
+            })
+            .await?;
+        if !r.succeeded {
+            return Ok(None);
+        }
+        set_rv(&mut new, r.revision);
+        let out = if sub == Subresource::Scale { scale_of(res, &new) } else { new };
+        Ok(Some(Written { object: out, warnings, changed: true }))
+    }
+
+    /// Deletes an object: pods bound to a node get a grace period (the agent finishes the
+    /// deletion), objects with finalizers wait for them, the rest go at once; dependents are
+    /// deleted (Background/Foreground) or released (Orphan) afterwards.
+    pub async fn delete(
+        self: &Arc<Self>,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read(&key, false).await?;
+            let Some(cur) = cur else { return Err(st::not_found(res, name).into()) };
+            let mut obj = decode(res, &cur, cur.mod_revision)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if uid != meta::uid_of(&obj) {
+                    return Err(st::conflict(
+                        res,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta::uid_of(&obj)
+                        ),
+                    )
+                    .into());
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv != &cur.mod_revision.to_string() {
+                    return Err(st::conflict(
+                        res,
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                            cur.mod_revision
+                        ),
+                    )
+                    .into());
+                }
+            }
+            let already_deleting = meta_str(&obj, "deletionTimestamp").is_some();
+            let finalizers: Vec<String> = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let propagation = opts.propagation.unwrap_or_default();
+
+            // Namespaces: mark Terminating, then empty them in the background.
+            if res.kind == "Namespace" {
+                if INITIAL_NAMESPACES.contains(&name) && name != "kube-public" {
+                    return Err(st::forbidden(format!(
+                        "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                    ))
+                    .into());
+                }
+                if !already_deleting {
+                    let m = meta_mut(&mut obj);
+                    m.insert("deletionTimestamp".into(), Value::String(meta::now_rfc3339()));
+                    obj.as_object_mut().expect("object").insert("status".into(), json!({"phase": "Terminating"}));
+                    if opts.dry_run {
+                        return Ok(Deleted::Pending(obj));
+                    }
+                    match self.cas_put(&key, cur.mod_revision, &obj).await? {
+                        Some(rev) => set_rv(&mut obj, rev),
+                        None => continue,
+                    }
+                }
+                let this = self.clone();
+                let n = name.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = this.finalize_namespace(&n).await {
+                        tracing::warn!(namespace = %n, "emptying namespace: {e}");
+                    }
+                });
+                return Ok(Deleted::Pending(obj));
+            }
+
+            // Pods bound to a node: graceful deletion finished by the node agent.
+            if res.kind == "Pod" {
+                let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+                let terminal =
+                    matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded") | Some("Failed"));
+                let grace = opts.grace_period_seconds.unwrap_or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+                });
+                if bound && !terminal && grace > 0 {
+                    let current_grace =
+                        obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(i64::MAX);
+                    if already_deleting && current_grace <= grace {
+                        return Ok(Deleted::Pending(obj));
+                    }
+                    let m = meta_mut(&mut obj);
+                    m.insert("deletionTimestamp".into(), Value::String(meta::rfc3339_in(grace)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    if opts.dry_run {
+                        return Ok(Deleted::Pending(obj));
+                    }
+                    match self.cas_put(&key, cur.mod_revision, &obj).await? {
+                        Some(rev) => {
+                            set_rv(&mut obj, rev);
+                            return Ok(Deleted::Pending(obj));
+                        }
+                        None => continue,
+                    }
+                }
+            }
+
+            // Finalizers (including foreground deletion) hold the object until removed.
+            if !finalizers.is_empty() || propagation == Propagation::Foreground {
+                if propagation == Propagation::Foreground && !finalizers.iter().any(|f| f == "foregroundDeletion") {
+                    let m = meta_mut(&mut obj);
+                    let f = m.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(a) = f.as_array_mut() {
+                        a.push(json!("foregroundDeletion"));
+                    }
+                }
+                if !already_deleting {
+                    meta_mut(&mut obj).insert("deletionTimestamp".into(), Value::String(meta::now_rfc3339()));
+                    meta_mut(&mut obj).insert("deletionGracePeriodSeconds".into(), json!(0));
+                }
+                if opts.dry_run {
+                    return Ok(Deleted::Pending(obj));
+                }
+                let rev = match self.cas_put(&key, cur.mod_revision, &obj).await? {
+                    Some(rev) => rev,
+                    None => continue,
+                };
+                set_rv(&mut obj, rev);
+                if propagation == Propagation::Foreground {
+                    let this = self.clone();
+                    let (o, ns) = (obj.clone(), ns.map(str::to_string));
+                    tokio::spawn(async move {
+                        if let Err(e) = this.foreground_finish(res, ns.as_deref(), &o).await {
+                            tracing::warn!("foreground deletion of {}: {e}", meta::name_of(&o));
+                        }
+                    });
+                }
+                return Ok(Deleted::Pending(obj));
+            }
+
+            if opts.dry_run {
+                return Ok(Deleted::Gone(obj));
+            }
+            let r = self
+                .node
+                .txn(Txn {
+                    compare: vec![Compare::mod_revision(&key, cur.mod_revision)],
+                    success: vec![Op::delete(&key)],
+                    failure: vec![],
+                })
+                .await?;
+            if !r.succeeded {
+                continue;
+            }
+            let deleted = matches!(r.results.first(), Some(OpResult::Delete { deleted }) if !deleted.is_empty());
+            if deleted && res.namespaced {
+                let uid = meta::uid_of(&obj).to_string();
+                let this = self.clone();
+                let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
+                tokio::spawn(async move {
+                    let r = match propagation {
+                        Propagation::Orphan => this.orphan_dependents(&ns, &uid).await,
+                        _ => this.delete_dependents(&ns, &uid).await,
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!("dependents of {uid}: {e}");
+                    }
+                });
+            }
+            return Ok(Deleted::Gone(obj));
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
+    /// `delete` as a boxed `Send` future: the background tasks that delete dependents and
+    /// namespace contents call back into `delete`, and the box breaks that type cycle.
+    fn delete_owned(
+        self: Arc<Self>,
+        res: &'static ResourceInfo,
+        ns: String,
+        name: String,
+        opts: DeleteOptions,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<Deleted>> + Send>> {
+        Box::pin(async move { self.delete(res, Some(&ns), &name, &opts).await })
+    }
+
+    async fn cas_put(&self, key: &str, rev: u64, obj: &Value) -> ApiResult<Option<u64>> {
+        let r = self
+            .node
+            .txn(Txn {
+                compare: vec![Compare::mod_revision(key, rev)],
+                success: vec![Op::put(key, encode(obj))],
+                failure: vec![],
+            })
+            .await?;
+        Ok(r.succeeded.then_some(r.revision))
+    }
+
+    /// Objects in `ns` that name `owner_uid` among their owner references.
+    async fn dependents(&self, ns: &str, owner_uid: &str) -> ApiResult<Vec<(&'static ResourceInfo, Value)>> {
+        let mut out = Vec::new();
+        for res in registry::RESOURCES.iter().copied().filter(|r| r.namespaced && r.kind != "Event") {
+            let list = self.list(res, Some(ns), &ListOptions { serializable: false, ..Default::default() }).await?;
+            out.extend(list.items.into_iter().filter(|o| meta::owned_by(o, owner_uid)).map(|o| (res, o)));
+        }
+        Ok(out)
+    }
+
+    /// Background propagation: deletes every dependent (recursively, through their own deletes).
+    pub async fn delete_dependents(self: &Arc<Self>, ns: &str, owner_uid: &str) -> ApiResult<()> {
+        for (res, o) in self.dependents(ns, owner_uid).await? {
+            let opts = DeleteOptions {
+                precondition_uid: Some(meta::uid_of(&o).to_string()),
+                propagation: Some(Propagation::Background),
+                ..Default::default()
+            };
+            match self.clone().delete_owned(res, ns.to_string(), meta::name_of(&o).to_string(), opts).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.code(), 404 | 409) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Orphan propagation: removes the owner reference from every dependent.
+    pub async fn orphan_dependents(&self, ns: &str, owner_uid: &str) -> ApiResult<()> {
+        for (res, o) in self.dependents(ns, owner_uid).await? {
+            let refs: Vec<Value> = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter().filter(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid)).cloned().collect()
+                })
+                .unwrap_or_default();
+            let p = json!({"metadata": {"ownerReferences": refs}});
+            let _ = self
+                .patch(
+                    res,
+                    Some(ns),
+                    meta::name_of(&o),
+                    PatchType::Merge,
+                    &p,
+                    Subresource::Main,
+                    &WriteOptions::default(),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Foreground propagation: delete dependents, wait for them to go, then drop the finalizer.
+    async fn foreground_finish(
+        self: &Arc<Self>,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: &Value,
+    ) -> ApiResult<()> {
+        let uid = meta::uid_of(obj).to_string();
+        let ns_name = meta_str(obj, "namespace").unwrap_or("default").to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            for (dres, o) in self.dependents(&ns_name, &uid).await? {
+                let opts = DeleteOptions {
+                    precondition_uid: Some(meta::uid_of(&o).to_string()),
+                    propagation: Some(Propagation::Foreground),
+                    ..Default::default()
+                };
+                let _ = self.clone().delete_owned(dres, ns_name.clone(), meta::name_of(&o).to_string(), opts).await;
+            }
+            if self.dependents(&ns_name, &uid).await?.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiError::from(st::timeout("dependents were not deleted within 10 minutes")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let name = meta::name_of(obj).to_string();
+        for _ in 0..MAX_CAS_RETRIES {
+            let cur = self.get(res, ns, &name, false).await?;
+            if meta::uid_of(&cur) != uid {
+                return Ok(());
+            }
+            let fin: Vec<Value> = cur
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter(|f| f.as_str() != Some("foregroundDeletion")).cloned().collect())
+                .unwrap_or_default();
+            let p = json!({"metadata": {"finalizers": fin, "resourceVersion": meta_str(&cur, "resourceVersion")}});
+            match self.patch(res, ns, &name, PatchType::Merge, &p, Subresource::Main, &WriteOptions::default()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == 409 => continue,
+                Err(e) if e.code() == 404 => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything in a Terminating namespace, then the namespace itself. Safe to run
+    /// again (it is what a replica does for namespaces it finds Terminating).
+    pub async fn finalize_namespace(self: &Arc<Self>, ns: &str) -> ApiResult<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let mut remaining = 0;
+            for res in registry::RESOURCES.iter().copied().filter(|r| r.namespaced) {
+                let list = self.list(res, Some(ns), &ListOptions::default()).await?;
+                for o in list.items {
+                    remaining += 1;
+                    if meta_str(&o, "deletionTimestamp").is_some() {
+                        continue;
+                    }
+                    let opts = DeleteOptions {
+                        precondition_uid: Some(meta::uid_of(&o).to_string()),
+                        propagation: Some(Propagation::Background),
+                        ..Default::default()
+                    };
+                    let _ = self.clone().delete_owned(res, ns.to_string(), meta::name_of(&o).to_string(), opts).await;
+                }
+            }
+            if remaining == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiError::from(st::timeout(format!("namespace {ns} still has {remaining} objects"))));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let key = keys::object_key(&NAMESPACES, None, ns);
+        if let (Some(kv), _) = self.read(&key, false).await? {
+            self.node
+                .txn(Txn {
+                    compare: vec![Compare::mod_revision(&key, kv.mod_revision)],
+                    success: vec![Op::delete(&key)],
+                    failure: vec![],
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- watch ----------------------------------------------------------------------
+
+    /// Starts a watch. `resource_version` `None`/`"0"` first delivers the current objects as
+    /// ADDED; otherwise events after that revision (410 Gone if compacted).
+    pub async fn watch(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        resource_version: Option<&str>,
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> ApiResult<ObjectWatch> {
+        let prefix = keys::list_prefix(res, ns_for(res, ns));
+        let mut initial = Vec::new();
+        let from = match resource_version.filter(|rv| !rv.is_empty()) {
+            Some(rv) if rv != "0" => {
+                rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?
+            }
+            other => {
+                let opts = ListOptions {
+                    labels: labels.clone(),
+                    fields: fields.clone(),
+                    serializable: other.is_some(),
+                    ..Default::default()
+                };
+                let list = self.list(res, ns, &opts).await?;
+                initial = list.items.into_iter().map(|o| WatchEvent { kind: "ADDED", object: o }).collect();
+                list.resource_version
+            }
+        };
+        let watcher = self.node.watch(&prefix, from + 1)?;
+        Ok(ObjectWatch { res, watcher, labels, fields, initial })
+    }
+}
+
+/// A running watch over one resource.
+pub struct ObjectWatch {
+    res: &'static ResourceInfo,
+    watcher: Watcher,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    initial: Vec<WatchEvent>,
+}
+
+impl ObjectWatch {
+    /// The next events (waits until there is at least one). Errors with 410 when the watch
+    /// fell behind compaction.
+    pub async fn next(&mut self) -> ApiResult<Vec<WatchEvent>> {
+        if !self.initial.is_empty() {
+            return Ok(std::mem::take(&mut self.initial));
+        }
+        loop {
+            let batch = self.watcher.next_batch(WATCH_BATCH).await?;
+            let mut out = Vec::with_capacity(batch.len());
+            for e in batch {
+                let old = match &e.prev {
+                    Some(p) => Some(decode(self.res, p, e.revision)?),
+                    None => None,
+                };
+                let old_match = old.as_ref().is_some_and(|o| selected(o, &self.labels, &self.fields));
+                match e.kind {
+                    EventKind::Put => {
+                        let new = decode(self.res, &e.kv, e.revision)?;
+                        let new_match = selected(&new, &self.labels, &self.fields);
+                        let kind = match (old_match, new_match) {
+                            (true, true) => "MODIFIED",
+                            (false, true) => "ADDED",
+                            (true, false) => "DELETED",
+                            (false, false) => continue,
+                        };
+                        out.push(WatchEvent { kind, object: new });
+                    }
+                    EventKind::Delete => {
+                        if let (true, Some(o)) = (old_match, old) {
+                            out.push(WatchEvent { kind: "DELETED", object: o });
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A revision every event up to which has been delivered (for bookmarks).
+    pub fn bookmark_revision(&self) -> u64 {
+        self.watcher.next_revision().saturating_sub(1)
+    }
+}
+
+/// Fills the status a freshly created object starts with.
+fn init_status(res: &ResourceInfo, obj: &mut Value) {
+    let root = obj.as_object_mut().expect("object");
+    match res.kind {
+        "Pod" => {
+            let status = root.entry("status").or_insert_with(|| json!({}));
+            if let Some(s) = status.as_object_mut() {
+                s.entry("phase").or_insert_with(|| json!("Pending"));
+            }
+            let qos = qos_class(root.get("spec").unwrap_or(&Value::Null));
+            if let Some(s) = root.get_mut("status").and_then(Value::as_object_mut) {
+                s.entry("qosClass").or_insert_with(|| json!(qos));
+            }
+        }
+        "Namespace" => {
+            root.insert("status".into(), json!({"phase": "Active"}));
+        }
+        _ => {}
+    }
+}
+
+/// Kubernetes' QoS class of a pod spec.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Fields Kubernetes refuses to change after creation.
+fn immutable_changes(res: &ResourceInfo, old: &Value, new: &Value) -> Option<ApiError> {
+    let fields: &[&str] = match res.kind {
+        "Deployment" | "ReplicaSet" => &["/spec/selector"],
+        "Service" => &["/spec/clusterIP"],
+        "Pod" => &["/spec/containers/0/name", "/spec/restartPolicy"],
+        _ => &[],
+    };
+    for f in fields {
+        let (o, n) = (old.pointer(f), new.pointer(f));
+        if o.is_some() && o != n && !(res.kind == "Service" && (n.is_none() || n == Some(&json!("")))) {
+            let path = f.trim_start_matches('/').replace('/', ".");
+            return Some(ApiError::from(
+                skiff_api::ValidationErrors {
+                    kind: res.kind.to_string(),
+                    group: res.group.to_string(),
+                    name: meta::name_of(old).to_string(),
+                    errors: vec![skiff_api::FieldError::invalid(
+                        path,
+                        n.cloned().unwrap_or(Value::Null),
+                        "field is immutable",
+                    )],
+                }
+                .to_status(),
+            ));
+        }
+    }
+    if res.kind == "Pod" {
+        let bound_old = old.pointer("/spec/nodeName");
+        let bound_new = new.pointer("/spec/nodeName");
+        if bound_old.is_some_and(|b| b.as_str().is_some_and(|s| !s.is_empty())) && bound_old != bound_new {
+            return Some(ApiError::from(
+                skiff_api::ValidationErrors {
+                    kind: "Pod".into(),
+                    group: String::new(),
+                    name: meta::name_of(old).to_string(),
+                    errors: vec![skiff_api::FieldError::forbidden("spec.nodeName", "a bound pod cannot be moved")],
+                }
+                .to_status(),
+            ));
+        }
+    }
+    None
+}
+
+fn patch_error(e: skiff_api::PatchError) -> ApiError {
+    let msg = e.to_string();
+    if msg.contains("test") && msg.contains("failed") {
+        ApiError::from(skiff_api::Status::failure(skiff_api::StatusReason::Invalid, msg, None))
+    } else {
+        ApiError::bad_request(msg)
+    }
+}
+
+fn encode_continue(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({"k": key})).unwrap_or_default())
+}
+
+fn decode_continue(tok: &str) -> ApiResult<String> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    v.get("k").and_then(Value::as_str).map(str::to_string).ok_or_else(bad)
+}
+
+/// An owner reference to `obj` (controller, block owner deletion), as controllers set it.
+pub fn controller_ref(res: &ResourceInfo, obj: &Value) -> Value {
+    json!({
+        "apiVersion": res.api_version(),
+        "kind": res.kind,
+        "name": meta::name_of(obj),
+        "uid": meta::uid_of(obj),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Labels as a map, for callers outside the crate.
+pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
+    labels_of(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue("/registry/pods/default/web-1");
+        assert_eq!(decode_continue(&t).unwrap(), "/registry/pods/default/web-1");
+        assert_eq!(decode_continue("%%%").unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        let g = json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn scale_view_of_a_deployment() {
+        let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(&registry::DEPLOYMENTS, &d);
+        assert_eq!(s["kind"], "Scale");
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web");
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+}

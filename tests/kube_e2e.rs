@@ -1,0 +1,290 @@
+//! End-to-end: the real `kubectl` against three real `skiff server` processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use skiff::proc_cluster::ProcCluster;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
+}
+
+fn kubectl_path() -> PathBuf {
+    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
+}
+
+/// kubectl bound to one kubeconfig and a private discovery cache.
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn new(kubeconfig: PathBuf, dir: &Path, tag: &str) -> Self {
+        Kubectl { kubeconfig, cache: dir.join(format!("kubectl-cache-{tag}")) }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(kubectl_path());
+        c.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(&self.cache).arg("--request-timeout=20s");
+        c.args(args);
+        c
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_stdin(args, "")
+    }
+
+    /// Runs and asserts success, returning stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.ok, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        o.stdout
+    }
+
+    fn apply(&self, manifest: &str) -> String {
+        let o = self.run_stdin(&["apply", "-f", "-"], manifest);
+        assert!(o.ok, "kubectl apply failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        o.stdout
+    }
+
+    fn fails(&self, args: &[&str], stdin: &str) -> String {
+        let o = self.run_stdin(args, stdin);
+        assert!(!o.ok, "kubectl {args:?} should have failed:\nstdout: {}", o.stdout);
+        o.stderr
+    }
+}
+
+/// Retries `f` until it returns `Some` or the deadline passes.
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: skiff/busybox:1
+        command: ["httpd", "-f", "-p", "8080"]
+        env:
+        - {name: A, value: "1"}
+        ports:
+        - containerPort: 8080
+      - name: sidecar
+        image: skiff/busybox:1
+        command: ["sleep", "3600"]
+"#;
+
+async fn cluster() -> (ProcCluster, u64) {
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    (c, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_apply_get_scale_patch_delete() {
+    let (c, leader) = cluster().await;
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "f");
+    let kl = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "l");
+
+    // The initial namespaces appear once a leader takes the bootstrap write.
+    wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "namespace", "default"]).ok.then_some(()));
+    let ns = k.ok(&["get", "namespaces"]);
+    for n in ["default", "kube-system", "kube-node-lease"] {
+        assert!(ns.contains(n), "{ns}");
+    }
+    assert!(k.ok(&["version", "-o", "json"]).contains("\"minor\": \"32\""));
+    assert!(k.ok(&["api-resources"]).contains("deployments"));
+
+    // create through a follower (writes are forwarded to the leader), read from the leader.
+    let out = k.run_stdin(&["create", "-f", "-"], DEPLOYMENT);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web created");
+    let table = kl.ok(&["get", "deployments"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
+    let wide = kl.ok(&["get", "deploy", "-o", "wide"]);
+    assert!(wide.contains("skiff/busybox:1,skiff/busybox:1") && wide.contains("app=web"), "{wide}");
+    let yaml = kl.ok(&["get", "deployment", "web", "-o", "yaml"]);
+    for want in [
+        "replicas: 2",
+        "resourceVersion:",
+        "uid:",
+        "creationTimestamp:",
+        "generation: 1",
+        "maxSurge: 25%",
+        "progressDeadlineSeconds: 600",
+        "revisionHistoryLimit: 10",
+        "terminationGracePeriodSeconds: 30",
+    ] {
+        assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");
+    }
+    // A second create is refused with AlreadyExists.
+    let err = k.fails(&["create", "-f", "-"], DEPLOYMENT);
+    assert!(err.contains("AlreadyExists") && err.contains("deployments.apps \"web\" already exists"), "{err}");
+
+    // apply: create, re-apply unchanged, change (strategic merge by container name).
+    let applied = DEPLOYMENT.replace("name: web\n  labels", "name: api\n  labels");
+    assert_eq!(k.apply(&applied).trim(), "deployment.apps/api created");
+    assert_eq!(k.apply(&applied).trim(), "deployment.apps/api unchanged");
+    let changed =
+        applied.replace("- {name: A, value: \"1\"}", "- {name: A, value: \"2\"}\n        - {name: B, value: \"3\"}");
+    assert_eq!(k.apply(&changed).trim(), "deployment.apps/api configured");
+    let env = k.ok(&["get", "deploy", "api", "-o", "jsonpath={.spec.template.spec.containers[0].env}"]);
+    assert!(env.contains("\"value\":\"2\"") && env.contains("\"name\":\"B\""), "{env}");
+    let gen = k.ok(&["get", "deploy", "api", "-o", "jsonpath={.metadata.generation}"]);
+    assert_eq!(gen, "2");
+
+    // scale through the scale subresource.
+    assert_eq!(k.ok(&["scale", "deployment", "web", "--replicas=5"]).trim(), "deployment.apps/web scaled");
+    assert_eq!(kl.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "5");
+
+    // patch: strategic (merge key = container name), merge and JSON patch.
+    let p = r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"skiff/busybox:2"}]}}}}"#;
+    assert_eq!(k.ok(&["patch", "deployment", "web", "-p", p]).trim(), "deployment.apps/web patched");
+    let images = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]);
+    assert_eq!(images, "skiff/busybox:1 skiff/busybox:2", "strategic merge kept the other container");
+    k.ok(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":"front"}}}"#]);
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":1}]"#,
+    ]);
+    assert_eq!(k.ok(&["get", "deploy", "-l", "tier=front", "-o", "name"]).trim(), "deployment.apps/web");
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "1");
+
+    // Invalid objects are rejected, naming the field.
+    let bad = DEPLOYMENT.replace("replicas: 2", "replicas: -1").replace("name: web\n  labels", "name: bad\n  labels");
+    let err = k.fails(&["create", "-f", "-"], &bad);
+    assert!(err.contains("spec.replicas") && err.contains("Invalid value"), "{err}");
+    let bad = DEPLOYMENT
+        .replace("image: skiff/busybox:1\n        command: [\"sleep\"", "imagee: x\n        command: [\"sleep\"");
+    let err = k.fails(&["create", "-f", "-"], &bad);
+    assert!(err.contains("unknown field") && err.contains("imagee"), "{err}");
+    let bad_name = DEPLOYMENT.replace("name: web\n  labels", "name: Web_1\n  labels");
+    let err = k.fails(&["create", "-f", "-"], &bad_name);
+    assert!(err.contains("metadata.name") && err.contains("RFC 1123"), "{err}");
+
+    // A stale update gets 409 Conflict.
+    let old = k.ok(&["get", "deploy", "web", "-o", "json"]);
+    k.ok(&["label", "deploy", "web", "touched=yes"]);
+    let err = k.fails(&["replace", "-f", "-"], &old);
+    assert!(err.contains("Conflict") && err.contains("the object has been modified"), "{err}");
+
+    // delete; the deployment's pods-to-be are gone, NotFound afterwards.
+    assert_eq!(k.ok(&["delete", "deployment", "web"]).trim(), "deployment.apps \"web\" deleted");
+    let err = kl.fails(&["get", "deployment", "web"], "");
+    assert!(err.contains("NotFound") && err.contains("\"web\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_watch_pods_namespaces_and_selectors() {
+    let (c, leader) = cluster().await;
+    let k = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "w");
+    wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));
+    // (`kubectl create namespace` sends protobuf, which Skiff does not decode; apply sends JSON.)
+    k.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n");
+    let pod = |name: &str, ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: x}}}}\n\
+             spec:\n  containers:\n  - {{name: c, image: skiff/busybox:1, command: [sleep, '3600']}}\n"
+        )
+    };
+    assert_eq!(k.apply(&pod("p1", "team")).trim(), "pod/p1 created");
+
+    // kubectl get -w prints the table, then a row per change.
+    let mut child =
+        k.cmd(&["get", "pods", "-n", "team", "-w"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("table header");
+    assert!(first.starts_with("NAME") && first.contains("STATUS"), "{first}");
+    let row = rx.recv_timeout(Duration::from_secs(20)).expect("p1 row");
+    assert!(row.starts_with("p1 ") && row.contains("Pending"), "{row}");
+    let o = k.run_stdin(&["create", "-f", "-"], &pod("p2", "team"));
+    assert!(o.ok, "{}", o.stderr);
+    let row = rx.recv_timeout(Duration::from_secs(20)).expect("p2 row from the watch");
+    assert!(row.starts_with("p2 "), "{row}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Selectors and all-namespaces listing.
+    k.run_stdin(&["create", "-f", "-"], &pod("q1", "default"));
+    let all = k.ok(&["get", "pods", "-A"]);
+    assert!(all.lines().next().unwrap().starts_with("NAMESPACE"), "{all}");
+    assert!(all.contains("team") && all.contains("q1"), "{all}");
+    assert_eq!(
+        k.ok(&["get", "pods", "-n", "team", "--field-selector", "metadata.name=p2", "-o", "name"]).trim(),
+        "pod/p2"
+    );
+    assert_eq!(k.ok(&["get", "pods", "-n", "team", "-l", "app=x", "-o", "name"]).lines().count(), 2);
+    let empty = k.run(&["get", "pods", "-n", "team", "-l", "app=none"]);
+    assert!(empty.stderr.contains("No resources found in team namespace."), "{}", empty.stderr);
+
+    // Unscheduled pods are deleted at once; deleting a namespace empties it.
+    assert_eq!(k.ok(&["delete", "pod", "p1", "-n", "team"]).trim(), "pod \"p1\" deleted");
+    k.ok(&["delete", "namespace", "team"]);
+    wait_for(Duration::from_secs(20), "namespace team gone", || {
+        let o = k.run(&["get", "namespace", "team"]);
+        (!o.ok && o.stderr.contains("NotFound")).then_some(())
+    });
+    let err = k.fails(&["get", "pod", "p2", "-n", "team"], "");
+    assert!(err.contains("NotFound"), "{err}");
+}
