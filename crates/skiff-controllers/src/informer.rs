@@ -14,6 +14,9 @@ use crate::util::{self, ObjKey};
 
 /// Called with (old, new) after the cache changed: (None, Some) added, (Some, Some) modified,
 /// (Some, None) deleted. Runs on the informer task: it must be quick and never block.
+/// (old, new) pair of one cache change.
+type Change = (Option<Arc<Value>>, Option<Arc<Value>>);
+
 pub type ChangeHandler = Arc<dyn Fn(Option<&Value>, Option<&Value>) + Send + Sync>;
 
 struct CacheInner {
@@ -130,7 +133,7 @@ impl Cache {
         self.inner.objects.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn notify(&self, changes: &[(Option<Arc<Value>>, Option<Arc<Value>>)]) {
+    fn notify(&self, changes: &[Change]) {
         let handlers = self.inner.handlers.read().unwrap_or_else(|e| e.into_inner()).clone();
         for (old, new) in changes {
             for h in &handlers {

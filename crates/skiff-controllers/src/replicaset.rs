@@ -394,7 +394,7 @@ mod tests {
         };
         let old_ready = ready("d", "2024-01-01T00:00:00Z");
         let new_ready = ready("e", "2024-01-02T00:00:00Z");
-        let mut pods = vec![&old_ready, &new_ready, &running_unready, &pending, &unscheduled];
+        let mut pods = [&old_ready, &new_ready, &running_unready, &pending, &unscheduled];
         pods.sort_by(|a, b| compare_deletion_priority(a, b));
         let names: Vec<&str> = pods.iter().map(|p| util::name(p)).collect();
         assert_eq!(names, ["a", "b", "c", "e", "d"]);
