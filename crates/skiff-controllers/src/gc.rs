@@ -1,11 +1,12 @@
-//! Garbage collector: deletes objects whose owners are all gone (what a crash mid-cascade left behind).
+//! Garbage collector: deletes objects whose owners are all gone (what a crash mid-cascade left
+//! behind) and pods bound to nodes that no longer exist.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_api::registry::lookup_kind;
+use skiff_api::registry::{lookup_kind, NODES, PODS};
 use tokio::sync::watch;
 
 use crate::api::{ApiCallError, ObjectApi};
@@ -18,11 +19,51 @@ pub struct GarbageCollector {
     dependents: Vec<Cache>,
     /// Caches consulted first for owner existence (a miss is confirmed with a live GET).
     owners: Vec<Cache>,
+    /// (pods, nodes): pods bound to a node missing from the store are deleted (Kubernetes' PodGC).
+    node_pods: Option<(Cache, Cache)>,
 }
 
 impl GarbageCollector {
     pub fn new(api: Arc<dyn ObjectApi>, dependents: Vec<Cache>, owners: Vec<Cache>) -> Self {
-        GarbageCollector { api, dependents, owners }
+        GarbageCollector { api, dependents, owners, node_pods: None }
+    }
+
+    /// Also delete pods bound to nodes that no longer exist.
+    pub fn with_node_pods(mut self, pods: Cache, nodes: Cache) -> Self {
+        self.node_pods = Some((pods, nodes));
+        self
+    }
+
+    /// Pods whose `spec.nodeName` names a node that is gone (confirmed with a live GET).
+    async fn sweep_node_pods(&self) -> Result<usize, ApiCallError> {
+        let Some((pods, nodes)) = &self.node_pods else { return Ok(0) };
+        let mut deleted = 0;
+        let mut missing: HashSet<String> = HashSet::new();
+        for pod in pods.list(None) {
+            let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else { continue };
+            if nodes.get(None, node).is_some() {
+                continue;
+            }
+            if !missing.contains(node) {
+                match self.api.get(&NODES, None, node).await {
+                    Ok(_) => continue,
+                    Err(e) if e.is_not_found() => {
+                        missing.insert(node.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.api.delete(&PODS, util::namespace(&pod), util::name(&pod), Some(util::uid(&pod)), Some(0)).await
+            {
+                Ok(()) => {
+                    tracing::info!(pod = %util::ObjKey::of(&pod), node, "deleted pod bound to a missing node");
+                    deleted += 1;
+                }
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
     }
 
     pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
@@ -68,7 +109,7 @@ impl GarbageCollector {
 
     /// One pass; returns how many objects were deleted.
     pub async fn sweep(&self) -> Result<usize, ApiCallError> {
-        let mut deleted = 0;
+        let mut deleted = self.sweep_node_pods().await?;
         let mut seen_dangling: HashSet<String> = HashSet::new();
         for cache in &self.dependents {
             let res = cache.resource();

@@ -198,7 +198,8 @@ pub async fn run_all_with(
         api.clone(),
         vec![pods.clone(), rsets.clone()],
         vec![rsets.clone(), deploys.clone(), nodes.clone()],
-    );
+    )
+    .with_node_pods(pods.clone(), nodes.clone());
     tasks.spawn(gc.run(ms(cfg.gc_interval_ms), stop.clone()));
     tasks.spawn(events::run_event_expiry(
         api.clone(),

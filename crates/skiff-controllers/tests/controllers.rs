@@ -13,6 +13,8 @@ use skiff_controllers::{run_all, ApiCallError, ControllerConfig, HeartbeatTable,
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The node the simulated kubelet binds ready pods to.
+const WORKER: &str = "worker";
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn cfg() -> ControllerConfig {
@@ -32,11 +34,18 @@ struct Harness {
     heartbeats: HeartbeatTable,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    worker_beat: Option<watch::Sender<bool>>,
 }
 
 impl Harness {
-    fn start(api: Arc<FakeApi>) -> Self {
-        Self::start_with(api, HeartbeatTable::new(), cfg())
+    /// Controllers plus a live node `worker` (heartbeating) for the simulated kubelet's pods.
+    async fn start(api: Arc<FakeApi>) -> Self {
+        if api.object(&NODES, None, WORKER).is_none() {
+            create_node(&api, WORKER).await;
+        }
+        let mut h = Self::start_with(api, HeartbeatTable::new(), cfg());
+        h.worker_beat = Some(heartbeat(&h.heartbeats, WORKER));
+        h
     }
 
     fn start_with(api: Arc<FakeApi>, heartbeats: HeartbeatTable, cfg: ControllerConfig) -> Self {
@@ -44,7 +53,7 @@ impl Harness {
         let (stop, rx) = watch::channel(false);
         let dyn_api: Arc<dyn ObjectApi> = api.clone();
         let task = tokio::spawn(run_all(dyn_api, cfg, heartbeats.clone(), rx));
-        Harness { heartbeats, stop, task }
+        Harness { heartbeats, stop, task, worker_beat: None }
     }
 
     async fn shutdown(self) {
@@ -125,7 +134,7 @@ fn make_ready(api: &FakeApi, pod: &Value, node: &str) {
 fn make_all_ready(api: &FakeApi) {
     for p in active_pods(api) {
         if !util::pod_is_ready(&p) {
-            make_ready(api, &p, "n1");
+            make_ready(api, &p, WORKER);
         }
     }
 }
@@ -164,7 +173,7 @@ async fn replicaset_creates_deletes_and_adopts() {
     api.create(&PODS, json!({"metadata": {"name": "orphan", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}))
         .await
         .unwrap();
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let rs = api
         .create(&REPLICASETS, json!({"metadata": {"name": "web"}, "spec": {"replicas": 3,
             "selector": {"matchLabels": {"app": "web"}},
@@ -192,7 +201,7 @@ async fn replicaset_creates_deletes_and_adopts() {
 
     // Ready pods are kept on scale-down; the unready ones go first.
     let current = pods_of(&api, &rs);
-    make_ready(&api, &current[0], "n1");
+    make_ready(&api, &current[0], WORKER);
     let keep = util::name(&current[0]).to_string();
     update(&api, &REPLICASETS, "web", |r| r["spec"]["replicas"] = json!(1)).await;
     let left = wait_for("1 pod", &api, |a| Some(pods_of(a, &rs)).filter(|p| p.len() == 1)).await;
@@ -226,7 +235,7 @@ async fn replicaset_creates_deletes_and_adopts() {
 async fn reconcile_errors_are_retried() {
     let api = Arc::new(FakeApi::new());
     api.fail_next("create", Some(&PODS), ApiCallError::unavailable("raft: no leader"), 3);
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let rs = api
         .create(&REPLICASETS, json!({"metadata": {"name": "web"}, "spec": {"replicas": 2,
             "selector": {"matchLabels": {"app": "web"}},
@@ -242,7 +251,7 @@ async fn reconcile_errors_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_creates_hashed_replicaset_with_revision_and_scales() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     api.create(&DEPLOYMENTS, deployment("web", 3, "app:1")).await.unwrap();
     let rs = wait_for("rs", &api, |a| rs_of(a, "web").pop()).await;
     let hash = rs["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL].as_str().unwrap().to_string();
@@ -266,6 +275,13 @@ async fn deployment_creates_hashed_replicaset_with_revision_and_scales() {
     update(&api, &DEPLOYMENTS, "web", |d| d["spec"]["replicas"] = json!(2)).await;
     wait_for("2 pods", &api, |a| Some(()).filter(|_| active_pods(a).len() == 2)).await;
     wait_for("rolled out at 2", &api, |a| rolled_out(a, "web")).await;
+    wait_for("2 pods left", &api, |a| Some(()).filter(|_| a.objects(&PODS).len() == 2)).await;
+    make_all_ready(&api);
+    wait_for("settled", &api, |a| rolled_out(a, "web")).await;
+    let writes = api.writes();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = api.objects(&EVENTS).len() as u64;
+    assert!(api.writes() <= writes + events, "an idle deployment controller must not write");
     wait_for("ScalingReplicaSet event", &api, |a| {
         a.objects(&EVENTS).into_iter().find(|e| {
             e["reason"] == "ScalingReplicaSet"
@@ -293,7 +309,7 @@ async fn drive_rollout(api: &FakeApi, name: &str, replicas: i64, surge: i64, una
         }
         assert!(Instant::now() < deadline, "rollout did not finish: {rss:#?}");
         if let Some(p) = active_pods(api).into_iter().find(|p| !util::pod_is_ready(p)) {
-            make_ready(api, &p, "n1");
+            make_ready(api, &p, WORKER);
         }
         tokio::time::sleep(Duration::from_millis(25)).await; // kubelet pacing, not synchronization
     }
@@ -302,7 +318,7 @@ async fn drive_rollout(api: &FakeApi, name: &str, replicas: i64, surge: i64, una
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_honours_surge_and_unavailable() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let mut d = deployment("web", 4, "app:1");
     d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
     api.create(&DEPLOYMENTS, d).await.unwrap();
@@ -340,13 +356,13 @@ async fn rolling_update_honours_surge_and_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_waits_for_min_ready_seconds() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let mut d = deployment("web", 1, "app:1");
     d["spec"]["minReadySeconds"] = json!(1);
     api.create(&DEPLOYMENTS, d).await.unwrap();
     let pod = wait_for("pod", &api, |a| active_pods(a).pop()).await;
     let started = Instant::now();
-    make_ready(&api, &pod, "n1");
+    make_ready(&api, &pod, WORKER);
     let d = wait_for("available after minReadySeconds", &api, |a| rolled_out(a, "web")).await;
     assert!(started.elapsed() >= Duration::from_millis(900), "available too early");
     assert_eq!(rs_of(&api, "web")[0]["spec"]["minReadySeconds"], 1);
@@ -357,7 +373,7 @@ async fn rollout_waits_for_min_ready_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_never_overlaps_versions() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let mut d = deployment("web", 2, "app:1");
     d["spec"]["strategy"] = json!({"type": "Recreate"});
     api.create(&DEPLOYMENTS, d).await.unwrap();
@@ -388,7 +404,7 @@ async fn recreate_never_overlaps_versions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_deployment_does_not_roll_out_until_resumed() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     api.create(&DEPLOYMENTS, deployment("web", 2, "app:1")).await.unwrap();
     wait_for("2 pods", &api, |a| Some(()).filter(|_| active_pods(a).len() == 2)).await;
     make_all_ready(&api);
@@ -422,7 +438,7 @@ async fn paused_deployment_does_not_roll_out_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_deadline_exceeded_halts_with_old_pods_serving() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let mut d = deployment("web", 3, "app:1");
     d["spec"]["progressDeadlineSeconds"] = json!(1);
     d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
@@ -453,7 +469,7 @@ async fn progress_deadline_exceeded_halts_with_old_pods_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_reuses_old_replicaset_with_new_revision() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     api.create(&DEPLOYMENTS, deployment("web", 2, "app:1")).await.unwrap();
     wait_for("2 pods", &api, |a| Some(()).filter(|_| active_pods(a).len() == 2)).await;
     make_all_ready(&api);
@@ -481,7 +497,7 @@ async fn rollback_reuses_old_replicaset_with_new_revision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revision_history_limit_cleans_old_replicasets() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let mut d = deployment("web", 1, "app:1");
     d["spec"]["revisionHistoryLimit"] = json!(1);
     api.create(&DEPLOYMENTS, d).await.unwrap();
@@ -539,7 +555,7 @@ async fn silent_node_is_tainted_then_evicted_and_recovers() {
     let api = Arc::new(FakeApi::new());
     create_node(&api, "n1").await;
     create_node(&api, "n2").await;
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     let beat1 = heartbeat(&h.heartbeats, "n1");
     let _beat2 = heartbeat(&h.heartbeats, "n2");
     let rs = api
@@ -583,12 +599,12 @@ async fn new_leader_gives_every_node_a_fresh_grace_period() {
     let api = Arc::new(FakeApi::new());
     create_node(&api, "n1").await;
     // The old leader heard n1 long ago (its table is gone with it); the new one starts empty.
-    let old = Harness::start(api.clone());
+    let old = Harness::start(api.clone()).await;
     wait_for("first leader synced", &api, |_| Some(())).await;
     old.shutdown().await;
 
     let started = Instant::now();
-    let new = Harness::start(api.clone());
+    let new = Harness::start(api.clone()).await;
     wait_for("n1 judged unreachable", &api, |a| Some(()).filter(|_| node_state(a, "n1") == ("Unknown".into(), true)))
         .await;
     let after = started.elapsed();
@@ -596,7 +612,7 @@ async fn new_leader_gives_every_node_a_fresh_grace_period() {
     new.shutdown().await;
 
     // A third leader that hears n1 brings it back.
-    let third = Harness::start(api.clone());
+    let third = Harness::start(api.clone()).await;
     let _beat = heartbeat(&third.heartbeats, "n1");
     wait_for("n1 ready", &api, |a| Some(()).filter(|_| node_state(a, "n1") == ("True".into(), false))).await;
     third.shutdown().await;
@@ -628,16 +644,24 @@ async fn garbage_collector_removes_orphans() {
     )
     .await
     .unwrap();
-    let h = Harness::start(api.clone());
+    create_node(&api, "n1").await;
+    api.create(&PODS, json!({"metadata": {"name": "on-ghost"}, "spec": {"nodeName": "ghost"}})).await.unwrap();
+    api.create(&PODS, json!({"metadata": {"name": "on-n1"}, "spec": {"nodeName": "n1"}})).await.unwrap();
+    let h = Harness::start(api.clone()).await;
     wait_for("orphan deleted", &api, |a| a.object(&PODS, Some("default"), "orphan").is_none().then_some(())).await;
+    wait_for("pod on missing node deleted", &api, |a| {
+        a.object(&PODS, Some("default"), "on-ghost").is_none().then_some(())
+    })
+    .await;
     assert!(api.object(&PODS, Some("default"), "owned").is_some());
+    assert!(api.object(&PODS, Some("default"), "on-n1").is_some());
     h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_halts_run_all_promptly_and_nothing_writes_after() {
     let api = Arc::new(FakeApi::new());
-    let h = Harness::start(api.clone());
+    let h = Harness::start(api.clone()).await;
     api.create(&DEPLOYMENTS, deployment("web", 2, "app:1")).await.unwrap();
     wait_for("2 pods", &api, |a| Some(()).filter(|_| active_pods(a).len() == 2)).await;
     let started = Instant::now();
