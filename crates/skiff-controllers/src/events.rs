@@ -1,0 +1,248 @@
+//! Best-effort recording of Kubernetes `v1 Event`s (bounded, never blocks a reconcile) and their expiry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use skiff_api::registry::EVENTS;
+use skiff_api::ResourceInfo;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::ObjectApi;
+use crate::informer::{sleep_or_stop, stopped};
+use crate::util::{self, format_time};
+
+/// Pending events beyond this are dropped.
+const EVENT_QUEUE: usize = 1024;
+/// Distinct (object, reason, message) series remembered for aggregation.
+const SERIES_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Normal => "Normal",
+            EventKind::Warning => "Warning",
+        }
+    }
+}
+
+struct EventRequest {
+    involved: Value,
+    kind: EventKind,
+    reason: String,
+    message: String,
+    component: &'static str,
+}
+
+/// Handle for recording events about objects. Cheap to clone; recording never waits: when the
+/// queue is full the event is dropped.
+#[derive(Clone)]
+pub struct EventRecorder {
+    tx: Option<mpsc::Sender<EventRequest>>,
+    component: &'static str,
+}
+
+impl EventRecorder {
+    /// A recorder and the task that writes its events through `api` until `stop`.
+    pub fn new(
+        api: Arc<dyn ObjectApi>,
+        stop: watch::Receiver<bool>,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (EventRecorder { tx: Some(tx), component: "skiff-controller-manager" }, run_sink(api, rx, stop))
+    }
+
+    /// A recorder that drops everything.
+    pub fn disabled() -> Self {
+        EventRecorder { tx: None, component: "" }
+    }
+
+    /// The same sink, reporting as `component` (`source.component`).
+    pub fn for_component(&self, component: &'static str) -> Self {
+        EventRecorder { tx: self.tx.clone(), component }
+    }
+
+    pub fn normal(&self, res: &ResourceInfo, obj: &Value, reason: &str, message: impl Into<String>) {
+        self.record(res, obj, EventKind::Normal, reason, message.into());
+    }
+
+    pub fn warning(&self, res: &ResourceInfo, obj: &Value, reason: &str, message: impl Into<String>) {
+        self.record(res, obj, EventKind::Warning, reason, message.into());
+    }
+
+    pub fn record(&self, res: &ResourceInfo, obj: &Value, kind: EventKind, reason: &str, message: String) {
+        let Some(tx) = &self.tx else { return };
+        let mut involved = json!({
+            "apiVersion": res.api_version(),
+            "kind": res.kind,
+            "name": util::name(obj),
+            "uid": util::uid(obj),
+        });
+        if let Some(ns) = util::namespace(obj) {
+            involved["namespace"] = json!(ns);
+        }
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
+            involved["resourceVersion"] = json!(rv);
+        }
+        let req = EventRequest { involved, kind, reason: reason.to_string(), message, component: self.component };
+        if tx.try_send(req).is_err() {
+            tracing::debug!(reason, "event dropped (queue full or recorder stopped)");
+        }
+    }
+}
+
+type SeriesKey = (String, EventKind, String, String);
+
+async fn run_sink(api: Arc<dyn ObjectApi>, mut rx: mpsc::Receiver<EventRequest>, mut stop: watch::Receiver<bool>) {
+    // Series already written: key → (namespace, event name).
+    let mut series: HashMap<SeriesKey, (String, String)> = HashMap::new();
+    loop {
+        let req = tokio::select! {
+            r = rx.recv() => match r { Some(r) => r, None => return },
+            _ = stopped(&mut stop) => return,
+        };
+        let write = write_event(&*api, &mut series, req);
+        tokio::select! {
+            r = write => if let Err(e) = r { tracing::debug!(error = %e, "event not recorded") },
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+async fn write_event(
+    api: &dyn ObjectApi,
+    series: &mut HashMap<SeriesKey, (String, String)>,
+    req: EventRequest,
+) -> Result<(), crate::api::ApiCallError> {
+    let now = Timestamp::now();
+    let ns = req.involved["namespace"].as_str().unwrap_or("default").to_string();
+    let key: SeriesKey = (
+        format!("{}/{}", req.involved["uid"].as_str().unwrap_or(""), req.involved["name"].as_str().unwrap_or("")),
+        req.kind,
+        req.reason.clone(),
+        req.message.clone(),
+    );
+    if let Some((ev_ns, ev_name)) = series.get(&key) {
+        if let Ok(mut ev) = api.get(&EVENTS, Some(ev_ns), ev_name).await {
+            ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
+            ev["lastTimestamp"] = json!(format_time(now));
+            match api.update(&EVENTS, ev).await {
+                Ok(_) => return Ok(()),
+                Err(e) if !e.is_not_found() => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+    let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), now.as_nanosecond());
+    let ev = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": req.involved,
+        "reason": req.reason,
+        "message": req.message,
+        "type": req.kind.as_str(),
+        "count": 1,
+        "firstTimestamp": format_time(now),
+        "lastTimestamp": format_time(now),
+        "source": {"component": req.component},
+        "reportingComponent": req.component,
+        "reportingInstance": "",
+    });
+    api.create(&EVENTS, ev).await?;
+    if series.len() >= SERIES_LIMIT {
+        series.clear();
+    }
+    series.insert(key, (ns, name));
+    Ok(())
+}
+
+/// Delete events whose last occurrence is older than `ttl`, every `interval`, until `stop`.
+pub async fn run_event_expiry(
+    api: Arc<dyn ObjectApi>,
+    ttl: Duration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let sweep = expire_events(&*api, ttl);
+        tokio::select! {
+            r = sweep => match r {
+                Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired events"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "event expiry failed"),
+            },
+            _ = stopped(&mut stop) => return,
+        }
+        if sleep_or_stop(interval, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// One expiry pass; returns how many events were deleted.
+pub async fn expire_events(api: &dyn ObjectApi, ttl: Duration) -> Result<usize, crate::api::ApiCallError> {
+    let (events, _) = api.list(&EVENTS, None).await?;
+    let cutoff = Timestamp::now().as_second() - ttl.as_secs() as i64;
+    let mut deleted = 0;
+    for ev in events {
+        let last = util::parse_time(&ev["lastTimestamp"])
+            .or_else(|| util::parse_time(&ev["eventTime"]))
+            .or_else(|| util::creation_timestamp(&ev));
+        if last.is_some_and(|t| t.as_second() < cutoff) {
+            match api.delete(&EVENTS, util::namespace(&ev), util::name(&ev), Some(util::uid(&ev)), Some(0)).await {
+                Ok(()) => deleted += 1,
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeApi;
+    use skiff_api::registry::REPLICASETS;
+
+    #[tokio::test]
+    async fn events_are_written_aggregated_and_expired() {
+        let api = Arc::new(FakeApi::new());
+        let (_tx, rx) = watch::channel(false);
+        let (rec, sink) = EventRecorder::new(api.clone(), rx);
+        tokio::spawn(sink);
+        let rec = rec.for_component("replicaset-controller");
+        let rs = json!({"metadata": {"name": "web-1", "namespace": "default", "uid": "u1"}});
+        rec.normal(&REPLICASETS, &rs, "SuccessfulCreate", "Created pod: web-1-abcde");
+        rec.normal(&REPLICASETS, &rs, "SuccessfulCreate", "Created pod: web-1-abcde");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let evs = api.objects(&EVENTS);
+            if evs.len() == 1 && evs[0]["count"] == 2 {
+                let e = &evs[0];
+                assert!(util::name(e).starts_with("web-1."));
+                assert_eq!(e["involvedObject"]["kind"], "ReplicaSet");
+                assert_eq!(e["involvedObject"]["uid"], "u1");
+                assert_eq!(e["source"]["component"], "replicaset-controller");
+                assert_eq!(e["type"], "Normal");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "events: {evs:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(expire_events(&*api, Duration::from_secs(3600)).await.unwrap(), 0);
+        let name = util::name(&api.objects(&EVENTS)[0]).to_string();
+        api.modify(&EVENTS, Some("default"), &name, |e| e["lastTimestamp"] = json!("2001-01-01T00:00:00Z"));
+        assert_eq!(expire_events(&*api, Duration::from_secs(3600)).await.unwrap(), 1);
+        assert!(api.objects(&EVENTS).is_empty());
+    }
+}
