@@ -288,3 +288,84 @@ async fn kubectl_watch_pods_namespaces_and_selectors() {
     let err = k.fails(&["get", "pod", "p2", "-n", "team"], "");
     assert!(err.contains("NotFound"), "{err}");
 }
+
+const NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  labels: {kubernetes.io/hostname: n1}
+status:
+  capacity: {cpu: "4", memory: 8Gi, pods: "110"}
+  allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
+  conditions:
+  - {type: Ready, status: "True", reason: KubeletReady, message: ready}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_runs_controllers_and_scheduler_and_hands_them_over() {
+    // No agent heartbeats in this test: a long lease keeps the hand-made node Ready.
+    let mut c = ProcCluster::start(&bin(), 3, &["--node-lease-ttl-ms", "600000"]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "c");
+    wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));
+    k.apply(NODE);
+    k.apply(&DEPLOYMENT.replace("replicas: 2", "replicas: 3"));
+
+    // The Deployment controller makes a ReplicaSet <name>-<hash>, which makes 3 pods; the
+    // scheduler binds them to the one Ready node.
+    let bound = |want: usize| {
+        let out =
+            k.run(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}"]);
+        (out.ok && out.stdout.lines().filter(|l| *l == "n1").count() == want).then_some(())
+    };
+    wait_for(Duration::from_secs(30), "3 pods bound to n1", || bound(3));
+    let rs = k.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name} {.items[0].metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+    ]);
+    assert!(rs.starts_with("web-") && rs.ends_with(" 1"), "{rs}");
+    let owners = k.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.ownerReferences[0].kind}"]);
+    assert_eq!(owners, "ReplicaSet");
+    let cond = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].status.conditions[?(@.type==\"PodScheduled\")].status}",
+    ]);
+    assert_eq!(cond, "True");
+
+    // A pod that fits nowhere says why.
+    let stuck = "apiVersion: v1\nkind: Pod\nmetadata: {name: stuck}\nspec:\n  nodeSelector: {disk: ssd}\n  containers:\n  - {name: c, image: skiff/busybox:1}\n";
+    k.apply(stuck);
+    wait_for(Duration::from_secs(20), "FailedScheduling message", || {
+        let m =
+            k.run(&["get", "pod", "stuck", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"]);
+        m.stdout.contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.").then_some(())
+    });
+
+    // Kill the leader: the next leader takes the controllers over and scaling still works.
+    c.kill(leader).unwrap();
+    let new_leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let k2 = Kubectl::new(c.kubeconfig(new_leader).unwrap(), c.dir(), "c2");
+    wait_for(Duration::from_secs(30), "scale through the new leader", || {
+        k2.run(&["scale", "deploy", "web", "--replicas=5"]).ok.then_some(())
+    });
+    let bound5 = || {
+        let out =
+            k2.run(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}"]);
+        (out.ok && out.stdout.lines().filter(|l| *l == "n1").count() == 5).then_some(())
+    };
+    wait_for(Duration::from_secs(30), "5 pods bound after the leader change", bound5);
+    // Nothing was created twice: exactly 5 pods exist.
+    let names = k2.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(names.lines().count(), 5, "{names}");
+}

@@ -45,6 +45,12 @@ pub struct ServerArgs {
     /// Requests admitted at once; more fail fast as overloaded.
     #[arg(long, env = "SKIFF_MAX_INFLIGHT_REQUESTS", default_value_t = StoreConfig::default().max_inflight_requests)]
     max_inflight_requests: usize,
+    /// A node whose agent sends no heartbeat for this long becomes Ready=Unknown (unreachable).
+    #[arg(long, env = "SKIFF_NODE_LEASE_TTL_MS", default_value_t = 4_000)]
+    node_lease_ttl_ms: u64,
+    /// Further time before the pods of an unreachable node are deleted (and recreated elsewhere).
+    #[arg(long, env = "SKIFF_POD_EVICTION_TIMEOUT_MS", default_value_t = 2_000)]
+    pod_eviction_timeout_ms: u64,
 }
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -65,7 +71,12 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         request_timeout_ms: a.request_timeout_ms,
         max_inflight_requests: a.max_inflight_requests,
     };
-    let cfg = ServerConfig { store, grpc_listen: a.grpc_addr, api_listen: a.api_addr, initial_cluster };
+    let controllers = skiff_controllers::ControllerConfig {
+        lease_ttl_ms: a.node_lease_ttl_ms,
+        eviction_timeout_ms: a.pod_eviction_timeout_ms,
+        ..Default::default()
+    };
+    let cfg = ServerConfig { store, grpc_listen: a.grpc_addr, api_listen: a.api_addr, initial_cluster, controllers };
     let server = Server::start(cfg).await.context("starting the replica")?;
     eprintln!("skiff server {} serving gRPC on {} and HTTP on {}", server.node.id(), server.grpc_addr, server.api_addr);
     wait_for_signal().await;

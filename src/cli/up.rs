@@ -42,8 +42,13 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
             data_dir: a.data_dir.join(format!("replica-{i}")),
             ..StoreConfig::default()
         };
-        let cfg =
-            ServerConfig { store, grpc_listen: grpc(i), api_listen: api(i), initial_cluster: Some(members.clone()) };
+        let cfg = ServerConfig {
+            store,
+            grpc_listen: grpc(i),
+            api_listen: api(i),
+            initial_cluster: Some(members.clone()),
+            controllers: Default::default(),
+        };
         servers.push(Server::start(cfg).await.with_context(|| format!("starting replica {i}"))?);
     }
     let endpoints: Vec<String> = members.values().cloned().collect();

@@ -115,6 +115,10 @@ pub struct WatchEvent {
 pub struct ObjectStore {
     node: Arc<StoreNode>,
     validation: ValidationOptions,
+    /// Fencing token `(key, mod revision)`: when set, every write also requires the key to be
+    /// at that revision, so a deposed leader's controllers cannot make a decision stick once
+    /// the next leader has rewritten the key.
+    fence: Option<(String, u64)>,
 }
 
 fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
@@ -209,7 +213,38 @@ fn selector_string(sel: &LabelSelector) -> String {
 
 impl ObjectStore {
     pub fn new(node: Arc<StoreNode>) -> Self {
-        ObjectStore { node, validation: ValidationOptions::default() }
+        ObjectStore { node, validation: ValidationOptions::default(), fence: None }
+    }
+
+    /// The same store with every write fenced on `key` being at `revision`.
+    pub fn fenced(&self, key: impl Into<String>, revision: u64) -> ObjectStore {
+        ObjectStore {
+            node: self.node.clone(),
+            validation: self.validation.clone(),
+            fence: Some((key.into(), revision)),
+        }
+    }
+
+    /// Runs a write transaction, adding the fence compare when fenced. A transaction that
+    /// failed because the fence moved is an error (`503`), not a lost race to retry.
+    async fn txn(&self, mut txn: Txn) -> ApiResult<skiff_store::Response> {
+        if let Some((key, rev)) = &self.fence {
+            txn.compare.push(Compare::mod_revision(key, *rev));
+        }
+        let r = self.node.txn(txn).await?;
+        if !r.succeeded {
+            if let Some((key, rev)) = &self.fence {
+                let (kv, _) = self.node.get(key, false).await?;
+                let now = kv.map_or(0, |kv| kv.mod_revision);
+                if now != *rev {
+                    return Err(st::service_unavailable(format!(
+                        "leadership lost: fence {key} is at revision {now}, this writer holds {rev}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(r)
     }
 
     pub fn node(&self) -> &Arc<StoreNode> {
@@ -464,7 +499,6 @@ impl ObjectStore {
             return Ok(Written { object: obj, warnings, changed: false });
         }
         let resp = self
-            .node
             .txn(Txn {
                 compare: vec![Compare::missing(&key)],
                 success: vec![Op::put(&key, encode(&obj))],
@@ -656,7 +690,6 @@ impl ObjectStore {
                 return Ok(Some(Written { object: new, warnings, changed: false }));
             }
             let r = self
-                .node
                 .txn(Txn {
                     compare: vec![Compare::mod_revision(key, cur.mod_revision)],
                     success: vec![Op::delete(key)],
@@ -678,7 +711,6 @@ impl ObjectStore {
             return Ok(Some(Written { object: new, warnings, changed: false }));
         }
         let r = self
-            .node
             .txn(Txn {
                 compare: vec![Compare::mod_revision(key, cur.mod_revision)],
                 success: vec![Op::put(key, encode(&new))],
@@ -839,7 +871,6 @@ impl ObjectStore {
                 return Ok(Deleted::Gone(obj));
             }
             let r = self
-                .node
                 .txn(Txn {
                     compare: vec![Compare::mod_revision(&key, cur.mod_revision)],
                     success: vec![Op::delete(&key)],
@@ -883,7 +914,6 @@ impl ObjectStore {
 
     async fn cas_put(&self, key: &str, rev: u64, obj: &Value) -> ApiResult<Option<u64>> {
         let r = self
-            .node
             .txn(Txn {
                 compare: vec![Compare::mod_revision(key, rev)],
                 success: vec![Op::put(key, encode(obj))],
@@ -1026,13 +1056,12 @@ impl ObjectStore {
         }
         let key = keys::object_key(&NAMESPACES, None, ns);
         if let (Some(kv), _) = self.read(&key, false).await? {
-            self.node
-                .txn(Txn {
-                    compare: vec![Compare::mod_revision(&key, kv.mod_revision)],
-                    success: vec![Op::delete(&key)],
-                    failure: vec![],
-                })
-                .await?;
+            self.txn(Txn {
+                compare: vec![Compare::mod_revision(&key, kv.mod_revision)],
+                success: vec![Op::delete(&key)],
+                failure: vec![],
+            })
+            .await?;
         }
         Ok(())
     }

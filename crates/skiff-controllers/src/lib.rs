@@ -15,6 +15,7 @@ pub mod informer;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod scheduling;
 pub mod testing;
 pub mod util;
 

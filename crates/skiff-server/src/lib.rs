@@ -4,6 +4,7 @@
 mod convert;
 pub mod grpc;
 pub mod http;
+pub mod leader;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub api_listen: String,
     /// Bootstrap membership, used only when the data directory is empty.
     pub initial_cluster: Option<BTreeMap<NodeId, String>>,
+    /// Tunables of the leader-only controllers (lease TTL, eviction timeout, ...).
+    pub controllers: skiff_controllers::ControllerConfig,
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -72,6 +75,8 @@ pub struct Server {
     pub node: Arc<StoreNode>,
     /// The Kubernetes object layer over `node` (what the API serves and controllers use).
     pub objects: Arc<skiff_apiserver::ObjectStore>,
+    /// Agent heartbeats, kept in memory and read by the leader's node-lifecycle controller.
+    pub heartbeats: skiff_controllers::HeartbeatTable,
     pub grpc_addr: SocketAddr,
     pub api_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -156,13 +161,31 @@ impl Server {
             }
         });
         let bootstrap_task = tokio::spawn(bootstrap(objects.clone(), stop_rx.clone()));
+        let heartbeats = skiff_controllers::HeartbeatTable::default();
+        let leader_task = tokio::spawn(leader::run(
+            node.clone(),
+            objects.clone(),
+            heartbeats.clone(),
+            cfg.controllers.clone(),
+            stop_rx.clone(),
+        ));
         tracing::info!(id = cfg.store.id, %grpc_addr, %api_addr, "replica serving");
-        Ok(Server { node, objects, grpc_addr, api_addr, stop, tasks: vec![grpc_task, http_task, bootstrap_task] })
+        Ok(Server {
+            node,
+            objects,
+            heartbeats,
+            grpc_addr,
+            api_addr,
+            stop,
+            tasks: vec![grpc_task, http_task, bootstrap_task, leader_task],
+        })
     }
 
     /// Stops serving and shuts Raft down.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        // Let the leader loops notice before Raft goes away under them.
+        tokio::task::yield_now().await;
         self.node.shutdown().await;
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;

@@ -1,0 +1,215 @@
+//! The leader-only scheduler loop: snapshots the pod and node caches, asks the pure
+//! `skiff-scheduler` for decisions, and writes bindings (compare-and-set on the pod's
+//! resourceVersion) and `PodScheduled=False` conditions through the object API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{json, Value};
+use skiff_api::registry::PODS;
+use skiff_scheduler::{ClusterSnapshot, Decision, SchedulerConfig};
+use tokio::sync::Notify;
+
+use crate::informer::{sleep_or_stop, stopped};
+use crate::{LeaderContext, LeaderTask};
+
+/// Tunables of the scheduler loop.
+#[derive(Debug, Clone)]
+pub struct SchedulingConfig {
+    /// Bindings written concurrently (the store batches them into shared fsyncs).
+    pub bind_concurrency: usize,
+    /// An unschedulable pod is retried at least this often even without cluster changes.
+    pub retry_interval_ms: u64,
+    /// Tie-breaking seed of the pure scheduler.
+    pub seed: u64,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig { bind_concurrency: 64, retry_interval_ms: 5_000, seed: 0 }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The scheduler as a task for [`crate::run_all_with`].
+pub fn scheduler_task(cfg: SchedulingConfig) -> LeaderTask {
+    Box::new(move |ctx: LeaderContext| Box::pin(run(ctx, cfg)))
+}
+
+fn pending(p: &Value) -> bool {
+    p.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty)
+        && p.pointer("/metadata/deletionTimestamp").is_none()
+}
+
+async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
+    let wake = Arc::new(Notify::new());
+    {
+        let w = wake.clone();
+        ctx.pods.on_change(move |_, new| {
+            if new.is_none_or(pending) {
+                w.notify_one();
+            }
+        });
+        let w = wake.clone();
+        // A node change (new node, readiness, capacity) may make a waiting pod fit.
+        ctx.nodes.on_change(move |_, _| w.notify_one());
+    }
+    let mut stop = ctx.stop.clone();
+    let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
+    let retry = Duration::from_millis(cfg.retry_interval_ms);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let cached = ctx.pods.list(None);
+        let pods: Vec<Pod> = cached
+            .iter()
+            .filter_map(|p| match serde_json::from_value((**p).clone()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("scheduler skips an undecodable pod: {e}");
+                    None
+                }
+            })
+            .collect();
+        if pods.iter().any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))) {
+            let nodes: Vec<Node> =
+                ctx.nodes.list(None).iter().filter_map(|n| serde_json::from_value((**n).clone()).ok()).collect();
+            let snapshot = ClusterSnapshot::new(&nodes, &pods);
+            let decisions = sched.schedule(&snapshot);
+            tracing::debug!(
+                pods = pods.len(),
+                nodes = nodes.len(),
+                pending = snapshot.pending().len(),
+                decisions = decisions.len(),
+                "scheduling pass"
+            );
+            let api = ctx.api.clone();
+            let (pods_cache, events) = (ctx.pods.clone(), ctx.events.clone());
+            let results: Vec<()> = stream::iter(decisions)
+                .map(|d| {
+                    let (api, pods_cache, events) = (api.clone(), pods_cache.clone(), events.clone());
+                    async move { apply(&*api, &pods_cache, &events, d).await }
+                })
+                .buffer_unordered(cfg.bind_concurrency.max(1))
+                .collect()
+                .await;
+            drop(results);
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(retry) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        // Let a burst of creates settle into one pass.
+        if sleep_or_stop(Duration::from_millis(5), &mut stop).await {
+            return;
+        }
+    }
+}
+
+async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::EventRecorder, d: Decision) {
+    let pref = d.pod().clone();
+    let Some(cur) = pods.get(Some(&pref.namespace), &pref.name) else { return };
+    let mut obj = (*cur).clone();
+    if let Some(uid) = &pref.uid {
+        if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
+            return;
+        }
+    }
+    if !pending(&obj) {
+        return;
+    }
+    match d {
+        Decision::Bind(b) => {
+            obj["spec"]["nodeName"] = json!(b.node);
+            match api.update(&PODS, obj).await {
+                Ok(bound) => {
+                    let mut st = bound.clone();
+                    set_condition(&mut st, "True", None, None);
+                    if let Err(e) = api.update_status(&PODS, st).await {
+                        tracing::debug!("PodScheduled condition of {}/{}: {e}", pref.namespace, pref.name);
+                    }
+                    events.normal(
+                        &PODS,
+                        &bound,
+                        "Scheduled",
+                        format!("Successfully assigned {}/{} to {}", pref.namespace, pref.name, b.node),
+                    );
+                }
+                // Someone else changed the pod; the next pass sees the new version.
+                Err(e) if e.is_conflict() || e.is_not_found() => {
+                    tracing::debug!("binding {}/{}: {e}", pref.namespace, pref.name)
+                }
+                Err(e) => tracing::warn!("binding {}/{} to {}: {e}", pref.namespace, pref.name, b.node),
+            }
+        }
+        Decision::Unschedulable(u) => {
+            let msg = u.message();
+            let same = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+                .is_some_and(|c| c["status"] == "False" && c["message"] == msg.as_str());
+            if same {
+                return;
+            }
+            set_condition(&mut obj, "False", Some("Unschedulable"), Some(&msg));
+            match api.update_status(&PODS, obj.clone()).await {
+                Ok(_) => events.warning(&PODS, &obj, "FailedScheduling", msg),
+                Err(e) if e.is_conflict() || e.is_not_found() => {}
+                Err(e) => tracing::warn!("status of unschedulable {}/{}: {e}", pref.namespace, pref.name),
+            }
+        }
+    }
+}
+
+fn set_condition(obj: &mut Value, status: &str, reason: Option<&str>, message: Option<&str>) {
+    let mut cond: BTreeMap<&str, Value> = BTreeMap::new();
+    cond.insert("type", json!("PodScheduled"));
+    cond.insert("status", json!(status));
+    cond.insert("lastTransitionTime", json!(now()));
+    if let Some(r) = reason {
+        cond.insert("reason", json!(r));
+    }
+    if let Some(m) = message {
+        cond.insert("message", json!(m));
+    }
+    let cond = serde_json::to_value(cond).expect("condition serializes");
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let status_obj = obj["status"].as_object_mut().expect("status is an object");
+    let conds = status_obj.entry("conditions").or_insert_with(|| json!([]));
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    let list = conds.as_array_mut().expect("array");
+    match list.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(c) => *c = cond,
+        None => list.push(cond),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_is_replaced_not_duplicated() {
+        let mut p = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False"}, {"type": "Ready"}]}});
+        set_condition(&mut p, "True", None, None);
+        let cs = p["status"]["conditions"].as_array().unwrap();
+        assert_eq!(cs.len(), 2);
+        assert_eq!(cs[0]["status"], "True");
+        let mut q = json!({});
+        set_condition(&mut q, "False", Some("Unschedulable"), Some("0/1 nodes are available"));
+        assert_eq!(q["status"]["conditions"][0]["reason"], "Unschedulable");
+    }
+}

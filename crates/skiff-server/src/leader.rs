@@ -1,0 +1,195 @@
+//! Leader-only loops: while this replica is the Raft leader, the controllers and the scheduler
+//! run over a fenced view of the object store; they stop the moment leadership is lost.
+//!
+//! On becoming leader the replica writes a fencing key through Raft and every controller write
+//! compares it, so a deposed leader whose loops have not noticed yet cannot make a write stick
+//! after the next leader has taken over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use openraft::ServerState;
+use serde_json::Value;
+use skiff_api::registry::ResourceInfo;
+use skiff_api::{FieldSelector, LabelSelector};
+use skiff_apiserver::objects::{DeleteOptions, FieldValidation, ListOptions, Subresource, WriteOptions};
+use skiff_apiserver::{ApiError, ObjectStore};
+use skiff_controllers::{ApiCallError, ControllerConfig, EventType, HeartbeatTable, ObjEvent, ObjectApi};
+use skiff_store::StoreNode;
+use tokio::sync::watch;
+
+/// The fencing key the leader rewrites on taking office.
+pub const FENCE_KEY: &str = "/skiff/leader-fence";
+
+fn call_err(e: ApiError) -> ApiCallError {
+    let s = e.status();
+    ApiCallError::new(s.code, format!("{:?}", s.reason), s.message.clone())
+}
+
+fn ns_name(obj: &Value) -> (Option<String>, String) {
+    let m = obj.get("metadata");
+    let ns = m.and_then(|m| m.get("namespace")).and_then(Value::as_str).map(str::to_string);
+    let name = m.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
+    (ns, name)
+}
+
+/// [`ObjectApi`] over this replica's object store (writes go through Raft, fenced).
+pub struct StoreApi(pub Arc<ObjectStore>);
+
+const CONTROLLER_WRITE: WriteOptions = WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore };
+
+#[async_trait::async_trait]
+impl ObjectApi for StoreApi {
+    async fn list(&self, res: &'static ResourceInfo, ns: Option<&str>) -> Result<(Vec<Value>, u64), ApiCallError> {
+        let l = self.0.list(res, ns, &ListOptions::default()).await.map_err(call_err)?;
+        Ok((l.items, l.resource_version))
+    }
+
+    async fn watch(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        after_revision: u64,
+    ) -> Result<BoxStream<'static, Result<ObjEvent, ApiCallError>>, ApiCallError> {
+        let from = if after_revision == 0 { self.0.node().revision() } else { after_revision };
+        let w = self
+            .0
+            .watch(res, ns, Some(&from.to_string()), LabelSelector::everything(), FieldSelector::everything())
+            .await
+            .map_err(call_err)?;
+        let s = stream::unfold(Some(w), |w| async move {
+            let mut w = w?;
+            match w.next().await {
+                Ok(events) => {
+                    let items: Vec<Result<ObjEvent, ApiCallError>> = events
+                        .into_iter()
+                        .map(|e| {
+                            let kind = match e.kind {
+                                "ADDED" => EventType::Added,
+                                "DELETED" => EventType::Deleted,
+                                _ => EventType::Modified,
+                            };
+                            Ok(ObjEvent { kind, object: e.object })
+                        })
+                        .collect();
+                    Some((stream::iter(items), Some(w)))
+                }
+                Err(e) => Some((stream::iter(vec![Err(call_err(e))]), None)),
+            }
+        })
+        .flatten();
+        Ok(s.boxed())
+    }
+
+    async fn get(&self, res: &'static ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value, ApiCallError> {
+        self.0.get(res, ns, name, false).await.map_err(call_err)
+    }
+
+    async fn create(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {
+        let (ns, _) = ns_name(&obj);
+        self.0.create(res, ns.as_deref(), obj, &CONTROLLER_WRITE).await.map(|w| w.object).map_err(call_err)
+    }
+
+    async fn update(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {
+        let (ns, name) = ns_name(&obj);
+        self.0
+            .update(res, ns.as_deref(), &name, obj, Subresource::Main, &CONTROLLER_WRITE)
+            .await
+            .map(|w| w.object)
+            .map_err(call_err)
+    }
+
+    async fn update_status(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {
+        let (ns, name) = ns_name(&obj);
+        self.0
+            .update(res, ns.as_deref(), &name, obj, Subresource::Status, &CONTROLLER_WRITE)
+            .await
+            .map(|w| w.object)
+            .map_err(call_err)
+    }
+
+    async fn delete(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        precondition_uid: Option<&str>,
+        grace_seconds: Option<i64>,
+    ) -> Result<(), ApiCallError> {
+        let opts = DeleteOptions {
+            grace_period_seconds: grace_seconds,
+            precondition_uid: precondition_uid.map(str::to_string),
+            ..Default::default()
+        };
+        self.0.delete(res, ns, name, &opts).await.map(|_| ()).map_err(call_err)
+    }
+}
+
+fn leading(node: &StoreNode) -> Option<u64> {
+    let m = node.raft().metrics().borrow().clone();
+    (m.state == ServerState::Leader).then_some(m.current_term)
+}
+
+/// Runs the controllers and the scheduler whenever this replica leads, until `stop`.
+pub async fn run(
+    node: Arc<StoreNode>,
+    objects: Arc<ObjectStore>,
+    heartbeats: HeartbeatTable,
+    cfg: ControllerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = node.raft().metrics();
+    loop {
+        // Wait for leadership (or the end).
+        let term = loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Some(t) = leading(&node) {
+                break t;
+            }
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { return },
+                _ = stop.changed() => {}
+            }
+        };
+        // Take the fence: controllers' writes only land while it is ours.
+        let fence = format!("{{\"leader\":{},\"term\":{term}}}", node.id());
+        let rev = match node.put(FENCE_KEY, fence.into_bytes()).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                tracing::warn!("leader {} could not take the controller fence: {e}", node.id());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tracing::info!(term, fence_revision = rev, "leader: starting controllers and scheduler");
+        let api: Arc<dyn ObjectApi> = Arc::new(StoreApi(Arc::new(objects.fenced(FENCE_KEY, rev))));
+        let (tx, rx) = watch::channel(false);
+        let mut task = tokio::spawn(skiff_controllers::run_all_with(
+            api,
+            cfg.clone(),
+            heartbeats.clone(),
+            rx,
+            vec![skiff_controllers::scheduling::scheduler_task(Default::default())],
+        ));
+        // Run until leadership (or the term) changes, or the replica stops.
+        loop {
+            if *stop.borrow() || leading(&node) != Some(term) {
+                break;
+            }
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { break },
+                _ = stop.changed() => {}
+                _ = &mut task => break,
+            }
+        }
+        let _ = tx.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            tracing::warn!("controllers did not stop within 5 s; aborting them");
+            task.abort();
+        }
+        tracing::info!(term, "leadership ended: controllers stopped");
+    }
+}
