@@ -278,6 +278,25 @@ async fn kubectl_watch_pods_namespaces_and_selectors() {
     let empty = k.run(&["get", "pods", "-n", "team", "-l", "app=none"]);
     assert!(empty.stderr.contains("No resources found in team namespace."), "{}", empty.stderr);
 
+    // NodePort Services get a unique port from 30000-32767; a taken port is refused; a deleted
+    // Service frees its port.
+    let svc = |name: &str, port: Option<u16>| {
+        let np = port.map(|p| format!(", nodePort: {p}")).unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: NodePort\n  selector: {{app: x}}\n  \
+             ports:\n  - {{port: 80, targetPort: 8080{np}}}\n"
+        )
+    };
+    k.apply(&svc("s1", None));
+    let p1: u16 = k.ok(&["get", "svc", "s1", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
+    assert!((30000..=32767).contains(&p1), "{p1}");
+    assert_eq!(k.apply(&svc("s1", None)).trim(), "service/s1 unchanged", "re-apply keeps the allocated port");
+    let err = k.fails(&["apply", "-f", "-"], &svc("s2", Some(p1)));
+    assert!(err.contains("spec.ports[0].nodePort") && err.contains("provided port is already allocated"), "{err}");
+    assert!(k.ok(&["get", "svc"]).contains(&format!("80:{p1}/TCP")));
+    k.ok(&["delete", "svc", "s1"]);
+    assert_eq!(k.apply(&svc("s2", Some(p1))).trim(), "service/s2 created");
+
     // Unscheduled pods are deleted at once; deleting a namespace empties it.
     assert_eq!(k.ok(&["delete", "pod", "p1", "-n", "team"]).trim(), "pod \"p1\" deleted");
     k.ok(&["delete", "namespace", "team"]);

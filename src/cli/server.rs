@@ -51,6 +51,9 @@ pub struct ServerArgs {
     /// Further time before the pods of an unreachable node are deleted (and recreated elsewhere).
     #[arg(long, env = "SKIFF_POD_EVICTION_TIMEOUT_MS", default_value_t = 2_000)]
     pod_eviction_timeout_ms: u64,
+    /// Ports NodePort Services are given, FIRST-LAST.
+    #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = skiff_server::parse_port_range)]
+    service_node_port_range: std::ops::RangeInclusive<i64>,
 }
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -76,7 +79,14 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         eviction_timeout_ms: a.pod_eviction_timeout_ms,
         ..Default::default()
     };
-    let cfg = ServerConfig { store, grpc_listen: a.grpc_addr, api_listen: a.api_addr, initial_cluster, controllers };
+    let cfg = ServerConfig {
+        store,
+        grpc_listen: a.grpc_addr,
+        api_listen: a.api_addr,
+        initial_cluster,
+        controllers,
+        node_port_range: a.service_node_port_range,
+    };
     let server = Server::start(cfg).await.context("starting the replica")?;
     eprintln!("skiff server {} serving gRPC on {} and HTTP on {}", server.node.id(), server.grpc_addr, server.api_addr);
     wait_for_signal().await;

@@ -48,6 +48,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
             api_listen: api(i),
             initial_cluster: Some(members.clone()),
             controllers: Default::default(),
+            node_port_range: 30000..=32767,
         };
         servers.push(Server::start(cfg).await.with_context(|| format!("starting replica {i}"))?);
     }

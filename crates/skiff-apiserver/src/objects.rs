@@ -212,6 +212,12 @@ fn selector_string(sel: &LabelSelector) -> String {
 }
 
 impl ObjectStore {
+    /// The node-port range Services allocate from (default 30000-32767).
+    pub fn with_node_port_range(mut self, range: std::ops::RangeInclusive<i64>) -> Self {
+        self.validation.node_port_range = range;
+        self
+    }
+
     pub fn new(node: Arc<StoreNode>) -> Self {
         ObjectStore { node, validation: ValidationOptions::default(), fence: None }
     }
@@ -498,18 +504,24 @@ impl ObjectStore {
         if opts.dry_run {
             return Ok(Written { object: obj, warnings, changed: false });
         }
-        let resp = self
-            .txn(Txn {
-                compare: vec![Compare::missing(&key)],
-                success: vec![Op::put(&key, encode(&obj))],
-                failure: vec![],
-            })
-            .await?;
-        if !resp.succeeded {
-            return Err(st::already_exists(res, &name).into());
+        for _ in 0..MAX_CAS_RETRIES {
+            let mut txn = Txn { compare: vec![Compare::missing(&key)], success: vec![], failure: vec![] };
+            let mut attempt = obj.clone();
+            if res.kind == "Service" {
+                self.reserve_node_ports(&mut attempt, None, &mut txn).await?;
+            }
+            txn.success.insert(0, Op::put(&key, encode(&attempt)));
+            let resp = self.txn(txn).await?;
+            if resp.succeeded {
+                set_rv(&mut attempt, resp.revision);
+                return Ok(Written { object: attempt, warnings, changed: true });
+            }
+            if self.read(&key, false).await?.0.is_some() {
+                return Err(st::already_exists(res, &name).into());
+            }
+            // Lost a race for a node port: pick again.
         }
-        set_rv(&mut obj, resp.revision);
-        Ok(Written { object: obj, warnings, changed: true })
+        Err(st::conflict_modified(res, &name).into())
     }
 
     /// Replaces an object (PUT), or its status or scale.
@@ -710,13 +722,13 @@ impl ObjectStore {
             set_rv(&mut new, cur.mod_revision);
             return Ok(Some(Written { object: new, warnings, changed: false }));
         }
-        let r = self
-            .txn(Txn {
-                compare: vec![Compare::mod_revision(key, cur.mod_revision)],
-                success: vec![Op::put(key, encode(&new))],
-                failure: vec![],
-            })
-            .await?;
+        let mut txn =
+            Txn { compare: vec![Compare::mod_revision(key, cur.mod_revision)], success: vec![], failure: vec![] };
+        if res.kind == "Service" {
+            self.reserve_node_ports(&mut new, Some(&cur_obj), &mut txn).await?;
+        }
+        txn.success.insert(0, Op::put(key, encode(&new)));
+        let r = self.txn(txn).await?;
         if !r.succeeded {
             return Ok(None);
         }
@@ -870,12 +882,12 @@ impl ObjectStore {
             if opts.dry_run {
                 return Ok(Deleted::Gone(obj));
             }
+            let mut success = vec![Op::delete(&key)];
+            if res.kind == "Service" {
+                success.extend(node_ports(&obj).into_iter().map(|p| Op::delete(node_port_key(p))));
+            }
             let r = self
-                .txn(Txn {
-                    compare: vec![Compare::mod_revision(&key, cur.mod_revision)],
-                    success: vec![Op::delete(&key)],
-                    failure: vec![],
-                })
+                .txn(Txn { compare: vec![Compare::mod_revision(&key, cur.mod_revision)], success, failure: vec![] })
                 .await?;
             if !r.succeeded {
                 continue;
@@ -898,6 +910,106 @@ impl ObjectStore {
             return Ok(Deleted::Gone(obj));
         }
         Err(st::conflict_modified(res, name).into())
+    }
+
+    /// Gives a NodePort/LoadBalancer Service a node port for every port that lacks one
+    /// (keeping the ports `old` had), and adds to `txn` the reservations of ports that are new
+    /// (`/registry/_nodeports/<port>` must be absent) and the release of ports no longer used.
+    /// A port the user asks for that is already taken is refused with 422.
+    async fn reserve_node_ports(&self, svc: &mut Value, old: Option<&Value>, txn: &mut Txn) -> ApiResult<()> {
+        let wants =
+            matches!(svc.pointer("/spec/type").and_then(Value::as_str), Some("NodePort") | Some("LoadBalancer"));
+        let old_ports = old.map(node_ports).unwrap_or_default();
+        let name = meta::name_of(svc).to_string();
+        let owner = format!("{}/{}", meta_str(svc, "namespace").unwrap_or("default"), name);
+        if wants {
+            let (taken, _, _) = self.node.range(NODE_PORT_PREFIX, None, 0, false).await?;
+            let mut used: std::collections::BTreeSet<i64> =
+                taken.iter().filter_map(|kv| kv.key[NODE_PORT_PREFIX.len()..].parse().ok()).collect();
+            for p in &old_ports {
+                used.remove(p);
+            }
+            let old_by_port: BTreeMap<(String, i64), i64> = old
+                .and_then(|o| o.pointer("/spec/ports").and_then(Value::as_array).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| {
+                    let np = p.get("nodePort")?.as_i64()?;
+                    Some((
+                        (p.get("name").and_then(Value::as_str).unwrap_or("").to_string(), p.get("port")?.as_i64()?),
+                        np,
+                    ))
+                })
+                .collect();
+            let range = self.validation.node_port_range.clone();
+            let span = (range.end() - range.start() + 1).max(1);
+            let mut next = range.start() + (rand::random::<u64>() % span as u64) as i64;
+            if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for (i, p) in ports.iter_mut().enumerate() {
+                    let given = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0);
+                    let port = match given {
+                        Some(n) => {
+                            if used.contains(&n) {
+                                return Err(ApiError::from(
+                                    skiff_api::ValidationErrors {
+                                        kind: "Service".into(),
+                                        group: String::new(),
+                                        name: name.clone(),
+                                        errors: vec![skiff_api::FieldError::invalid(
+                                            format!("spec.ports[{i}].nodePort"),
+                                            n,
+                                            "provided port is already allocated",
+                                        )],
+                                    }
+                                    .to_status(),
+                                ));
+                            }
+                            n
+                        }
+                        None => {
+                            let k = (
+                                p.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                                p.get("port").and_then(Value::as_i64).unwrap_or(0),
+                            );
+                            match old_by_port.get(&k).filter(|np| !used.contains(np)) {
+                                Some(np) => *np,
+                                None => {
+                                    let mut tries = 0;
+                                    while used.contains(&next) {
+                                        next = if next >= *range.end() { *range.start() } else { next + 1 };
+                                        tries += 1;
+                                        if tries > span {
+                                            return Err(st::internal_error(format!(
+                                                "no node port is free in {}-{}",
+                                                range.start(),
+                                                range.end()
+                                            ))
+                                            .into());
+                                        }
+                                    }
+                                    next
+                                }
+                            }
+                        }
+                    };
+                    used.insert(port);
+                    p["nodePort"] = json!(port);
+                }
+            }
+        }
+        let new_ports = if wants { node_ports(svc) } else { Vec::new() };
+        for p in &new_ports {
+            if !old_ports.contains(p) {
+                txn.compare.push(Compare::missing(node_port_key(*p)));
+                txn.success.push(Op::put(node_port_key(*p), owner.clone().into_bytes()));
+            }
+        }
+        for p in &old_ports {
+            if !new_ports.contains(p) {
+                txn.success.push(Op::delete(node_port_key(*p)));
+            }
+        }
+        Ok(())
     }
 
     /// `delete` as a boxed `Send` future: the background tasks that delete dependents and
@@ -1258,6 +1370,21 @@ fn patch_error(e: skiff_api::PatchError) -> ApiError {
     } else {
         ApiError::bad_request(msg)
     }
+}
+
+/// Where node-port reservations live (one key per allocated port).
+const NODE_PORT_PREFIX: &str = "/registry/_nodeports/";
+
+fn node_port_key(port: i64) -> String {
+    format!("{NODE_PORT_PREFIX}{port}")
+}
+
+/// The node ports a Service holds.
+fn node_ports(svc: &Value) -> Vec<i64> {
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).filter(|n| *n != 0).collect())
+        .unwrap_or_default()
 }
 
 fn encode_continue(key: &str) -> String {

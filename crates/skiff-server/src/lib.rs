@@ -43,6 +43,21 @@ pub struct ServerConfig {
     pub initial_cluster: Option<BTreeMap<NodeId, String>>,
     /// Tunables of the leader-only controllers (lease TTL, eviction timeout, ...).
     pub controllers: skiff_controllers::ControllerConfig,
+    /// Node ports Services are given (`--service-node-port-range`).
+    pub node_port_range: std::ops::RangeInclusive<i64>,
+}
+
+/// Parses `30000-32767`.
+pub fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<i64>, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not FIRST-LAST"))?;
+    let (a, b): (i64, i64) = (
+        a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?,
+        b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?,
+    );
+    if !(1..=65535).contains(&a) || !(1..=65535).contains(&b) || a > b {
+        return Err(format!("{s:?} is not a range of ports within 1-65535"));
+    }
+    Ok(a..=b)
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -148,7 +163,8 @@ impl Server {
                 tracing::error!("gRPC server: {e}");
             }
         });
-        let objects = Arc::new(skiff_apiserver::ObjectStore::new(node.clone()));
+        let objects =
+            Arc::new(skiff_apiserver::ObjectStore::new(node.clone()).with_node_port_range(cfg.node_port_range.clone()));
         let api = Arc::new(skiff_apiserver::ApiServer { store: objects.clone(), logs: None });
         let app = http::router(node.clone()).merge(skiff_apiserver::router(api));
         let mut rx = stop_rx.clone();
