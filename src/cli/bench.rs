@@ -297,25 +297,45 @@ async fn api(duration: Duration, churn: u64, list_size: usize, target: &str) -> 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn_task = {
         let stop = stop.clone();
+        let churner = Arc::new(churner);
         tokio::spawn(async move {
+            // Writes are issued on a fixed schedule, each in its own task (at most 64 in flight),
+            // so slow writes do not lower the offered rate.
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / churn.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let (mut created, mut deleted, mut errors) = (0u64, 0u64, 0u64);
+            let permits = Arc::new(tokio::sync::Semaphore::new(64));
+            let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (mut created, mut deleted) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
-                let r = if created <= deleted + 20 {
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let (c, errors) = (churner.clone(), errors.clone());
+                let op = if created <= deleted + 20 {
                     created += 1;
-                    churner.create(&PODS, Some("bench-churn"), &bench_pod(&format!("c-{created}"))).await.map(|_| ())
+                    Some(created)
                 } else {
                     deleted += 1;
-                    let p = skiff_client::client::DeleteParams::default();
-                    churner.delete(&PODS, Some("bench-churn"), &format!("c-{deleted}"), &p).await.map(|_| ())
+                    None
                 };
-                if r.is_err() {
-                    errors += 1;
-                }
+                let del = deleted;
+                tokio::spawn(async move {
+                    let r = match op {
+                        Some(n) => {
+                            c.create(&PODS, Some("bench-churn"), &bench_pod(&format!("c-{n}"))).await.map(|_| ())
+                        }
+                        None => {
+                            let p = skiff_client::client::DeleteParams::default();
+                            c.delete(&PODS, Some("bench-churn"), &format!("c-{del}"), &p).await.map(|_| ())
+                        }
+                    };
+                    if r.is_err() {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    drop(permit);
+                });
             }
-            (created + deleted, errors)
+            let _ = permits.acquire_many(64).await;
+            (created + deleted, errors.load(std::sync::atomic::Ordering::Relaxed))
         })
     };
     let mut create = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
