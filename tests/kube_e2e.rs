@@ -388,3 +388,65 @@ async fn leader_runs_controllers_and_scheduler_and_hands_them_over() {
     let names = k2.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(names.lines().count(), 5, "{names}");
 }
+
+/// `skiff` user commands against the real API server, configured like kubectl (KUBECONFIG).
+fn skiff_cli(kubeconfig: &Path, args: &[&str], stdin: &str) -> Out {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run skiff");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skiff_cli_apply_get_describe_scale_delete() {
+    let (c, leader) = cluster().await;
+    let kc = c.kubeconfig(leader).unwrap();
+    let run = |args: &[&str], stdin: &str| skiff_cli(&kc, args, stdin);
+    wait_for(Duration::from_secs(20), "namespace default", || run(&["get", "ns", "default"], "").ok.then_some(()));
+
+    let o = run(&["apply", "-f", "-"], DEPLOYMENT);
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), "deployment.apps/web created");
+    assert_eq!(run(&["apply", "-f", "-"], DEPLOYMENT).stdout.trim(), "deployment.apps/web unchanged");
+    let o = run(&["apply", "-f", "-"], &DEPLOYMENT.replace("value: \"1\"", "value: \"9\""));
+    assert_eq!(o.stdout.trim(), "deployment.apps/web configured", "{}", o.stderr);
+
+    let table = run(&["get", "deployments"], "");
+    assert!(table.ok, "{}", table.stderr);
+    assert!(table.stdout.lines().next().unwrap().starts_with("NAME"), "{}", table.stdout);
+    assert!(table.stdout.contains("web"), "{}", table.stdout);
+    let yaml = run(&["get", "deploy", "web", "-o", "yaml"], "");
+    assert!(yaml.stdout.contains("value: \"9\"") || yaml.stdout.contains("value: '9'"), "{}", yaml.stdout);
+    let json = run(&["get", "deploy", "web", "-o", "json"], "");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("-o json is JSON");
+    assert_eq!(v["spec"]["replicas"], 2);
+
+    let o = run(&["scale", "deployment/web", "--replicas", "4"], "");
+    assert_eq!(o.stdout.trim(), "deployment.apps/web scaled", "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run(&["get", "deploy", "web", "-o", "json"], "").stdout).unwrap();
+    assert_eq!(v["spec"]["replicas"], 4);
+
+    let d = run(&["describe", "deployment", "web"], "");
+    assert!(d.ok && d.stdout.contains("web") && d.stdout.contains("skiff/busybox:1"), "{}{}", d.stdout, d.stderr);
+
+    let missing = run(&["get", "pod", "nope"], "");
+    assert!(!missing.ok);
+    assert!(missing.stderr.contains("Error from server (NotFound): pods \"nope\" not found"), "{}", missing.stderr);
+    let bad = run(&["apply", "-f", "-"], &DEPLOYMENT.replace("replicas: 2", "replicas: -3"));
+    assert!(!bad.ok && bad.stderr.contains("spec.replicas"), "{}", bad.stderr);
+
+    let o = run(&["delete", "deployment", "web"], "");
+    assert!(o.ok && o.stdout.contains("deleted"), "{}{}", o.stdout, o.stderr);
+    assert!(!run(&["get", "deploy", "web"], "").ok);
+}
