@@ -305,12 +305,13 @@ async fn api(duration: Duration, churn: u64, list_size: usize, target: &str) -> 
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let permits = Arc::new(tokio::sync::Semaphore::new(64));
             let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
             let (mut created, mut deleted) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let (c, errors) = (churner.clone(), errors.clone());
-                let op = if created <= deleted + 20 {
+                let (c, errors, first_error) = (churner.clone(), errors.clone(), first_error.clone());
+                let op = if created <= deleted + 50 {
                     created += 1;
                     Some(created)
                 } else {
@@ -328,14 +329,16 @@ async fn api(duration: Duration, churn: u64, list_size: usize, target: &str) -> 
                             c.delete(&PODS, Some("bench-churn"), &format!("c-{del}"), &p).await.map(|_| ())
                         }
                     };
-                    if r.is_err() {
+                    if let Err(e) = r {
                         errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e.to_string());
                     }
                     drop(permit);
                 });
             }
             let _ = permits.acquire_many(64).await;
-            (created + deleted, errors.load(std::sync::atomic::Ordering::Relaxed))
+            let first = first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+            (created + deleted, errors.load(std::sync::atomic::Ordering::Relaxed), first)
         })
     };
     let mut create = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -359,9 +362,12 @@ async fn api(duration: Duration, churn: u64, list_size: usize, target: &str) -> 
         anyhow::ensure!(l["items"].as_array().map_or(0, Vec::len) == list_size, "list returned the wrong count");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (writes, errors) = churn_task.await?;
+    let (writes, errors, first_error) = churn_task.await?;
     let secs = start.elapsed().as_secs_f64();
     println!("background churn: {writes} writes in {secs:.1} s ({:.0}/s), {errors} errors", writes as f64 / secs);
+    if let Some(e) = first_error {
+        println!("first churn error: {e}");
+    }
     print_hist("create", &create);
     print_hist("get", &get);
     print_hist("list", &list);

@@ -2,7 +2,7 @@
 //! `skiff-scheduler` for decisions, and writes bindings (compare-and-set on the pod's
 //! resourceVersion) and `PodScheduled=False` conditions through the object API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use skiff_scheduler::{ClusterSnapshot, Decision, SchedulerConfig};
 use tokio::sync::Notify;
 
 use crate::informer::{sleep_or_stop, stopped};
+use crate::util::{resource_version, ObjKey};
 use crate::{LeaderContext, LeaderTask};
 
 /// Tunables of the scheduler loop.
@@ -25,11 +26,13 @@ pub struct SchedulingConfig {
     pub retry_interval_ms: u64,
     /// Tie-breaking seed of the pure scheduler.
     pub seed: u64,
+    /// Shortest time between two passes: changes arriving meanwhile are handled together.
+    pub min_pass_interval_ms: u64,
 }
 
 impl Default for SchedulingConfig {
     fn default() -> Self {
-        SchedulingConfig { bind_concurrency: 64, retry_interval_ms: 5_000, seed: 0 }
+        SchedulingConfig { bind_concurrency: 64, retry_interval_ms: 5_000, seed: 0, min_pass_interval_ms: 20 }
     }
 }
 
@@ -63,21 +66,32 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let mut stop = ctx.stop.clone();
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
+    let mut typed: HashMap<ObjKey, (u64, Arc<Pod>)> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
+        // Decode only pods that changed since the last pass (typed decoding dominates the cost
+        // of a pass when thousands of pods are bound).
         let cached = ctx.pods.list(None);
-        let pods: Vec<Pod> = cached
-            .iter()
-            .filter_map(|p| match serde_json::from_value((**p).clone()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!("scheduler skips an undecodable pod: {e}");
-                    None
-                }
-            })
-            .collect();
+        let mut fresh: HashMap<ObjKey, (u64, Arc<Pod>)> = HashMap::with_capacity(cached.len());
+        for p in &cached {
+            let key = ObjKey::of(p);
+            let rv = resource_version(p).unwrap_or(0);
+            let typed = match typed.remove(&key) {
+                Some((old_rv, t)) if old_rv == rv && rv != 0 => t,
+                _ => match serde_json::from_value::<Pod>((**p).clone()) {
+                    Ok(t) => Arc::new(t),
+                    Err(e) => {
+                        tracing::warn!("scheduler skips undecodable pod {key:?}: {e}");
+                        continue;
+                    }
+                },
+            };
+            fresh.insert(key, (rv, typed));
+        }
+        typed = fresh;
+        let pods: Vec<Pod> = typed.values().map(|(_, p)| (**p).clone()).collect();
         if pods.iter().any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))) {
             let nodes: Vec<Node> =
                 ctx.nodes.list(None).iter().filter_map(|n| serde_json::from_value((**n).clone()).ok()).collect();
@@ -107,8 +121,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             _ = tokio::time::sleep(retry) => {}
             _ = stopped(&mut stop) => return,
         }
-        // Let a burst of creates settle into one pass.
-        if sleep_or_stop(Duration::from_millis(5), &mut stop).await {
+        // Let a burst of creates settle into one pass (and bound the pass rate under churn).
+        if sleep_or_stop(Duration::from_millis(cfg.min_pass_interval_ms), &mut stop).await {
             return;
         }
     }
