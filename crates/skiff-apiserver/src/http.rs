@@ -406,6 +406,22 @@ async fn handle(
             let w = store.create(res, ns, obj, &write_options(q)?).await?;
             Ok(respond(StatusCode::CREATED, w.object, &w.warnings))
         }
+        (&Method::POST, Some(name)) if res.kind == "Pod" && target.sub.as_deref() == Some("binding") => {
+            let b = json_body(&body, headers)?;
+            let node = b
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ApiError::bad_request("a Binding needs target.name (the node)"))?;
+            let uid = b.pointer("/metadata/uid").and_then(Value::as_str);
+            let rv = b.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+            store.bind(ns.unwrap_or("default"), name, uid, rv, node).await?;
+            Ok(respond(
+                StatusCode::CREATED,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
+        }
         (&Method::PUT, Some(name)) => {
             let sub = subresource(&target)?;
             let obj = json_body(&body, headers)?;

@@ -912,6 +912,53 @@ impl ObjectStore {
         Err(st::conflict_modified(res, name).into())
     }
 
+    /// Binds a pod to a node in one write: `spec.nodeName` and the `PodScheduled=True`
+    /// condition (what the scheduler and `pods/<name>/binding` do). `resource_version`, when
+    /// given, is a precondition; a pod already bound or being deleted is a conflict.
+    pub async fn bind(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+        resource_version: Option<&str>,
+        node: &str,
+    ) -> ApiResult<Value> {
+        let res = &registry::PODS;
+        let key = keys::object_key(res, Some(ns), name);
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read(&key, true).await?;
+            let Some(cur) = cur else { return Err(st::not_found(res, name).into()) };
+            let mut obj = decode(res, &cur, cur.mod_revision)?;
+            if resource_version.is_some_and(|rv| rv != cur.mod_revision.to_string()) {
+                return Err(st::conflict_modified(res, name).into());
+            }
+            if uid.is_some_and(|u| u != meta::uid_of(&obj)) {
+                return Err(st::conflict(res, name, "the pod's UID has changed").into());
+            }
+            if let Some(n) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                return Err(st::conflict(res, name, &format!("pod {name} is already assigned to node \"{n}\"")).into());
+            }
+            if meta_str(&obj, "deletionTimestamp").is_some() {
+                return Err(st::conflict(res, name, "the pod is being deleted").into());
+            }
+            obj["spec"]["nodeName"] = json!(node);
+            set_pod_condition(
+                &mut obj,
+                json!({"type": "PodScheduled", "status": "True",
+                "lastTransitionTime": meta::now_rfc3339()}),
+            );
+            match self.cas_put(&key, cur.mod_revision, &obj).await? {
+                Some(rev) => {
+                    set_rv(&mut obj, rev);
+                    return Ok(obj);
+                }
+                None if resource_version.is_some() => return Err(st::conflict_modified(res, name).into()),
+                None => continue,
+            }
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
     /// Gives a NodePort/LoadBalancer Service a node port for every port that lacks one
     /// (keeping the ports `old` had), and adds to `txn` the reservations of ports that are new
     /// (`/registry/_nodeports/<port>` must be absent) and the release of ports no longer used.
@@ -1266,6 +1313,23 @@ impl ObjectWatch {
     /// A revision every event up to which has been delivered (for bookmarks).
     pub fn bookmark_revision(&self) -> u64 {
         self.watcher.next_revision().saturating_sub(1)
+    }
+}
+
+/// Sets (replacing one of the same type) a condition in `status.conditions`.
+fn set_pod_condition(obj: &mut Value, cond: Value) {
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let st = obj["status"].as_object_mut().expect("status is an object");
+    let list = st.entry("conditions").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let list = list.as_array_mut().expect("array");
+    match list.iter_mut().find(|c| c["type"] == cond["type"]) {
+        Some(c) => *c = cond,
+        None => list.push(cond),
     }
 }
 

@@ -93,4 +93,15 @@ pub trait ObjectApi: Send + Sync + 'static {
         precondition_uid: Option<&str>,
         grace_seconds: Option<i64>,
     ) -> Result<(), ApiCallError>;
+
+    /// Binds `pod` (as read, its resourceVersion a precondition) to `node`: sets
+    /// `spec.nodeName` and the `PodScheduled=True` condition. The store does both in one write;
+    /// this default (for test doubles) does an update then a status update.
+    async fn bind(&self, pod: Value, node: &str) -> Result<Value, ApiCallError> {
+        let mut obj = pod;
+        obj["spec"]["nodeName"] = Value::String(node.to_string());
+        let mut bound = self.update(&skiff_api::registry::PODS, obj).await?;
+        crate::scheduling::set_pod_scheduled(&mut bound, "True", None, None);
+        self.update_status(&skiff_api::registry::PODS, bound).await
+    }
 }

@@ -142,14 +142,8 @@ async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::
     }
     match d {
         Decision::Bind(b) => {
-            obj["spec"]["nodeName"] = json!(b.node);
-            match api.update(&PODS, obj).await {
+            match api.bind(obj, &b.node).await {
                 Ok(bound) => {
-                    let mut st = bound.clone();
-                    set_condition(&mut st, "True", None, None);
-                    if let Err(e) = api.update_status(&PODS, st).await {
-                        tracing::debug!("PodScheduled condition of {}/{}: {e}", pref.namespace, pref.name);
-                    }
                     events.normal(
                         &PODS,
                         &bound,
@@ -174,7 +168,7 @@ async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::
             if same {
                 return;
             }
-            set_condition(&mut obj, "False", Some("Unschedulable"), Some(&msg));
+            set_pod_scheduled(&mut obj, "False", Some("Unschedulable"), Some(&msg));
             match api.update_status(&PODS, obj.clone()).await {
                 Ok(_) => events.warning(&PODS, &obj, "FailedScheduling", msg),
                 Err(e) if e.is_conflict() || e.is_not_found() => {}
@@ -184,7 +178,8 @@ async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::
     }
 }
 
-fn set_condition(obj: &mut Value, status: &str, reason: Option<&str>, message: Option<&str>) {
+/// Sets (or replaces) the pod's `PodScheduled` condition.
+pub fn set_pod_scheduled(obj: &mut Value, status: &str, reason: Option<&str>, message: Option<&str>) {
     let mut cond: BTreeMap<&str, Value> = BTreeMap::new();
     cond.insert("type", json!("PodScheduled"));
     cond.insert("status", json!(status));
@@ -218,12 +213,12 @@ mod tests {
     #[test]
     fn condition_is_replaced_not_duplicated() {
         let mut p = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False"}, {"type": "Ready"}]}});
-        set_condition(&mut p, "True", None, None);
+        set_pod_scheduled(&mut p, "True", None, None);
         let cs = p["status"]["conditions"].as_array().unwrap();
         assert_eq!(cs.len(), 2);
         assert_eq!(cs[0]["status"], "True");
         let mut q = json!({});
-        set_condition(&mut q, "False", Some("Unschedulable"), Some("0/1 nodes are available"));
+        set_pod_scheduled(&mut q, "False", Some("Unschedulable"), Some("0/1 nodes are available"));
         assert_eq!(q["status"]["conditions"][0]["reason"], "Unschedulable");
     }
 }

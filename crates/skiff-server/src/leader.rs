@@ -109,6 +109,14 @@ impl ObjectApi for StoreApi {
             .map_err(call_err)
     }
 
+    async fn bind(&self, pod: Value, node: &str) -> Result<Value, ApiCallError> {
+        let (ns, name) = ns_name(&pod);
+        let m = pod.get("metadata");
+        let uid = m.and_then(|m| m.get("uid")).and_then(Value::as_str);
+        let rv = m.and_then(|m| m.get("resourceVersion")).and_then(Value::as_str);
+        self.0.bind(ns.as_deref().unwrap_or("default"), &name, uid, rv, node).await.map_err(call_err)
+    }
+
     async fn delete(
         &self,
         res: &'static ResourceInfo,
