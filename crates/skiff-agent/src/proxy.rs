@@ -13,8 +13,8 @@
 //! `tokio::io::copy_bidirectional` (half-closes propagate). A connection lives in its own task:
 //! it survives its backend leaving the Endpoints and its listener being closed, and ends when
 //! either side closes. Concurrent connections are bounded (`max_connections`, over all
-//! listeners); at the bound the proxy stops accepting until one ends, and the kernel's backlog
-//! holds the rest. UDP ports are ignored.
+//! listeners); at the bound a listener keeps at most one accepted client waiting for a free
+//! slot and accepts no more, so the kernel's backlog holds the rest (nothing is refused or reset). UDP ports are ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 /// Tunables of the service proxy.
@@ -235,8 +235,6 @@ async fn accept_loop(
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
-        // At the bound, stop accepting: the kernel backlog holds new clients meanwhile.
-        let Ok(permit) = connections.clone().acquire_owned().await else { return };
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -245,6 +243,17 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // At the bound, this client waits for a slot and the listener accepts no more meanwhile:
+        // the kernel backlog holds new clients.
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => {
+                tracing::debug!(service, "connection limit reached; waiting for a free slot");
+                let Ok(p) = connections.clone().acquire_owned().await else { return };
+                p
+            }
+            Err(TryAcquireError::Closed) => return,
         };
         let set = backends.borrow().clone();
         let start = next.fetch_add(1, Ordering::Relaxed);

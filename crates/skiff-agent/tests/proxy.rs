@@ -231,3 +231,23 @@ async fn taken_port_is_reported_and_retried() {
     assert!(p.sync(&svcs, &eps).is_empty());
     assert_eq!(who(port).await, "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_are_bounded() {
+    let a = backend("a").await;
+    let p = ServiceProxy::new(ProxyConfig { bind_address: LOCALHOST, max_connections: 2, ..ProxyConfig::default() });
+    let port = free_port().await;
+    p.sync(&[service("web", port)], &[endpoints("web", &[a.addr.port()], &[])]);
+    let first = connect(port).await.unwrap();
+    let _second = connect(port).await.unwrap();
+    // The third client waits in the backlog (not refused, not reset) until a slot frees up.
+    let third = TcpStream::connect((LOCALHOST, port)).await.unwrap();
+    let mut lines = BufReader::new(third).lines();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await.is_err(),
+        "third connection served beyond the bound"
+    );
+    drop(first);
+    let greeting = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(greeting.as_deref(), Some("a"));
+}

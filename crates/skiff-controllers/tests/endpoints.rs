@@ -21,8 +21,11 @@ struct Harness {
 
 impl Harness {
     fn start() -> Self {
+        Self::start_with(Arc::new(FakeApi::new()))
+    }
+
+    fn start_with(api: Arc<FakeApi>) -> Self {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("skiff_controllers=info").try_init();
-        let api = Arc::new(FakeApi::new());
         let (stop, rx) = watch::channel(false);
         let dyn_api: Arc<dyn ObjectApi> = api.clone();
         let cfg = ControllerConfig {
@@ -213,5 +216,24 @@ async fn no_writes_when_nothing_changes() {
     h.api.modify(&PODS, Some("default"), "p0", |p| p["metadata"]["annotations"] = json!({"k": "v"})).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(h.api.writes(), writes + 1, "only the test's own pod change was written");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_endpoints_left_by_a_service_deleted_earlier_are_removed_at_start() {
+    let api = Arc::new(FakeApi::new());
+    let ep = |name: &str, managed: bool| {
+        let mut e = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]});
+        if managed {
+            e["metadata"]["labels"] = json!({MANAGED_BY_LABEL: "endpoints-controller"});
+        }
+        e
+    };
+    api.create(&ENDPOINTS, ep("ghost", true)).await.unwrap();
+    api.create(&ENDPOINTS, ep("mine", false)).await.unwrap();
+    let h = Harness::start_with(api);
+    h.wait_endpoints("ghost endpoints deleted", "ghost", DEADLINE, |ep| ep.is_none()).await;
+    assert!(h.endpoints("mine").is_some());
     h.shutdown().await;
 }
