@@ -14,7 +14,8 @@
 //! it survives its backend leaving the Endpoints and its listener being closed, and ends when
 //! either side closes. Concurrent connections are bounded (`max_connections`, over all
 //! listeners); at the bound a listener keeps at most one accepted client waiting for a free
-//! slot and accepts no more, so the kernel's backlog holds the rest (nothing is refused or reset). UDP ports are ignored.
+//! slot and accepts no more, so the kernel's backlog holds the rest (nothing is refused or
+//! reset). UDP ports are ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
