@@ -7,9 +7,11 @@
 //! once, which is what lets service proxies stop sending it new connections before it gets
 //! SIGTERM. Ports come from the Service's ports, `targetPort` resolved per pod (a number, or the
 //! name of a container port; default the port itself); pods with the same resolved ports share a
-//! subset. The controller writes only when the content changed, marks what it writes with the
-//! label [`MANAGED_BY_LABEL`], and deletes marked Endpoints whose Service is gone. Endpoints of
-//! Services without a selector belong to the user and are never touched.
+//! subset; at most [`MAX_ADDRESSES`] addresses are listed (ready ones first, the object then
+//! annotated `over-capacity: truncated`, as Kubernetes does). The controller writes only when the
+//! content changed, marks what it writes with the label [`MANAGED_BY_LABEL`], and deletes marked
+//! Endpoints whose Service is gone. Endpoints of Services without a selector belong to the user
+//! and are never touched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,10 @@ pub const COMPONENT: &str = "endpoints-controller";
 /// Label on every Endpoints this controller wrote; only these are deleted with their Service.
 pub const MANAGED_BY_LABEL: &str = "endpoints.skiff.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = COMPONENT;
+/// Most addresses one Endpoints object lists (Kubernetes' limit); beyond it ready addresses are
+/// kept first and the object is annotated with [`OVER_CAPACITY_ANNOTATION`]` = truncated`.
+pub const MAX_ADDRESSES: usize = 1000;
+pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
 
 pub struct EndpointsController {
     api: Arc<dyn ObjectApi>,
@@ -174,6 +180,32 @@ pub fn desired_subsets<'a>(svc: &Value, pods: impl IntoIterator<Item = &'a Value
         .collect()
 }
 
+/// Keep at most `max` addresses over all subsets, ready ones first; returns whether any were cut.
+pub fn truncate_subsets(subsets: &mut Vec<Value>, max: usize) -> bool {
+    let mut budget = max;
+    let mut truncated = false;
+    for key in ["addresses", "notReadyAddresses"] {
+        for subset in subsets.iter_mut() {
+            if let Some(list) = subset.get_mut(key).and_then(Value::as_array_mut) {
+                if list.len() > budget {
+                    list.truncate(budget);
+                    truncated = true;
+                }
+                budget -= list.len();
+            }
+        }
+    }
+    for subset in subsets.iter_mut() {
+        if let Some(m) = subset.as_object_mut() {
+            m.retain(|k, v| {
+                !((k == "addresses" || k == "notReadyAddresses") && v.as_array().is_some_and(Vec::is_empty))
+            });
+        }
+    }
+    subsets.retain(|s| s.get("addresses").is_some() || s.get("notReadyAddresses").is_some());
+    truncated
+}
+
 /// `subsets` of an existing Endpoints, normalized for comparison (absent = empty).
 fn current_subsets(ep: &Value) -> Value {
     util::strip_nulls(&ep["subsets"].as_array().map(|a| Value::Array(a.clone())).unwrap_or(json!([])))
@@ -228,26 +260,35 @@ impl Reconciler for EndpointsController {
             return Ok(Action::await_change()); // the user manages these Endpoints
         }
         let pods = self.pods.list(key.ns());
-        let subsets = Value::Array(desired_subsets(&svc, pods.iter().map(|p| p.as_ref())));
+        let mut subsets = desired_subsets(&svc, pods.iter().map(|p| p.as_ref()));
+        let over_capacity = truncate_subsets(&mut subsets, MAX_ADDRESSES).then_some("truncated");
+        let subsets = Value::Array(subsets);
         let labels = desired_labels(&svc);
         match self.endpoints.get_key(key) {
             Some(ep) => {
-                if current_subsets(&ep) == subsets && ep["metadata"]["labels"] == labels {
+                if current_subsets(&ep) == subsets
+                    && ep["metadata"]["labels"] == labels
+                    && util::annotation(&ep, OVER_CAPACITY_ANNOTATION) == over_capacity
+                {
                     return Ok(Action::await_change());
                 }
                 let mut next = (*ep).clone();
                 next["metadata"]["labels"] = labels;
+                util::set_annotation(&mut next, OVER_CAPACITY_ANNOTATION, over_capacity);
                 next["subsets"] = subsets;
                 let written = self.api.update(&ENDPOINTS, next).await?;
                 self.wait_for_write(&written).await?;
             }
             None => {
-                let ep = json!({
+                let mut ep = json!({
                     "apiVersion": "v1",
                     "kind": "Endpoints",
                     "metadata": {"name": key.name, "namespace": key.ns().unwrap_or("default"), "labels": labels},
                     "subsets": subsets,
                 });
+                if over_capacity.is_some() {
+                    util::set_annotation(&mut ep, OVER_CAPACITY_ANNOTATION, over_capacity);
+                }
                 let written = self.api.create(&ENDPOINTS, ep).await?;
                 self.wait_for_write(&written).await?;
             }
@@ -298,6 +339,21 @@ mod tests {
         assert_eq!(resolve_target_port(&json!({"port": 80, "targetPort": "http"}), &p), Some(8080));
         assert_eq!(resolve_target_port(&json!({"port": 80, "targetPort": "nope"}), &p), None);
         assert!(desired_subsets(&svc(json!("nope")), [&p]).is_empty());
+    }
+
+    #[test]
+    fn truncation_keeps_ready_addresses_first() {
+        let mut pods: Vec<Value> = (0..6).map(|i| pod(&format!("r{i}"), &format!("10.0.0.{i}"), true)).collect();
+        pods.extend((0..6).map(|i| pod(&format!("n{i}"), &format!("10.0.1.{i}"), false)));
+        let mut subsets = desired_subsets(&svc(json!(8080)), pods.iter());
+        assert!(!truncate_subsets(&mut subsets.clone(), 12));
+        assert!(truncate_subsets(&mut subsets, 8));
+        assert_eq!(subsets[0]["addresses"].as_array().unwrap().len(), 6);
+        assert_eq!(subsets[0]["notReadyAddresses"].as_array().unwrap().len(), 2);
+        let mut only_ready = desired_subsets(&svc(json!(8080)), pods.iter());
+        assert!(truncate_subsets(&mut only_ready, 4));
+        assert_eq!(only_ready[0]["addresses"].as_array().unwrap().len(), 4);
+        assert!(only_ready[0].get("notReadyAddresses").is_none());
     }
 
     #[test]
