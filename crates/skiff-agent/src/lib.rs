@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod error;
 pub mod pod_manager;
 pub mod probe;
+pub mod proxy;
 pub mod runtime;
 pub mod spec;
 

@@ -1,4 +1,4 @@
-//! Skiff's leader-only reconcilers: replicasets, deployments, node lifecycle, garbage collection, events.
+//! Skiff's leader-only reconcilers: replicasets, deployments, endpoints, node lifecycle, garbage collection, events.
 //!
 //! Everything here talks to the object store through [`ObjectApi`] (implemented by the
 //! composition root over the Raft-replicated store; [`testing::FakeApi`] in tests), reads from
@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod gc;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use skiff_api::registry::{DEPLOYMENTS, NODES, PODS, REPLICASETS};
+use skiff_api::registry::{DEPLOYMENTS, ENDPOINTS, NODES, PODS, REPLICASETS, SERVICES};
 use tokio::sync::watch;
 
 pub use api::{ApiCallError, EventType, ObjEvent, ObjectApi};
@@ -132,6 +133,8 @@ pub async fn run_all_with(
     let rsets = Cache::new(&REPLICASETS);
     let deploys = Cache::new(&DEPLOYMENTS);
     let nodes = Cache::new(&NODES);
+    let services = Cache::new(&SERVICES);
+    let endpoints = Cache::new(&ENDPOINTS);
 
     let (events, sink) = EventRecorder::new(api.clone(), stop.clone());
     tasks.spawn(sink);
@@ -151,15 +154,24 @@ pub async fn run_all_with(
     );
     let d_queue = WorkQueue::new(cfg.queue_capacity);
     d_ctl.register_triggers(&d_queue);
+    let ep_ctl = endpoints::EndpointsController::new(
+        api.clone(),
+        services.clone(),
+        pods.clone(),
+        endpoints.clone(),
+        cache_timeout,
+    );
+    let ep_queue = WorkQueue::new(cfg.queue_capacity);
+    ep_ctl.register_triggers(&ep_queue);
 
-    for cache in [&pods, &rsets, &deploys, &nodes] {
+    for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints] {
         tasks.spawn(run_informer(api.clone(), cache.clone(), stop.clone()));
     }
 
     // Nothing decides anything before every cache holds a full list: an empty pod cache would
     // make the ReplicaSet controller create duplicates.
     let synced = async {
-        for cache in [&pods, &rsets, &deploys, &nodes] {
+        for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints] {
             while !cache.wait_synced(Duration::from_secs(3600)).await {}
         }
     };
@@ -179,7 +191,8 @@ pub async fn run_all_with(
         resync_period_ms: cfg.resync_period_ms,
     };
     tasks.spawn(run_controller(rs_ctl, rs_queue, Some(rsets.clone()), opts.clone(), stop.clone()));
-    tasks.spawn(run_controller(d_ctl, d_queue, Some(deploys.clone()), opts, stop.clone()));
+    tasks.spawn(run_controller(d_ctl, d_queue, Some(deploys.clone()), opts.clone(), stop.clone()));
+    tasks.spawn(run_controller(ep_ctl, ep_queue, Some(services.clone()), opts, stop.clone()));
 
     let nl = node_lifecycle::NodeLifecycle::new(
         api.clone(),

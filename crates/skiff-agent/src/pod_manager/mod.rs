@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::error::{with_deadline, AgentError, Result};
 use crate::runtime::{labels, ContainerInfo, LogOptions, LogStream, ObjectKind, Runtime};
 
+pub mod service_env;
 pub mod status;
 mod worker;
 
@@ -43,6 +44,11 @@ pub struct PodManagerConfig {
     pub max_batch: usize,
     /// The most pods managed at once; pods beyond it are ignored with a warning.
     pub max_pods: usize,
+    /// How long a pod with `deletionTimestamp` keeps running before its containers get SIGTERM,
+    /// so that its removal from the Endpoints reaches every node's service proxy first and no
+    /// new connection is sent to a stopping container. Capped by the pod's grace period (a
+    /// grace period of 0 stops at once); the grace period itself starts after this delay.
+    pub termination_propagation_delay: Duration,
 }
 
 impl PodManagerConfig {
@@ -58,6 +64,7 @@ impl PodManagerConfig {
             status_channel_capacity: 64,
             max_batch: 256,
             max_pods: 1000,
+            termination_propagation_delay: Duration::from_secs(2),
         }
     }
 }
@@ -130,6 +137,8 @@ pub(crate) struct Shared {
     outbox_notify: Notify,
     /// Containers found at start, by pod uid; taken by the first sync.
     adopted: Mutex<Option<HashMap<String, Vec<ContainerInfo>>>>,
+    /// The cluster's Services (JSON objects), for the environment of pods started from now on.
+    services: Mutex<Arc<Vec<serde_json::Value>>>,
 }
 
 impl Shared {
@@ -155,6 +164,12 @@ impl Shared {
             }
         }
         batch
+    }
+
+    /// The service variables for a pod starting now in `namespace`.
+    pub(crate) fn service_env(&self, namespace: &str) -> Vec<(String, String)> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        service_env::service_env(&services, namespace, &self.config.host_ip)
     }
 
     /// Called by a worker once its pod is fully removed.
@@ -203,6 +218,7 @@ impl PodManager {
             outbox: Mutex::default(),
             outbox_notify: Notify::new(),
             adopted: Mutex::new(Some(adopted)),
+            services: Mutex::default(),
         });
         let dispatcher = tokio::spawn(dispatch(shared.clone(), tx));
         Ok((PodManager { shared, dispatcher }, rx))
@@ -270,6 +286,14 @@ impl PodManager {
                 }
             });
         }
+    }
+
+    /// Set the cluster's Services (full set, JSON `v1 Service` objects). Containers of pods
+    /// started afterwards get `<NAME>_SERVICE_HOST` / `<NAME>_SERVICE_PORT` /
+    /// `<NAME>_SERVICE_PORT_<PORTNAME>` for the Services of their namespace (see
+    /// [`service_env`]); like in Kubernetes, running pods keep the variables they started with.
+    pub fn set_services(&self, services: Vec<serde_json::Value>) {
+        *self.shared.services.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(services);
     }
 
     /// The last status computed for a pod (also sent on the channel when it changed).

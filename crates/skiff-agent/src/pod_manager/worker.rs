@@ -106,6 +106,8 @@ struct Worker {
     terminal: bool,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
+    /// Service variables, fixed when the pod (worker) started.
+    service_env: Vec<(String, String)>,
 }
 
 pub(crate) async fn run(
@@ -132,12 +134,22 @@ pub(crate) async fn run(
         terminal: false,
         status_slot,
         instances,
+        service_env: shared.service_env(&pod_ref.namespace),
     };
     w.adopt(adopted).await;
     loop {
         let d = desired.borrow_and_update().clone();
         if d.removed || d.pod.metadata.deletion_timestamp.is_some() {
             w.pod = d.pod;
+            if !d.removed {
+                // Let the Endpoints change reach every proxy before the containers stop
+                // accepting connections; a later "removed" (force delete) cuts it short.
+                let delay = shared.config.termination_propagation_delay.min(w.grace());
+                if !delay.is_zero() {
+                    tracing::debug!(pod = pod_ref.name, ?delay, "waiting for endpoint removal to propagate");
+                    let _ = tokio::time::timeout(delay, desired.wait_for(|d| d.removed)).await;
+                }
+            }
             w.terminate().await;
             shared.forget(&pod_ref.uid);
             shared.publish(PodEvent::Removed {
@@ -389,7 +401,8 @@ impl Worker {
         let host_ip = self.shared.config.host_ip.clone();
         let pod_ip = self.pod_ip.clone().unwrap_or_default();
         let fields = spec::FieldValues { pod: &self.pod, pod_ref: &self.pod_ref, pod_ip: &pod_ip, host_ip: &host_ip };
-        let cspec = spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields);
+        let mut cspec = spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields);
+        cspec.env = super::service_env::merge(&self.service_env, std::mem::take(&mut cspec.env));
         st.start_pending = true;
         let never_pull = |image: &str| {
             (

@@ -77,6 +77,7 @@ pub fn test_config(node: &str) -> PodManagerConfig {
     c.resync_interval = Duration::from_millis(100);
     c.orphan_grace = Duration::from_secs(1);
     c.runtime_timeout = Duration::from_secs(20);
+    c.termination_propagation_delay = Duration::ZERO;
     c
 }
 
