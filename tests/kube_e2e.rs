@@ -296,6 +296,8 @@ async fn kubectl_watch_pods_namespaces_and_selectors() {
     assert!(k.ok(&["get", "svc"]).contains(&format!("80:{p1}/TCP")));
     k.ok(&["delete", "svc", "s1"]);
     assert_eq!(k.apply(&svc("s2", Some(p1))).trim(), "service/s2 created");
+    // The leader's endpoints controller gives the Service its Endpoints object.
+    wait_for(Duration::from_secs(20), "endpoints of s2", || k.run(&["get", "endpoints", "s2"]).ok.then_some(()));
 
     // Unscheduled pods are deleted at once; deleting a namespace empties it.
     assert_eq!(k.ok(&["delete", "pod", "p1", "-n", "team"]).trim(), "pod \"p1\" deleted");
