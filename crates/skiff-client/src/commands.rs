@@ -1327,9 +1327,87 @@ mod tests {
         let b = Bin::try_parse_from(["skiff", "scale", "deploy/web", "--replicas", "2", "-n", "x"]).unwrap();
         assert!(matches!(b.cmd, Top::User(UserCommand::Scale(_))));
         assert_eq!(b.global.namespace.as_deref(), Some("x"));
+        let b =
+            Bin::try_parse_from(["skiff", "rollout", "status", "deploy/web", "-n", "x", "--timeout", "1m"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Rollout(_))));
+        let b = Bin::try_parse_from(["skiff", "drain", "n1", "-s", "http://h:1"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Drain(_))));
+        assert_eq!(b.global.server.as_deref(), Some("http://h:1"));
         let b = Bin::try_parse_from(["skiff", "server", "--request-timeout-ms", "5"]).unwrap();
         assert!(matches!(b.cmd, Top::Server { request_timeout_ms: Some(5) }));
         assert!(Bin::try_parse_from(["skiff", "cluster", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn rollout_and_node_flags() {
+        let rollout = |args: &[&str]| match parse(args).cmd {
+            UserCommand::Rollout(r) => r.cmd,
+            other => panic!("{other:?}"),
+        };
+        let RolloutCommand::Status(st) = rollout(&["rollout", "status", "deployment/web"]) else { panic!() };
+        assert!(st.watch && st.timeout.is_zero() && st.revision == 0);
+        let RolloutCommand::Status(st) =
+            rollout(&["rollout", "status", "deploy", "web", "-w=false", "--timeout", "5m"])
+        else {
+            panic!()
+        };
+        assert!(!st.watch && st.timeout == Duration::from_secs(300));
+        assert_eq!(st.resources, ["deploy", "web"]);
+        let RolloutCommand::Status(st) = rollout(&["rollout", "status", "deploy/web", "--watch=false"]) else {
+            panic!()
+        };
+        assert!(!st.watch);
+        let RolloutCommand::History(h) = rollout(&["rollout", "history", "deploy/web", "--revision", "3"]) else {
+            panic!()
+        };
+        assert_eq!(h.revision, 3);
+        let RolloutCommand::Undo(u) = rollout(&["rollout", "undo", "deploy/web", "--to-revision=2"]) else { panic!() };
+        assert_eq!(u.to_revision, 2);
+        let RolloutCommand::Undo(u) = rollout(&["rollout", "undo", "deploy/web"]) else { panic!() };
+        assert_eq!(u.to_revision, 0);
+        assert!(matches!(rollout(&["rollout", "restart", "deploy/web"]), RolloutCommand::Restart(_)));
+        assert!(matches!(rollout(&["rollout", "pause", "deploy/web"]), RolloutCommand::Pause(_)));
+        assert!(matches!(rollout(&["rollout", "resume", "deploy/a", "deploy/b"]), RolloutCommand::Resume(_)));
+        assert!(Cli::try_parse_from(["skiff", "rollout", "status"]).is_err());
+        assert!(Cli::try_parse_from(["skiff", "rollout", "rewind", "deploy/web"]).is_err());
+
+        let UserCommand::Drain(d) = parse(&["drain", "n1", "--grace-period", "0", "--timeout", "10s", "--force"]).cmd
+        else {
+            panic!()
+        };
+        assert!(d.force && d.grace_period == 0 && d.timeout == Duration::from_secs(10) && !d.delete_emptydir_data);
+        let UserCommand::Drain(d) = parse(&["drain", "node/n1", "--ignore-daemonsets", "--delete-emptydir-data"]).cmd
+        else {
+            panic!()
+        };
+        assert!(d.grace_period == -1 && d.timeout == Duration::from_secs(60) && d.delete_emptydir_data);
+        let UserCommand::Cordon(c) = parse(&["cordon", "n1", "node/n2"]).cmd else { panic!() };
+        assert_eq!(c.nodes, ["n1", "node/n2"]);
+        assert!(matches!(parse(&["uncordon", "n1"]).cmd, UserCommand::Uncordon(_)));
+
+        assert_eq!(parse_timeout("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_timeout("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn rollout_targets() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(deployment_names(&a(&["deploy/web", "deployments/api"]), "undo").unwrap(), ["web", "api"]);
+        assert_eq!(deployment_names(&a(&["deployment", "web"]), "status").unwrap(), ["web"]);
+        assert_eq!(
+            deployment_names(&a(&["pod/web"]), "status").unwrap_err().to_string(),
+            "error: rollout status is implemented for deployments only, not pods"
+        );
+        assert!(deployment_names(&a(&["deploy"]), "history").is_err());
+        assert_eq!(node_name("node/n1").unwrap(), "n1");
+        assert_eq!(node_name("n1").unwrap(), "n1");
+        assert!(node_name("pod/n1").is_err());
+        assert_eq!(
+            deployment_error("web", "is already paused").to_string(),
+            "error: deployments.apps \"web\" is already paused"
+        );
     }
 
     #[test]
