@@ -951,7 +951,14 @@ impl Ctx {
         err: &mut (dyn Write + Send),
     ) -> Result<()> {
         match cmd {
-            RolloutCommand::Status(a) => self.rollout_status(a, out, err).await,
+            RolloutCommand::Status(a) => {
+                let res = self.rollout_status(a, out, err).await;
+                if res.is_err() && self.progress {
+                    // Leave no bar before the error line.
+                    write!(err, "{CLEAR_LINE}")?;
+                }
+                res
+            }
             RolloutCommand::History(a) => {
                 let mut errors = Vec::new();
                 for name in deployment_names(&a.resources, "history")? {
