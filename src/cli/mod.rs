@@ -43,7 +43,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
-    /// Everyday commands against the Kubernetes API (apply, get, describe, delete, scale, logs).
+    /// Everyday commands against the Kubernetes API (apply, get, describe, delete, scale, logs, rollout, cordon, drain).
     #[command(flatten)]
     User(skiff_client::UserCommand),
 }

@@ -1,13 +1,13 @@
-//! The kubectl-like user commands (`apply`, `get`, `describe`, `delete`, `scale`, `logs`) as clap types and `run`.
+//! The kubectl-like user commands (`apply`, `get`, `describe`, `delete`, `scale`, `logs`, `rollout`, `cordon`, `uncordon`, `drain`) as clap types and `run`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use skiff_api::registry::{lookup_kind, ENDPOINTS, EVENTS, PODS};
+use skiff_api::registry::{lookup_kind, DEPLOYMENTS, ENDPOINTS, EVENTS, NODES, PODS, REPLICASETS};
 use skiff_api::{PatchType, ResourceInfo};
 
 use crate::apply::{plan, ApplyAction, LAST_APPLIED};
@@ -104,6 +104,115 @@ pub enum UserCommand {
     Scale(ScaleArgs),
     /// Print the log of a pod's container.
     Logs(LogsArgs),
+    /// Manage the rollout of a deployment: status, history, undo, restart, pause, resume.
+    Rollout(RolloutArgs),
+    /// Mark a node unschedulable.
+    Cordon(NodeArgs),
+    /// Mark a node schedulable again.
+    Uncordon(NodeArgs),
+    /// Cordon a node, then delete its pods and wait until they are gone.
+    Drain(DrainArgs),
+}
+
+/// Parse a `--timeout` where `0` means "no limit".
+pub fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
+    if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub cmd: RolloutCommand,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum RolloutCommand {
+    /// Watch a deployment's rollout until it finishes (or print its state once with `-w=false`).
+    Status(RolloutStatusArgs),
+    /// List a deployment's revisions, or show one revision's pod template.
+    History(RolloutHistoryArgs),
+    /// Roll a deployment back to the previous (or a given) revision.
+    Undo(RolloutUndoArgs),
+    /// Restart a deployment's pods (a new rollout via a template annotation).
+    Restart(RolloutTargetArgs),
+    /// Pause a deployment's rollouts.
+    Pause(RolloutTargetArgs),
+    /// Resume a paused deployment.
+    Resume(RolloutTargetArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RolloutStatusArgs {
+    /// `deployment/NAME` or `deployment NAME`.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// Watch until the rollout is done (`-w=false`: print the current state once).
+    #[arg(short = 'w', long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub watch: bool,
+    /// How long to watch before giving up (`0`: no limit).
+    #[arg(long, default_value = "0s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Fail unless the deployment is at this revision (0: any).
+    #[arg(long, default_value_t = 0)]
+    pub revision: i64,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RolloutHistoryArgs {
+    /// `deployment/NAME...` or `deployment NAME...`.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// Show this revision's pod template instead of the table.
+    #[arg(long, default_value_t = 0)]
+    pub revision: i64,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RolloutUndoArgs {
+    /// `deployment/NAME...` or `deployment NAME...`.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// The revision to roll back to (0: the previous one).
+    #[arg(long = "to-revision", default_value_t = 0, allow_negative_numbers = true)]
+    pub to_revision: i64,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RolloutTargetArgs {
+    /// `deployment/NAME...` or `deployment NAME...`.
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct NodeArgs {
+    /// Node names (`NAME` or `node/NAME`).
+    #[arg(required = true)]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DrainArgs {
+    /// The node (`NAME` or `node/NAME`).
+    pub node: String,
+    /// Seconds each pod has to terminate (default: the pod's own).
+    #[arg(long = "grace-period", allow_negative_numbers = true, default_value_t = -1)]
+    pub grace_period: i64,
+    /// How long to wait for the pods to be gone.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Also delete pods that no controller manages (they are not recreated).
+    #[arg(long)]
+    pub force: bool,
+    /// Also delete pods with emptyDir volumes (their data is lost).
+    #[arg(long = "delete-emptydir-data")]
+    pub delete_emptydir_data: bool,
+    /// Accepted for kubectl compatibility (Skiff has no DaemonSets).
+    #[arg(long = "ignore-daemonsets")]
+    pub ignore_daemonsets: bool,
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -219,7 +328,8 @@ pub struct LogsArgs {
 /// warnings) to stderr. The error's `Display` is what kubectl would print; exit with 1 on it.
 pub async fn run(cmd: UserCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> Result<()> {
     let mut err = std::io::stderr();
-    run_with(cmd, global, out, &mut err).await
+    let progress = err.is_terminal();
+    run_inner(cmd, global, out, &mut err, progress).await
 }
 
 /// [`run`] with an explicit writer for notes.
@@ -229,9 +339,19 @@ pub async fn run_with(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<()> {
+    run_inner(cmd, global, out, err, false).await
+}
+
+async fn run_inner(
+    cmd: UserCommand,
+    global: &GlobalOpts,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+    progress: bool,
+) -> Result<()> {
     let target = global.target()?;
     let client = Client::new(&target.server, global.request_timeout)?;
-    let ctx = Ctx { client, ns: target.namespace, explicit_ns: global.namespace.clone() };
+    let ctx = Ctx { client, ns: target.namespace, explicit_ns: global.namespace.clone(), progress };
     let res = match cmd {
         UserCommand::Apply(a) => ctx.apply(a, out, err).await,
         UserCommand::Get(a) => ctx.get(a, out, err).await,
@@ -239,6 +359,10 @@ pub async fn run_with(
         UserCommand::Delete(a) => ctx.delete(a, out, err).await,
         UserCommand::Scale(a) => ctx.scale(a, out).await,
         UserCommand::Logs(a) => ctx.logs(a, out).await,
+        UserCommand::Rollout(a) => ctx.rollout(a.cmd, out, err).await,
+        UserCommand::Cordon(a) => ctx.cordon_all(&a.nodes, true, out).await,
+        UserCommand::Uncordon(a) => ctx.cordon_all(&a.nodes, false, out).await,
+        UserCommand::Drain(a) => ctx.drain(a, out, err).await,
     };
     out.flush()?;
     res
@@ -248,6 +372,8 @@ struct Ctx {
     client: Client,
     ns: String,
     explicit_ns: Option<String>,
+    /// stderr is a terminal: draw progress bars there.
+    progress: bool,
 }
 
 /// `No resources found in default namespace.` / `No resources found`.
@@ -772,6 +898,359 @@ impl Ctx {
     }
 }
 
+/// The deployment names of `rollout` arguments (`deployment/NAME...` or `deployment NAME...`).
+pub fn deployment_names(args: &[String], verb: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for sel in parse_selections(args)? {
+        if !std::ptr::eq(sel.resource, &DEPLOYMENTS) {
+            return Err(Error::Usage(format!(
+                "rollout {verb} is implemented for deployments only, not {}",
+                sel.resource.qualified_plural()
+            )));
+        }
+        if sel.names.is_empty() {
+            return Err(Error::Usage("You must provide one or more resources by argument or filename.".into()));
+        }
+        names.extend(sel.names);
+    }
+    Ok(names)
+}
+
+/// A node name given as `NAME` or `node/NAME`.
+pub fn node_name(arg: &str) -> Result<String> {
+    match arg.split_once('/') {
+        None => Ok(arg.to_string()),
+        Some((kind, name)) if crate::resource::resource_type(kind).is_ok_and(|r| std::ptr::eq(r, &NODES)) => {
+            Ok(name.to_string())
+        }
+        Some((kind, _)) => Err(Error::Usage(format!("expected a node, not {kind}"))),
+    }
+}
+
+fn resource_version(obj: &Value) -> String {
+    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// `deployments.apps "web" MESSAGE` as kubectl words a failed pause/resume/restart.
+fn deployment_error(name: &str, msg: &str) -> Error {
+    Error::Usage(format!("{} {name:?} {msg}", DEPLOYMENTS.qualified_plural()))
+}
+
+fn timed_out() -> Error {
+    Error::Usage("timed out waiting for the condition".into())
+}
+
+/// Erase a progress bar line on a terminal.
+const CLEAR_LINE: &str = "\r\x1b[2K";
+
+impl Ctx {
+    async fn rollout(
+        &self,
+        cmd: RolloutCommand,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        match cmd {
+            RolloutCommand::Status(a) => {
+                let res = self.rollout_status(a, out, err).await;
+                if res.is_err() && self.progress {
+                    // Leave no bar before the error line.
+                    write!(err, "{CLEAR_LINE}")?;
+                }
+                res
+            }
+            RolloutCommand::History(a) => {
+                let mut errors = Vec::new();
+                for name in deployment_names(&a.resources, "history")? {
+                    if let Err(e) = self.rollout_history(&name, a.revision, out).await {
+                        errors.push(e);
+                    }
+                }
+                Error::from_many(errors)
+            }
+            RolloutCommand::Undo(a) => {
+                let mut errors = Vec::new();
+                for name in deployment_names(&a.resources, "undo")? {
+                    match self.rollout_undo(&name, a.to_revision).await {
+                        Ok(verb) => writeln!(out, "{} {verb}", display_name(&DEPLOYMENTS, &name))?,
+                        Err(e) => errors.push(e),
+                    }
+                }
+                Error::from_many(errors)
+            }
+            RolloutCommand::Restart(a) => self.rollout_patch(&a.resources, "restart", out).await,
+            RolloutCommand::Pause(a) => self.rollout_patch(&a.resources, "pause", out).await,
+            RolloutCommand::Resume(a) => self.rollout_patch(&a.resources, "resume", out).await,
+        }
+    }
+
+    /// Print the status line when it changed (and the bar on a terminal); true when done.
+    fn report_status(
+        &self,
+        d: &Value,
+        revision: i64,
+        last: &mut String,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<bool> {
+        let view = match crate::rollout::deployment_status(d, revision) {
+            Ok(v) => v,
+            Err(e) => {
+                if self.progress {
+                    write!(err, "{CLEAR_LINE}")?;
+                }
+                return Err(e);
+            }
+        };
+        if self.progress {
+            write!(err, "{CLEAR_LINE}")?;
+            err.flush()?;
+        }
+        if view.message != *last {
+            writeln!(out, "{}", view.message)?;
+            out.flush()?;
+            *last = view.message.clone();
+        }
+        if self.progress && !view.done {
+            write!(err, "{}", crate::rollout::progress_bar(d, 30))?;
+            err.flush()?;
+        }
+        Ok(view.done)
+    }
+
+    async fn rollout_status(
+        &self,
+        a: RolloutStatusArgs,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        let names = deployment_names(&a.resources, "status")?;
+        if names.len() != 1 {
+            return Err(Error::Usage(format!(
+                "rollout status is only supported on individual resources and resource collections, but {} resources were found",
+                names.len()
+            )));
+        }
+        let name = &names[0];
+        let ns = Some(self.ns.as_str());
+        let deadline = (!a.timeout.is_zero()).then(|| tokio::time::Instant::now() + a.timeout);
+        let mut last = String::new();
+        let d = self.client.get(&DEPLOYMENTS, ns, name).await?;
+        if self.report_status(&d, a.revision, &mut last, out, err)? || !a.watch {
+            return Ok(());
+        }
+        let mut rv = resource_version(&d);
+        let params = ListParams { label_selector: None, field_selector: Some(format!("metadata.name={name}")) };
+        loop {
+            let watch = self.client.watch(&DEPLOYMENTS, ns, &params, Some(&rv), false);
+            let mut stream = match deadline {
+                Some(dl) => tokio::time::timeout_at(dl, watch).await.map_err(|_| timed_out())??,
+                None => watch.await?,
+            };
+            let mut expired = false;
+            loop {
+                let next = match deadline {
+                    Some(dl) => tokio::time::timeout_at(dl, stream.next()).await.map_err(|_| timed_out())?,
+                    None => stream.next().await,
+                };
+                let ev = match next {
+                    None => break,
+                    Some(Err(e)) if e.is_gone() => {
+                        expired = true;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(ev)) => ev,
+                };
+                match ev.event_type.as_str() {
+                    "DELETED" => return Err(Error::Usage("object has been deleted".into())),
+                    "ADDED" | "MODIFIED" => {
+                        rv = resource_version(&ev.object);
+                        if self.report_status(&ev.object, a.revision, &mut last, out, err)? {
+                            return Ok(());
+                        }
+                    }
+                    _ => {
+                        let r = resource_version(&ev.object);
+                        if !r.is_empty() {
+                            rv = r;
+                        }
+                    }
+                }
+            }
+            // The server closed the watch: watch on from the last version seen, or read the
+            // object again when that version has expired.
+            if deadline.is_some_and(|dl| tokio::time::Instant::now() >= dl) {
+                return Err(timed_out());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if expired {
+                let d = self.client.get(&DEPLOYMENTS, ns, name).await?;
+                if self.report_status(&d, a.revision, &mut last, out, err)? {
+                    return Ok(());
+                }
+                rv = resource_version(&d);
+            }
+        }
+    }
+
+    /// The deployment and the ReplicaSets it controls.
+    async fn deployment_and_replicasets(&self, name: &str) -> Result<(Value, Vec<Value>)> {
+        let ns = Some(self.ns.as_str());
+        let d = self.client.get(&DEPLOYMENTS, ns, name).await?;
+        let params = ListParams { label_selector: Some(crate::rollout::selector_string(&d)), field_selector: None };
+        let list = self.client.list(&REPLICASETS, ns, &params).await?;
+        let rss = list
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|rs| crate::rollout::controlled_by(rs, &d))
+            .cloned()
+            .collect();
+        Ok((d, rss))
+    }
+
+    async fn rollout_history(&self, name: &str, revision: i64, out: &mut (dyn Write + Send)) -> Result<()> {
+        let (_, rss) = self.deployment_and_replicasets(name).await?;
+        let text = crate::rollout::history_text(&rss, revision)?;
+        let shown = display_name(&DEPLOYMENTS, name);
+        if revision > 0 {
+            writeln!(out, "{shown} with revision #{revision}")?;
+        } else {
+            writeln!(out, "{shown} ")?;
+        }
+        writeln!(out, "{text}")?;
+        Ok(())
+    }
+
+    async fn rollout_undo(&self, name: &str, to_revision: i64) -> Result<String> {
+        let (d, rss) = self.deployment_and_replicasets(name).await?;
+        match crate::rollout::rollback(&d, &rss, to_revision)? {
+            crate::rollout::Rollback::Skip(msg) => Ok(msg),
+            crate::rollout::Rollback::Patch(patch) => {
+                self.client
+                    .patch(&DEPLOYMENTS, Some(&self.ns), name, None, PatchType::Json, &patch)
+                    .await
+                    .map_err(|e| Error::Usage(format!("failed restoring revision {to_revision}: {e}")))?;
+                Ok("rolled back".into())
+            }
+        }
+    }
+
+    async fn rollout_patch(&self, args: &[String], verb: &str, out: &mut (dyn Write + Send)) -> Result<()> {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut errors = Vec::new();
+        for name in deployment_names(args, verb)? {
+            let d = match self.client.get(&DEPLOYMENTS, Some(&self.ns), &name).await {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let (patch, done) = match verb {
+                "restart" => (crate::rollout::restart_patch(&d, &crate::rollout::format_rfc3339(now)), "restarted"),
+                "pause" => (crate::rollout::pause_patch(&d, true), "paused"),
+                _ => (crate::rollout::pause_patch(&d, false), "resumed"),
+            };
+            let patch = match patch {
+                Ok(p) => p,
+                Err(msg) => {
+                    errors.push(deployment_error(&name, &msg));
+                    continue;
+                }
+            };
+            match self.client.patch(&DEPLOYMENTS, Some(&self.ns), &name, None, PatchType::Merge, &patch).await {
+                Ok(_) => writeln!(out, "{} {done}", display_name(&DEPLOYMENTS, &name))?,
+                Err(e) => errors.push(e),
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    /// Cordon (`true`) or uncordon one node; prints `node/n1 cordoned` (or `already ...`).
+    async fn cordon(&self, node: &str, desired: bool, out: &mut (dyn Write + Send)) -> Result<()> {
+        let n = self.client.get(&NODES, None, node).await?;
+        let already = crate::drain::is_cordoned(&n) == desired;
+        if !already {
+            let patch = crate::drain::cordon_patch(desired);
+            self.client.patch(&NODES, None, node, None, PatchType::Merge, &patch).await?;
+        }
+        writeln!(out, "{} {}", display_name(&NODES, node), crate::drain::cordon_verb(desired, already))?;
+        Ok(())
+    }
+
+    async fn cordon_all(&self, nodes: &[String], desired: bool, out: &mut (dyn Write + Send)) -> Result<()> {
+        let mut errors = Vec::new();
+        for arg in nodes {
+            if let Err(e) = async { self.cordon(&node_name(arg)?, desired, out).await }.await {
+                errors.push(e);
+            }
+        }
+        Error::from_many(errors)
+    }
+
+    async fn drain(&self, a: DrainArgs, out: &mut (dyn Write + Send), err: &mut (dyn Write + Send)) -> Result<()> {
+        let node = node_name(&a.node)?;
+        self.cordon(&node, true, out).await?;
+        let params = ListParams { label_selector: None, field_selector: Some(format!("spec.nodeName={node}")) };
+        let list = self.client.list(&PODS, None, &params).await?;
+        let pods: Vec<Value> = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        let filter = crate::drain::DrainFilter { force: a.force, delete_emptydir_data: a.delete_emptydir_data };
+        let unable = |msg: String| Error::Usage(format!("unable to drain node {node:?} due to error: {msg}"));
+        let (victims, warnings) = crate::drain::drain_plan(&pods, filter).map_err(|e| unable(e.join(", ")))?;
+        for w in warnings {
+            writeln!(err, "Warning: {w}")?;
+        }
+        let params = DeleteParams {
+            propagation_policy: None,
+            grace_period_seconds: (a.grace_period >= 0).then_some(a.grace_period),
+        };
+        let s = |p: &Value, ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut pending = Vec::new();
+        for p in &victims {
+            let (ns, name) = (s(p, "/metadata/namespace"), s(p, "/metadata/name"));
+            writeln!(err, "evicting pod {ns}/{name}")?;
+            match self.client.delete(&PODS, Some(&ns), &name, &params).await {
+                Ok(_) => pending.push((ns, name, s(p, "/metadata/uid"))),
+                Err(e) if e.is_not_found() => writeln!(out, "pod/{name} evicted")?,
+                Err(e) => return Err(unable(e.to_string())),
+            }
+        }
+        out.flush()?;
+        let deadline = Instant::now() + a.timeout;
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for (ns, name, uid) in pending {
+                match self.client.get(&PODS, Some(&ns), &name).await {
+                    Err(e) if e.is_not_found() => writeln!(out, "pod/{name} evicted")?,
+                    Ok(p) if !uid.is_empty() && s(&p, "/metadata/uid") != uid => writeln!(out, "pod/{name} evicted")?,
+                    Ok(_) => still.push((ns, name, uid)),
+                    Err(e) => return Err(unable(e.to_string())),
+                }
+            }
+            out.flush()?;
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let left: Vec<String> = pending.iter().map(|(ns, n, _)| format!("{ns}/{n}")).collect();
+                return Err(unable(format!(
+                    "global timeout reached: {}s, pods still present: {}",
+                    a.timeout.as_secs_f64(),
+                    left.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        writeln!(out, "{} drained", display_name(&NODES, &node))?;
+        Ok(())
+    }
+}
+
 /// The merge patch `scale` sends to the `scale` subresource.
 pub fn scale_patch(replicas: u32) -> Value {
     json!({"spec": {"replicas": replicas}})
@@ -855,9 +1334,87 @@ mod tests {
         let b = Bin::try_parse_from(["skiff", "scale", "deploy/web", "--replicas", "2", "-n", "x"]).unwrap();
         assert!(matches!(b.cmd, Top::User(UserCommand::Scale(_))));
         assert_eq!(b.global.namespace.as_deref(), Some("x"));
+        let b =
+            Bin::try_parse_from(["skiff", "rollout", "status", "deploy/web", "-n", "x", "--timeout", "1m"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Rollout(_))));
+        let b = Bin::try_parse_from(["skiff", "drain", "n1", "-s", "http://h:1"]).unwrap();
+        assert!(matches!(b.cmd, Top::User(UserCommand::Drain(_))));
+        assert_eq!(b.global.server.as_deref(), Some("http://h:1"));
         let b = Bin::try_parse_from(["skiff", "server", "--request-timeout-ms", "5"]).unwrap();
         assert!(matches!(b.cmd, Top::Server { request_timeout_ms: Some(5) }));
         assert!(Bin::try_parse_from(["skiff", "cluster", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn rollout_and_node_flags() {
+        let rollout = |args: &[&str]| match parse(args).cmd {
+            UserCommand::Rollout(r) => r.cmd,
+            other => panic!("{other:?}"),
+        };
+        let RolloutCommand::Status(st) = rollout(&["rollout", "status", "deployment/web"]) else { panic!() };
+        assert!(st.watch && st.timeout.is_zero() && st.revision == 0);
+        let RolloutCommand::Status(st) =
+            rollout(&["rollout", "status", "deploy", "web", "-w=false", "--timeout", "5m"])
+        else {
+            panic!()
+        };
+        assert!(!st.watch && st.timeout == Duration::from_secs(300));
+        assert_eq!(st.resources, ["deploy", "web"]);
+        let RolloutCommand::Status(st) = rollout(&["rollout", "status", "deploy/web", "--watch=false"]) else {
+            panic!()
+        };
+        assert!(!st.watch);
+        let RolloutCommand::History(h) = rollout(&["rollout", "history", "deploy/web", "--revision", "3"]) else {
+            panic!()
+        };
+        assert_eq!(h.revision, 3);
+        let RolloutCommand::Undo(u) = rollout(&["rollout", "undo", "deploy/web", "--to-revision=2"]) else { panic!() };
+        assert_eq!(u.to_revision, 2);
+        let RolloutCommand::Undo(u) = rollout(&["rollout", "undo", "deploy/web"]) else { panic!() };
+        assert_eq!(u.to_revision, 0);
+        assert!(matches!(rollout(&["rollout", "restart", "deploy/web"]), RolloutCommand::Restart(_)));
+        assert!(matches!(rollout(&["rollout", "pause", "deploy/web"]), RolloutCommand::Pause(_)));
+        assert!(matches!(rollout(&["rollout", "resume", "deploy/a", "deploy/b"]), RolloutCommand::Resume(_)));
+        assert!(Cli::try_parse_from(["skiff", "rollout", "status"]).is_err());
+        assert!(Cli::try_parse_from(["skiff", "rollout", "rewind", "deploy/web"]).is_err());
+
+        let UserCommand::Drain(d) = parse(&["drain", "n1", "--grace-period", "0", "--timeout", "10s", "--force"]).cmd
+        else {
+            panic!()
+        };
+        assert!(d.force && d.grace_period == 0 && d.timeout == Duration::from_secs(10) && !d.delete_emptydir_data);
+        let UserCommand::Drain(d) = parse(&["drain", "node/n1", "--ignore-daemonsets", "--delete-emptydir-data"]).cmd
+        else {
+            panic!()
+        };
+        assert!(d.grace_period == -1 && d.timeout == Duration::from_secs(60) && d.delete_emptydir_data);
+        let UserCommand::Cordon(c) = parse(&["cordon", "n1", "node/n2"]).cmd else { panic!() };
+        assert_eq!(c.nodes, ["n1", "node/n2"]);
+        assert!(matches!(parse(&["uncordon", "n1"]).cmd, UserCommand::Uncordon(_)));
+
+        assert_eq!(parse_timeout("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_timeout("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn rollout_targets() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(deployment_names(&a(&["deploy/web", "deployments/api"]), "undo").unwrap(), ["web", "api"]);
+        assert_eq!(deployment_names(&a(&["deployment", "web"]), "status").unwrap(), ["web"]);
+        assert_eq!(
+            deployment_names(&a(&["pod/web"]), "status").unwrap_err().to_string(),
+            "error: rollout status is implemented for deployments only, not pods"
+        );
+        assert!(deployment_names(&a(&["deploy"]), "history").is_err());
+        assert_eq!(node_name("node/n1").unwrap(), "n1");
+        assert_eq!(node_name("n1").unwrap(), "n1");
+        assert!(node_name("pod/n1").is_err());
+        assert_eq!(
+            deployment_error("web", "is already paused").to_string(),
+            "error: deployments.apps \"web\" is already paused"
+        );
     }
 
     #[test]

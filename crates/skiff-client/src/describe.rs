@@ -531,6 +531,18 @@ fn events_section(out: &mut String, events: &[Value], now: i64) {
     }
 }
 
+/// A pod template as kubectl's `DescribePodTemplate` prints it (`rollout history --revision`):
+/// labels, annotations and containers under `Pod Template:`.
+pub fn describe_pod_template(template: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Pod Template:");
+    map_lines(&mut out, "  ", "Labels", template.pointer("/metadata/labels"), &[]);
+    map_lines(&mut out, "  ", "Annotations", template.pointer("/metadata/annotations"), &[]);
+    let _ = writeln!(out, "  Containers:");
+    containers(&mut out, "   ", template.get("spec").unwrap_or(&Value::Null), None);
+    tabwrite(&out, 0, 2)
+}
+
 /// Describe `obj` of type `res`; `related` is an extra object some kinds show (a service's
 /// `Endpoints`), `events` the events whose `involvedObject` is `obj`, `now` the Unix time.
 pub fn describe(res: &ResourceInfo, obj: &Value, related: Option<&Value>, events: &[Value], now: i64) -> String {

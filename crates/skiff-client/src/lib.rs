@@ -4,11 +4,13 @@ pub mod apply;
 pub mod client;
 pub mod commands;
 pub mod describe;
+pub mod drain;
 pub mod error;
 pub mod kubeconfig;
 pub mod manifest;
 pub mod output;
 pub mod resource;
+pub mod rollout;
 pub mod table;
 
 pub use client::{Client, DeleteParams, ListParams, LogParams, WatchEvent};

@@ -356,3 +356,286 @@ async fn request_shape_deadlines_and_unreachable_servers() {
         format!("The connection to the server 127.0.0.1:{port} was refused - did you specify the right host or port?")
     );
 }
+
+fn deployment(gen: i64, observed: i64, replicas: i64, updated: i64, available: i64) -> Value {
+    json!({"kind": "Deployment", "apiVersion": "apps/v1",
+        "metadata": {"name": "web", "namespace": "default", "uid": "d1", "generation": gen, "resourceVersion": "5",
+            "annotations": {"deployment.kubernetes.io/revision": "2", "team": "a"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}},
+        "status": {"observedGeneration": observed, "replicas": replicas, "updatedReplicas": updated,
+            "availableReplicas": available}})
+}
+
+fn replicaset(name: &str, rev: &str, image: &str, owner: &str) -> Value {
+    json!({"kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default",
+            "annotations": {"deployment.kubernetes.io/revision": rev, "kubernetes.io/change-cause": format!("image {image}")},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": owner, "controller": true}]},
+        "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": name}},
+            "spec": {"containers": [{"name": "web", "image": image}]}}}})
+}
+
+#[tokio::test]
+async fn request_shape_rollout_status_watches_until_done() {
+    let srv = TestServer::start(|r| {
+        if r.query.contains("watch=true") {
+            let ev = |d: Value| json!({"type": "MODIFIED", "object": d}).to_string();
+            let lines = [
+                ev(deployment(2, 2, 4, 1, 3)),
+                ev(deployment(2, 2, 4, 3, 3)),
+                ev(deployment(2, 2, 3, 3, 2)),
+                ev(deployment(2, 2, 3, 3, 2)),
+                ev(deployment(2, 2, 3, 3, 3)),
+            ];
+            (200, lines.join("\n") + "\n")
+        } else {
+            (200, deployment(2, 1, 3, 3, 3).to_string())
+        }
+    })
+    .await;
+    let (res, out, err) = srv.run(&["rollout", "status", "deployment/web", "--timeout", "10s"]).await;
+    res.unwrap();
+    assert_eq!(
+        out,
+        "Waiting for deployment spec update to be observed...\n\
+         Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...\n\
+         Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...\n\
+         Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available...\n\
+         deployment \"web\" successfully rolled out\n"
+    );
+    assert_eq!(err, "", "no progress bar when stderr is not a terminal");
+    let reqs = srv.requests();
+    assert_eq!(reqs[0].path, "/apis/apps/v1/namespaces/default/deployments/web");
+    assert_eq!(reqs[1].path, "/apis/apps/v1/namespaces/default/deployments");
+    assert_eq!(reqs[1].query, "fieldSelector=metadata.name%3Dweb&watch=true&resourceVersion=5");
+
+    // -w=false prints the current state once and succeeds.
+    let (res, out, _) = srv.run(&["rollout", "status", "deploy", "web", "-w=false"]).await;
+    res.unwrap();
+    assert_eq!(out, "Waiting for deployment spec update to be observed...\n");
+    assert_eq!(srv.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn request_shape_rollout_status_fails_on_progress_deadline_and_timeout() {
+    let srv = TestServer::start(|r| {
+        if r.path.ends_with("/stuck") {
+            let mut d = deployment(2, 2, 3, 1, 0);
+            d["metadata"]["name"] = json!("stuck");
+            d["status"]["conditions"] =
+                json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+            (200, d.to_string())
+        } else if r.query.contains("watch=true") {
+            (0, String::new())
+        } else if r.path.ends_with("/gone") {
+            not_found("deployments.apps", "gone")
+        } else {
+            (200, deployment(2, 2, 3, 1, 1).to_string())
+        }
+    })
+    .await;
+    let (res, out, _) = srv.run(&["rollout", "status", "deploy/stuck"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: deployment \"stuck\" exceeded its progress deadline");
+    assert_eq!(out, "");
+    let started = std::time::Instant::now();
+    let (res, out, _) = srv.run(&["rollout", "status", "deploy/web", "--timeout", "1s"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: timed out waiting for the condition");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(out, "Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...\n");
+    let (res, _, _) = srv.run(&["rollout", "status", "deploy/gone"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "Error from server (NotFound): deployments.apps \"gone\" not found");
+    let (res, _, _) = srv.run(&["rollout", "status", "pod/web"]).await;
+    assert!(res.unwrap_err().to_string().contains("deployments only"));
+}
+
+#[tokio::test]
+async fn request_shape_rollout_history_and_undo() {
+    let patched: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let p = patched.clone();
+    let srv = TestServer::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/apis/apps/v1/namespaces/default/deployments/web") => (200, deployment(2, 2, 3, 3, 3).to_string()),
+        ("GET", "/apis/apps/v1/namespaces/default/replicasets") => (
+            200,
+            json!({"kind": "ReplicaSetList", "items": [
+                replicaset("web-b", "2", "nginx:2", "d1"),
+                replicaset("web-a", "1", "nginx:1", "d1"),
+                replicaset("other", "7", "nginx:7", "someone-else")]})
+            .to_string(),
+        ),
+        ("PATCH", _) => {
+            p.lock().unwrap().push(r.json());
+            (200, deployment(3, 2, 3, 3, 3).to_string())
+        }
+        _ => (500, "unexpected".into()),
+    })
+    .await;
+    let (res, out, _) = srv.run(&["rollout", "history", "deployment/web"]).await;
+    res.unwrap();
+    assert_eq!(
+        out,
+        "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         image nginx:1\n2         image nginx:2\n\n"
+    );
+    let list = &srv.requests()[1];
+    assert_eq!(list.query, "labelSelector=app%3Dweb");
+
+    let (res, out, _) = srv.run(&["rollout", "history", "deploy/web", "--revision", "1"]).await;
+    res.unwrap();
+    assert!(out.starts_with("deployment.apps/web with revision #1\nPod Template:\n"), "{out}");
+    assert!(out.contains("nginx:1") && out.contains("kubernetes.io/change-cause: image nginx:1"), "{out}");
+    let (res, _, _) = srv.run(&["rollout", "history", "deploy/web", "--revision", "7"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: unable to find the specified revision");
+
+    let (res, out, _) = srv.run(&["rollout", "undo", "deployment/web"]).await;
+    res.unwrap();
+    assert_eq!(out, "deployment.apps/web rolled back\n");
+    let patch = srv.requests().last().unwrap().clone();
+    assert_eq!(
+        (patch.method.as_str(), patch.path.as_str()),
+        ("PATCH", "/apis/apps/v1/namespaces/default/deployments/web")
+    );
+    assert_eq!(patch.content_type, "application/json-patch+json");
+    assert_eq!(
+        patch.json(),
+        json!([
+            {"op": "replace", "path": "/spec/template", "value": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}},
+            {"op": "replace", "path": "/metadata/annotations", "value": {
+                "deployment.kubernetes.io/revision": "2", "kubernetes.io/change-cause": "image nginx:1"}}
+        ])
+    );
+
+    let n = srv.requests().len();
+    let (res, out, _) = srv.run(&["rollout", "undo", "deployment/web", "--to-revision", "2"]).await;
+    res.unwrap();
+    assert_eq!(out, "deployment.apps/web skipped rollback (current template already matches revision 2)\n");
+    assert_eq!(srv.requests().len(), n + 2, "no patch when skipping");
+    let (res, _, _) = srv.run(&["rollout", "undo", "deployment/web", "--to-revision", "7"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: unable to find specified revision 7 in history");
+    assert_eq!(patched.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn request_shape_rollout_restart_pause_resume() {
+    let srv = TestServer::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/apis/apps/v1/namespaces/default/deployments/held") => {
+            let mut d = deployment(1, 1, 3, 3, 3);
+            d["spec"]["paused"] = json!(true);
+            (200, d.to_string())
+        }
+        ("GET", _) => (200, deployment(1, 1, 3, 3, 3).to_string()),
+        ("PATCH", _) => (200, deployment(2, 1, 3, 3, 3).to_string()),
+        _ => (500, "unexpected".into()),
+    })
+    .await;
+    let (res, out, _) = srv.run(&["rollout", "restart", "deployment/web"]).await;
+    res.unwrap();
+    assert_eq!(out, "deployment.apps/web restarted\n");
+    let p = srv.requests().last().unwrap().clone();
+    assert_eq!(p.content_type, "application/merge-patch+json");
+    let at = p.json()["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(skiff_client::describe::parse_rfc3339(&at).is_some(), "{at}");
+
+    let (res, out, _) = srv.run(&["rollout", "pause", "deployment/web"]).await;
+    res.unwrap();
+    assert_eq!(out, "deployment.apps/web paused\n");
+    assert_eq!(srv.requests().last().unwrap().json(), json!({"spec": {"paused": true}}));
+    let (res, out, _) = srv.run(&["rollout", "resume", "deployment/held"]).await;
+    res.unwrap();
+    assert_eq!(out, "deployment.apps/held resumed\n");
+    assert_eq!(srv.requests().last().unwrap().json(), json!({"spec": {"paused": false}}));
+
+    let n = srv.requests().len();
+    let (res, _, _) = srv.run(&["rollout", "pause", "deployment/held"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: deployments.apps \"held\" is already paused");
+    let (res, _, _) = srv.run(&["rollout", "resume", "deployment/web"]).await;
+    assert_eq!(res.unwrap_err().to_string(), "error: deployments.apps \"web\" is not paused");
+    let (res, _, _) = srv.run(&["rollout", "restart", "deployment/held"]).await;
+    assert_eq!(
+        res.unwrap_err().to_string(),
+        "error: deployments.apps \"held\" can't restart paused deployment (run rollout resume first)"
+    );
+    assert!(srv.requests()[n..].iter().all(|r| r.method == "GET"), "refusals send no patch");
+}
+
+#[tokio::test]
+async fn request_shape_cordon_uncordon_drain() {
+    let state: Arc<Mutex<(bool, Vec<String>)>> = Arc::default();
+    let st = state.clone();
+    let srv = TestServer::start(move |r| {
+        let mut st = st.lock().unwrap();
+        let pod = |ns: &str, name: &str, managed: bool| {
+            let mut p = json!({"kind": "Pod", "metadata": {"name": name, "namespace": ns, "uid": format!("u-{name}")},
+                "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+            if managed {
+                p["metadata"]["ownerReferences"] =
+                    json!([{"kind": "ReplicaSet", "name": "web-1", "uid": "r", "controller": true}]);
+            }
+            p
+        };
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/api/v1/nodes/n1") => {
+                (200, json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": {"unschedulable": st.0}}).to_string())
+            }
+            ("PATCH", "/api/v1/nodes/n1") => {
+                st.0 = r.json()["spec"]["unschedulable"] == json!(true);
+                (200, json!({"kind": "Node", "metadata": {"name": "n1"}}).to_string())
+            }
+            ("GET", "/api/v1/pods") => (
+                200,
+                json!({"kind": "PodList", "items": [pod("default", "web-1", true), pod("team", "bare", false)]})
+                    .to_string(),
+            ),
+            ("DELETE", p) => {
+                st.1.push(p.to_string());
+                (200, json!({"kind": "Pod"}).to_string())
+            }
+            ("GET", "/api/v1/namespaces/default/pods/web-1") => not_found("pods", "web-1"),
+            ("GET", "/api/v1/namespaces/team/pods/bare") => {
+                // Recreated under the same name: a different uid counts as gone.
+                let mut p = pod("team", "bare", false);
+                p["metadata"]["uid"] = json!("new");
+                (200, p.to_string())
+            }
+            _ => (500, "unexpected".into()),
+        }
+    })
+    .await;
+    let (res, out, _) = srv.run(&["cordon", "n1"]).await;
+    res.unwrap();
+    assert_eq!(out, "node/n1 cordoned\n");
+    let p = srv.requests()[1].clone();
+    assert_eq!((p.method.as_str(), p.content_type.as_str()), ("PATCH", "application/merge-patch+json"));
+    assert_eq!(p.json(), json!({"spec": {"unschedulable": true}}));
+    let (res, out, _) = srv.run(&["cordon", "node/n1"]).await;
+    res.unwrap();
+    assert_eq!(out, "node/n1 already cordoned\n");
+    let (res, out, _) = srv.run(&["uncordon", "n1"]).await;
+    res.unwrap();
+    assert_eq!(out, "node/n1 uncordoned\n");
+    assert_eq!(srv.requests().last().unwrap().json(), json!({"spec": {"unschedulable": false}}));
+
+    // An unmanaged pod stops the drain unless --force; the node stays cordoned.
+    let (res, out, _) = srv.run(&["drain", "n1"]).await;
+    assert_eq!(
+        res.unwrap_err().to_string(),
+        "error: unable to drain node \"n1\" due to error: cannot delete Pods that declare no controller (use --force to override): team/bare"
+    );
+    assert_eq!(out, "node/n1 cordoned\n");
+    assert!(state.lock().unwrap().1.is_empty());
+    let list = srv.requests().iter().find(|r| r.path == "/api/v1/pods").unwrap().clone();
+    assert_eq!(list.query, "fieldSelector=spec.nodeName%3Dn1");
+
+    let (res, out, err) = srv.run(&["drain", "n1", "--force", "--grace-period", "5", "--timeout", "5s"]).await;
+    res.unwrap();
+    assert_eq!(out, "node/n1 already cordoned\npod/web-1 evicted\npod/bare evicted\nnode/n1 drained\n");
+    assert_eq!(
+        err,
+        "Warning: deleting Pods that declare no controller: team/bare\nevicting pod default/web-1\nevicting pod team/bare\n"
+    );
+    assert_eq!(state.lock().unwrap().1, ["/api/v1/namespaces/default/pods/web-1", "/api/v1/namespaces/team/pods/bare"]);
+    let del = srv.requests().into_iter().find(|r| r.method == "DELETE").unwrap();
+    assert_eq!(del.json(), json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 5}));
+}
