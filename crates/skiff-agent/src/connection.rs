@@ -17,8 +17,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, Heartbeat, Hello, PodRemoved, PodStatus, PodStatusBatch,
-    MAX_AGENT_MESSAGE_BYTES,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodRemoved, PodStatus,
+    PodStatusBatch, MAX_AGENT_MESSAGE_BYTES,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
@@ -308,9 +308,16 @@ impl Reporter {
                 }
             }
         }
-        (!statuses.is_empty())
-            .then(|| AgentMessage { msg: Some(agent_message::Msg::Statuses(PodStatusBatch { statuses })) })
+        if statuses.is_empty() {
+            return None;
+        }
+        Some(AgentMessage { msg: Some(agent_message::Msg::Statuses(PodStatusBatch { statuses })) })
     }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// How a session with one replica ended.
@@ -378,7 +385,7 @@ async fn connection_loop(
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stopped(&mut stop) => return,
                     ev = events.recv() => match ev {
                         Some(b) => reporter.absorb(b),
                         None => return,
@@ -413,7 +420,7 @@ async fn session(
             Ok(c) => c,
             Err(e) => return SessionEnd::Failed(format!("connect {addr}: {e}"), false),
         },
-        _ = stop.wait_for(|s| *s) => return SessionEnd::Stopped,
+        _ = stopped(stop) => return SessionEnd::Stopped,
     };
     let mut client = AgentGatewayClient::new(channel)
         .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
@@ -431,7 +438,7 @@ async fn session(
             Ok(Err(s)) => return SessionEnd::Failed(format!("{addr}: {}: {}", s.code(), s.message()), false),
             Err(_) => return SessionEnd::Failed(format!("{addr}: no answer to Hello"), false),
         },
-        _ = stop.wait_for(|s| *s) => return SessionEnd::Stopped,
+        _ = stopped(stop) => return SessionEnd::Stopped,
     };
     reporter.mark_all_dirty();
     let mut healthy = false;
@@ -440,7 +447,7 @@ async fn session(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return SessionEnd::Stopped,
+            _ = stopped(stop) => return SessionEnd::Stopped,
             _ = beat.tick() => {
                 seq += 1;
                 // A full buffer already tells the gateway we are alive: skip this beat.
@@ -456,7 +463,14 @@ async fn session(
                         p.send(m);
                     }
                 }
-                Err(_) => return SessionEnd::Failed("outbound stream closed".into(), healthy),
+                Err(_) => {
+                    // The gateway dropped our stream: its last word may be a NotLeader.
+                    let last = tokio::time::timeout(Duration::from_secs(1), inbound.message()).await;
+                    if let Ok(Ok(Some(GatewayMessage { msg: Some(gateway_message::Msg::NotLeader(nl)) }))) = last {
+                        return SessionEnd::NotLeader(nl.leader_addr);
+                    }
+                    return SessionEnd::Failed(format!("{addr} closed the stream"), healthy);
+                }
             },
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.msg {
