@@ -182,6 +182,23 @@ async fn session(
 ) {
     let (set_tx, mut set_rx) = watch::channel::<Option<PodSet>>(None);
     let watcher = tokio::spawn(watch_pods(svc.objects.clone(), node_name.clone(), set_tx));
+    // What the agent sends is applied by its own task, so slow status writes never hold
+    // back the pod sets going down.
+    let mut reader = {
+        let (svc, node_name) = (svc.clone(), node_name.clone());
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(m)) => handle(&svc, &node_name, m).await,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(node = node_name, "agent stream ended: {e}");
+                        return;
+                    }
+                }
+            }
+        })
+    };
     let mut leader_check = tokio::time::interval(LEADER_CHECK);
     loop {
         tokio::select! {
@@ -193,21 +210,13 @@ async fn session(
                 if let Some(set) = set {
                     let msg = GatewayMessage { msg: Some(gateway_message::Msg::Pods(set)) };
                     // Waits only for this stream's buffer; newer sets replace this one meanwhile.
-                    if tx.send(Ok(msg)).await.is_err() {
-                        break;
+                    tokio::select! {
+                        sent = tx.send(Ok(msg)) => if sent.is_err() { break },
+                        _ = &mut reader => break,
                     }
                 }
             }
-            msg = inbound.message() => {
-                match msg {
-                    Ok(Some(m)) => handle(&svc, &node_name, m).await,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(node = node_name, "agent stream ended: {e}");
-                        break;
-                    }
-                }
-            }
+            _ = &mut reader => break,
             _ = leader_check.tick() => {
                 if !is_leader(&svc.node) {
                     let _ = tx.try_send(Ok(not_leader_msg(&svc.node)));
@@ -217,6 +226,7 @@ async fn session(
         }
     }
     watcher.abort();
+    reader.abort();
     tracing::info!(node = node_name, "agent disconnected");
 }
 
