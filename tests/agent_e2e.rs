@@ -285,14 +285,50 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     assert_eq!(condition(&n, "Ready").as_deref(), Some("True"));
 }
 
+/// Opens `AgentGateway.Connect` on `addr` with a Hello and returns the first answer.
+async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::GatewayMessage {
+    use skiff_proto::agent::{agent_gateway_client::AgentGatewayClient, agent_message, AgentMessage, Hello};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut client = AgentGatewayClient::new(channel);
+    let node_json = serde_json::json!({"metadata": {"name": node}, "status": {}}).to_string();
+    let hello = AgentMessage { msg: Some(agent_message::Msg::Hello(Hello { node_name: node.into(), node_json })) };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(hello).await.unwrap();
+    let mut inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
+    first.expect("an answer within 10 s").expect("no stream error").expect("a message")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_agent_runs_pods_with_logs() {
-    let (c, _leader, follower) = cluster().await;
+    let (mut c, leader, follower) = cluster().await;
+
+    // The gateway: a follower points at the leader; the leader sends the (empty) pod set.
+    use skiff_proto::agent::gateway_message::Msg;
+    let leader_addr = c.member(leader).unwrap().grpc.clone();
+    let follower_addr = c.member(follower).unwrap().grpc.clone();
+    match first_gateway_message(&follower_addr, "probe").await.msg {
+        Some(Msg::NotLeader(nl)) => assert_eq!(nl.leader_addr, leader_addr),
+        other => panic!("a follower should answer NotLeader, got {other:?}"),
+    }
+    match first_gateway_message(&leader_addr, "probe").await.msg {
+        Some(Msg::Pods(set)) => assert!(set.pods_json.is_empty()),
+        other => panic!("the leader should answer with the pod set, got {other:?}"),
+    }
+
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir());
     let node = unique("gw-proc");
     let agent = c.spawn_agent(&node, "process", &["--labels", "zone=a,tier=test"]).unwrap();
     let n = wait_node_ready(&k, &agent);
     assert_eq!(n["metadata"]["labels"]["zone"], "a");
+    // Heartbeats (every second) are never written to the store: the Node does not change.
+    let rv = n["metadata"]["resourceVersion"].clone();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let n = k.json(&["node", &node]).unwrap();
+        assert_eq!(n["metadata"]["resourceVersion"], rv, "heartbeats must not write the Node");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(n["status"]["nodeInfo"]["containerRuntimeVersion"], "process://skiff");
 
     k.apply(&pod_manifest("proc", &node, "hello-from-process"));
@@ -330,6 +366,24 @@ async fn process_agent_runs_pods_with_logs() {
     let o = k.run(&["logs", "orphan"]);
     assert!(!o.ok && o.stderr.contains("not registered"), "{}", o.stderr);
     k.ok(&["delete", "pod", "orphan", "--grace-period=0", "--force"]);
+
+    // A whole-control-plane outage: the agent keeps the pod running and reconnects after.
+    let before = container_of(&k.json(&["pod", "proc"]).unwrap());
+    let ids: Vec<u64> = c.members.iter().map(|m| m.id).collect();
+    for id in &ids {
+        c.kill(*id).unwrap();
+    }
+    wait_for(Duration::from_secs(30), "the agent to notice the outage", |last| {
+        *last = agent.log_tail(5);
+        last.contains("control-plane connection").then_some(())
+    });
+    for id in &ids {
+        c.restart(*id).unwrap();
+    }
+    c.leader(Duration::from_secs(30)).await.unwrap();
+    wait_logs(&k, "proc", "hello-from-process");
+    let after = container_of(&k.json(&["pod", "proc"]).unwrap());
+    assert_eq!(after, before, "the pod was not restarted by the outage");
 
     k.ok(&["delete", "pod", "proc", "--wait=false"]);
     wait_pod_gone(&k, "proc");
