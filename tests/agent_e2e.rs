@@ -32,7 +32,8 @@ struct Out {
 
 impl Kubectl {
     fn new(kubeconfig: PathBuf, dir: &Path) -> Self {
-        Kubectl { cache: dir.join(format!("kubectl-cache-{}", kubeconfig.display().to_string().len())), kubeconfig }
+        let tag = kubeconfig.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        Kubectl { cache: dir.join(format!("kubectl-cache-{tag}")), kubeconfig }
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
@@ -230,7 +231,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
         return;
     }
     build_images();
-    let (mut c, leader, follower) = cluster().await;
+    let (mut c, _leader, follower) = cluster().await;
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir());
     let node = unique("gw-docker");
     let agent = c.spawn_agent(&node, "docker", &[]).unwrap();
@@ -254,6 +255,10 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     wait_logs(&k, "web", "hello-from-web");
 
     // SIGKILL the leader: the container is untouched and the agent follows the new leader.
+    // (Leadership may have moved since the start: kill whoever leads now, talk to another.)
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let survivor = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kubectl::new(c.kubeconfig(survivor).unwrap(), c.dir());
     c.kill(leader).unwrap();
     let new_leader = c.leader(Duration::from_secs(30)).await.unwrap();
     assert_ne!(new_leader, leader);
@@ -301,21 +306,30 @@ async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::Ga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_agent_runs_pods_with_logs() {
-    let (mut c, leader, follower) = cluster().await;
+    let (mut c, _leader, follower) = cluster().await;
 
     // The gateway: a follower points at the leader; the leader sends the (empty) pod set.
+    // (Right after an election a follower may not know the leader yet, and startup elections
+    // can move leadership: retry the round until both answers agree with one leader.)
     use skiff_proto::agent::gateway_message::Msg;
-    let leader_addr = c.member(leader).unwrap().grpc.clone();
-    let follower_addr = c.member(follower).unwrap().grpc.clone();
-    match first_gateway_message(&follower_addr, "probe").await.msg {
-        Some(Msg::NotLeader(nl)) => assert_eq!(nl.leader_addr, leader_addr),
-        other => panic!("a follower should answer NotLeader, got {other:?}"),
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    loop {
+        assert!(Instant::now() < deadline, "gateway answers never settled; last: {last}");
+        let leader = c.leader(Duration::from_secs(10)).await.unwrap();
+        let leader_addr = c.member(leader).unwrap().grpc.clone();
+        let other = c.members.iter().find(|m| m.id != leader).unwrap().grpc.clone();
+        let from_follower = first_gateway_message(&other, "probe").await.msg;
+        let from_leader = first_gateway_message(&leader_addr, "probe").await.msg;
+        match (&from_follower, &from_leader) {
+            (Some(Msg::NotLeader(nl)), Some(Msg::Pods(set))) if nl.leader_addr == leader_addr => {
+                assert!(set.pods_json.is_empty());
+                break;
+            }
+            _ => last = format!("follower: {from_follower:?}, leader {leader_addr}: {from_leader:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    match first_gateway_message(&leader_addr, "probe").await.msg {
-        Some(Msg::Pods(set)) => assert!(set.pods_json.is_empty()),
-        other => panic!("the leader should answer with the pod set, got {other:?}"),
-    }
-
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir());
     let node = unique("gw-proc");
     let agent = c.spawn_agent(&node, "process", &["--labels", "zone=a,tier=test"]).unwrap();
