@@ -272,6 +272,23 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     let running = Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", docker_id]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
 
+    // SIGKILL the agent and start a new one for the same node: it adopts the running
+    // containers (no restart) and re-registers its new log port.
+    let mut old_agent = agent;
+    old_agent.kill().unwrap();
+    let agent = c.spawn_agent(&node, "docker", &[]).unwrap();
+    wait_for(Duration::from_secs(60), "the Node to report the new agent's port", |last| {
+        let n = k.json(&["node", &node]);
+        *last = format!("{n:?}\nagent log:\n{}", agent.log_tail(20));
+        (n?["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port as i64).then_some(())
+    });
+    wait_logs(&k, "web", "hello-from-web");
+    let p = k.json(&["pod", "web"]).unwrap();
+    assert_eq!(container_of(&p), (cid.clone(), 0), "the new agent adopted the container: {p}");
+    // The old handle must not remove the node's containers when dropped.
+    old_agent.runtime = String::new();
+    drop(old_agent);
+
     // Deletions still flow through the new leader: the agent stops the pods, then they go.
     k.ok(&["delete", "pod", "web", "--wait=false"]);
     k.ok(&["delete", "pod", "second", "--wait=false"]);

@@ -27,6 +27,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// The most statuses accepted in one batch.
 pub const MAX_STATUS_BATCH: usize = 1024;
+/// The largest pod set sent (under the gRPC message limit, with room for framing).
+const MAX_POD_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
 /// How long an agent has to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a stream checks that this replica still leads.
@@ -352,8 +354,18 @@ async fn watch_pods(objects: Arc<ObjectStore>, node: String, out: watch::Sender<
             list.items.into_iter().map(|p| (skiff_apiserver::meta::uid_of(&p).to_string(), p)).collect();
         let mut revision = list.resource_version;
         loop {
-            let pods_json = set.values().map(|p| p.to_string()).collect();
-            if out.send(Some(PodSet { pods_json, revision })).is_err() {
+            let pods_json: Vec<String> = set.values().map(|p| p.to_string()).collect();
+            let bytes: usize = pods_json.iter().map(|p| p.len() + 8).sum();
+            if bytes > MAX_POD_SET_BYTES {
+                // Never send a partial set (the agent would stop the pods left out): keep the
+                // agent on its last set until this node's pods fit again.
+                tracing::error!(
+                    node,
+                    bytes,
+                    max = MAX_POD_SET_BYTES,
+                    "pods bound to the node exceed the message limit"
+                );
+            } else if out.send(Some(PodSet { pods_json, revision })).is_err() {
                 return;
             }
             let events: Vec<WatchEvent> = match w.next().await {
