@@ -249,6 +249,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     k.apply(&pod_manifest("web", &node, "hello-from-web"));
     let p = wait_pod_ready(&k, "web", &agent);
     assert_eq!(condition(&p, "PodScheduled").as_deref(), Some("True"), "PodScheduled kept: {p}");
+    assert_eq!(p["status"]["qosClass"], "BestEffort", "qosClass kept: {p}");
     let (cid, restarts) = container_of(&p);
     assert!(cid.starts_with("docker://"), "{p}");
     assert_eq!(restarts, 0);

@@ -253,7 +253,8 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
 }
 
 /// Writes the agent's status of one pod through the status subresource, keeping the
-/// conditions the agent does not own (e.g. `PodScheduled`). Retries lost races.
+/// conditions the agent does not own (e.g. `PodScheduled`) and the control plane's
+/// `qosClass` and `nominatedNodeName`. Retries lost races.
 pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodStatus) -> Result<(), ApiError> {
     let res = pods();
     let status: Value = serde_json::from_str(&s.status_json)
@@ -286,6 +287,14 @@ pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodSta
         if !kept.is_empty() {
             let conds = new_status["conditions"].as_array().cloned().unwrap_or_default();
             new_status["conditions"] = Value::Array(kept.into_iter().chain(conds).collect());
+        }
+        // Fields set by the control plane, not the agent.
+        for field in ["qosClass", "nominatedNodeName"] {
+            if new_status.get(field).is_none() {
+                if let Some(v) = cur.pointer(&format!("/status/{field}")) {
+                    new_status[field] = v.clone();
+                }
+            }
         }
         if cur.get("status") == Some(&new_status) {
             return Ok(());
