@@ -244,7 +244,7 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
             }
         }
         Some(agent_message::Msg::Removed(r)) => {
-            if let Err(e) = remove_pod(&svc.objects, &r).await {
+            if let Err(e) = remove_pod(&svc.objects, node_name, &r).await {
                 tracing::warn!(node = node_name, pod = r.name, ns = r.namespace, "removed pod not deleted: {e}");
             }
         }
@@ -311,8 +311,15 @@ pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodSta
     Err(ApiError::from(skiff_api::status::conflict_modified(res, &s.name)))
 }
 
-/// The agent removed a pod's containers: delete it now (grace 0, only that uid).
-pub async fn remove_pod(objects: &Arc<ObjectStore>, r: &PodRemoved) -> Result<(), ApiError> {
+/// The agent removed a pod's containers: delete it now (grace 0, only that uid, only when
+/// the pod is bound to the agent's node).
+pub async fn remove_pod(objects: &Arc<ObjectStore>, node_name: &str, r: &PodRemoved) -> Result<(), ApiError> {
+    match objects.get(pods(), Some(&r.namespace), &r.name, false).await {
+        Ok(p) if p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name) => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.code() == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
     let opts = DeleteOptions {
         grace_period_seconds: Some(0),
         propagation: Some(Propagation::Background),
