@@ -140,3 +140,49 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     drop(tx);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_reads_does_not_stall_writes_or_other_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let pod = |name: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "skiff/busybox:1",
+                     "env": [{"name": "PAD", "value": "x".repeat(4096)}]}]}})
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(pods, Some("default"), pod("first", "slow"), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no leader / namespace");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connect = |node: &'static str| {
+        let addr = format!("http://{}", server.grpc_addr);
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
+            let mut client = AgentGatewayClient::new(channel);
+            let (tx, rx) = mpsc::channel(8);
+            let node_json = json!({"metadata": {"name": node}, "status": {}}).to_string();
+            tx.send(msg(agent_message::Msg::Hello(Hello { node_name: node.into(), node_json }))).await.unwrap();
+            let inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+            (tx, inbound)
+        }
+    };
+    // The slow agent never reads: its pod sets (each ~4 KiB per pod) pile up nowhere.
+    let (_slow_tx, _slow_inbound) = connect("slow").await;
+    let (_fast_tx, mut fast) = connect("fast").await;
+    assert!(next_set(&mut fast).await.is_empty());
+    let started = std::time::Instant::now();
+    for i in 0..150 {
+        server
+            .objects
+            .create(pods, Some("default"), pod(&format!("s{i}"), "slow"), &WriteOptions::default())
+            .await
+            .unwrap();
+    }
+    server.objects.create(pods, Some("default"), pod("f", "fast"), &WriteOptions::default()).await.unwrap();
+    let set = next_set(&mut fast).await;
+    assert_eq!(set.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(30), "writes stalled: {:?}", started.elapsed());
+    server.shutdown().await;
+}
