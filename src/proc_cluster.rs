@@ -1,5 +1,5 @@
 //! A cluster of real `skiff server` processes on loopback, for end-to-end tests and
-//! benchmarks: start, SIGKILL, restart, and find the leader.
+//! benchmarks: start, SIGKILL, restart, find the leader, and run `skiff agent` processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -196,6 +196,88 @@ impl ProcCluster {
         let s = std::fs::read_to_string(self.dir.join(format!("member-{id}.log"))).unwrap_or_default();
         let v: Vec<&str> = s.lines().collect();
         v[v.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A `skiff agent` process started by [`ProcCluster::spawn_agent`]. Dropping it SIGKILLs the
+/// agent and, for the docker runtime, removes the containers labelled with its node name.
+pub struct ProcAgent {
+    pub name: String,
+    pub runtime: String,
+    /// Port of its log endpoint on 127.0.0.1.
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ProcAgent {
+    /// SIGKILLs the agent (its containers keep running).
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The tail of the agent's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let v: Vec<&str> = s.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for ProcAgent {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        if self.runtime == "docker" {
+            let filter = format!("label=io.skiff.node-name={}", self.name);
+            if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+                let ids: Vec<String> =
+                    String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+                if !ids.is_empty() {
+                    let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+                }
+            }
+        }
+    }
+}
+
+impl ProcCluster {
+    /// Starts `skiff agent --node-name NAME --runtime RUNTIME` against every member, its log
+    /// endpoint on a free 127.0.0.1 port, its data and log under the cluster directory.
+    pub fn spawn_agent(&self, name: &str, runtime: &str, extra_args: &[&str]) -> anyhow::Result<ProcAgent> {
+        let port = free_ports(1)?[0];
+        let data_dir = self.dir.join(format!("agent-{name}"));
+        let log_path = self.dir.join(format!("agent-{name}.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let child = Command::new(&self.bin)
+            .arg("agent")
+            .args(["--node-name", name, "--runtime", runtime, "--address", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--servers", &self.endpoints().join(",")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {} agent", self.bin.display()))?;
+        Ok(ProcAgent {
+            name: name.to_string(),
+            runtime: runtime.to_string(),
+            port,
+            data_dir,
+            log: log_path,
+            child: Some(child),
+        })
     }
 }
 

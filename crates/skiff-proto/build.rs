@@ -1,8 +1,15 @@
 fn main() {
     println!("cargo:rerun-if-changed=../../proto/skiff.proto");
     println!("cargo:rerun-if-changed=../../proto/etcd_kv.proto");
+    println!("cargo:rerun-if-changed=../../proto/agent.proto");
     tonic_prost_build::configure()
         .build_server(true)
-        .compile_protos(&["../../proto/skiff.proto", "../../proto/etcd_kv.proto"], &["../../proto"])
+        // No `XClient::connect(dst)` constructors (clients are built on a `Channel` with
+        // `new`): `AgentGateway.Connect` would clash with it.
+        .build_transport(false)
+        .compile_protos(
+            &["../../proto/skiff.proto", "../../proto/etcd_kv.proto", "../../proto/agent.proto"],
+            &["../../proto"],
+        )
         .expect("compile proto/*.proto (needs protoc: Debian's protobuf-compiler, or set PROTOC)");
 }

@@ -1,5 +1,6 @@
 //! The `skiff` command line.
 
+pub mod agent;
 mod bench;
 mod cluster;
 mod kv;
@@ -26,6 +27,8 @@ pub struct Cli {
 enum Cmd {
     /// Run one control-plane replica.
     Server(server::ServerArgs),
+    /// Run a node agent: runs the pods the control plane binds to this node.
+    Agent(agent::AgentArgs),
     /// Bring up an all-in-one local cluster (Ctrl-C stops it; running it again resumes it).
     Up(up::UpArgs),
     /// Inspect and change control-plane membership.
@@ -66,8 +69,9 @@ impl Endpoints {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,skiff=info,skiff_server=info,skiff_store=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,skiff=info,skiff_server=info,skiff_store=info,skiff_agent=info")
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Server(a) => server::run(a).await,
             Cmd::Up(a) => up::run(a).await,
+            Cmd::Agent(a) => agent::run(a).await,
             Cmd::Cluster { cmd } => cluster::run(cmd).await,
             Cmd::Kv { cmd } => kv::run(cmd).await,
             Cmd::Bench { cmd } => bench::run(cmd).await,

@@ -8,6 +8,8 @@ use anyhow::Context;
 use skiff_server::{Server, ServerConfig};
 use skiff_store::StoreConfig;
 
+use super::agent::RuntimeKind;
+
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
     /// Where the cluster keeps its state; a second `skiff up` on it resumes the cluster.
@@ -25,6 +27,12 @@ pub struct UpArgs {
     /// HTTP API port of replica 1; replica N uses this + N - 1.
     #[arg(long, default_value_t = 6443)]
     api_port: u16,
+    /// Port of the in-process node agent's log endpoint.
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+    /// Start no node agent (control plane only).
+    #[arg(long)]
+    no_agent: bool,
 }
 
 pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
@@ -60,11 +68,33 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
     for s in &servers {
         println!("  replica {}: gRPC {}  Kubernetes API http://{}", s.node.id(), s.grpc_addr, s.api_addr);
     }
+    let mut agent = None;
+    if !a.no_agent {
+        let name = super::agent::hostname();
+        let dir = a.data_dir.join("agent");
+        let listen = format!("{}:{}", a.host, a.agent_port);
+        let docker = super::agent::start(RuntimeKind::Docker, &name, endpoints.clone(), listen.clone(), &dir).await;
+        let (kind, started) = match docker {
+            Ok(ag) => ("docker", ag),
+            Err(e) => {
+                tracing::info!("Docker is not usable ({e:#}); the agent runs pods as processes");
+                let ag = super::agent::start(RuntimeKind::Process, &name, endpoints.clone(), listen, &dir)
+                    .await
+                    .context("starting the node agent")?;
+                ("process", ag)
+            }
+        };
+        println!("  node {name}: agent with the {kind} runtime, logs on http://{}", started.http_addr);
+        agent = Some(started);
+    }
     println!("export KUBECONFIG={}", kubeconfig.display());
     println!("export SKIFF_ENDPOINTS={}", endpoints.join(","));
     println!("Press Ctrl-C to stop.");
     super::server::wait_for_signal().await;
     println!("stopping");
+    if let Some(ag) = agent {
+        ag.shutdown().await;
+    }
     for s in servers {
         s.shutdown().await;
     }

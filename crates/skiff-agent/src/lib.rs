@@ -1,17 +1,20 @@
-//! Skiff's node agent, node-local half: container runtimes (docker, process, fake), pod lifecycle, probes, restarts with backoff, logs.
+//! Skiff's node agent: the gRPC connection to the control plane, container runtimes (docker, process, fake), pod lifecycle, probes, restarts with backoff, logs over HTTP.
 //!
-//! The control-plane connection (gRPC) is not part of this crate yet: whoever owns it feeds
-//! [`PodManager::sync`] with the pods bound to this node and forwards the [`PodEvent`]s it
-//! receives. Nothing here knows about Raft or the store.
+//! [`Agent::start`] (or [`run_agent`]) connects to the control plane's `AgentGateway`, feeds
+//! [`PodManager::sync`] with the pods bound to this node and reports the [`PodEvent`]s it
+//! emits. Nothing here knows about Raft or the store.
 
 pub mod backoff;
+pub mod connection;
 pub mod error;
+pub mod http;
 pub mod pod_manager;
 pub mod probe;
 pub mod proxy;
 pub mod runtime;
 pub mod spec;
 
+pub use connection::{node_object, run_agent, Agent, AgentConfig};
 pub use error::{AgentError, Result};
 pub use pod_manager::{PodEvent, PodManager, PodManagerConfig, PodStatusUpdate};
 pub use runtime::{

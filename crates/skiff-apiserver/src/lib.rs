@@ -15,5 +15,5 @@ pub mod table;
 
 pub use error::{ApiError, ApiResult};
 pub use http::{router, ApiServer};
-pub use logs::{LogOptions, LogSource};
+pub use logs::{AgentLogs, LogOptions, LogSource};
 pub use objects::{DeleteOptions, ListOptions, ObjectStore, Subresource, WriteOptions};

@@ -15,6 +15,16 @@ pub mod etcd {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// The node agent's stream to the control plane (`proto/agent.proto`).
+#[allow(clippy::all)]
+pub mod agent {
+    tonic::include_proto!("skiff.agent.v1");
+
+    /// The largest gateway message (a full pod set of a busy node); agents and the gateway
+    /// both enforce it.
+    pub const MAX_AGENT_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+}
+
 pub use client::{Client, ClientError, WatchStream};
 pub use pb::*;
 

@@ -1,7 +1,8 @@
 //! One control-plane replica: opens the replicated store, serves the gRPC services
-//! (Raft peers, Kv, Cluster) and the HTTP endpoints, and stops them cleanly.
+//! (Raft peers, Kv, Cluster, the agent gateway) and the HTTP endpoints, and stops them cleanly.
 
 mod convert;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod leader;
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use skiff_proto::agent::agent_gateway_server::AgentGatewayServer;
 use skiff_proto::cluster_server::ClusterServer;
 use skiff_proto::kv_server::KvServer;
 use skiff_proto::raft_server::RaftServer;
@@ -90,10 +92,10 @@ pub struct Server {
     pub node: Arc<StoreNode>,
     /// The Kubernetes object layer over `node` (what the API serves and controllers use).
     pub objects: Arc<skiff_apiserver::ObjectStore>,
-    /// Agent heartbeats, kept in memory and read by the leader's node-lifecycle controller.
-    pub heartbeats: skiff_controllers::HeartbeatTable,
     pub grpc_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// Node heartbeats received by the agent gateway (in memory; for the node lifecycle controller).
+    pub heartbeats: skiff_controllers::HeartbeatTable,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -132,6 +134,10 @@ impl Server {
         let transport = Arc::new(GrpcTransport::default());
         let node = StoreNode::start(cfg.store.clone(), transport, cfg.initial_cluster.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
+        let objects =
+            Arc::new(skiff_apiserver::ObjectStore::new(node.clone()).with_node_port_range(cfg.node_port_range.clone()));
+        let heartbeats = skiff_controllers::HeartbeatTable::new();
+        let agent_max = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES;
 
         let max = transport::MAX_RAFT_MESSAGE_BYTES;
         let client_max = skiff_proto::client::MAX_MESSAGE_BYTES;
@@ -148,7 +154,16 @@ impl Server {
                     .max_decoding_message_size(client_max)
                     .max_encoding_message_size(client_max),
             )
-            .add_service(ClusterServer::new(grpc::ClusterSvc(node.clone())));
+            .add_service(ClusterServer::new(grpc::ClusterSvc(node.clone())))
+            .add_service(
+                AgentGatewayServer::new(gateway::GatewaySvc {
+                    node: node.clone(),
+                    objects: objects.clone(),
+                    heartbeats: heartbeats.clone(),
+                })
+                .max_decoding_message_size(agent_max)
+                .max_encoding_message_size(agent_max),
+            );
         let mut rx = stop_rx.clone();
         let grpc_task = tokio::spawn(async move {
             // With a caller-supplied listener the builder's tcp_nodelay is not applied: without
@@ -163,9 +178,8 @@ impl Server {
                 tracing::error!("gRPC server: {e}");
             }
         });
-        let objects =
-            Arc::new(skiff_apiserver::ObjectStore::new(node.clone()).with_node_port_range(cfg.node_port_range.clone()));
-        let api = Arc::new(skiff_apiserver::ApiServer { store: objects.clone(), logs: None });
+        let logs = Arc::new(skiff_apiserver::AgentLogs::new(objects.clone()));
+        let api = Arc::new(skiff_apiserver::ApiServer { store: objects.clone(), logs: Some(logs) });
         let app = http::router(node.clone()).merge(skiff_apiserver::router(api));
         let mut rx = stop_rx.clone();
         let http_task = tokio::spawn(async move {
@@ -177,7 +191,6 @@ impl Server {
             }
         });
         let bootstrap_task = tokio::spawn(bootstrap(objects.clone(), stop_rx.clone()));
-        let heartbeats = skiff_controllers::HeartbeatTable::default();
         let leader_task = tokio::spawn(leader::run(
             node.clone(),
             objects.clone(),

@@ -61,6 +61,14 @@ impl DockerRuntime {
         Ok(DockerRuntime { docker, config })
     }
 
+    /// The engine's version (`20.10.24`), for the Node's `containerRuntimeVersion`.
+    pub async fn server_version(&self) -> Option<String> {
+        with_deadline("docker version", self.config.api_timeout, async { Ok(self.docker.version().await?) })
+            .await
+            .ok()
+            .and_then(|v| v.version)
+    }
+
     /// The underlying client (for tests and tooling).
     pub fn client(&self) -> &Docker {
         &self.docker

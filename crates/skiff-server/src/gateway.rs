@@ -1,0 +1,405 @@
+//! The agent gateway: the gRPC `AgentGateway` service through which node agents register, heartbeat, receive their pods and report pod status (leader only).
+//!
+//! One stream per agent. Only the Raft leader serves streams; a follower answers `NotLeader`
+//! with the leader's gRPC address, and a leader that loses leadership says the same and
+//! closes its streams. Heartbeats go to the in-memory [`HeartbeatTable`] only (never a
+//! store write). Pods bound to the node are watched and the full set is pushed on every
+//! change through a latest-value slot, so a slow agent gets fewer, newer sets and never
+//! stalls the leader.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use serde_json::{json, Value};
+use skiff_apiserver::objects::{Propagation, WatchEvent};
+use skiff_apiserver::{ApiError, DeleteOptions, ListOptions, ObjectStore, Subresource, WriteOptions};
+use skiff_controllers::HeartbeatTable;
+use skiff_proto::agent::agent_gateway_server::AgentGateway;
+use skiff_proto::agent::{
+    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodSet, PodStatus,
+};
+use skiff_store::StoreNode;
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The most statuses accepted in one batch.
+pub const MAX_STATUS_BATCH: usize = 1024;
+/// The largest pod set sent (under the gRPC message limit, with room for framing).
+const MAX_POD_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
+/// How long an agent has to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a stream checks that this replica still leads.
+const LEADER_CHECK: Duration = Duration::from_millis(250);
+/// Outbound messages buffered per stream.
+const OUTBOUND_CAPACITY: usize = 8;
+/// Attempts of one status write that loses compare-and-set races.
+const STATUS_RETRIES: usize = 8;
+
+/// The `AgentGateway` service of one replica.
+#[derive(Clone)]
+pub struct GatewaySvc {
+    pub node: Arc<StoreNode>,
+    pub objects: Arc<ObjectStore>,
+    pub heartbeats: HeartbeatTable,
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<GatewayMessage, Status>> + Send>>;
+
+fn not_leader_msg(node: &StoreNode) -> GatewayMessage {
+    let st = node.status();
+    let leader_addr =
+        st.leader.and_then(|l| st.members.iter().find(|m| m.id == l).map(|m| m.addr.clone())).unwrap_or_default();
+    GatewayMessage { msg: Some(gateway_message::Msg::NotLeader(NotLeader { leader_addr })) }
+}
+
+fn is_leader(node: &StoreNode) -> bool {
+    node.status().role == "leader"
+}
+
+fn pods() -> &'static skiff_api::ResourceInfo {
+    skiff_api::lookup("pods").expect("pods are served")
+}
+
+fn nodes() -> &'static skiff_api::ResourceInfo {
+    skiff_api::lookup("nodes").expect("nodes are served")
+}
+
+#[tonic::async_trait]
+impl AgentGateway for GatewaySvc {
+    type ConnectStream = OutStream;
+
+    async fn connect(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<GatewayMessage, Status>>(OUTBOUND_CAPACITY);
+        if !is_leader(&self.node) {
+            let _ = tx.try_send(Ok(not_leader_msg(&self.node)));
+            return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
+        }
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Hello(h)) }))) => h,
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message of a stream must be Hello")),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10 s")),
+        };
+        if hello.node_name.is_empty() {
+            return Err(Status::invalid_argument("Hello without a node name"));
+        }
+        let node_obj: Value = serde_json::from_str(&hello.node_json)
+            .map_err(|e| Status::invalid_argument(format!("Hello.node_json is not JSON: {e}")))?;
+        register_node(&self.objects, &hello.node_name, node_obj).await.map_err(|e| {
+            if e.code() == 503 || e.code() == 504 {
+                Status::unavailable(format!("registering node {}: {e}", hello.node_name))
+            } else {
+                Status::internal(format!("registering node {}: {e}", hello.node_name))
+            }
+        })?;
+        self.heartbeats.record(&hello.node_name);
+        tracing::info!(node = hello.node_name, "agent connected");
+        tokio::spawn(session(self.clone(), hello.node_name, inbound, tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+/// Creates the Node object or brings an existing one up to date with what the agent reports
+/// (labels merged, status replaced; spec — taints, unschedulable — left to its owners).
+pub async fn register_node(objects: &ObjectStore, name: &str, mut reported: Value) -> Result<(), ApiError> {
+    let res = nodes();
+    let now = skiff_apiserver::meta::rfc3339_in(0);
+    if let Some(conds) = reported.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        for c in conds {
+            c["lastHeartbeatTime"] = json!(now);
+            c["lastTransitionTime"] = json!(now);
+        }
+    }
+    reported["metadata"]["name"] = json!(name);
+    for _ in 0..STATUS_RETRIES {
+        let existing = match objects.get(res, None, name, false).await {
+            Ok(o) => Some(o),
+            Err(e) if e.code() == 404 => None,
+            Err(e) => return Err(e),
+        };
+        let Some(mut cur) = existing else {
+            let mut obj = reported.clone();
+            obj["apiVersion"] = json!("v1");
+            obj["kind"] = json!("Node");
+            match objects.create(res, None, obj, &WriteOptions::default()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        // Labels: the agent's win, others stay.
+        let mut changed = false;
+        if let Some(labels) = reported.pointer("/metadata/labels").and_then(Value::as_object) {
+            let meta = cur["metadata"].as_object_mut().expect("stored objects have metadata");
+            let cur_labels = meta.entry("labels").or_insert_with(|| json!({}));
+            for (k, v) in labels {
+                if cur_labels.get(k) != Some(v) {
+                    cur_labels[k] = v.clone();
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            match objects.update(res, None, name, cur.clone(), Subresource::Main, &WriteOptions::default()).await {
+                Ok(w) => cur = w.object,
+                Err(e) if e.code() == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // Keep the transition time of a condition whose status did not change.
+        let mut status = reported.get("status").cloned().unwrap_or_else(|| json!({}));
+        if let Some(new_conds) = status.get_mut("conditions").and_then(Value::as_array_mut) {
+            let old = cur.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            for c in new_conds {
+                if let Some(o) = old.iter().find(|o| o.get("type") == c.get("type")) {
+                    if o.get("status") == c.get("status") {
+                        if let Some(t) = o.get("lastTransitionTime") {
+                            c["lastTransitionTime"] = t.clone();
+                        }
+                    }
+                }
+            }
+        }
+        cur["status"] = status;
+        match objects.update(res, None, name, cur, Subresource::Status, &WriteOptions::default()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == 409 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::from(skiff_api::status::conflict_modified(res, name)))
+}
+
+/// One agent's stream after Hello: pushes pod sets, applies what the agent reports, and
+/// ends with NotLeader when this replica stops leading.
+async fn session(
+    svc: GatewaySvc,
+    node_name: String,
+    mut inbound: Streaming<AgentMessage>,
+    tx: mpsc::Sender<Result<GatewayMessage, Status>>,
+) {
+    let (set_tx, mut set_rx) = watch::channel::<Option<PodSet>>(None);
+    let watcher = tokio::spawn(watch_pods(svc.objects.clone(), node_name.clone(), set_tx));
+    // What the agent sends is applied by its own task, so slow status writes never hold
+    // back the pod sets going down.
+    let mut reader = {
+        let (svc, node_name) = (svc.clone(), node_name.clone());
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(m)) => handle(&svc, &node_name, m).await,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(node = node_name, "agent stream ended: {e}");
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let mut leader_check = tokio::time::interval(LEADER_CHECK);
+    loop {
+        tokio::select! {
+            changed = set_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let set = set_rx.borrow_and_update().clone();
+                if let Some(set) = set {
+                    let msg = GatewayMessage { msg: Some(gateway_message::Msg::Pods(set)) };
+                    // Waits only for this stream's buffer; newer sets replace this one meanwhile.
+                    tokio::select! {
+                        sent = tx.send(Ok(msg)) => if sent.is_err() { break },
+                        _ = &mut reader => break,
+                    }
+                }
+            }
+            _ = &mut reader => break,
+            _ = leader_check.tick() => {
+                if !is_leader(&svc.node) {
+                    let _ = tx.try_send(Ok(not_leader_msg(&svc.node)));
+                    break;
+                }
+            }
+        }
+    }
+    watcher.abort();
+    reader.abort();
+    tracing::info!(node = node_name, "agent disconnected");
+}
+
+async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
+    match m.msg {
+        Some(agent_message::Msg::Heartbeat(_)) => svc.heartbeats.record(node_name),
+        Some(agent_message::Msg::Statuses(batch)) => {
+            svc.heartbeats.record(node_name);
+            for s in batch.statuses.into_iter().take(MAX_STATUS_BATCH) {
+                if let Err(e) = write_pod_status(&svc.objects, node_name, &s).await {
+                    tracing::warn!(node = node_name, pod = s.name, ns = s.namespace, "pod status not written: {e}");
+                }
+            }
+        }
+        Some(agent_message::Msg::Removed(r)) => {
+            if let Err(e) = remove_pod(&svc.objects, node_name, &r).await {
+                tracing::warn!(node = node_name, pod = r.name, ns = r.namespace, "removed pod not deleted: {e}");
+            }
+        }
+        Some(agent_message::Msg::Hello(_)) | None => {}
+    }
+}
+
+/// Writes the agent's status of one pod through the status subresource, keeping the
+/// conditions the agent does not own (e.g. `PodScheduled`) and the control plane's
+/// `qosClass` and `nominatedNodeName`. Retries lost races.
+pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodStatus) -> Result<(), ApiError> {
+    let res = pods();
+    let status: Value = serde_json::from_str(&s.status_json)
+        .map_err(|e| ApiError::bad_request(format!("status of pod {}/{} is not JSON: {e}", s.namespace, s.name)))?;
+    if !status.is_object() {
+        return Err(ApiError::bad_request("a pod status must be an object"));
+    }
+    for _ in 0..STATUS_RETRIES {
+        let mut cur = match objects.get(res, Some(&s.namespace), &s.name, false).await {
+            Ok(o) => o,
+            Err(e) if e.code() == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if skiff_apiserver::meta::uid_of(&cur) != s.uid
+            || cur.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node_name)
+        {
+            return Ok(()); // another pod of that name, or no longer ours
+        }
+        let mut new_status = status.clone();
+        let agent_types: Vec<Value> = new_status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(|c| c.get("type").cloned()).collect())
+            .unwrap_or_default();
+        let kept: Vec<Value> = cur
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter(|c| c.get("type").is_none_or(|t| !agent_types.contains(t))).cloned().collect())
+            .unwrap_or_default();
+        if !kept.is_empty() {
+            let conds = new_status["conditions"].as_array().cloned().unwrap_or_default();
+            new_status["conditions"] = Value::Array(kept.into_iter().chain(conds).collect());
+        }
+        // Fields set by the control plane, not the agent.
+        for field in ["qosClass", "nominatedNodeName"] {
+            if new_status.get(field).is_none() {
+                if let Some(v) = cur.pointer(&format!("/status/{field}")) {
+                    new_status[field] = v.clone();
+                }
+            }
+        }
+        if cur.get("status") == Some(&new_status) {
+            return Ok(());
+        }
+        cur["status"] = new_status;
+        match objects.update(res, Some(&s.namespace), &s.name, cur, Subresource::Status, &WriteOptions::default()).await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == 409 => continue,
+            Err(e) if e.code() == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::from(skiff_api::status::conflict_modified(res, &s.name)))
+}
+
+/// The agent removed a pod's containers: delete it now (grace 0, only that uid, only when
+/// the pod is bound to the agent's node).
+pub async fn remove_pod(objects: &Arc<ObjectStore>, node_name: &str, r: &PodRemoved) -> Result<(), ApiError> {
+    match objects.get(pods(), Some(&r.namespace), &r.name, false).await {
+        Ok(p) if p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name) => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.code() == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let opts = DeleteOptions {
+        grace_period_seconds: Some(0),
+        propagation: Some(Propagation::Background),
+        precondition_uid: Some(r.uid.clone()),
+        ..Default::default()
+    };
+    match objects.delete(pods(), Some(&r.namespace), &r.name, &opts).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == 404 || e.code() == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Watches the pods bound to `node` and publishes the full set after every change
+/// (relisting when the watch falls behind compaction).
+async fn watch_pods(objects: Arc<ObjectStore>, node: String, out: watch::Sender<Option<PodSet>>) {
+    let fields = match skiff_api::FieldSelector::parse(&format!("spec.nodeName={node}")) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(node, "bad field selector: {e:?}");
+            return;
+        }
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let opts = ListOptions { fields: fields.clone(), ..Default::default() };
+        let started = match objects.list(pods(), None, &opts).await {
+            Ok(list) => {
+                let rv = list.resource_version.to_string();
+                objects
+                    .watch(pods(), None, Some(&rv), skiff_api::LabelSelector::default(), fields.clone())
+                    .await
+                    .map(|w| (list, w))
+            }
+            Err(e) => Err(e),
+        };
+        let (list, mut w) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(node, "pod watch not started: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        let mut set: BTreeMap<String, Value> =
+            list.items.into_iter().map(|p| (skiff_apiserver::meta::uid_of(&p).to_string(), p)).collect();
+        let mut revision = list.resource_version;
+        loop {
+            let pods_json: Vec<String> = set.values().map(|p| p.to_string()).collect();
+            let bytes: usize = pods_json.iter().map(|p| p.len() + 8).sum();
+            if bytes > MAX_POD_SET_BYTES {
+                // Never send a partial set (the agent would stop the pods left out): keep the
+                // agent on its last set until this node's pods fit again.
+                tracing::error!(
+                    node,
+                    bytes,
+                    max = MAX_POD_SET_BYTES,
+                    "pods bound to the node exceed the message limit"
+                );
+            } else if out.send(Some(PodSet { pods_json, revision })).is_err() {
+                return;
+            }
+            let events: Vec<WatchEvent> = match w.next().await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(node, "pod watch ended, relisting: {e}");
+                    break;
+                }
+            };
+            for ev in events {
+                let uid = skiff_apiserver::meta::uid_of(&ev.object).to_string();
+                if ev.kind == "DELETED" {
+                    set.remove(&uid);
+                } else {
+                    set.insert(uid, ev.object);
+                }
+            }
+            revision = w.bookmark_revision();
+        }
+    }
+}

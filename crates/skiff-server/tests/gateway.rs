@@ -1,0 +1,190 @@
+//! The agent gateway in-process: one replica, a raw gRPC agent stream (Hello, pod sets,
+//! status writes that keep foreign conditions, in-memory heartbeats, PodRemoved).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff_apiserver::{Subresource, WriteOptions};
+use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
+use skiff_proto::agent::{
+    agent_message, gateway_message, AgentMessage, Heartbeat, Hello, PodRemoved, PodSet, PodStatus, PodStatusBatch,
+};
+use skiff_server::{Server, ServerConfig};
+use skiff_store::StoreConfig;
+use tokio::sync::mpsc;
+use tonic::Streaming;
+
+async fn one_replica(dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let store = StoreConfig { id: 1, addr: addr.clone(), data_dir: dir.join("r1"), ..StoreConfig::default() };
+    let cfg = ServerConfig {
+        store,
+        grpc_listen: addr.clone(),
+        api_listen: "127.0.0.1:0".into(),
+        initial_cluster: Some(BTreeMap::from([(1, addr)])),
+        controllers: Default::default(),
+        node_port_range: 30000..=32767,
+    };
+    Server::start(cfg).await.unwrap()
+}
+
+async fn next_set(inbound: &mut Streaming<skiff_proto::agent::GatewayMessage>) -> Vec<Value> {
+    let m = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("a message within 10 s")
+        .expect("no stream error")
+        .expect("stream open");
+    match m.msg {
+        Some(gateway_message::Msg::Pods(PodSet { pods_json, .. })) => {
+            pods_json.iter().map(|p| serde_json::from_str(p).unwrap()).collect()
+        }
+        other => panic!("expected a pod set, got {other:?}"),
+    }
+}
+
+fn msg(m: agent_message::Msg) -> AgentMessage {
+    AgentMessage { msg: Some(m) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_registers_pushes_pods_and_writes_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let nodes = skiff_api::lookup("nodes").unwrap();
+
+    // Wait for leadership and the default namespace (bootstrap) by creating the pod.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "skiff/busybox:1"}]},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let created = loop {
+        match server.objects.create(pods, Some("default"), pod.clone(), &WriteOptions::default()).await {
+            Ok(w) => break w.object,
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("pod not created: {e}"),
+        }
+    };
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    // The API server does not take status on create: set PodScheduled as the scheduler would.
+    let mut scheduled = created.clone();
+    scheduled["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
+    server
+        .objects
+        .update(pods, Some("default"), "p", scheduled, Subresource::Status, &WriteOptions::default())
+        .await
+        .unwrap();
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AgentGatewayClient::new(channel);
+    let (tx, rx) = mpsc::channel(8);
+    let node_json = json!({"metadata": {"name": "n1", "labels": {"zone": "a"}},
+        "status": {"capacity": {"cpu": "2", "memory": "1Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})
+    .to_string();
+    tx.send(msg(agent_message::Msg::Hello(Hello { node_name: "n1".into(), node_json }))).await.unwrap();
+    let mut inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+
+    // Registered, heard from, and the bound pod comes down.
+    let node = server.objects.get(nodes, None, "n1", false).await.unwrap();
+    assert_eq!(node["metadata"]["labels"]["zone"], "a");
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    assert!(node["status"]["conditions"][0]["lastHeartbeatTime"].is_string());
+    assert!(server.heartbeats.last_seen("n1").is_some());
+    let set = next_set(&mut inbound).await;
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0]["metadata"]["uid"], uid.as_str());
+
+    // Heartbeats are in memory only: no store revision is spent on them.
+    let before = server.node.revision();
+    let seen = server.heartbeats.last_seen("n1").unwrap();
+    tx.send(msg(agent_message::Msg::Heartbeat(Heartbeat { seq: 1 }))).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.heartbeats.last_seen("n1").unwrap() <= seen {
+        assert!(tokio::time::Instant::now() < deadline, "heartbeat not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.node.revision(), before);
+
+    // A status from the agent: written, PodScheduled kept; the change comes down too.
+    let status = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    let batch = PodStatusBatch {
+        statuses: vec![PodStatus {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: uid.clone(),
+            status_json: status.to_string(),
+        }],
+    };
+    tx.send(msg(agent_message::Msg::Statuses(batch))).await.unwrap();
+    let set = next_set(&mut inbound).await;
+    assert_eq!(set[0]["status"]["phase"], "Running");
+    let types: Vec<&str> =
+        set[0]["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["PodScheduled", "Ready"]);
+
+    // PodRemoved with a stale uid deletes nothing; with the right uid the pod goes.
+    let removed = |uid: &str| {
+        msg(agent_message::Msg::Removed(PodRemoved { namespace: "default".into(), name: "p".into(), uid: uid.into() }))
+    };
+    tx.send(removed("not-the-uid")).await.unwrap();
+    tx.send(removed(&uid)).await.unwrap();
+    let set = next_set(&mut inbound).await;
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(server.objects.get(pods, Some("default"), "p", false).await.unwrap_err().code(), 404);
+
+    drop(tx);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_reads_does_not_stall_writes_or_other_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let pod = |name: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "skiff/busybox:1",
+                     "env": [{"name": "PAD", "value": "x".repeat(4096)}]}]}})
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(pods, Some("default"), pod("first", "slow"), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no leader / namespace");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connect = |node: &'static str| {
+        let addr = format!("http://{}", server.grpc_addr);
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
+            let mut client = AgentGatewayClient::new(channel);
+            let (tx, rx) = mpsc::channel(8);
+            let node_json = json!({"metadata": {"name": node}, "status": {}}).to_string();
+            tx.send(msg(agent_message::Msg::Hello(Hello { node_name: node.into(), node_json }))).await.unwrap();
+            let inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+            (tx, inbound)
+        }
+    };
+    // The slow agent never reads: its pod sets (each ~4 KiB per pod) pile up nowhere.
+    let (_slow_tx, _slow_inbound) = connect("slow").await;
+    let (_fast_tx, mut fast) = connect("fast").await;
+    assert!(next_set(&mut fast).await.is_empty());
+    let started = std::time::Instant::now();
+    for i in 0..150 {
+        server
+            .objects
+            .create(pods, Some("default"), pod(&format!("s{i}"), "slow"), &WriteOptions::default())
+            .await
+            .unwrap();
+    }
+    server.objects.create(pods, Some("default"), pod("f", "fast"), &WriteOptions::default()).await.unwrap();
+    let set = next_set(&mut fast).await;
+    assert_eq!(set.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(30), "writes stalled: {:?}", started.elapsed());
+    server.shutdown().await;
+}

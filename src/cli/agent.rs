@@ -1,0 +1,170 @@
+//! `skiff agent`: the node agent (runs the pods the control plane binds to this node).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use skiff_agent::{
+    Agent, AgentConfig, DockerConfig, DockerRuntime, FakeRuntime, ProcessConfig, ProcessRuntime, Runtime,
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    Process,
+    Fake,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The Node's name (default: this machine's hostname).
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    node_name: Option<String>,
+    /// gRPC addresses of control-plane replicas (any of them; the agent finds the leader).
+    #[arg(long, env = "SKIFF_SERVERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    servers: Vec<String>,
+    /// Container runtime.
+    #[arg(long, env = "SKIFF_RUNTIME", value_enum, default_value = "docker")]
+    runtime: RuntimeKind,
+    /// Address the log endpoint listens on.
+    #[arg(long, env = "SKIFF_AGENT_ADDRESS", default_value = "0.0.0.0")]
+    address: String,
+    /// Port of the log endpoint (`GET /containerLogs/...`); 0 picks a free one.
+    #[arg(long, env = "SKIFF_AGENT_PORT", default_value_t = 10250)]
+    port: u16,
+    /// The IP the control plane reaches this node at (InternalIP); default: --address when
+    /// it is not 0.0.0.0, else the local address towards the first server.
+    #[arg(long, env = "SKIFF_NODE_IP")]
+    node_ip: Option<String>,
+    /// Where pod volumes and process logs live.
+    #[arg(long, env = "SKIFF_AGENT_DATA_DIR", default_value = "./skiff-agent-data")]
+    data_dir: PathBuf,
+    /// CPU capacity reported (default: this machine's cpus).
+    #[arg(long, env = "SKIFF_CAPACITY_CPU")]
+    capacity_cpu: Option<String>,
+    /// Memory capacity reported, a quantity like 8Gi (default: this machine's memory).
+    #[arg(long, env = "SKIFF_CAPACITY_MEMORY")]
+    capacity_memory: Option<String>,
+    /// Most pods this node runs.
+    #[arg(long, env = "SKIFF_MAX_PODS", default_value_t = 110)]
+    max_pods: u32,
+    /// Extra Node labels `k=v,...`.
+    #[arg(long, env = "SKIFF_NODE_LABELS", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Fake runtime only: run N agents in this process, named `<node-name>-<i>` (i = 1..N),
+    /// log ports --port + i - 1.
+    #[arg(long, env = "SKIFF_FAKE_NODES")]
+    fake_nodes: Option<u32>,
+    /// Heartbeat period.
+    #[arg(long, env = "SKIFF_AGENT_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    heartbeat_interval_ms: u64,
+}
+
+/// This machine's hostname, lower-cased (a valid node name).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+        .to_ascii_lowercase()
+}
+
+fn parse_labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (k, v) = l.split_once('=').with_context(|| format!("label {l:?} is not KEY=VALUE"))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Connects the runtime and returns it with its `containerRuntimeVersion`.
+pub async fn runtime(kind: RuntimeKind, data_dir: &Path) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
+    Ok(match kind {
+        RuntimeKind::Docker => {
+            let d = DockerRuntime::connect(DockerConfig::new(data_dir))
+                .await
+                .context("connecting to Docker (is it running? try --runtime process)")?;
+            let v = d.server_version().await.unwrap_or_default();
+            (Arc::new(d), format!("docker://{v}"))
+        }
+        RuntimeKind::Process => {
+            (Arc::new(ProcessRuntime::new(ProcessConfig::new(data_dir))), "process://skiff".to_string())
+        }
+        RuntimeKind::Fake => (Arc::new(FakeRuntime::new()), "fake://skiff".to_string()),
+    })
+}
+
+/// Starts one agent in this process.
+pub async fn start(
+    kind: RuntimeKind,
+    name: &str,
+    servers: Vec<String>,
+    listen: String,
+    data_dir: &Path,
+) -> anyhow::Result<Agent> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let (rt, version) = runtime(kind, data_dir).await?;
+    let mut cfg = AgentConfig::new(name, servers);
+    cfg.listen = listen;
+    cfg.runtime_version = version;
+    Ok(Agent::start(cfg, rt).await?)
+}
+
+pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
+    let base = a.node_name.clone().unwrap_or_else(hostname);
+    let labels = parse_labels(&a.labels)?;
+    let count = match a.fake_nodes {
+        Some(_) if a.runtime != RuntimeKind::Fake => bail!("--fake-nodes needs --runtime fake"),
+        Some(0) => bail!("--fake-nodes must be at least 1"),
+        Some(n) => n,
+        None => 1,
+    };
+    let mut agents = Vec::new();
+    for i in 0..count {
+        let (name, port, dir) = match a.fake_nodes {
+            Some(_) => (
+                format!("{base}-{}", i + 1),
+                if a.port == 0 { 0 } else { a.port.checked_add(i as u16).context("--port + --fake-nodes > 65535")? },
+                a.data_dir.join(format!("node-{}", i + 1)),
+            ),
+            None => (base.clone(), a.port, a.data_dir.clone()),
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (rt, version) = runtime(a.runtime, &dir).await?;
+        let mut cfg = AgentConfig::new(&name, a.servers.clone());
+        cfg.listen =
+            if a.address.contains(':') { format!("[{}]:{port}", a.address) } else { format!("{}:{port}", a.address) };
+        cfg.node_ip = a.node_ip.clone();
+        cfg.heartbeat_interval = Duration::from_millis(a.heartbeat_interval_ms.max(10));
+        if let Some(c) = &a.capacity_cpu {
+            cfg.capacity_cpu = c.clone();
+        }
+        if let Some(m) = &a.capacity_memory {
+            cfg.capacity_memory = m.clone();
+        }
+        cfg.max_pods = a.max_pods;
+        cfg.pod_manager.max_pods = a.max_pods as usize;
+        cfg.labels = labels.clone();
+        cfg.runtime_version = version;
+        let agent = Agent::start(cfg, rt).await.with_context(|| format!("starting agent {name}"))?;
+        eprintln!(
+            "skiff agent {name}: runtime {:?}, logs on http://{}, control plane {}",
+            a.runtime,
+            agent.http_addr,
+            a.servers.join(",")
+        );
+        agents.push(agent);
+    }
+    super::server::wait_for_signal().await;
+    eprintln!("shutting down (containers keep running)");
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
