@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skiff-target}"
 bash deploy/install-build-deps.sh
+# The images examples/ and the tests use (no registry is reachable); skipped without Docker.
+if docker info >/dev/null 2>&1; then bash deploy/images/build.sh; fi
 cargo build --bin skiff
 exec "$CARGO_TARGET_DIR/debug/skiff" up "$@"

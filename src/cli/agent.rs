@@ -61,6 +61,26 @@ pub struct AgentArgs {
     /// Heartbeat period.
     #[arg(long, env = "SKIFF_AGENT_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
+    /// Address the service proxy's node ports listen on (default: --address); `none` runs no
+    /// proxy. Fake nodes never run one.
+    #[arg(long, env = "SKIFF_PROXY_ADDRESS")]
+    proxy_address: Option<String>,
+    /// Wait between a pod leaving its Services' endpoints and SIGTERM to its containers.
+    #[arg(long, env = "SKIFF_TERMINATION_PROPAGATION_DELAY_MS", default_value_t = 2000)]
+    termination_propagation_delay_ms: u64,
+}
+
+/// The proxy configuration for `--proxy-address` (`None`: no proxy).
+fn proxy_config(a: &AgentArgs) -> anyhow::Result<Option<skiff_agent::proxy::ProxyConfig>> {
+    if a.runtime == RuntimeKind::Fake {
+        return Ok(None);
+    }
+    let addr = a.proxy_address.clone().unwrap_or_else(|| a.address.clone());
+    if addr == "none" {
+        return Ok(None);
+    }
+    let ip = addr.parse().with_context(|| format!("--proxy-address {addr:?} is not an IP address"))?;
+    Ok(Some(skiff_agent::proxy::ProxyConfig { bind_address: ip, ..Default::default() }))
 }
 
 /// This machine's hostname, lower-cased (a valid node name).
@@ -152,6 +172,8 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
         cfg.pod_manager.max_pods = a.max_pods as usize;
         cfg.labels = labels.clone();
         cfg.runtime_version = version;
+        cfg.proxy = proxy_config(&a)?;
+        cfg.pod_manager.termination_propagation_delay = Duration::from_millis(a.termination_propagation_delay_ms);
         let agent = Agent::start(cfg, rt).await.with_context(|| format!("starting agent {name}"))?;
         eprintln!(
             "skiff agent {name}: runtime {:?}, logs on http://{}, control plane {}",

@@ -59,6 +59,9 @@ pub struct AgentConfig {
     pub runtime_version: String,
     /// Tunables of the pod manager (its `node_name` and `host_ip` are overwritten).
     pub pod_manager: PodManagerConfig,
+    /// The service proxy (node ports of NodePort Services); `None` runs none (fake nodes,
+    /// several agents on one host).
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl AgentConfig {
@@ -68,6 +71,7 @@ impl AgentConfig {
         let node_name = node_name.into();
         AgentConfig {
             pod_manager: PodManagerConfig::new(node_name.clone()),
+            proxy: Some(crate::proxy::ProxyConfig::default()),
             node_name,
             servers,
             listen: "0.0.0.0:10250".into(),
@@ -214,7 +218,8 @@ impl Agent {
             }
         });
         let node_json = node_object(&cfg, &node_ip, http_addr.port()).to_string();
-        let conn = tokio::spawn(connection_loop(cfg, manager.clone(), events, node_json, stop_rx));
+        let proxy = cfg.proxy.clone().map(|p| Arc::new(crate::proxy::ServiceProxy::new(p)));
+        let conn = tokio::spawn(connection_loop(cfg, manager.clone(), proxy, events, node_json, stop_rx));
         Ok(Agent { http_addr, manager, stop, tasks: vec![http, conn] })
     }
 
@@ -334,6 +339,7 @@ const STATUS_BATCH: usize = 256;
 async fn connection_loop(
     cfg: AgentConfig,
     mgr: Arc<PodManager>,
+    proxy: Option<Arc<crate::proxy::ServiceProxy>>,
     mut events: mpsc::Receiver<Vec<PodEvent>>,
     node_json: String,
     mut stop: watch::Receiver<bool>,
@@ -355,7 +361,7 @@ async fn connection_loop(
                 a
             }
         };
-        let end = session(&cfg, &addr, &mgr, &mut events, &mut reporter, &node_json, &mut stop).await;
+        let end = session(&cfg, &addr, &mgr, proxy.as_deref(), &mut events, &mut reporter, &node_json, &mut stop).await;
         let wait = match end {
             SessionEnd::Stopped => return,
             SessionEnd::NotLeader(leader) => {
@@ -396,10 +402,12 @@ async fn connection_loop(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     cfg: &AgentConfig,
     addr: &str,
     mgr: &PodManager,
+    proxy: Option<&crate::proxy::ServiceProxy>,
     events: &mut mpsc::Receiver<Vec<PodEvent>>,
     reporter: &mut Reporter,
     node_json: &str,
@@ -487,6 +495,18 @@ async fn session(
                         }
                         healthy = true;
                         mgr.sync(pods);
+                    }
+                    Some(gateway_message::Msg::Services(set)) => {
+                        let parse = |items: &[String]| -> Vec<serde_json::Value> {
+                            items.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()
+                        };
+                        let (services, endpoints) = (parse(&set.services_json), parse(&set.endpoints_json));
+                        if let Some(proxy) = proxy {
+                            for e in proxy.sync(&services, &endpoints) {
+                                tracing::warn!("service proxy: node port {} of {}: {}", e.node_port, e.service, e.error);
+                            }
+                        }
+                        mgr.set_services(services);
                     }
                     Some(gateway_message::Msg::NotLeader(nl)) => return SessionEnd::NotLeader(nl.leader_addr),
                     None => {}

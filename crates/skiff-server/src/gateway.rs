@@ -19,7 +19,7 @@ use skiff_apiserver::{ApiError, DeleteOptions, ListOptions, ObjectStore, Subreso
 use skiff_controllers::HeartbeatTable;
 use skiff_proto::agent::agent_gateway_server::AgentGateway;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodSet, PodStatus,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodSet, PodStatus, ServiceSet,
 };
 use skiff_store::StoreNode;
 use tokio::sync::{mpsc, watch};
@@ -184,6 +184,8 @@ async fn session(
 ) {
     let (set_tx, mut set_rx) = watch::channel::<Option<PodSet>>(None);
     let watcher = tokio::spawn(watch_pods(svc.objects.clone(), node_name.clone(), set_tx));
+    let (svc_tx, mut svc_rx) = watch::channel::<Option<ServiceSet>>(None);
+    let svc_watcher = tokio::spawn(watch_services(svc.objects.clone(), svc_tx));
     // What the agent sends is applied by its own task, so slow status writes never hold
     // back the pod sets going down.
     let mut reader = {
@@ -218,6 +220,19 @@ async fn session(
                     }
                 }
             }
+            changed = svc_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let set = svc_rx.borrow_and_update().clone();
+                if let Some(set) = set {
+                    let msg = GatewayMessage { msg: Some(gateway_message::Msg::Services(set)) };
+                    tokio::select! {
+                        sent = tx.send(Ok(msg)) => if sent.is_err() { break },
+                        _ = &mut reader => break,
+                    }
+                }
+            }
             _ = &mut reader => break,
             _ = leader_check.tick() => {
                 if !is_leader(&svc.node) {
@@ -228,6 +243,7 @@ async fn session(
         }
     }
     watcher.abort();
+    svc_watcher.abort();
     reader.abort();
     tracing::info!(node = node_name, "agent disconnected");
 }
@@ -335,6 +351,82 @@ pub async fn remove_pod(objects: &Arc<ObjectStore>, node_name: &str, r: &PodRemo
 
 /// Watches the pods bound to `node` and publishes the full set after every change
 /// (relisting when the watch falls behind compaction).
+/// Keeps `out` holding the latest full set of Services and Endpoints (list, then watch both;
+/// relist when a watch ends).
+async fn watch_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<ServiceSet>>) {
+    let (svcs_res, eps_res) = (&skiff_api::registry::SERVICES, &skiff_api::registry::ENDPOINTS);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = async {
+            let s = objects.list(svcs_res, None, &ListOptions::default()).await?;
+            let e = objects.list(eps_res, None, &ListOptions::default()).await?;
+            let everything = || (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
+            let (l, f) = everything();
+            let sw = objects.watch(svcs_res, None, Some(&s.resource_version.to_string()), l, f).await?;
+            let (l, f) = everything();
+            let ew = objects.watch(eps_res, None, Some(&e.resource_version.to_string()), l, f).await?;
+            Ok::<_, ApiError>((s, e, sw, ew))
+        }
+        .await;
+        let (s, e, mut sw, mut ew) = match started {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::debug!("service watch not started: {err}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
+                skiff_apiserver::meta::name_of(o)
+            )
+        };
+        let mut services: BTreeMap<String, Value> = s.items.into_iter().map(|o| (key(&o), o)).collect();
+        let mut endpoints: BTreeMap<String, Value> = e.items.into_iter().map(|o| (key(&o), o)).collect();
+        let mut revision = s.resource_version.max(e.resource_version);
+        loop {
+            let set = ServiceSet {
+                services_json: services.values().map(Value::to_string).collect(),
+                endpoints_json: endpoints.values().map(Value::to_string).collect(),
+                revision,
+            };
+            let bytes: usize = set.services_json.iter().chain(&set.endpoints_json).map(|j| j.len() + 8).sum();
+            if bytes > MAX_POD_SET_BYTES {
+                tracing::error!(bytes, max = MAX_POD_SET_BYTES, "services and endpoints exceed the message limit");
+            } else if out.send(Some(set)).is_err() {
+                return;
+            }
+            let (events, target) = tokio::select! {
+                r = sw.next() => (r, &mut services),
+                r = ew.next() => (r, &mut endpoints),
+            };
+            let events: Vec<WatchEvent> = match events {
+                Ok(ev) => ev,
+                Err(err) => {
+                    tracing::debug!("service watch ended, relisting: {err}");
+                    break;
+                }
+            };
+            for ev in events {
+                if let Some(rv) =
+                    ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok())
+                {
+                    revision = revision.max(rv);
+                }
+                if ev.kind == "DELETED" {
+                    target.remove(&key(&ev.object));
+                } else {
+                    target.insert(key(&ev.object), ev.object);
+                }
+            }
+        }
+    }
+}
+
 async fn watch_pods(objects: Arc<ObjectStore>, node: String, out: watch::Sender<Option<PodSet>>) {
     let fields = match skiff_api::FieldSelector::parse(&format!("spec.nodeName={node}")) {
         Ok(f) => f,

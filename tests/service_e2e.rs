@@ -1,0 +1,184 @@
+//! End-to-end: a Deployment behind a NodePort Service on real Docker containers, two agents,
+//! three `skiff server` replicas. Requests reach several pods; deleting a pod and a rolling
+//! update under continuous requests fail none.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use skiff::proc_cluster::ProcCluster;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
+}
+
+fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into()))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One HTTP GET through the node port; the body (the serving pod's name) or an error.
+fn get(addr: &str) -> Result<String, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    if !buf.starts_with("HTTP/1.") || !buf.contains(" 200 ") {
+        return Err(format!("bad response: {buf:?}"));
+    }
+    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+}
+
+fn docker_available() -> bool {
+    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Continuous requests in the background; counts successes and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: String) -> Load {
+        let (stop, ok, failed) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (s, o, f, e) = (stop.clone(), ok.clone(), failed.clone(), errors.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match get(&addr) {
+                    Ok(_) => o.fetch_add(1, Ordering::Relaxed),
+                    Err(err) => {
+                        e.lock().unwrap().push(err);
+                        f.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Load { stop, ok, failed, errors, handle: Some(handle) }
+    }
+
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap();
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), self.errors.lock().unwrap().clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
+    if !docker_available() {
+        eprintln!("skipping: no Docker engine answers");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/build.sh");
+    assert!(Command::new("bash").arg(script).status().unwrap().success(), "deploy/images/build.sh");
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let kc = c.kubeconfig(leader).unwrap();
+    let cache = c.dir().join("kcache");
+    let k = |args: &[&str], stdin: &str| kubectl(&kc, &cache, args, stdin);
+    // Two agents on this machine: node ports on 127.0.0.1 and 127.0.0.2.
+    let node_a = format!("svc-a-{}", std::process::id());
+    let node_b = format!("svc-b-{}", std::process::id());
+    let fast = ["--termination-propagation-delay-ms", "1500"];
+    let _a = c.spawn_agent(&node_a, "docker", &[&["--proxy-address", "127.0.0.1"], &fast[..]].concat()).unwrap();
+    let _b = c.spawn_agent(&node_b, "docker", &[&["--proxy-address", "127.0.0.2"], &fast[..]].concat()).unwrap();
+    wait_for(Duration::from_secs(30), "two Ready nodes", || {
+        let (_, out, _) = k(&["get", "nodes", "--no-headers"], "");
+        (out.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
+    });
+
+    // A unique node port so a cluster left running on this machine does not collide.
+    let port = 30000 + (std::process::id() % 2000) as u16;
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/web.yaml"))
+        .unwrap()
+        .replace("nodePort: 30080", &format!("nodePort: {port}"));
+    let (ok, _, err) = k(&["apply", "-f", "-"], &manifest);
+    assert!(ok, "{err}");
+    let (ok, _, err) = k(&["rollout", "status", "deployment/web", "--timeout=90s"], "");
+    assert!(ok, "first rollout: {err}");
+    let addrs = [format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}")];
+    let seen = wait_for(Duration::from_secs(30), "responses from 2 distinct pods through the node port", || {
+        let mut names = std::collections::BTreeSet::new();
+        for i in 0..30 {
+            if let Ok(n) = get(&addrs[i % 2]) {
+                names.insert(n);
+            }
+        }
+        (names.len() >= 2).then_some(names)
+    });
+    let (_, pods, _) = k(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"], "");
+    for n in &seen {
+        assert!(pods.contains(n.as_str()), "{n} is not one of the pods: {pods}");
+    }
+
+    // Deleting a pod under load fails no request.
+    let load = Load::start(addrs[0].clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = seen.iter().next().unwrap().clone();
+    let (ok, _, err) = k(&["delete", "pod", &victim], "");
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_secs(1));
+    let (served, failed, errors) = load.finish();
+    assert!(served > 20, "too few requests served: {served}");
+    assert_eq!(failed, 0, "requests failed while a pod was deleted: {errors:?}");
+
+    // A rolling update under load fails no request.
+    let load = Load::start(addrs[1].clone());
+    let (ok, _, err) = k(&["rollout", "restart", "deployment/web"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = k(&["rollout", "status", "deployment/web", "--timeout=120s"], "");
+    assert!(ok, "rolling update: {err}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (served, failed, errors) = load.finish();
+    assert!(served > 50, "too few requests served: {served}");
+    assert_eq!(failed, 0, "requests failed during the rolling update: {errors:?}");
+    let (_, rs, _) = k(&["get", "rs", "-l", "app=web", "--no-headers"], "");
+    assert_eq!(rs.lines().count(), 2, "old and new ReplicaSet: {rs}");
+
+    // Clean up the containers: delete the Deployment and wait for its pods to go.
+    k(&["delete", "-f", "-"], &manifest);
+    wait_for(Duration::from_secs(60), "pods gone", || {
+        let (_, out, _) = k(&["get", "pods", "--no-headers"], "");
+        out.trim().is_empty().then_some(())
+    });
+}
