@@ -30,17 +30,21 @@ async fn one_replica(dir: &std::path::Path) -> Server {
     Server::start(cfg).await.unwrap()
 }
 
+/// The next pod set (service sets, which the gateway also streams, are skipped).
 async fn next_set(inbound: &mut Streaming<skiff_proto::agent::GatewayMessage>) -> Vec<Value> {
-    let m = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-        .await
-        .expect("a message within 10 s")
-        .expect("no stream error")
-        .expect("stream open");
-    match m.msg {
-        Some(gateway_message::Msg::Pods(PodSet { pods_json, .. })) => {
-            pods_json.iter().map(|p| serde_json::from_str(p).unwrap()).collect()
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .expect("a message within 10 s")
+            .expect("no stream error")
+            .expect("stream open");
+        match m.msg {
+            Some(gateway_message::Msg::Pods(PodSet { pods_json, .. })) => {
+                return pods_json.iter().map(|p| serde_json::from_str(p).unwrap()).collect()
+            }
+            Some(gateway_message::Msg::Services(_)) => continue,
+            other => panic!("expected a pod set, got {other:?}"),
         }
-        other => panic!("expected a pod set, got {other:?}"),
     }
 }
 
