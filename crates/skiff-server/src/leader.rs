@@ -16,11 +16,13 @@ use skiff_api::{FieldSelector, LabelSelector};
 use skiff_apiserver::objects::{DeleteOptions, FieldValidation, ListOptions, Subresource, WriteOptions};
 use skiff_apiserver::{ApiError, ObjectStore};
 use skiff_controllers::{ApiCallError, ControllerConfig, EventType, HeartbeatTable, ObjEvent, ObjectApi};
-use skiff_store::StoreNode;
+use skiff_store::{ForwardRequest, ForwardResponse, Op, Request, StoreNode, Txn};
 use tokio::sync::watch;
 
 /// The fencing key the leader rewrites on taking office.
 pub const FENCE_KEY: &str = "/skiff/leader-fence";
+/// How often a leader checks that the fence is still its own.
+const FENCE_CHECK: Duration = Duration::from_millis(500);
 
 fn call_err(e: ApiError) -> ApiCallError {
     let s = e.status();
@@ -162,10 +164,17 @@ pub async fn run(
                 _ = stop.changed() => {}
             }
         };
-        // Take the fence: controllers' writes only land while it is ours.
+        // Take the fence: controllers' writes only land while it is ours. The write is executed
+        // here, never forwarded: a replica that has just lost leadership must not take the
+        // fence from the real leader.
         let fence = format!("{{\"leader\":{},\"term\":{term}}}", node.id());
-        let rev = match node.put(FENCE_KEY, fence.into_bytes()).await {
-            Ok(rev) => rev,
+        let txn = Txn { success: vec![Op::put(FENCE_KEY, fence.into_bytes())], ..Default::default() };
+        let rev = match node.execute_local(ForwardRequest::Write(Request::Txn(txn))).await {
+            Ok(ForwardResponse::Write(r)) => r.revision,
+            Ok(other) => {
+                tracing::warn!("unexpected answer to the fence write: {other:?}");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("leader {} could not take the controller fence: {e}", node.id());
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -182,7 +191,9 @@ pub async fn run(
             rx,
             vec![skiff_controllers::scheduling::scheduler_task(Default::default())],
         ));
-        // Run until leadership (or the term) changes, or the replica stops.
+        // Run until leadership (or the term) changes, the fence is taken by someone else, or
+        // the replica stops.
+        let mut fence_check = tokio::time::interval(FENCE_CHECK);
         loop {
             if *stop.borrow() || leading(&node) != Some(term) {
                 break;
@@ -191,6 +202,13 @@ pub async fn run(
                 r = metrics.changed() => if r.is_err() { break },
                 _ = stop.changed() => {}
                 _ = &mut task => break,
+                _ = fence_check.tick() => {
+                    let held = node.get(FENCE_KEY, true).await.ok().and_then(|(kv, _)| kv).map(|kv| kv.mod_revision);
+                    if held != Some(rev) {
+                        tracing::warn!(term, "the controller fence moved to revision {held:?}; taking it again");
+                        break;
+                    }
+                }
             }
         }
         let _ = tx.send(true);
