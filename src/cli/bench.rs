@@ -63,6 +63,33 @@ pub enum BenchCmd {
         #[arg(long, default_value = "leader")]
         target: String,
     },
+    /// 3 replicas and Docker agents: create pods (the scheduler places them), print create →
+    /// Running+Ready latency seen through a watch and each agent's resident memory.
+    Pods {
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+    },
+    /// examples/web.yaml on one Docker agent: requests/s and p99 through the node port vs
+    /// directly to one pod, and the ratio.
+    Proxy {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Concurrent request loops.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
+    /// The web Deployment behind its node port under a paced load while `rollout restart`
+    /// runs to completion: total and failed requests, rollout duration.
+    Rollout {
+        #[arg(long, default_value_t = 10)]
+        replicas: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
 }
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
@@ -75,6 +102,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Api { duration, churn, list_size, target } => {
             api(Duration::from_secs(duration), churn, list_size, &target).await
         }
+        BenchCmd::Pods { pods, agents } => super::bench_cluster::pods(pods, agents).await,
+        BenchCmd::Proxy { duration, connections } => super::bench_cluster::proxy(duration, connections.max(1)).await,
+        BenchCmd::Rollout { replicas, rate } => super::bench_cluster::rollout(replicas, rate).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod agent;
 mod bench;
+mod bench_cluster;
 mod cluster;
 mod kv;
 mod server;

@@ -1,0 +1,446 @@
+//! `skiff bench pods|proxy|rollout`: benchmarks of the whole system (3 replicas of this
+//! binary, `skiff agent` processes on Docker). They print figures, never pass/fail.
+
+use std::collections::HashMap;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS, SERVICES};
+use skiff_api::PatchType;
+use skiff_client::{Client, DeleteParams, ListParams};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+
+use crate::proc_cluster::{ProcAgent, ProcCluster};
+
+const WEB_YAML: &str = include_str!("../../examples/web.yaml");
+const BUILD_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/images/build.sh");
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// A 3-replica cluster, a client of the leader's API, and `agents` Docker agents.
+struct Setup {
+    client: Client,
+    // Dropped in this order: the agents (removing their containers), then the replicas.
+    agents: Vec<ProcAgent>,
+    _cluster: ProcCluster,
+}
+
+async fn setup(agents: usize, agent_args: impl Fn(usize) -> Vec<String>) -> anyhow::Result<Setup> {
+    let ok = Command::new("bash").arg(BUILD_SH).stdout(Stdio::null()).status().context("run build.sh")?;
+    anyhow::ensure!(ok.success(), "{BUILD_SH} failed");
+    let bin = std::env::current_exe()?;
+    let cluster = ProcCluster::start(&bin, 3, &[])?;
+    let leader = cluster.leader(Duration::from_secs(30)).await?;
+    let api = &cluster.member(leader).expect("leader").api;
+    let client = Client::new(&format!("http://{api}"), Duration::from_secs(10))?;
+    wait_until(Duration::from_secs(30), "namespace default", || async {
+        client.get(&NAMESPACES, None, "default").await.is_ok().then_some(())
+    })
+    .await?;
+    let tag = std::process::id();
+    let mut v = Vec::new();
+    for i in 0..agents {
+        let args = agent_args(i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        v.push(cluster.spawn_agent(&format!("bench-{tag}-{i}"), "docker", &args)?);
+    }
+    wait_until(Duration::from_secs(30), "all nodes Ready", || async {
+        let l = client.list(&NODES, None, &ListParams::default()).await.ok()?;
+        let ready = l["items"].as_array()?.iter().filter(|n| condition_true(n, "Ready")).count();
+        (ready == agents).then_some(())
+    })
+    .await?;
+    Ok(Setup { client, agents: v, _cluster: cluster })
+}
+
+fn condition_true(obj: &Value, kind: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn containers_of(node: &str) -> usize {
+    let filter = format!("label=io.skiff.node-name={node}");
+    Command::new("docker")
+        .args(["ps", "-aq", "--filter", &filter])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().count())
+        .unwrap_or(0)
+}
+
+fn load_line() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---------------------------------------------------------------------------------------
+// pods
+
+pub async fn pods(n: usize, agents: usize) -> anyhow::Result<ExitCode> {
+    let s = setup(agents, |_| vec!["--proxy-address".into(), "none".into()]).await?;
+    let c = &s.client;
+    println!("pods bench: 3 replicas, {agents} docker agents, {n} pods; load average before: {}", load_line());
+    let sel = ListParams { label_selector: Some("app=bench-pods".into()), ..Default::default() };
+    let mut watch = c.watch(&PODS, Some("default"), &sel, None, false).await?;
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant, bool)>();
+    let watcher = tokio::spawn(async move {
+        while let Some(ev) = watch.next().await {
+            let Ok(ev) = ev else { break };
+            let name = ev.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let running = ev.object.pointer("/status/phase") == Some(&Value::from("Running"));
+            let ready = running && condition_true(&ev.object, "Ready");
+            let deleted = ev.event_type == "DELETED";
+            if (ready || deleted) && tx.send((name, Instant::now(), deleted)).is_err() {
+                break;
+            }
+        }
+    });
+    let t0 = Instant::now();
+    for i in 0..n {
+        let name = format!("bp-{i}");
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench-pods"}},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "c", "image": "skiff/busybox:1", "imagePullPolicy": "Never",
+                                "command": ["sleep", "3600"]}],
+            },
+        });
+        created.lock().unwrap().insert(name, Instant::now());
+        c.create(&PODS, Some("default"), &pod).await?;
+    }
+    let create_secs = t0.elapsed().as_secs_f64();
+    let mut h = hist();
+    let mut ready = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((name, at, false))) => {
+                if let Some(start) = created.lock().unwrap().get(&name) {
+                    if ready.insert(name.clone()) {
+                        h.record(at.duration_since(*start).as_micros().max(1) as u64)?;
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => anyhow::bail!("only {} of {n} pods Running+Ready within 300 s", ready.len()),
+        }
+    }
+    let all_secs = t0.elapsed().as_secs_f64();
+    println!("  {n} creates took {create_secs:.2} s; all Running+Ready after {all_secs:.2} s");
+    println!(
+        "  create -> Running+Ready (watch): p50={:.0} ms  p99={:.0} ms  max={:.0} ms   (target p99 < 1000 ms)",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut max_rss = 0;
+    for a in &s.agents {
+        let pods_on = containers_of(&a.name);
+        let rss = a.pid().and_then(rss_kib).unwrap_or(0);
+        max_rss = max_rss.max(rss);
+        println!(
+            "  agent {}: VmRSS {:.1} MB with {pods_on} containers (sandbox + app per pod)   (target < 30 MB)",
+            a.name,
+            rss as f64 / 1024.0
+        );
+    }
+    println!(
+        "RESULT pods n={n} agents={agents} p50_ms={:.0} p99_ms={:.0} max_ms={:.0} max_agent_rss_mb={:.1}",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+        max_rss as f64 / 1024.0
+    );
+    // Delete the pods and wait until the watch saw them go and their containers are gone.
+    let t1 = Instant::now();
+    for i in 0..n {
+        c.delete(&PODS, Some("default"), &format!("bp-{i}"), &DeleteParams::default()).await?;
+    }
+    let mut gone = 0;
+    while gone < n {
+        match tokio::time::timeout(Duration::from_secs(120), rx.recv()).await {
+            Ok(Some((_, _, true))) => gone += 1,
+            Ok(Some(_)) => {}
+            _ => anyhow::bail!("only {gone} of {n} pods deleted within 120 s"),
+        }
+    }
+    wait_until(Duration::from_secs(60), "containers removed", || async {
+        s.agents.iter().all(|a| containers_of(&a.name) == 0).then_some(())
+    })
+    .await?;
+    println!("  deleted: all pods and containers gone after {:.1} s", t1.elapsed().as_secs_f64());
+    watcher.abort();
+    drop(s);
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// web deployment helpers
+
+/// Creates examples/web.yaml with `replicas` and node port `port`; waits for the rollout.
+async fn create_web(c: &Client, replicas: u64, port: u16) -> anyhow::Result<()> {
+    let text = WEB_YAML.replace("nodePort: 30080", &format!("nodePort: {port}"));
+    for mut obj in skiff_client::manifest::parse(&text, "examples/web.yaml")? {
+        if obj["kind"] == "Deployment" {
+            obj["spec"]["replicas"] = replicas.into();
+            c.create(&DEPLOYMENTS, Some("default"), &obj).await?;
+        } else {
+            c.create(&SERVICES, Some("default"), &obj).await?;
+        }
+    }
+    wait_until(Duration::from_secs(180), "web rollout", || async { rolled_out(c).await.then_some(()) }).await
+}
+
+/// What `kubectl rollout status` waits for.
+async fn rolled_out(c: &Client) -> bool {
+    let Ok(d) = c.get(&DEPLOYMENTS, Some("default"), "web").await else { return false };
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    n("/status/observedGeneration") >= n("/metadata/generation")
+        && n("/status/updatedReplicas") == n("/spec/replicas")
+        && n("/status/replicas") == n("/spec/replicas")
+        && n("/status/availableReplicas") == n("/spec/replicas")
+}
+
+async fn delete_web(s: &Setup) {
+    let p = DeleteParams { propagation_policy: Some("Background".into()), ..Default::default() };
+    let _ = s.client.delete(&DEPLOYMENTS, Some("default"), "web", &p).await;
+    let _ = s.client.delete(&SERVICES, Some("default"), "web", &p).await;
+    let sel = ListParams { label_selector: Some("app=web".into()), ..Default::default() };
+    let r = wait_until(Duration::from_secs(60), "web pods gone", || async {
+        let l = s.client.list(&PODS, Some("default"), &sel).await.ok()?;
+        l["items"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    if let Err(e) = r {
+        eprintln!("cleanup: {e} (the agents' containers are removed when they stop)");
+    }
+}
+
+/// One HTTP/1.0 GET (busybox httpd closes the connection); Ok(latency µs).
+async fn get(addr: &str) -> Result<u64, String> {
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::with_capacity(512);
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        if buf.starts_with(b"HTTP/1.") && buf.windows(5).any(|w| w == b" 200 ") {
+            Ok(())
+        } else {
+            Err(format!("bad response: {:?}", String::from_utf8_lossy(&buf)))
+        }
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => Ok(t.elapsed().as_micros().max(1) as u64),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timeout after 5 s".into()),
+    }
+}
+
+fn unique_port() -> u16 {
+    30000 + (std::process::id() % 2000) as u16 + 500
+}
+
+// ---------------------------------------------------------------------------------------
+// proxy
+
+/// Closed-loop load: `conns` tasks each issue GETs back to back for `dur`.
+async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>, u64, f64) {
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let (mut h, mut errors) = (hist(), 0u64);
+            while Instant::now() < deadline {
+                match get(&addr).await {
+                    Ok(us) => {
+                        let _ = h.record(us);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let (mut h, mut errors) = (hist(), 0);
+    for t in tasks {
+        if let Ok((th, e)) = t.await {
+            let _ = h.add(th);
+            errors += e;
+        }
+    }
+    (h, errors, start.elapsed().as_secs_f64())
+}
+
+pub async fn proxy(duration: u64, conns: usize) -> anyhow::Result<ExitCode> {
+    let s = setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into()]).await?;
+    let port = unique_port();
+    create_web(&s.client, 3, port).await?;
+    let node_addr = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the node port answers", || async { get(&node_addr).await.ok() }).await?;
+    let sel = ListParams { label_selector: Some("app=web".into()), ..Default::default() };
+    let l = s.client.list(&PODS, Some("default"), &sel).await?;
+    let pod_ip = l["items"]
+        .as_array()
+        .and_then(|v| v.iter().find_map(|p| p.pointer("/status/podIP").and_then(Value::as_str)))
+        .context("no pod IP")?
+        .to_string();
+    let direct_addr = format!("{pod_ip}:8080");
+    get(&direct_addr).await.map_err(|e| anyhow::anyhow!("pod {direct_addr} not reachable from the host: {e}"))?;
+    println!(
+        "proxy bench: web (3 replicas) on 1 docker agent, {conns} connections, {duration} s each; load average before: {}",
+        load_line()
+    );
+    let dur = Duration::from_secs(duration);
+    let (hn, en, sn) = closed_loop(&node_addr, conns, dur).await;
+    let (hd, ed, sd) = closed_loop(&direct_addr, conns, dur).await;
+    let (rn, rd) = (hn.len() as f64 / sn, hd.len() as f64 / sd);
+    let line = |what: &str, h: &Histogram<u64>, r: f64, e: u64| {
+        println!(
+            "  {what:<26} {r:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  errors={e}",
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99))
+        )
+    };
+    line(&format!("node port {node_addr}"), &hn, rn, en);
+    line(&format!("one pod {direct_addr}"), &hd, rd, ed);
+    println!("  ratio node port / direct: {:.2} req/s   (target >= 0.8)", rn / rd);
+    println!(
+        "RESULT proxy conns={conns} nodeport_rps={rn:.0} nodeport_p99_ms={:.2} direct_rps={rd:.0} direct_p99_ms={:.2} ratio={:.2}",
+        ms(hn.value_at_quantile(0.99)),
+        ms(hd.value_at_quantile(0.99)),
+        rn / rd
+    );
+    delete_web(&s).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// rollout
+
+pub async fn rollout(replicas: u64, rate: u64) -> anyhow::Result<ExitCode> {
+    let s = setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into()]).await?;
+    let port = unique_port();
+    create_web(&s.client, replicas, port).await?;
+    let addr = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the node port answers", || async { get(&addr).await.ok() }).await?;
+    println!("rollout bench: web ({replicas} replicas) on 1 docker agent, {rate} req/s paced through the node port");
+    // Paced load: one request per tick, each in its own task (at most 512 in flight).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let load = {
+        let (stop, ok, failed, errors, addr) = (stop.clone(), ok.clone(), failed.clone(), errors.clone(), addr.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let permits = Arc::new(tokio::sync::Semaphore::new(512));
+            let h = Arc::new(Mutex::new(hist()));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let (ok, failed, errors, addr, h) =
+                    (ok.clone(), failed.clone(), errors.clone(), addr.clone(), h.clone());
+                tokio::spawn(async move {
+                    match get(&addr).await {
+                        Ok(us) => {
+                            let _ = h.lock().unwrap().record(us);
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            let mut v = errors.lock().unwrap();
+                            if v.len() < 5 {
+                                v.push(e);
+                            }
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            let _ = permits.acquire_many(512).await;
+            let h = h.lock().unwrap().clone();
+            h
+        })
+    };
+    let load_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = s.client.get(&DEPLOYMENTS, Some("default"), "web").await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let patch = skiff_client::rollout::restart_patch(&d, &skiff_client::rollout::format_rfc3339(now))
+        .map_err(anyhow::Error::msg)?;
+    let t0 = Instant::now();
+    s.client.patch(&DEPLOYMENTS, Some("default"), "web", None, PatchType::Merge, &patch).await?;
+    // The first poll could see the old status: wait for the new generation to be observed.
+    wait_until(Duration::from_secs(600), "rollout restart to complete", || async {
+        rolled_out(&s.client).await.then_some(())
+    })
+    .await?;
+    let took = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let h = load.await?;
+    let secs = load_start.elapsed().as_secs_f64();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let total = ok + failed;
+    println!("  rollout restart completed in {took:.1} s; load average now: {}", load_line());
+    println!(
+        "  requests: {total} total ({:.0}/s achieved), {failed} failed   (target 0 failed); p50={:.2} ms p99={:.2} ms",
+        total as f64 / secs,
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99))
+    );
+    for e in errors.lock().unwrap().iter() {
+        println!("  error: {e}");
+    }
+    println!(
+        "RESULT rollout replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
+        ms(h.value_at_quantile(0.99))
+    );
+    delete_web(&s).await;
+    Ok(ExitCode::SUCCESS)
+}
