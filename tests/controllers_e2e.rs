@@ -1,0 +1,206 @@
+//! End-to-end: the leader's scheduler and controllers with real `skiff agent` processes.
+//! A Deployment spreads over three nodes; a dead node's pods are recreated on the others; an
+//! update to a missing image halts at its progress deadline and `rollout undo` restores it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff::proc_cluster::ProcCluster;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
+}
+
+struct Kube {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kube {
+    fn run(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        let mut child = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into()))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let (ok, out, err) = self.run(args, stdin);
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    }
+
+    fn pods(&self, selector: &str) -> Vec<Value> {
+        let out = self.ok(&["get", "pods", "-l", selector, "-o", "json"], "");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Polls `f` until it yields `Some`; on timeout fails with the last state it described.
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut(&mut String) -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Some(v) = f(&mut last) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deployment(name: &str, replicas: u32, image: &str, deadline_s: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  progressDeadlineSeconds: {deadline_s}
+  selector: {{matchLabels: {{app: {name}}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {image}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+"#
+    )
+}
+
+fn running_on(pods: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut per = std::collections::BTreeMap::new();
+    for p in pods {
+        if p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null() {
+            *per.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string()).or_insert(0) += 1;
+        }
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let k = Kube { kubeconfig: c.kubeconfig(leader).unwrap(), cache: c.dir().join("kcache") };
+    // Three nodes, each its own agent process with the fake runtime (containers "run" at once).
+    let tag = std::process::id();
+    let names: Vec<String> = (1..=3).map(|i| format!("fake{i}-{tag}")).collect();
+    let mut agents: Vec<_> = names.iter().map(|n| c.spawn_agent(n, "fake", &[]).unwrap()).collect();
+    wait_for(Duration::from_secs(30), "3 Ready nodes", |last| {
+        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
+        (last.lines().filter(|l| l.contains(" Ready ")).count() == 3).then_some(())
+    });
+
+    k.ok(&["apply", "-f", "-"], &deployment("spread", 6, "skiff/busybox:1", 600));
+    let per = wait_for(Duration::from_secs(30), "6 running pods", |last| {
+        let per = running_on(&k.pods("app=spread"));
+        *last = format!("{per:?}");
+        (per.values().sum::<usize>() == 6).then_some(per)
+    });
+    assert_eq!(per.len(), 3, "replicas spread over all three nodes: {per:?}");
+    assert!(per.values().all(|n| *n == 2), "2 per node: {per:?}");
+
+    // Kill one agent: after the lease TTL (4 s) and the eviction timeout (2 s) its pods are
+    // deleted and recreated on the two live nodes.
+    let dead = names[0].clone();
+    agents[0].kill().unwrap();
+    wait_for(Duration::from_secs(60), "the dead node's pods recreated elsewhere", |last| {
+        let pods = k.pods("app=spread");
+        let per = running_on(&pods);
+        *last = format!("{per:?} ({} pods)", pods.len());
+        (per.values().sum::<usize>() == 6 && !per.contains_key(&dead) && pods.len() == 6).then_some(())
+    });
+    let node = k.ok(&["get", "node", &dead, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"], "");
+    assert_eq!(node, "Unknown");
+    let taints = k.ok(&["get", "node", &dead, "-o", "jsonpath={.spec.taints[*].key}"], "");
+    assert!(taints.contains("node.kubernetes.io/unreachable"), "{taints}");
+    drop(agents);
+}
+
+fn docker_available() -> bool {
+    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_image_halts_at_the_deadline_and_undo_restores() {
+    if !docker_available() {
+        eprintln!("skipping: no Docker engine answers");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/build.sh");
+    assert!(Command::new("bash").arg(script).status().unwrap().success(), "deploy/images/build.sh");
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let k = Kube { kubeconfig: c.kubeconfig(leader).unwrap(), cache: c.dir().join("kcache") };
+    let node = format!("undo-{}", std::process::id());
+    let _agent = c.spawn_agent(&node, "docker", &["--proxy-address", "none"]).unwrap();
+    wait_for(Duration::from_secs(30), "a Ready node", |last| {
+        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
+        last.contains(" Ready ").then_some(())
+    });
+
+    k.ok(&["apply", "-f", "-"], &deployment("app", 2, "skiff/busybox:1", 8));
+    k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"], "");
+    let old: Vec<String> =
+        k.pods("app=app").iter().map(|p| p["metadata"]["uid"].as_str().unwrap().to_string()).collect();
+
+    // An image that does not exist: the new pod waits with ErrImageNeverPull, the rollout halts
+    // at the deadline, and the old pods keep running.
+    k.ok(&["apply", "-f", "-"], &deployment("app", 2, "skiff/missing:1", 8));
+    let (ok, _, err) = k.run(&["rollout", "status", "deployment/app", "--timeout=60s"], "");
+    assert!(!ok && err.contains("exceeded its progress deadline"), "{err}");
+    let pods = k.pods("app=app");
+    let waiting: Vec<&Value> = pods
+        .iter()
+        .filter(|p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImageNeverPull")
+        .collect();
+    assert!(!waiting.is_empty(), "a pod waits with ErrImageNeverPull: {pods:?}");
+    let still: usize = pods
+        .iter()
+        .filter(|p| {
+            old.contains(&p["metadata"]["uid"].as_str().unwrap().to_string()) && p["status"]["phase"] == "Running"
+        })
+        .count();
+    assert_eq!(still, 2, "the old pods keep serving");
+
+    // Undo: back to the previous template; the rollout completes.
+    let out = k.ok(&["rollout", "undo", "deployment/app"], "");
+    assert!(out.contains("rolled back"), "{out}");
+    k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"], "");
+    let image = k.ok(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].image}"], "");
+    assert_eq!(image, "skiff/busybox:1");
+    wait_for(Duration::from_secs(30), "only the 2 working pods left", |last| {
+        let pods = k.pods("app=app");
+        *last = format!("{} pods", pods.len());
+        (pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "skiff/busybox:1")).then_some(())
+    });
+    k.ok(&["delete", "deployment", "app"], "");
+    wait_for(Duration::from_secs(60), "pods gone", |last| {
+        *last = k.run(&["get", "pods", "--no-headers"], "").1;
+        last.trim().is_empty().then_some(())
+    });
+}
