@@ -141,6 +141,40 @@ async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
     drop(agents);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_rollout_still_completes_it() {
+    let mut c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kube { kubeconfig: c.kubeconfig(follower).unwrap(), cache: c.dir().join("kcache") };
+    let tag = std::process::id();
+    let _agents: Vec<_> = (1..=2).map(|i| c.spawn_agent(&format!("roll{i}-{tag}"), "fake", &[]).unwrap()).collect();
+    wait_for(Duration::from_secs(30), "2 Ready nodes", |last| {
+        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
+        (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
+    });
+    k.ok(&["apply", "-f", "-"], &deployment("roll", 6, "skiff/busybox:1", 600));
+    k.ok(&["rollout", "status", "deployment/roll", "--timeout=60s"], "");
+
+    // Start a rolling update, then SIGKILL the leader while it runs.
+    k.ok(&["apply", "-f", "-"], &deployment("roll", 6, "skiff/busybox:2", 600));
+    c.kill(leader).unwrap();
+    let new_leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let k2 = Kube { kubeconfig: c.kubeconfig(new_leader).unwrap(), cache: c.dir().join("kcache2") };
+    wait_for(Duration::from_secs(60), "the rollout to finish under the new leader", |last| {
+        let (ok, out, err) = k2.run(&["rollout", "status", "deployment/roll", "--timeout=5s"], "");
+        *last = format!("{out}{err}");
+        ok.then_some(())
+    });
+    wait_for(Duration::from_secs(30), "exactly 6 pods, all on the new image", |last| {
+        let pods = k2.pods("app=roll");
+        let live: Vec<&Value> = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+        *last = format!("{} pods, {} live", pods.len(), live.len());
+        (pods.len() == 6 && live.iter().all(|p| p["spec"]["containers"][0]["image"] == "skiff/busybox:2")).then_some(())
+    });
+}
+
 fn docker_available() -> bool {
     Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
