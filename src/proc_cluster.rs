@@ -24,6 +24,23 @@ pub struct ProcCluster {
     extra_args: Vec<String>,
 }
 
+/// The kubectl the end-to-end tests drive: `$KUBECTL`, else `/usr/bin/kubectl`.
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
+}
+
+/// Whether a Docker engine answers.
+pub fn docker_available() -> bool {
+    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Builds the local images (`deploy/images/build.sh`, idempotent) of the repository at `root`.
+pub fn build_images(root: &Path) {
+    let st =
+        Command::new("bash").arg(root.join("deploy/images/build.sh")).status().expect("run deploy/images/build.sh");
+    assert!(st.success(), "deploy/images/build.sh failed");
+}
+
 /// Free loopback ports (bound then released; the OS does not hand them out again soon).
 pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     let listeners: Vec<std::net::TcpListener> =

@@ -8,14 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff::proc_cluster::{ProcAgent, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcAgent, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
-}
-
-fn kubectl_path() -> PathBuf {
-    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
 }
 
 /// kubectl bound to one kubeconfig and a private discovery cache.
@@ -98,16 +94,6 @@ fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut(&mut String) -> 
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn docker_available() -> bool {
-    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-fn build_images() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/build.sh");
-    let st = Command::new("bash").arg(script).status().expect("run deploy/images/build.sh");
-    assert!(st.success(), "deploy/images/build.sh failed");
 }
 
 fn unique(prefix: &str) -> String {
@@ -230,7 +216,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
         eprintln!("skipping: no Docker engine answers");
         return;
     }
-    build_images();
+    build_images(Path::new(env!("CARGO_MANIFEST_DIR")));
     let (mut c, _leader, follower) = cluster().await;
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir());
     let node = unique("gw-docker");

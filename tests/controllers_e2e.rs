@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff::proc_cluster::ProcCluster;
+use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -21,7 +21,7 @@ struct Kube {
 
 impl Kube {
     fn run(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
-        let mut child = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into()))
+        let mut child = Command::new(kubectl_path())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
@@ -175,18 +175,13 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     });
 }
 
-fn docker_available() -> bool {
-    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_halts_at_the_deadline_and_undo_restores() {
     if !docker_available() {
         eprintln!("skipping: no Docker engine answers");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/build.sh");
-    assert!(Command::new("bash").arg(script).status().unwrap().success(), "deploy/images/build.sh");
+    build_images(Path::new(env!("CARGO_MANIFEST_DIR")));
     let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let k = Kube { kubeconfig: c.kubeconfig(leader).unwrap(), cache: c.dir().join("kcache") };

@@ -6,14 +6,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use skiff::proc_cluster::ProcCluster;
+use skiff::proc_cluster::{kubectl_path, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
-}
-
-fn kubectl_path() -> PathBuf {
-    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
 }
 
 /// kubectl bound to one kubeconfig and a private discovery cache.

@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use skiff::proc_cluster::ProcCluster;
+use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
 }
 
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into()))
+    let mut child = Command::new(kubectl_path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cache-dir")
@@ -60,10 +60,6 @@ fn get(addr: &str) -> Result<String, String> {
         return Err(format!("bad response: {buf:?}"));
     }
     Ok(buf.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
-}
-
-fn docker_available() -> bool {
-    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Continuous requests in the background; counts successes and failures.
@@ -109,8 +105,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
         eprintln!("skipping: no Docker engine answers");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/build.sh");
-    assert!(Command::new("bash").arg(script).status().unwrap().success(), "deploy/images/build.sh");
+    build_images(Path::new(env!("CARGO_MANIFEST_DIR")));
     let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let kc = c.kubeconfig(leader).unwrap();

@@ -5,6 +5,7 @@
 //! "what a valid, defaulted pod looks like" without pulling in storage or networking.
 
 pub mod defaults;
+pub mod duration;
 pub mod fields;
 pub mod keys;
 pub mod labels;

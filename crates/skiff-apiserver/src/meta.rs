@@ -79,45 +79,7 @@ pub fn owned_by(obj: &Value, uid: &str) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
 }
 
-/// Kubernetes' `HumanDuration` (the AGE column).
-pub fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    let s = secs.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    if s < 120 {
-        format!("{s}s")
-    } else if m < 10 {
-        if s % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", s % 60)
-        }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 192 {
-        if h % 24 == 0 {
-            format!("{}d", h / 24)
-        } else {
-            format!("{}d{}h", h / 24, h % 24)
-        }
-    } else if h < 24 * 365 * 2 {
-        format!("{}d", h / 24)
-    } else if h < 24 * 365 * 8 {
-        format!("{}y{}d", h / (24 * 365), (h / 24) % 365)
-    } else {
-        format!("{}y", h / (24 * 365))
-    }
-}
+pub use skiff_api::duration::human_duration;
 
 /// Age of a timestamp field, as the AGE column shows it; `<unknown>` when absent.
 pub fn age(ts: Option<&str>) -> String {

@@ -60,50 +60,7 @@ pub fn parse_rfc3339(t: &str) -> Option<i64> {
     Some(days * 86400 + h * 3600 + mi * 60 + se - offset)
 }
 
-/// kubectl's `HumanDuration`: `45s`, `3m20s`, `5h`, `3d4h`, `2y10d`.
-pub fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    let secs = secs.max(0);
-    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
-    if secs < 120 {
-        format!("{secs}s")
-    } else if m < 10 {
-        if secs % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", secs % 60)
-        }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 24 * 8 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
-    } else if d < 365 * 2 {
-        format!("{d}d")
-    } else if d < 365 * 8 {
-        let y = d / 365;
-        if d % 365 == 0 {
-            format!("{y}y")
-        } else {
-            format!("{y}y{}d", d % 365)
-        }
-    } else {
-        format!("{}y", d / 365)
-    }
-}
+pub use skiff_api::duration::human_duration;
 
 fn age(ts: &str, now: i64) -> String {
     parse_rfc3339(ts).map(|t| human_duration(now - t)).unwrap_or_else(|| "<unknown>".into())
