@@ -29,6 +29,38 @@ pub fn kubectl_path() -> PathBuf {
     std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
 }
 
+/// What one kubectl run printed.
+pub struct KubectlOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs kubectl with `kubeconfig`, a private discovery `cache` and a 20 s request timeout,
+/// feeding `stdin`.
+pub fn run_kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> KubectlOut {
+    use std::io::Write;
+    let mut child = Command::new(kubectl_path())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--request-timeout=20s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("write kubectl stdin");
+    let out = child.wait_with_output().expect("wait for kubectl");
+    KubectlOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Whether a Docker engine answers.
 pub fn docker_available() -> bool {
     Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())

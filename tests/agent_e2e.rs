@@ -2,13 +2,14 @@
 //! pods applied with the real `kubectl` run, report status, serve logs, and survive a
 //! SIGKILLed leader untouched.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcAgent, ProcCluster};
+use skiff::proc_cluster::{
+    build_images, docker_available, kubectl_path, run_kubectl, KubectlOut, ProcAgent, ProcCluster,
+};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -20,11 +21,7 @@ struct Kubectl {
     cache: PathBuf,
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+type Out = KubectlOut;
 
 impl Kubectl {
     fn new(kubeconfig: PathBuf, dir: &Path) -> Self {
@@ -33,25 +30,7 @@ impl Kubectl {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
-        let mut child = Command::new(kubectl_path())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_kubectl(&self.kubeconfig, &self.cache, args, stdin)
     }
 
     fn run(&self, args: &[&str]) -> Out {

@@ -2,13 +2,11 @@
 //! A Deployment spreads over three nodes; a dead node's pods are recreated on the others; an
 //! update to a missing image halts at its progress deadline and `rollout undo` restores it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, run_kubectl, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -21,24 +19,8 @@ struct Kube {
 
 impl Kube {
     fn run(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
-        let mut child = Command::new(kubectl_path())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let o = run_kubectl(&self.kubeconfig, &self.cache, args, stdin);
+        (o.ok, o.stdout, o.stderr)
     }
 
     fn ok(&self, args: &[&str], stdin: &str) -> String {

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use skiff::proc_cluster::{kubectl_path, ProcCluster};
+use skiff::proc_cluster::{kubectl_path, run_kubectl, KubectlOut, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -18,11 +18,7 @@ struct Kubectl {
     cache: PathBuf,
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+type Out = KubectlOut;
 
 impl Kubectl {
     fn new(kubeconfig: PathBuf, dir: &Path, tag: &str) -> Self {
@@ -37,20 +33,7 @@ impl Kubectl {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_kubectl(&self.kubeconfig, &self.cache, args, stdin)
     }
 
     fn run(&self, args: &[&str]) -> Out {

@@ -5,36 +5,19 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use skiff::proc_cluster::{build_images, docker_available, kubectl_path, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, run_kubectl, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
 }
 
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(kubectl_path())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let o = run_kubectl(kubeconfig, cache, args, stdin);
+    (o.ok, o.stdout, o.stderr)
 }
 
 fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
