@@ -81,6 +81,29 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 16)]
         connections: usize,
     },
+    /// Scheduler throughput: the pure core, then end to end (3 replicas, one process of
+    /// `fake` agents, pods created through the API → bound through Raft) for each node count.
+    Schedule {
+        /// Node counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 5000)]
+        pods: usize,
+        /// Concurrent creating clients (spread over the replicas).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Kill an agent running `pods` replicas; time until they are all Running elsewhere
+    /// (3 replicas, default lease TTL and eviction timeout, two spare agents).
+    NodeFailure {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        #[arg(long, default_value_t = 10)]
+        pods: usize,
+        /// `docker` or `process`.
+        #[arg(long, default_value = "docker")]
+        runtime: String,
+    },
     /// The web Deployment behind its node port under a paced load while `rollout restart`
     /// runs to completion: total and failed requests, rollout duration.
     Rollout {
@@ -105,6 +128,15 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Pods { pods, agents } => super::bench_cluster::pods(pods, agents).await,
         BenchCmd::Proxy { duration, connections } => super::bench_cluster::proxy(duration, connections.max(1)).await,
         BenchCmd::Rollout { replicas, rate } => super::bench_cluster::rollout(replicas, rate).await,
+        BenchCmd::Schedule { nodes, pods, concurrency } => {
+            super::bench_sched::schedule(nodes, pods.max(1), concurrency).await
+        }
+        BenchCmd::NodeFailure { trials, pods, runtime } => {
+            if runtime != "docker" && runtime != "process" {
+                anyhow::bail!("--runtime must be docker or process, not {runtime:?}");
+            }
+            super::bench_sched::node_failure(trials.max(1), pods.max(1), &runtime).await
+        }
     }
 }
 

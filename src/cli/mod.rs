@@ -3,6 +3,7 @@
 pub mod agent;
 mod bench;
 mod bench_cluster;
+mod bench_sched;
 mod cluster;
 mod kv;
 mod server;

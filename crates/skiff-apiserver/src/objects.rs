@@ -959,6 +959,74 @@ impl ObjectStore {
         Err(st::conflict_modified(res, name).into())
     }
 
+    /// Binds many pods in one Raft entry (the scheduler's batch): each pod is given as last
+    /// read (its `resourceVersion` is the precondition) with the node to bind it to. Each
+    /// binding succeeds or fails on its own: 409 when the pod changed since it was read, is
+    /// already assigned or is being deleted. Fenced like every other write.
+    pub async fn bind_many(&self, pods: Vec<(Value, String)>) -> ApiResult<Vec<ApiResult<Value>>> {
+        let res = &registry::PODS;
+        let mut out: Vec<Option<ApiResult<Value>>> = Vec::with_capacity(pods.len());
+        let mut txns = Vec::new();
+        let mut pending: Vec<(usize, Value)> = Vec::new();
+        for (mut obj, node) in pods {
+            let name = meta::name_of(&obj).to_string();
+            let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
+            let rv = meta_str(&obj, "resourceVersion").and_then(|rv| rv.parse::<u64>().ok());
+            let refused = if rv.is_none() {
+                Some(st::bad_request("a pod to bind needs its resourceVersion"))
+            } else if let Some(n) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                Some(st::conflict(res, &name, &format!("pod {name} is already assigned to node \"{n}\"")))
+            } else if meta_str(&obj, "deletionTimestamp").is_some() {
+                Some(st::conflict(res, &name, "the pod is being deleted"))
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                out.push(Some(Err(e.into())));
+                continue;
+            }
+            let key = keys::object_key(res, Some(&ns), &name);
+            obj["spec"]["nodeName"] = json!(node);
+            set_pod_condition(
+                &mut obj,
+                json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": meta::now_rfc3339()}),
+            );
+            let mut compare = vec![Compare::mod_revision(&key, rv.expect("checked above"))];
+            if let Some((fkey, frev)) = &self.fence {
+                compare.push(Compare::mod_revision(fkey, *frev));
+            }
+            txns.push(Txn { compare, success: vec![Op::put(&key, encode(&obj))], failure: vec![] });
+            pending.push((out.len(), obj));
+            out.push(None);
+        }
+        if !txns.is_empty() {
+            let resps = self.node.batch(txns).await?;
+            let mut fence_checked = false;
+            for ((i, mut obj), r) in pending.into_iter().zip(resps) {
+                if r.succeeded {
+                    set_rv(&mut obj, r.revision);
+                    out[i] = Some(Ok(obj));
+                    continue;
+                }
+                if !fence_checked {
+                    fence_checked = true;
+                    if let Some((key, rev)) = &self.fence {
+                        let (kv, _) = self.node.get(key, false).await?;
+                        let now = kv.map_or(0, |kv| kv.mod_revision);
+                        if now != *rev {
+                            return Err(st::service_unavailable(format!(
+                                "leadership lost: fence {key} is at revision {now}, this writer holds {rev}"
+                            ))
+                            .into());
+                        }
+                    }
+                }
+                out[i] = Some(Err(st::conflict_modified(res, meta::name_of(&obj)).into()));
+            }
+        }
+        Ok(out.into_iter().map(|r| r.expect("every binding answered")).collect())
+    }
+
     /// Gives a NodePort/LoadBalancer Service a node port for every port that lacks one
     /// (keeping the ports `old` had), and adds to `txn` the reservations of ports that are new
     /// (`/registry/_nodeports/<port>` must be absent) and the release of ports no longer used.

@@ -104,4 +104,14 @@ pub trait ObjectApi: Send + Sync + 'static {
         crate::scheduling::set_pod_scheduled(&mut bound, "True", None, None);
         self.update_status(&skiff_api::registry::PODS, bound).await
     }
+
+    /// Binds many pods at once (each as read, with its node); one result per pod, in order.
+    /// The store writes them in one Raft entry; this default binds them one by one.
+    async fn bind_many(&self, pods: Vec<(Value, String)>) -> Result<Vec<Result<Value, ApiCallError>>, ApiCallError> {
+        let mut out = Vec::with_capacity(pods.len());
+        for (pod, node) in pods {
+            out.push(self.bind(pod, &node).await);
+        }
+        Ok(out)
+    }
 }

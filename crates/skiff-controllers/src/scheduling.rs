@@ -20,8 +20,12 @@ use crate::{LeaderContext, LeaderTask};
 /// Tunables of the scheduler loop.
 #[derive(Debug, Clone)]
 pub struct SchedulingConfig {
-    /// Bindings written concurrently (the store batches them into shared fsyncs).
+    /// Bindings per Raft entry.
+    pub bind_batch: usize,
+    /// Batches of bindings written concurrently.
     pub bind_concurrency: usize,
+    /// `PodScheduled=False` status updates written concurrently.
+    pub status_concurrency: usize,
     /// An unschedulable pod is retried at least this often even without cluster changes.
     pub retry_interval_ms: u64,
     /// Tie-breaking seed of the pure scheduler.
@@ -32,7 +36,14 @@ pub struct SchedulingConfig {
 
 impl Default for SchedulingConfig {
     fn default() -> Self {
-        SchedulingConfig { bind_concurrency: 64, retry_interval_ms: 5_000, seed: 0, min_pass_interval_ms: 20 }
+        SchedulingConfig {
+            bind_batch: 256,
+            bind_concurrency: 4,
+            status_concurrency: 64,
+            retry_interval_ms: 5_000,
+            seed: 0,
+            min_pass_interval_ms: 20,
+        }
     }
 }
 
@@ -67,51 +78,53 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
     let mut typed: HashMap<ObjKey, (u64, Arc<Pod>)> = HashMap::new();
+    let mut typed_nodes: HashMap<ObjKey, (u64, Arc<Node>)> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
-        // Decode only pods that changed since the last pass (typed decoding dominates the cost
-        // of a pass when thousands of pods are bound).
-        let cached = ctx.pods.list(None);
-        let mut fresh: HashMap<ObjKey, (u64, Arc<Pod>)> = HashMap::with_capacity(cached.len());
-        for p in &cached {
-            let key = ObjKey::of(p);
-            let rv = resource_version(p).unwrap_or(0);
-            let typed = match typed.remove(&key) {
-                Some((old_rv, t)) if old_rv == rv && rv != 0 => t,
-                _ => match serde_json::from_value::<Pod>((**p).clone()) {
-                    Ok(t) => Arc::new(t),
-                    Err(e) => {
-                        tracing::warn!("scheduler skips undecodable pod {key:?}: {e}");
-                        continue;
-                    }
-                },
-            };
-            fresh.insert(key, (rv, typed));
-        }
-        typed = fresh;
-        let pods: Vec<Pod> = typed.values().map(|(_, p)| (**p).clone()).collect();
-        if pods.iter().any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))) {
-            let nodes: Vec<Node> =
-                ctx.nodes.list(None).iter().filter_map(|n| serde_json::from_value((**n).clone()).ok()).collect();
-            let snapshot = ClusterSnapshot::new(&nodes, &pods);
+        // Decode only objects that changed since the last pass (typed decoding dominates the
+        // cost of a pass when thousands of pods are bound or thousands of nodes exist).
+        typed = decode_changed(&ctx.pods.list(None), typed);
+        if typed
+            .values()
+            .any(|(_, p)| p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty)))
+        {
+            typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes);
+            let snapshot =
+                ClusterSnapshot::from_refs(typed_nodes.values().map(|(_, n)| &**n), typed.values().map(|(_, p)| &**p));
             let decisions = sched.schedule(&snapshot);
             tracing::debug!(
-                pods = pods.len(),
-                nodes = nodes.len(),
+                pods = typed.len(),
+                nodes = typed_nodes.len(),
                 pending = snapshot.pending().len(),
                 decisions = decisions.len(),
                 "scheduling pass"
             );
+            let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) =
+                decisions.into_iter().partition(|d| matches!(d, Decision::Bind(_)));
+            let batches: Vec<Vec<(Value, String)>> = {
+                let ready: Vec<(Value, String)> = binds.into_iter().filter_map(|d| bindable(&ctx.pods, &d)).collect();
+                ready.chunks(cfg.bind_batch.max(1)).map(<[_]>::to_vec).collect()
+            };
             let api = ctx.api.clone();
-            let (pods_cache, events) = (ctx.pods.clone(), ctx.events.clone());
-            let results: Vec<()> = stream::iter(decisions)
-                .map(|d| {
-                    let (api, pods_cache, events) = (api.clone(), pods_cache.clone(), events.clone());
-                    async move { apply(&*api, &pods_cache, &events, d).await }
+            let events = ctx.events.clone();
+            let bound: Vec<()> = stream::iter(batches)
+                .map(|batch| {
+                    let (api, events) = (api.clone(), events.clone());
+                    async move { bind_batch(&*api, &events, batch).await }
                 })
                 .buffer_unordered(cfg.bind_concurrency.max(1))
+                .collect()
+                .await;
+            drop(bound);
+            let pods_cache = ctx.pods.clone();
+            let results: Vec<()> = stream::iter(unschedulable)
+                .map(|d| {
+                    let (api, pods_cache, events) = (api.clone(), pods_cache.clone(), events.clone());
+                    async move { mark_unschedulable(&*api, &pods_cache, &events, d).await }
+                })
+                .buffer_unordered(cfg.status_concurrency.max(1))
                 .collect()
                 .await;
             drop(results);
@@ -128,7 +141,74 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     }
 }
 
-async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::EventRecorder, d: Decision) {
+/// Decodes the objects whose resourceVersion changed since `previous` (reusing the rest).
+fn decode_changed<T: serde::de::DeserializeOwned>(
+    cached: &[Arc<Value>],
+    mut previous: HashMap<ObjKey, (u64, Arc<T>)>,
+) -> HashMap<ObjKey, (u64, Arc<T>)> {
+    let mut fresh = HashMap::with_capacity(cached.len());
+    for o in cached {
+        let key = ObjKey::of(o);
+        let rv = resource_version(o).unwrap_or(0);
+        let typed = match previous.remove(&key) {
+            Some((old_rv, t)) if old_rv == rv && rv != 0 => t,
+            _ => match serde_json::from_value::<T>((**o).clone()) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    tracing::warn!("scheduler skips undecodable object {key:?}: {e}");
+                    continue;
+                }
+            },
+        };
+        fresh.insert(key, (rv, typed));
+    }
+    fresh
+}
+
+/// The cached pod a bind decision is about, if it is still the same pod and still pending.
+fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
+    let Decision::Bind(b) = d else { return None };
+    let pref = d.pod();
+    let cur = pods.get(Some(&pref.namespace), &pref.name)?;
+    if let Some(uid) = &pref.uid {
+        if cur.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
+            return None;
+        }
+    }
+    pending(&cur).then(|| ((*cur).clone(), b.node.clone()))
+}
+
+/// Writes one batch of bindings (one Raft entry) and records a `Scheduled` event for each
+/// pod bound. A pod that changed meanwhile is left to the next pass.
+async fn bind_batch(api: &dyn crate::ObjectApi, events: &crate::EventRecorder, batch: Vec<(Value, String)>) {
+    let n = batch.len();
+    match api.bind_many(batch).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(bound) => {
+                        let (ns, name) =
+                            (crate::util::namespace(&bound).unwrap_or("default"), crate::util::name(&bound));
+                        let node = bound.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+                        let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                        events.normal(&PODS, &bound, "Scheduled", msg);
+                    }
+                    // Someone else changed the pod; the next pass sees the new version.
+                    Err(e) if e.is_conflict() || e.is_not_found() => tracing::debug!("binding: {e}"),
+                    Err(e) => tracing::warn!("binding: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!("binding a batch of {n} pods: {e}"),
+    }
+}
+
+async fn mark_unschedulable(
+    api: &dyn crate::ObjectApi,
+    pods: &crate::Cache,
+    events: &crate::EventRecorder,
+    d: Decision,
+) {
     let pref = d.pod().clone();
     let Some(cur) = pods.get(Some(&pref.namespace), &pref.name) else { return };
     let mut obj = (*cur).clone();
@@ -140,41 +220,21 @@ async fn apply(api: &dyn crate::ObjectApi, pods: &crate::Cache, events: &crate::
     if !pending(&obj) {
         return;
     }
-    match d {
-        Decision::Bind(b) => {
-            match api.bind(obj, &b.node).await {
-                Ok(bound) => {
-                    events.normal(
-                        &PODS,
-                        &bound,
-                        "Scheduled",
-                        format!("Successfully assigned {}/{} to {}", pref.namespace, pref.name, b.node),
-                    );
-                }
-                // Someone else changed the pod; the next pass sees the new version.
-                Err(e) if e.is_conflict() || e.is_not_found() => {
-                    tracing::debug!("binding {}/{}: {e}", pref.namespace, pref.name)
-                }
-                Err(e) => tracing::warn!("binding {}/{} to {}: {e}", pref.namespace, pref.name, b.node),
-            }
-        }
-        Decision::Unschedulable(u) => {
-            let msg = u.message();
-            let same = obj
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
-                .is_some_and(|c| c["status"] == "False" && c["message"] == msg.as_str());
-            if same {
-                return;
-            }
-            set_pod_scheduled(&mut obj, "False", Some("Unschedulable"), Some(&msg));
-            match api.update_status(&PODS, obj.clone()).await {
-                Ok(_) => events.warning(&PODS, &obj, "FailedScheduling", msg),
-                Err(e) if e.is_conflict() || e.is_not_found() => {}
-                Err(e) => tracing::warn!("status of unschedulable {}/{}: {e}", pref.namespace, pref.name),
-            }
-        }
+    let Decision::Unschedulable(u) = d else { return };
+    let msg = u.message();
+    let same = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+        .is_some_and(|c| c["status"] == "False" && c["message"] == msg.as_str());
+    if same {
+        return;
+    }
+    set_pod_scheduled(&mut obj, "False", Some("Unschedulable"), Some(&msg));
+    match api.update_status(&PODS, obj.clone()).await {
+        Ok(_) => events.warning(&PODS, &obj, "FailedScheduling", msg),
+        Err(e) if e.is_conflict() || e.is_not_found() => {}
+        Err(e) => tracing::warn!("status of unschedulable {}/{}: {e}", pref.namespace, pref.name),
     }
 }
 

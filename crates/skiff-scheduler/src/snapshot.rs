@@ -174,7 +174,16 @@ impl ClusterSnapshot {
     /// pods are queued by priority (highest first), then creation time, then namespace/name.
     /// Nodes with duplicate names keep the first occurrence.
     pub fn new(nodes: &[Node], pods: &[Pod]) -> ClusterSnapshot {
-        let mut node_infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::new).collect();
+        Self::from_refs(nodes, pods)
+    }
+
+    /// [`ClusterSnapshot::new`] over borrowed objects (callers that cache typed objects need
+    /// not clone them).
+    pub fn from_refs<'a>(
+        nodes: impl IntoIterator<Item = &'a Node>,
+        pods: impl IntoIterator<Item = &'a Pod>,
+    ) -> ClusterSnapshot {
+        let mut node_infos: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
         node_infos.sort_by(|a, b| a.name.cmp(&b.name));
         node_infos.dedup_by(|b, a| a.name == b.name);
         let index: HashMap<String, usize> = node_infos.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();

@@ -3,32 +3,29 @@
 //! One stream per agent. Only the Raft leader serves streams; a follower answers `NotLeader`
 //! with the leader's gRPC address, and a leader that loses leadership says the same and
 //! closes its streams. Heartbeats go to the in-memory [`HeartbeatTable`] only (never a
-//! store write). Pods bound to the node are watched and the full set is pushed on every
-//! change through a latest-value slot, so a slow agent gets fewer, newer sets and never
-//! stalls the leader.
+//! store write). The full set of pods bound to the node is pushed on every change, from the
+//! shared [`crate::hub::PodHub`] through a latest-value slot, so a slow agent gets fewer,
+//! newer sets and never stalls the leader; Services and Endpoints likewise.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
 use serde_json::{json, Value};
-use skiff_apiserver::objects::{Propagation, WatchEvent};
-use skiff_apiserver::{ApiError, DeleteOptions, ListOptions, ObjectStore, Subresource, WriteOptions};
+use skiff_apiserver::objects::Propagation;
+use skiff_apiserver::{ApiError, DeleteOptions, ObjectStore, Subresource, WriteOptions};
 use skiff_controllers::HeartbeatTable;
 use skiff_proto::agent::agent_gateway_server::AgentGateway;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodSet, PodStatus, ServiceSet,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodStatus,
 };
 use skiff_store::StoreNode;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The most statuses accepted in one batch.
 pub const MAX_STATUS_BATCH: usize = 1024;
-/// The largest pod set sent (under the gRPC message limit, with room for framing).
-const MAX_POD_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
 /// How long an agent has to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a stream checks that this replica still leads.
@@ -44,6 +41,8 @@ pub struct GatewaySvc {
     pub node: Arc<StoreNode>,
     pub objects: Arc<ObjectStore>,
     pub heartbeats: HeartbeatTable,
+    pub pod_hub: Arc<crate::hub::PodHub>,
+    pub service_hub: Arc<crate::hub::ServiceHub>,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<GatewayMessage, Status>> + Send>>;
@@ -182,10 +181,8 @@ async fn session(
     mut inbound: Streaming<AgentMessage>,
     tx: mpsc::Sender<Result<GatewayMessage, Status>>,
 ) {
-    let (set_tx, mut set_rx) = watch::channel::<Option<PodSet>>(None);
-    let watcher = tokio::spawn(watch_pods(svc.objects.clone(), node_name.clone(), set_tx));
-    let (svc_tx, mut svc_rx) = watch::channel::<Option<ServiceSet>>(None);
-    let svc_watcher = tokio::spawn(watch_services(svc.objects.clone(), svc_tx));
+    let mut set_rx = svc.pod_hub.subscribe(&node_name);
+    let mut svc_rx = svc.service_hub.subscribe();
     // What the agent sends is applied by its own task, so slow status writes never hold
     // back the pod sets going down.
     let mut reader = {
@@ -242,8 +239,6 @@ async fn session(
             }
         }
     }
-    watcher.abort();
-    svc_watcher.abort();
     reader.abort();
     tracing::info!(node = node_name, "agent disconnected");
 }
@@ -346,152 +341,5 @@ pub async fn remove_pod(objects: &Arc<ObjectStore>, node_name: &str, r: &PodRemo
         Ok(_) => Ok(()),
         Err(e) if e.code() == 404 || e.code() == 409 => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-/// Watches the pods bound to `node` and publishes the full set after every change
-/// (relisting when the watch falls behind compaction).
-/// Keeps `out` holding the latest full set of Services and Endpoints (list, then watch both;
-/// relist when a watch ends).
-async fn watch_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<ServiceSet>>) {
-    let (svcs_res, eps_res) = (&skiff_api::registry::SERVICES, &skiff_api::registry::ENDPOINTS);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let started = async {
-            let s = objects.list(svcs_res, None, &ListOptions::default()).await?;
-            let e = objects.list(eps_res, None, &ListOptions::default()).await?;
-            let everything = || (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
-            let (l, f) = everything();
-            let sw = objects.watch(svcs_res, None, Some(&s.resource_version.to_string()), l, f).await?;
-            let (l, f) = everything();
-            let ew = objects.watch(eps_res, None, Some(&e.resource_version.to_string()), l, f).await?;
-            Ok::<_, ApiError>((s, e, sw, ew))
-        }
-        .await;
-        let (s, e, mut sw, mut ew) = match started {
-            Ok(x) => x,
-            Err(err) => {
-                tracing::debug!("service watch not started: {err}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        delay = Duration::from_millis(100);
-        let key = |o: &Value| {
-            format!(
-                "{}/{}",
-                o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-                skiff_apiserver::meta::name_of(o)
-            )
-        };
-        let mut services: BTreeMap<String, Value> = s.items.into_iter().map(|o| (key(&o), o)).collect();
-        let mut endpoints: BTreeMap<String, Value> = e.items.into_iter().map(|o| (key(&o), o)).collect();
-        let mut revision = s.resource_version.max(e.resource_version);
-        loop {
-            let set = ServiceSet {
-                services_json: services.values().map(Value::to_string).collect(),
-                endpoints_json: endpoints.values().map(Value::to_string).collect(),
-                revision,
-            };
-            let bytes: usize = set.services_json.iter().chain(&set.endpoints_json).map(|j| j.len() + 8).sum();
-            if bytes > MAX_POD_SET_BYTES {
-                tracing::error!(bytes, max = MAX_POD_SET_BYTES, "services and endpoints exceed the message limit");
-            } else if out.send(Some(set)).is_err() {
-                return;
-            }
-            let (events, target) = tokio::select! {
-                r = sw.next() => (r, &mut services),
-                r = ew.next() => (r, &mut endpoints),
-            };
-            let events: Vec<WatchEvent> = match events {
-                Ok(ev) => ev,
-                Err(err) => {
-                    tracing::debug!("service watch ended, relisting: {err}");
-                    break;
-                }
-            };
-            for ev in events {
-                if let Some(rv) =
-                    ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok())
-                {
-                    revision = revision.max(rv);
-                }
-                if ev.kind == "DELETED" {
-                    target.remove(&key(&ev.object));
-                } else {
-                    target.insert(key(&ev.object), ev.object);
-                }
-            }
-        }
-    }
-}
-
-async fn watch_pods(objects: Arc<ObjectStore>, node: String, out: watch::Sender<Option<PodSet>>) {
-    let fields = match skiff_api::FieldSelector::parse(&format!("spec.nodeName={node}")) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(node, "bad field selector: {e:?}");
-            return;
-        }
-    };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let opts = ListOptions { fields: fields.clone(), ..Default::default() };
-        let started = match objects.list(pods(), None, &opts).await {
-            Ok(list) => {
-                let rv = list.resource_version.to_string();
-                objects
-                    .watch(pods(), None, Some(&rv), skiff_api::LabelSelector::default(), fields.clone())
-                    .await
-                    .map(|w| (list, w))
-            }
-            Err(e) => Err(e),
-        };
-        let (list, mut w) = match started {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(node, "pod watch not started: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        delay = Duration::from_millis(100);
-        let mut set: BTreeMap<String, Value> =
-            list.items.into_iter().map(|p| (skiff_apiserver::meta::uid_of(&p).to_string(), p)).collect();
-        let mut revision = list.resource_version;
-        loop {
-            let pods_json: Vec<String> = set.values().map(|p| p.to_string()).collect();
-            let bytes: usize = pods_json.iter().map(|p| p.len() + 8).sum();
-            if bytes > MAX_POD_SET_BYTES {
-                // Never send a partial set (the agent would stop the pods left out): keep the
-                // agent on its last set until this node's pods fit again.
-                tracing::error!(
-                    node,
-                    bytes,
-                    max = MAX_POD_SET_BYTES,
-                    "pods bound to the node exceed the message limit"
-                );
-            } else if out.send(Some(PodSet { pods_json, revision })).is_err() {
-                return;
-            }
-            let events: Vec<WatchEvent> = match w.next().await {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::debug!(node, "pod watch ended, relisting: {e}");
-                    break;
-                }
-            };
-            for ev in events {
-                let uid = skiff_apiserver::meta::uid_of(&ev.object).to_string();
-                if ev.kind == "DELETED" {
-                    set.remove(&uid);
-                } else {
-                    set.insert(uid, ev.object);
-                }
-            }
-            revision = w.bookmark_revision();
-        }
     }
 }

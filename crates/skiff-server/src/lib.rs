@@ -5,6 +5,7 @@ mod convert;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod hub;
 pub mod leader;
 pub mod transport;
 
@@ -160,6 +161,8 @@ impl Server {
                     node: node.clone(),
                     objects: objects.clone(),
                     heartbeats: heartbeats.clone(),
+                    pod_hub: hub::PodHub::start(objects.clone()),
+                    service_hub: hub::ServiceHub::start(objects.clone()),
                 })
                 .max_decoding_message_size(agent_max)
                 .max_encoding_message_size(agent_max),

@@ -217,6 +217,17 @@ impl StoreNode {
         self.write(Request::Txn(txn)).await
     }
 
+    /// Independent transactions in one Raft entry (see [`Request::Batch`]); one response
+    /// per transaction, in order.
+    pub async fn batch(&self, txns: Vec<Txn>) -> Result<Vec<Response>, StoreError> {
+        let n = txns.len();
+        let r = self.write(Request::Batch(txns)).await?;
+        if r.batch.len() != n {
+            return Err(StoreError::Raft(format!("batch of {n} answered with {} responses", r.batch.len())));
+        }
+        Ok(r.batch)
+    }
+
     /// Unconditional put; returns the new revision.
     pub async fn put(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Result<u64, StoreError> {
         Ok(self.txn(Txn { success: vec![Op::put(key, value)], ..Default::default() }).await?.revision)

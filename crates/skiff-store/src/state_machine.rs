@@ -162,9 +162,32 @@ fn apply_request(
         Request::Compact { revision } => {
             let upto = revision.min(st.revision).saturating_sub(1);
             StateMachine::compact_history(batch, db, st, upto);
-            (Response { succeeded: true, revision: st.revision, results: vec![] }, vec![])
+            (Response { succeeded: true, revision: st.revision, ..Default::default() }, vec![])
         }
-        Request::Txn(txn) => {
+        Request::Txn(txn) => apply_txn(st, txn, db, batch, history_limit),
+        Request::Batch(txns) => {
+            let mut events = Vec::new();
+            let mut responses = Vec::with_capacity(txns.len());
+            for txn in txns {
+                let (r, ev) = apply_txn(st, txn, db, batch, history_limit);
+                events.extend(ev);
+                responses.push(r);
+            }
+            (Response { succeeded: true, revision: st.revision, results: vec![], batch: responses }, events)
+        }
+    }
+}
+
+/// Applies one transaction: its own revision when it writes anything.
+fn apply_txn(
+    st: &mut SmState,
+    txn: Txn,
+    db: &DB,
+    batch: &mut WriteBatch,
+    history_limit: u64,
+) -> (Response, Vec<Arc<Event>>) {
+    {
+        {
             let ok = txn.compare.iter().all(|c| c.holds(st.kv.get(&c.key).map(|a| a.as_ref())));
             let ops = if ok { txn.success } else { txn.failure };
             let rev = st.revision + 1;
@@ -229,7 +252,7 @@ fn apply_request(
                     StateMachine::compact_history(batch, db, st, rev - history_limit);
                 }
             }
-            (Response { succeeded: ok, revision: st.revision, results }, events)
+            (Response { succeeded: ok, revision: st.revision, results, batch: vec![] }, events)
         }
     }
 }
@@ -267,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 st.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => {
-                        responses.push(Response { succeeded: true, revision: st.revision, results: vec![] })
+                        responses.push(Response { succeeded: true, revision: st.revision, ..Default::default() })
                     }
                     EntryPayload::Normal(req) => {
                         let (resp, events) = apply_request(&mut st, req, &self.db, &mut batch, self.history_limit);
@@ -276,7 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
-                        responses.push(Response { succeeded: true, revision: st.revision, results: vec![] })
+                        responses.push(Response { succeeded: true, revision: st.revision, ..Default::default() })
                     }
                 }
             }

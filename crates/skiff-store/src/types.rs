@@ -35,6 +35,10 @@ pub const MAX_KEY_BYTES: usize = 3 * 1024;
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
 /// Most operations in one transaction (etcd's default `--max-txn-ops`).
 pub const MAX_TXN_OPS: usize = 128;
+/// Most transactions in one [`Request::Batch`].
+pub const MAX_BATCH_TXNS: usize = 1024;
+/// Most bytes of keys and values in one [`Request::Batch`] (one Raft entry).
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// One key with its MVCC metadata. `mod_revision` is the revision of the last write.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -134,6 +138,14 @@ impl Op {
     pub fn get(key: impl Into<String>) -> Self {
         Op::Get { key: key.into() }
     }
+    /// Bytes of key and value this operation carries.
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } | Op::Get { key } => key.len(),
+            Op::DeletePrefix { prefix } => prefix.len(),
+        }
+    }
 }
 
 /// An atomic compare-then-act: if every compare holds, `success` runs, else `failure`.
@@ -152,6 +164,11 @@ pub enum Request {
     Compact {
         revision: u64,
     },
+    /// Independent transactions applied in order in one Raft entry (one log append and
+    /// fsync for all): each compares and writes on its own and gets its own revision, so
+    /// one failing compare does not affect the others. The answer's `batch` holds one
+    /// response per transaction.
+    Batch(Vec<Txn>),
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -169,6 +186,9 @@ pub struct Response {
     /// The store revision after this request.
     pub revision: u64,
     pub results: Vec<OpResult>,
+    /// For a [`Request::Batch`]: the response of each transaction, in order.
+    #[serde(default)]
+    pub batch: Vec<Response>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +241,27 @@ mod serde_bytes_compat {
 
 /// Checks a request against the size and shape limits before it is proposed.
 pub fn validate_request(req: &Request) -> Result<(), String> {
-    let Request::Txn(txn) = req else { return Ok(()) };
+    match req {
+        Request::Txn(txn) => validate_txn(txn),
+        Request::Compact { .. } => Ok(()),
+        Request::Batch(txns) => {
+            if txns.len() > MAX_BATCH_TXNS {
+                return Err(format!("too many transactions in one batch: {} > {MAX_BATCH_TXNS}", txns.len()));
+            }
+            let mut bytes = 0usize;
+            for (i, t) in txns.iter().enumerate() {
+                validate_txn(t).map_err(|e| format!("batch transaction {i}: {e}"))?;
+                bytes += t.success.iter().chain(&t.failure).map(Op::size).sum::<usize>();
+            }
+            if bytes > MAX_BATCH_BYTES {
+                return Err(format!("batch writes {bytes} bytes, the limit is {MAX_BATCH_BYTES}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn validate_txn(txn: &Txn) -> Result<(), String> {
     let n = txn.compare.len() + txn.success.len() + txn.failure.len();
     if n > MAX_TXN_OPS {
         return Err(format!("too many operations in one transaction: {n} > {MAX_TXN_OPS}"));

@@ -139,6 +139,57 @@ async fn compare_and_set_detects_conflicts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_applies_independent_transactions_with_their_own_revisions() {
+    let c = TestCluster::start(3, fast_config()).await;
+    c.leader().await;
+    let n = c.node(3);
+    let r0 = n.put("b/stale", "x").await.unwrap();
+    n.put("b/stale", "y").await.unwrap();
+    let mut w = n.watch("b/", 0).unwrap();
+    let txns = vec![
+        Txn { compare: vec![Compare::missing("b/1")], success: vec![Op::put("b/1", "one")], failure: vec![] },
+        // This one's compare fails; the others still apply.
+        Txn {
+            compare: vec![Compare::mod_revision("b/stale", r0)],
+            success: vec![Op::put("b/stale", "z")],
+            failure: vec![Op::get("b/stale")],
+        },
+        Txn { compare: vec![], success: vec![Op::put("b/2", "two"), Op::delete("b/stale")], failure: vec![] },
+    ];
+    let resps = n.batch(txns).await.unwrap();
+    assert_eq!(resps.iter().map(|r| r.succeeded).collect::<Vec<_>>(), vec![true, false, true]);
+    // Each writing transaction has its own revision; the failed one wrote nothing.
+    assert_eq!(resps[0].revision, r0 + 2);
+    assert_eq!(resps[1].revision, r0 + 2);
+    assert_eq!(resps[2].revision, r0 + 3);
+    assert!(matches!(&resps[1].results[0], OpResult::Get { kv: Some(kv) } if kv.value == b"y"));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let evs = tokio::time::timeout(Duration::from_secs(5), w.next_batch(10)).await.expect("events").unwrap();
+        seen.extend(evs.iter().map(|e| (e.kv.key.clone(), e.revision, e.kind)));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("b/1".to_string(), r0 + 2, EventKind::Put),
+            ("b/2".to_string(), r0 + 3, EventKind::Put),
+            ("b/stale".to_string(), r0 + 3, EventKind::Delete),
+        ]
+    );
+    c.converged().await;
+    for m in c.nodes.values() {
+        assert_eq!(m.revision(), r0 + 3, "replica {}", m.id());
+    }
+    // Limits: too many transactions, or one invalid transaction, refuse the whole batch.
+    let many = vec![Txn { compare: vec![], success: vec![Op::put("b/x", "x")], failure: vec![] }; 2000];
+    let err = n.batch(many).await.unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidArgument(m) if m.contains("too many transactions")), "{err}");
+    let bad = vec![Txn { compare: vec![], success: vec![Op::put("", "x")], failure: vec![] }];
+    let err = n.batch(bad).await.unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidArgument(m) if m.contains("batch transaction 0")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_enforced_with_clear_errors() {
     let c = TestCluster::start(1, fast_config()).await;
     c.leader().await;

@@ -1,0 +1,289 @@
+//! Shared watches for the agent gateway: one watch over all pods, split by node, and one over
+//! Services and Endpoints, whatever the number of connected agents.
+//!
+//! Without them every agent stream would run its own watch, and every pod event would be
+//! decoded and filtered once per connected node: thousands of nodes times thousands of
+//! writes per second. Here each event is decoded once and only the sets of the nodes it
+//! touches are rebuilt and published, through latest-value slots (a slow agent gets fewer,
+//! newer sets and never holds up the others).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use skiff_apiserver::objects::WatchEvent;
+use skiff_apiserver::{ApiError, ListOptions, ObjectStore};
+use skiff_proto::agent::{PodSet, ServiceSet};
+use tokio::sync::watch;
+
+/// The largest set sent to one agent (under the gRPC message limit, with room for framing).
+pub const MAX_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
+
+fn pods() -> &'static skiff_api::ResourceInfo {
+    &skiff_api::registry::PODS
+}
+
+fn node_of(p: &Value) -> Option<&str> {
+    p.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+}
+
+#[derive(Default)]
+struct PodState {
+    /// Whether `by_node` reflects a list (sets are published only then).
+    synced: bool,
+    revision: u64,
+    /// Bound pods by node, then uid.
+    by_node: HashMap<String, BTreeMap<String, Value>>,
+    /// The node each bound pod (by uid) is in `by_node` under.
+    node_of_uid: HashMap<String, String>,
+    /// One latest-value slot per node with a connected agent.
+    subscribers: HashMap<String, watch::Sender<Option<PodSet>>>,
+}
+
+impl PodState {
+    fn set_for(&self, node: &str) -> Option<PodSet> {
+        let pods_json: Vec<String> =
+            self.by_node.get(node).map(|m| m.values().map(Value::to_string).collect()).unwrap_or_default();
+        let bytes: usize = pods_json.iter().map(|p| p.len() + 8).sum();
+        if bytes > MAX_SET_BYTES {
+            // Never send a partial set (the agent would stop the pods left out): keep the
+            // agent on its last set until this node's pods fit again.
+            tracing::error!(node, bytes, max = MAX_SET_BYTES, "pods bound to the node exceed the message limit");
+            return None;
+        }
+        Some(PodSet { pods_json, revision: self.revision })
+    }
+
+    fn publish(&mut self, node: &str) {
+        if !self.synced {
+            return;
+        }
+        let Some(tx) = self.subscribers.get(node) else { return };
+        if tx.receiver_count() == 0 {
+            self.subscribers.remove(node);
+            return;
+        }
+        if let Some(set) = self.set_for(node) {
+            tx.send_replace(Some(set));
+        }
+    }
+
+    fn remove_uid(&mut self, uid: &str) -> Option<String> {
+        let node = self.node_of_uid.remove(uid)?;
+        if let Some(m) = self.by_node.get_mut(&node) {
+            m.remove(uid);
+            if m.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    fn insert(&mut self, uid: String, node: String, pod: Value) {
+        self.node_of_uid.insert(uid.clone(), node.clone());
+        self.by_node.entry(node).or_default().insert(uid, pod);
+    }
+}
+
+/// The pods bound to each node, kept from one watch over all pods.
+pub struct PodHub {
+    state: Mutex<PodState>,
+}
+
+impl PodHub {
+    /// Starts the shared watch (it runs as long as the process).
+    pub fn start(objects: Arc<ObjectStore>) -> Arc<PodHub> {
+        let hub = Arc::new(PodHub { state: Mutex::new(PodState::default()) });
+        tokio::spawn(run_pods(objects, Arc::downgrade(&hub)));
+        hub
+    }
+
+    /// The latest full set of pods bound to `node`; the receiver sees the current set as a
+    /// change (once the hub has listed).
+    pub fn subscribe(&self, node: &str) -> watch::Receiver<Option<PodSet>> {
+        let mut st = self.state.lock();
+        let current = if st.synced { st.set_for(node) } else { None };
+        let tx = st.subscribers.entry(node.to_string()).or_insert_with(|| watch::channel(None).0);
+        if current.is_some() {
+            tx.send_replace(current);
+        }
+        let mut rx = tx.subscribe();
+        if rx.borrow().is_some() {
+            rx.mark_changed();
+        }
+        rx
+    }
+}
+
+async fn run_pods(objects: Arc<ObjectStore>, hub: std::sync::Weak<PodHub>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = async {
+            let list = objects.list(pods(), None, &ListOptions::default()).await?;
+            let rv = list.resource_version.to_string();
+            let everything = (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
+            let w = objects.watch(pods(), None, Some(&rv), everything.0, everything.1).await?;
+            Ok::<_, ApiError>((list, w))
+        }
+        .await;
+        let (list, mut w) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("pod hub: watch not started: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        {
+            let Some(hub) = hub.upgrade() else { return };
+            let mut st = hub.state.lock();
+            st.by_node.clear();
+            st.node_of_uid.clear();
+            for p in list.items {
+                if let Some(node) = node_of(&p).map(str::to_string) {
+                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, p);
+                }
+            }
+            st.revision = list.resource_version;
+            st.synced = true;
+            let nodes: Vec<String> = st.subscribers.keys().cloned().collect();
+            for n in nodes {
+                st.publish(&n);
+            }
+        }
+        loop {
+            let events: Vec<WatchEvent> = match w.next().await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!("pod hub: watch ended, relisting: {e}");
+                    break;
+                }
+            };
+            let Some(hub) = hub.upgrade() else { return };
+            let mut st = hub.state.lock();
+            let mut touched: Vec<String> = Vec::new();
+            for ev in events {
+                let uid = skiff_apiserver::meta::uid_of(&ev.object).to_string();
+                if let Some(old) = st.remove_uid(&uid) {
+                    touched.push(old);
+                }
+                if ev.kind != "DELETED" {
+                    if let Some(node) = node_of(&ev.object).map(str::to_string) {
+                        touched.push(node.clone());
+                        st.insert(uid, node, ev.object);
+                    }
+                }
+            }
+            st.revision = w.bookmark_revision();
+            touched.sort();
+            touched.dedup();
+            for n in touched {
+                st.publish(&n);
+            }
+        }
+    }
+}
+
+/// The latest full set of Services and Endpoints, kept from one pair of watches.
+pub struct ServiceHub {
+    tx: watch::Sender<Option<ServiceSet>>,
+}
+
+impl ServiceHub {
+    /// Starts the shared watches (they run as long as the process).
+    pub fn start(objects: Arc<ObjectStore>) -> Arc<ServiceHub> {
+        let (tx, _) = watch::channel(None);
+        let hub = Arc::new(ServiceHub { tx: tx.clone() });
+        tokio::spawn(run_services(objects, tx));
+        hub
+    }
+
+    /// The latest set; the receiver sees the current set as a change.
+    pub fn subscribe(&self) -> watch::Receiver<Option<ServiceSet>> {
+        let mut rx = self.tx.subscribe();
+        if rx.borrow().is_some() {
+            rx.mark_changed();
+        }
+        rx
+    }
+}
+
+/// Keeps `out` holding the latest full set of Services and Endpoints (list, then watch both;
+/// relist when a watch ends).
+async fn run_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<ServiceSet>>) {
+    let (svcs_res, eps_res) = (&skiff_api::registry::SERVICES, &skiff_api::registry::ENDPOINTS);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = async {
+            let s = objects.list(svcs_res, None, &ListOptions::default()).await?;
+            let e = objects.list(eps_res, None, &ListOptions::default()).await?;
+            let everything = || (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
+            let (l, f) = everything();
+            let sw = objects.watch(svcs_res, None, Some(&s.resource_version.to_string()), l, f).await?;
+            let (l, f) = everything();
+            let ew = objects.watch(eps_res, None, Some(&e.resource_version.to_string()), l, f).await?;
+            Ok::<_, ApiError>((s, e, sw, ew))
+        }
+        .await;
+        let (s, e, mut sw, mut ew) = match started {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::debug!("service hub: watch not started: {err}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
+                skiff_apiserver::meta::name_of(o)
+            )
+        };
+        let mut services: BTreeMap<String, Value> = s.items.into_iter().map(|o| (key(&o), o)).collect();
+        let mut endpoints: BTreeMap<String, Value> = e.items.into_iter().map(|o| (key(&o), o)).collect();
+        let mut revision = s.resource_version.max(e.resource_version);
+        loop {
+            let set = ServiceSet {
+                services_json: services.values().map(Value::to_string).collect(),
+                endpoints_json: endpoints.values().map(Value::to_string).collect(),
+                revision,
+            };
+            let bytes: usize = set.services_json.iter().chain(&set.endpoints_json).map(|j| j.len() + 8).sum();
+            if bytes > MAX_SET_BYTES {
+                tracing::error!(bytes, max = MAX_SET_BYTES, "services and endpoints exceed the message limit");
+            } else {
+                out.send_replace(Some(set));
+            }
+            let (events, target) = tokio::select! {
+                r = sw.next() => (r, &mut services),
+                r = ew.next() => (r, &mut endpoints),
+            };
+            let events: Vec<WatchEvent> = match events {
+                Ok(ev) => ev,
+                Err(err) => {
+                    tracing::debug!("service hub: watch ended, relisting: {err}");
+                    break;
+                }
+            };
+            for ev in events {
+                if let Some(rv) =
+                    ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok())
+                {
+                    revision = revision.max(rv);
+                }
+                if ev.kind == "DELETED" {
+                    target.remove(&key(&ev.object));
+                } else {
+                    target.insert(key(&ev.object), ev.object);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! `skiff bench schedule|node-failure`: scheduler throughput (the pure core, and end to end
+//! through Raft with `fake` nodes) and the time to replace the pods of a killed node. They
+//! print figures, never pass/fail.
+
+use std::collections::{HashMap, HashSet};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS};
+use skiff_api::PatchType;
+use skiff_client::{Client, DeleteParams, ListParams};
+use skiff_scheduler::harness::{node, pod, Harness};
+use skiff_scheduler::{ClusterSnapshot, Scheduler};
+use tokio_stream::StreamExt;
+
+use crate::proc_cluster::{ProcAgent, ProcCluster};
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn condition_true(obj: &Value, kind: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ready_nodes(c: &Client, prefix: &str) -> Option<usize> {
+    let l = c.list(&NODES, None, &ListParams::default()).await.ok()?;
+    Some(
+        l["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| n.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|s| s.starts_with(prefix)))
+            .filter(|n| condition_true(n, "Ready"))
+            .count(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// schedule
+
+/// The pure core: `pods` pending pods (replica sets of 10, no requests beyond the defaults
+/// of the fake nodes) over `nodes` nodes of the fake runtime's shape, in one pass.
+fn pure_core(nodes: usize, pods: usize) -> (Duration, usize) {
+    let mut h = Harness::new();
+    for i in 0..nodes {
+        h.add_node(node(&format!("fake-{}", i + 1)).cpu("2").memory("24Gi").max_pods(110));
+    }
+    for i in 0..pods {
+        h.add_pod(pod(&format!("sp-{i}")).owner(&format!("rs-{}", i / 10)).cpu("10m").memory("16Mi"));
+    }
+    let scheduler = Scheduler::new(h.config.clone());
+    let start = Instant::now();
+    let snapshot = ClusterSnapshot::new(&h.nodes, &h.pods);
+    let decisions = scheduler.schedule(&snapshot);
+    let took = start.elapsed();
+    (took, decisions.iter().filter(|d| d.node().is_some()).count())
+}
+
+pub async fn schedule(node_counts: Vec<usize>, pods: usize, concurrency: usize) -> anyhow::Result<ExitCode> {
+    let mut results = Vec::new();
+    for &nodes in &node_counts {
+        let (took, bound) = pure_core(nodes, pods);
+        let rate = pods as f64 / took.as_secs_f64();
+        println!(
+            "pure core: {pods} pending pods over {nodes} nodes in one pass: {:.1} ms ({bound} bound) = {rate:.0} pods/s",
+            took.as_secs_f64() * 1e3
+        );
+        results.push(format!("pure_{nodes}_pods_per_sec={rate:.0}"));
+    }
+    for &nodes in &node_counts {
+        let r = schedule_e2e(nodes, pods, concurrency).await?;
+        results.push(format!("e2e_{nodes}_pods_per_sec={r:.0}"));
+    }
+    println!("RESULT schedule pods={pods} {}", results.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 3 replicas, one `skiff agent --runtime fake --fake-nodes N` process; `pods` pods created
+/// as fast as `concurrency` clients spread over the replicas can; returns pods/s from the
+/// first create to the last binding.
+async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let bin = std::env::current_exe()?;
+    let cluster = ProcCluster::start(&bin, 3, &[])?;
+    let leader = cluster.leader(Duration::from_secs(30)).await?;
+    let clients: Vec<Client> = cluster
+        .members
+        .iter()
+        .map(|m| Client::new(&format!("http://{}", m.api), Duration::from_secs(30)))
+        .collect::<Result<_, _>>()?;
+    let lc = Client::new(&format!("http://{}", cluster.member(leader).expect("leader").api), Duration::from_secs(30))?;
+    wait_until(Duration::from_secs(30), "namespace default", || async {
+        lc.get(&NAMESPACES, None, "default").await.is_ok().then_some(())
+    })
+    .await?;
+    let started = Instant::now();
+    let agent = cluster.spawn_agent("fake", "fake", &["--fake-nodes", &nodes.to_string()])?;
+    let timeout = Duration::from_secs(60 + nodes as u64 / 20);
+    let mut last = 0;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = ready_nodes(&lc, "fake-").await.unwrap_or(0);
+        if n >= nodes {
+            break;
+        }
+        if n != last {
+            last = n;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {last} of {nodes} fake nodes Ready after {timeout:?}; agent log:\n{}",
+            agent.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "e2e: 3 replicas, {nodes} fake nodes Ready after {:.1} s; creating {pods} pods with {concurrency} clients",
+        started.elapsed().as_secs_f64()
+    );
+    let ns = "sched-bench";
+    lc.create(&NAMESPACES, None, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+
+    // Binding times, from a watch on the leader.
+    let mut watch = lc.watch(&PODS, Some(ns), &ListParams::default(), None, false).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watcher = tokio::spawn(async move {
+        while let Some(ev) = watch.next().await {
+            let Ok(ev) = ev else { break };
+            if ev.object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+                let name = ev.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+                if tx.send((name, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    let created: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let t0 = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let c = clients[w % clients.len()].clone();
+        let (next, created) = (next.clone(), created.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= pods {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let name = format!("sp-{i}");
+                let body = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "labels": {"app": "sched-bench", "rs": (i / 10).to_string()}},
+                    "spec": {"containers": [{"name": "c", "image": "skiff/busybox:1",
+                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]},
+                });
+                created.lock().unwrap_or_else(|p| p.into_inner()).insert(name, Instant::now());
+                c.create(&PODS, Some(ns), &body).await.with_context(|| format!("creating pod sp-{i}"))?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let create_secs = t0.elapsed().as_secs_f64();
+    let mut latency = hist();
+    let mut bound: HashSet<String> = HashSet::new();
+    let mut first_bound: Option<Instant> = None;
+    let mut last_bound = t0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120 + pods as u64 / 50);
+    while bound.len() < pods {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((name, at))) => {
+                if bound.insert(name.clone()) {
+                    first_bound.get_or_insert(at);
+                    last_bound = last_bound.max(at);
+                    if let Some(c) = created.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+                        latency.record(at.saturating_duration_since(*c).as_micros().max(1) as u64)?;
+                    }
+                }
+            }
+            _ => anyhow::bail!("only {} of {pods} pods bound in time", bound.len()),
+        }
+    }
+    watcher.abort();
+    let total = last_bound.duration_since(t0).as_secs_f64();
+    let sched_window = last_bound.duration_since(first_bound.unwrap_or(t0)).as_secs_f64();
+    let rate = pods as f64 / total;
+    println!(
+        "  {pods} creates took {create_secs:.2} s ({:.0} creates/s); all bound {total:.2} s after the first create",
+        pods as f64 / create_secs
+    );
+    println!(
+        "  create -> bound throughput: {rate:.0} pods/s   (binding window first->last bound {sched_window:.2} s: {:.0} pods/s)",
+        pods as f64 / sched_window.max(1e-3)
+    );
+    println!(
+        "  create -> bound latency: p50={:.0} ms  p99={:.0} ms  max={:.0} ms",
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max())
+    );
+    drop(agent);
+    Ok(rate)
+}
+
+// ---------------------------------------------------------------------------------------
+// node-failure
+
+/// Per trial: a victim agent runs `pods` replicas (the two spare nodes cordoned meanwhile),
+/// the spares are uncordoned, the victim is SIGKILLed, and the time until `pods` replicas are
+/// Running and Ready on other nodes is recorded.
+pub async fn node_failure(trials: usize, pods: usize, runtime: &str) -> anyhow::Result<ExitCode> {
+    if runtime == "docker" {
+        let ok = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/images/build.sh"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("run build.sh")?;
+        anyhow::ensure!(ok.success(), "deploy/images/build.sh failed");
+    }
+    let bin = std::env::current_exe()?;
+    let cluster = ProcCluster::start(&bin, 3, &[])?;
+    let leader = cluster.leader(Duration::from_secs(30)).await?;
+    let c = Client::new(&format!("http://{}", cluster.member(leader).expect("leader").api), Duration::from_secs(10))?;
+    wait_until(Duration::from_secs(30), "namespace default", || async {
+        c.get(&NAMESPACES, None, "default").await.is_ok().then_some(())
+    })
+    .await?;
+    let tag = std::process::id();
+    let no_proxy = ["--proxy-address", "none"];
+    let spares: Vec<ProcAgent> = (1..=2)
+        .map(|i| cluster.spawn_agent(&format!("nf-{tag}-spare-{i}"), runtime, &no_proxy))
+        .collect::<Result<_, _>>()?;
+    let spare_prefix = format!("nf-{tag}-spare-");
+    wait_until(Duration::from_secs(30), "spare nodes Ready", || async {
+        (ready_nodes(&c, &spare_prefix).await? == 2).then_some(())
+    })
+    .await?;
+    println!(
+        "node-failure bench: 3 replicas (default lease TTL 4 s, eviction timeout 2 s), {runtime} runtime, \
+         {pods} pods on the killed node, {trials} trials"
+    );
+    let mut h = hist();
+    for t in 0..trials {
+        let cordon = |on: bool| {
+            let c = &c;
+            let names: Vec<String> = spares.iter().map(|a| a.name.clone()).collect();
+            async move {
+                for n in names {
+                    let patch = json!({"spec": {"unschedulable": on}});
+                    c.patch(&NODES, None, &n, None, PatchType::Merge, &patch).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        };
+        cordon(true).await?;
+        let victim_name = format!("nf-{tag}-victim-{t}");
+        let mut victim = cluster.spawn_agent(&victim_name, runtime, &no_proxy)?;
+        wait_until(Duration::from_secs(30), "victim Ready", || async {
+            (ready_nodes(&c, &victim_name).await? == 1).then_some(())
+        })
+        .await?;
+        let app = format!("nf-{t}");
+        let deploy = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": app},
+            "spec": {
+                "replicas": pods,
+                "selector": {"matchLabels": {"app": app}},
+                "template": {
+                    "metadata": {"labels": {"app": app}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": "skiff/busybox:1", "imagePullPolicy": "Never",
+                                        "command": ["sleep", "3600"]}],
+                    },
+                },
+            },
+        });
+        c.create(&DEPLOYMENTS, Some("default"), &deploy).await?;
+        let sel = ListParams { label_selector: Some(format!("app={app}")), ..Default::default() };
+        let running_on = |pred: Box<dyn Fn(&str) -> bool + Send>| {
+            let (c, sel) = (&c, sel.clone());
+            async move {
+                let l = c.list(&PODS, Some("default"), &sel).await.ok()?;
+                let n = l["items"]
+                    .as_array()?
+                    .iter()
+                    .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+                    .filter(|p| condition_true(p, "Ready"))
+                    .filter(|p| pred(p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("")))
+                    .count();
+                Some(n)
+            }
+        };
+        let v = victim_name.clone();
+        wait_until(Duration::from_secs(120), "pods Running on the victim", || {
+            let v = v.clone();
+            let f = running_on(Box::new(move |n| n == v));
+            async move { (f.await? == pods).then_some(()) }
+        })
+        .await?;
+        cordon(false).await?;
+        let killed = Instant::now();
+        victim.kill()?;
+        let v = victim_name.clone();
+        wait_until(Duration::from_secs(120), "replacements Running elsewhere", || {
+            let v = v.clone();
+            let f = running_on(Box::new(move |n| !n.is_empty() && n != v));
+            async move { (f.await? == pods).then_some(()) }
+        })
+        .await?;
+        let took = killed.elapsed();
+        h.record(took.as_micros().max(1) as u64)?;
+        println!(
+            "  trial {:>2}: all {pods} replacements Running+Ready {:.2} s after the kill",
+            t + 1,
+            took.as_secs_f64()
+        );
+        c.delete(&DEPLOYMENTS, Some("default"), &app, &DeleteParams::default()).await?;
+        c.delete(&NODES, None, &victim_name, &DeleteParams::default()).await?;
+        drop(victim);
+        wait_until(Duration::from_secs(60), "trial pods gone", || {
+            let f = running_on(Box::new(|_| true));
+            async move { (f.await? == 0).then_some(()) }
+        })
+        .await?;
+    }
+    println!(
+        "  kill -> {pods} replacements Running+Ready: p50={:.2} s  p99={:.2} s  max={:.2} s   (target p99 < 8 s)",
+        ms(h.value_at_quantile(0.5)) / 1e3,
+        ms(h.value_at_quantile(0.99)) / 1e3,
+        ms(h.max()) / 1e3
+    );
+    println!(
+        "RESULT node-failure runtime={runtime} pods={pods} trials={trials} p50_ms={:.0} p99_ms={:.0} max_ms={:.0}",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    );
+    drop(spares);
+    Ok(ExitCode::SUCCESS)
+}
