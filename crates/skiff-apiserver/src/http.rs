@@ -433,6 +433,9 @@ async fn handle(
                 &[],
             ))
         }
+        (&Method::POST, Some(name)) if res.kind == "Pod" && target.sub.as_deref() == Some("eviction") => {
+            evict(store, ns.unwrap_or("default"), name, q, headers, &body).await
+        }
         (&Method::PUT, Some(name)) => {
             let sub = subresource(&target)?;
             let obj = json_body(&body, headers)?;
@@ -582,6 +585,59 @@ fn field_label(prefix: &str, field: &str) -> String {
         (false, true) => format!("{prefix} "),
         (false, false) => format!("{prefix}.{field}"),
     }
+}
+
+/// `POST pods/NAME/eviction` with a `policy/v1` Eviction (JSON or protobuf): deletes the pod
+/// gracefully, exactly as a DELETE with the Eviction's `deleteOptions` would (grace period,
+/// preconditions, dry run), and answers 201 with a Success `Status` as Kubernetes does.
+/// PodDisruptionBudgets are not served, so an eviction is never refused for availability.
+async fn evict(
+    store: &Arc<ObjectStore>,
+    ns: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let ev = if body.is_empty() { json!({}) } else { json_body(body, headers)? };
+    let Some(obj) = ev.as_object() else {
+        return Err(ApiError::bad_request("the body of pods/eviction must be a policy/v1 Eviction object"));
+    };
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("Eviction");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("policy/v1");
+    if kind != "Eviction" || !matches!(api_version, "policy/v1" | "policy/v1beta1") {
+        return Err(ApiError::bad_request(format!(
+            "the body of pods/eviction must be a policy/v1 Eviction, not {api_version} {kind}"
+        )));
+    }
+    if let Some(n) = ev.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if n != name {
+            return Err(ApiError::bad_request(format!(
+                "name in URL does not match name in Eviction object ({name:?} vs {n:?})"
+            )));
+        }
+    }
+    if let Some(n) = ev.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if n != ns {
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the provided object does not match the namespace sent on the request ({ns:?} vs {n:?})"
+            )));
+        }
+    }
+    let opts = match ev.get("deleteOptions") {
+        None | Some(Value::Null) => json!({}),
+        Some(o) => o.clone(),
+    };
+    // Only dryRun applies from the query of a POST; the rest comes from the body.
+    let query: HashMap<String, String> =
+        q.iter().filter(|(k, _)| *k == "dryRun").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let opts = delete_options_from(&query, &opts, "deleteOptions")?;
+    store.delete(&registry::PODS, Some(ns), name, &opts).await?;
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        &[],
+    ))
 }
 
 fn line(v: &Value) -> Bytes {

@@ -407,3 +407,80 @@ async fn protobuf_bodies_as_kubectl_sends_them() {
     assert_eq!(code, 200);
     assert_eq!(api.get(&format!("{PODS}/bound")).await.0, 404, "grace period 0 from the protobuf body applied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_deletes_gracefully_with_delete_options() {
+    let api = start().await;
+    let (_, disc) = api.get("/api/v1").await;
+    let ev = disc["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").cloned();
+    assert_eq!(
+        ev,
+        Some(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy",
+            "version": "v1", "kind": "Eviction", "verbs": ["create"]}))
+    );
+    let eviction = |name: &str, opts: Value| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"},
+            "deleteOptions": opts})
+    };
+    let mut bound = pod("web-0");
+    bound["spec"]["nodeName"] = json!("n1");
+    let (_, created) = api.post(PODS, bound).await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // Preconditions are honoured: a wrong uid is a conflict and changes nothing.
+    let (code, e) = api
+        .post(&format!("{PODS}/web-0/eviction"), eviction("web-0", json!({"preconditions": {"uid": "other"}})))
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (409, Some("Conflict")), "{e}");
+    // A dry run answers as a real eviction would and changes nothing.
+    let (code, _) = api.post(&format!("{PODS}/web-0/eviction?dryRun=All"), eviction("web-0", json!({}))).await;
+    assert_eq!(code, 201);
+    assert!(api.get(&format!("{PODS}/web-0")).await.1["metadata"]["deletionTimestamp"].is_null());
+
+    // A bound pod is deleted gracefully, as a DELETE would: its agent finishes the deletion.
+    let (code, status) = api
+        .post(
+            &format!("{PODS}/web-0/eviction"),
+            eviction("web-0", json!({"gracePeriodSeconds": 7, "preconditions": {"uid": uid}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{status}");
+    assert_eq!(status, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
+    let (_, p) = api.get(&format!("{PODS}/web-0")).await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 7);
+    // Evicting it again with grace 0 (what the agent's confirmation amounts to) removes it.
+    let (code, _) =
+        api.post(&format!("{PODS}/web-0/eviction"), eviction("web-0", json!({"gracePeriodSeconds": 0}))).await;
+    assert_eq!(code, 201);
+    assert_eq!(api.get(&format!("{PODS}/web-0")).await.0, 404);
+
+    // A missing pod is 404; a body naming another pod, or not an Eviction, is 400.
+    let (code, e) = api.post(&format!("{PODS}/nope/eviction"), eviction("nope", json!({}))).await;
+    assert_eq!((code, e["message"].as_str()), (404, Some("pods \"nope\" not found")), "{e}");
+    api.post(PODS, pod("other")).await;
+    let (code, e) = api.post(&format!("{PODS}/other/eviction"), eviction("web-0", json!({}))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("name in URL does not match name in Eviction object"), "{e}");
+    let (code, e) = api.post(&format!("{PODS}/other/eviction"), json!({"apiVersion": "v1", "kind": "Pod"})).await;
+    assert_eq!(code, 400, "{e}");
+    let (code, e) =
+        api.post(&format!("{PODS}/other/eviction"), eviction("other", json!({"gracePeriodSeconds": "soon"}))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("deleteOptions.gracePeriodSeconds must be an integer"), "{e}");
+    assert_eq!(api.get(&format!("{PODS}/other")).await.0, 200, "refused evictions delete nothing");
+
+    // A protobuf Eviction (metadata + deleteOptions{gracePeriodSeconds: 0}); an unbound pod goes at once.
+    let raw = [pb_field(1, &[pb_field(1, b"other"), pb_field(3, b"default")].concat()), pb_field(2, &pb_varint(1, 0))]
+        .concat();
+    let (code, status) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            &format!("{PODS}/other/eviction"),
+            PROTOBUF,
+            pb_body("policy/v1", "Eviction", &raw),
+        )
+        .await;
+    assert_eq!((code, status["status"].as_str()), (201, Some("Success")), "{status}");
+    assert_eq!(api.get(&format!("{PODS}/other")).await.0, 404);
+}
