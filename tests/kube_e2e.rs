@@ -211,8 +211,7 @@ async fn kubectl_watch_pods_namespaces_and_selectors() {
     let (c, leader) = cluster().await;
     let k = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "w");
     wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));
-    // (`kubectl create namespace` sends protobuf, which Skiff does not decode; apply sends JSON.)
-    k.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n");
+    assert_eq!(k.ok(&["create", "namespace", "team"]).trim(), "namespace/team created");
     let pod = |name: &str, ns: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: x}}}}\n\
@@ -430,4 +429,149 @@ async fn skiff_cli_apply_get_describe_scale_delete() {
     let o = run(&["delete", "deployment", "web"], "");
     assert!(o.ok && o.stdout.contains("deleted"), "{}{}", o.stdout, o.stderr);
     assert!(!run(&["get", "deploy", "web"], "").ok);
+}
+
+/// Parses `kubectl get -o json` output.
+fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// kubectl's typed-client commands send protobuf bodies: `create namespace|deployment|service`
+/// are decoded into the same objects a YAML manifest gives, and `kubectl drain` evicts a node's
+/// pods through `pods/eviction` (a `skiff agent` on the process runtime finishes each deletion).
+/// `skiff drain` evicts the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_creates_and_drain_evict() {
+    let (c, leader) = cluster().await;
+    let k = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "t");
+    wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));
+
+    // The request really is protobuf, and kubectl takes the JSON answer.
+    let o = k.run(&["create", "namespace", "shop", "-v=8"]);
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), "namespace/shop created");
+    assert!(o.stderr.contains("Content-Type: application/vnd.kubernetes.protobuf"), "{}", o.stderr);
+    assert!(o.stderr.contains("Content-Type: application/json") && o.stderr.contains("Response Body"), "{}", o.stderr);
+    let ns = json_of(&k.ok(&["get", "namespace", "shop", "-o", "json"]));
+    assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+    let err = k.fails(&["create", "namespace", "shop"], "");
+    assert!(err.contains("AlreadyExists"), "{err}");
+
+    let node = format!("drain-{}", std::process::id());
+    let agent = c.spawn_agent(&node, "process", &["--proxy-address", "none"]).unwrap();
+    wait_for(Duration::from_secs(60), "the agent's node Ready", || {
+        let o = k.run(&["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (o.stdout == "True").then_some(())
+    });
+
+    // `kubectl create deployment`: replicas, selector, template, command from protobuf; the
+    // server's defaults where kubectl left zero values.
+    let out = k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--image=skiff/busybox:1",
+        "--replicas=2",
+        "--port=8080",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    let d = json_of(&k.ok(&["get", "deployment", "web", "-n", "shop", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 2, "{d}");
+    assert_eq!(d["spec"]["selector"], serde_json::json!({"matchLabels": {"app": "web"}}), "{d}");
+    assert_eq!(d["spec"]["template"]["metadata"]["labels"], serde_json::json!({"app": "web"}), "{d}");
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "{d}");
+    let ctr = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(ctr["image"], "skiff/busybox:1", "{d}");
+    assert_eq!(ctr["command"], serde_json::json!(["sleep", "3600"]), "{d}");
+    assert_eq!(ctr["ports"], serde_json::json!([{"containerPort": 8080, "protocol": "TCP"}]), "{d}");
+    assert_eq!(ctr["imagePullPolicy"], "IfNotPresent", "defaulted, not empty: {d}");
+
+    // `kubectl create service nodeport`: IntOrString targetPort, an allocated nodePort.
+    assert_eq!(
+        k.ok(&["create", "service", "nodeport", "web", "-n", "shop", "--tcp=80:8080"]).trim(),
+        "service/web created"
+    );
+    let svc = json_of(&k.ok(&["get", "service", "web", "-n", "shop", "-o", "json"]));
+    assert_eq!(svc["spec"]["type"], "NodePort", "{svc}");
+    assert_eq!(svc["spec"]["selector"], serde_json::json!({"app": "web"}), "{svc}");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!((port["port"].as_i64(), port["targetPort"].as_i64()), (Some(80), Some(8080)), "{svc}");
+    assert_eq!((port["name"].as_str(), port["protocol"].as_str()), (Some("80-8080"), Some("TCP")), "{svc}");
+    assert!((30000..=32767).contains(&port["nodePort"].as_i64().unwrap_or(0)), "{svc}");
+
+    // Both replicas and a bare pod run on the node.
+    k.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bare, namespace: shop}}\nspec:\n  nodeName: {node}\n  \
+         containers:\n  - {{name: c, image: skiff/busybox:1, command: [sleep, '3600']}}\n"
+    ));
+    let running_on_node = |want: usize| {
+        let o = k.run(&[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "--field-selector",
+            &format!("spec.nodeName={node},status.phase=Running"),
+            "-o",
+            "name",
+        ]);
+        (o.ok && o.stdout.lines().count() == want).then(|| o.stdout.lines().map(str::to_string).collect::<Vec<_>>())
+    };
+    let before = wait_for(Duration::from_secs(60), "3 pods running on the node", || running_on_node(3));
+
+    // kubectl drain finds pods/eviction in discovery and evicts (a bare pod needs --force).
+    let o = k.run(&["drain", &node, "--ignore-daemonsets", "--force", "--timeout=120s", "-v=6"]);
+    assert!(o.ok, "drain failed:\nstdout: {}\nstderr: {}\nagent log:\n{}", o.stdout, o.stderr, agent.log_tail(30));
+    assert!(o.stdout.contains(&format!("node/{node} cordoned")), "{}", o.stdout);
+    assert!(o.stdout.contains(&format!("node/{node} drained")), "{}", o.stdout);
+    for pod in &before {
+        let name = pod.trim_start_matches("pod/");
+        assert!(o.stdout.contains(&format!("pod/{name} evicted")), "{name}: {}", o.stdout);
+        let evicted = o.stderr.lines().any(|l| {
+            l.contains("POST http")
+                && l.contains(&format!("/api/v1/namespaces/shop/pods/{name}/eviction"))
+                && l.contains(" 201 Created")
+        });
+        assert!(evicted, "{name} was not evicted through pods/eviction:\n{}", o.stderr);
+        let gone = k.run(&["get", "pod", name, "-n", "shop"]);
+        assert!(!gone.ok && gone.stderr.contains("NotFound"), "{name}: {}", gone.stderr);
+    }
+    assert!(!o.stderr.contains("DELETE http"), "drain deleted instead of evicting:\n{}", o.stderr);
+    // The node is cordoned and empty; the Deployment's replacements wait unscheduled.
+    assert_eq!(k.ok(&["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    let left = k.ok(&["get", "pods", "-A", "--field-selector", &format!("spec.nodeName={node}"), "-o", "name"]);
+    assert!(left.trim().is_empty(), "pods left on the drained node: {left}");
+    wait_for(Duration::from_secs(30), "2 unscheduled replacement pods", || {
+        let o = k.run(&[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}:{.spec.nodeName}{\"\\n\"}{end}",
+        ]);
+        let lines: Vec<&str> = o.stdout.lines().collect();
+        (lines.len() == 2 && lines.iter().all(|l| l.ends_with(':'))).then_some(())
+    });
+
+    // `skiff drain` evicts the same way once the node takes pods again.
+    k.ok(&["uncordon", &node]);
+    let again = wait_for(Duration::from_secs(60), "the replacements running on the node", || running_on_node(2));
+    let o = skiff_cli(&c.kubeconfig(leader).unwrap(), &["drain", &node, "--timeout", "120s"], "");
+    assert!(o.ok, "skiff drain failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+    for pod in &again {
+        let name = pod.trim_start_matches("pod/");
+        assert!(o.stdout.contains(&format!("pod/{name} evicted")), "{name}: {}", o.stdout);
+        assert!(o.stderr.contains(&format!("evicting pod shop/{name}")), "{}", o.stderr);
+    }
+    assert!(o.stdout.trim_end().ends_with(&format!("node/{node} drained")), "{}", o.stdout);
+    let left = k.ok(&["get", "pods", "-A", "--field-selector", &format!("spec.nodeName={node}"), "-o", "name"]);
+    assert!(left.trim().is_empty(), "pods left on the node after skiff drain: {left}");
 }

@@ -110,6 +110,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             out.push(
                 json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}),
             );
+            // kubectl drain evicts through this when it is advertised (else it deletes).
+            out.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy",
+                "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
         }
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
@@ -201,6 +204,12 @@ pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
             g["x-kubernetes-group-version-kind"] = p["x-kubernetes-group-version-kind"].clone();
             paths.insert(format!("{item}/{sub}"), json!({"get": g, "put": ext("put"), "patch": p}));
         }
+        if r.kind == "Pod" {
+            let mut post = ext("post");
+            post["x-kubernetes-group-version-kind"] = json!({"group": "policy", "version": "v1", "kind": "Eviction"});
+            post["parameters"] = json!([dry, fm]);
+            paths.insert(format!("{item}/eviction"), json!({"post": post}));
+        }
         schemas.insert(
             schema_name(r),
             json!({
@@ -228,6 +237,10 @@ mod tests {
         let l = resource_list("", "v1").unwrap();
         let names: Vec<&str> = l["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/log"));
+        // What kubectl drain looks for to evict rather than delete.
+        let ev = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
+        assert_eq!((&ev["group"], &ev["version"], &ev["kind"]), (&json!("policy"), &json!("v1"), &json!("Eviction")));
+        assert_eq!(ev["verbs"], json!(["create"]));
         let pods = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert!(resource_list("nope", "v1").is_none());

@@ -25,6 +25,7 @@ use crate::logs::{LogOptions, LogSource};
 use crate::objects::{
     DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectStore, Propagation, Subresource, WriteOptions,
 };
+use crate::protobuf;
 use crate::table::{self, IncludeObject};
 
 /// Largest request body read (objects themselves are limited to 1.5 MiB by validation).
@@ -287,17 +288,22 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
     Ok(WriteOptions { dry_run, field_validation })
 }
 
+/// The media type of a request's `Content-Type` (without parameters), `application/json` when absent.
+fn media_type(headers: &HeaderMap) -> &str {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim())
+        .unwrap_or("application/json")
+}
+
+/// A request body as JSON: a JSON body, or a Kubernetes protobuf body (what kubectl's typed
+/// clients send) decoded into the same JSON.
 fn json_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    if ct.contains("protobuf") {
-        return Err(ApiError::from(skiff_api::Status::failure(
-            skiff_api::StatusReason::UnsupportedMediaType,
-            format!(
-                "Skiff accepts JSON request bodies only, not {ct} (kubectl's `create namespace|deployment|…` \
-                 generators send protobuf; write the object as YAML and use `kubectl apply -f`)"
-            ),
-            None,
-        )));
+    let ct = media_type(headers);
+    if ct.eq_ignore_ascii_case(protobuf::CONTENT_TYPE) {
+        check_body_size(body)?;
+        return Ok(protobuf::decode(body)?);
     }
     if !(ct.starts_with("application/json") || ct.is_empty() || ct.starts_with("*/*")) {
         return Err(ApiError::from(st::unsupported_media_type(ct)));
@@ -305,7 +311,7 @@ fn json_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
     parse_json(body)
 }
 
-fn parse_json(body: &Bytes) -> ApiResult<Value> {
+fn check_body_size(body: &Bytes) -> ApiResult<()> {
     if body.len() > skiff_api::validation::MAX_OBJECT_BYTES + 64 * 1024 {
         return Err(ApiError::from(st::request_entity_too_large(&format!(
             "the request body is {} bytes, the limit is {}",
@@ -313,6 +319,11 @@ fn parse_json(body: &Bytes) -> ApiResult<Value> {
             skiff_api::validation::MAX_OBJECT_BYTES
         ))));
     }
+    Ok(())
+}
+
+fn parse_json(body: &Bytes) -> ApiResult<Value> {
+    check_body_size(body)?;
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
@@ -422,6 +433,9 @@ async fn handle(
                 &[],
             ))
         }
+        (&Method::POST, Some(name)) if res.kind == "Pod" && target.sub.as_deref() == Some("eviction") => {
+            evict(store, ns.unwrap_or("default"), name, q, headers, &body).await
+        }
         (&Method::PUT, Some(name)) => {
             let sub = subresource(&target)?;
             let obj = json_body(&body, headers)?;
@@ -443,7 +457,7 @@ async fn handle(
             if target.sub.is_some() {
                 return Err(verb_err("delete"));
             }
-            let opts = delete_options(q, &body)?;
+            let opts = delete_options(q, &body, headers)?;
             match store.delete(res, ns, name, &opts).await? {
                 Deleted::Gone(o) => Ok(Json(o).into_response()),
                 Deleted::Pending(o) => Ok((StatusCode::OK, Json(o)).into_response()),
@@ -451,7 +465,7 @@ async fn handle(
         }
         (&Method::DELETE, None) => {
             let (labels, fields) = selectors(q)?;
-            let opts = delete_options(q, &body)?;
+            let opts = delete_options(q, &body, headers)?;
             let list =
                 store.list(res, ns, &ListOptions { labels, fields, serializable: false, ..Default::default() }).await?;
             let mut items = Vec::new();
@@ -471,17 +485,49 @@ async fn handle(
     }
 }
 
-fn delete_options(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOptions> {
-    let b: Value = if body.is_empty() { json!({}) } else { parse_json(body)? };
-    let grace = q
-        .get("gracePeriodSeconds")
-        .map(|g| g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))))
-        .transpose()?
-        .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
-    let prop = q
-        .get("propagationPolicy")
-        .cloned()
-        .or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+/// The `DeleteOptions` of a DELETE: query parameters, then the body (JSON, or protobuf from
+/// kubectl's typed clients).
+fn delete_options(q: &HashMap<String, String>, body: &Bytes, headers: &HeaderMap) -> ApiResult<DeleteOptions> {
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else if media_type(headers).eq_ignore_ascii_case(protobuf::CONTENT_TYPE) {
+        json_body(body, headers)?
+    } else {
+        parse_json(body)?
+    };
+    delete_options_from(q, &b, "")
+}
+
+/// A `DeleteOptions` object (`prefix` names where it sits in the request body, for errors) with
+/// the query parameters taking precedence.
+fn delete_options_from(q: &HashMap<String, String>, b: &Value, prefix: &str) -> ApiResult<DeleteOptions> {
+    let empty = json!({});
+    let b = if b.is_null() { &empty } else { b };
+    if !b.is_object() {
+        return Err(ApiError::bad_request(format!("{}must be a DeleteOptions object", field_label(prefix, ""))));
+    }
+    let wrong =
+        |field: &str, want: &str| ApiError::bad_request(format!("{} must be {want}", field_label(prefix, field)));
+    let grace = match q.get("gracePeriodSeconds") {
+        Some(g) => {
+            Some(g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?)
+        }
+        None => match b.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| wrong("gracePeriodSeconds", "an integer"))?),
+        },
+    };
+    let body_str = |field: &str| -> ApiResult<Option<String>> {
+        match b.pointer(&format!("/{}", field.replace('.', "/"))) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(wrong(field, "a string")),
+        }
+    };
+    let prop = match q.get("propagationPolicy") {
+        Some(p) => Some(p.clone()),
+        None => body_str("propagationPolicy")?,
+    };
     let propagation = match prop.as_deref() {
         None | Some("") => None,
         Some("Orphan") => Some(Propagation::Orphan),
@@ -494,7 +540,7 @@ fn delete_options(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<Delete
                     group: String::new(),
                     name: String::new(),
                     errors: vec![skiff_api::FieldError::not_supported(
-                        "propagationPolicy",
+                        field_label(prefix, "propagationPolicy"),
                         p,
                         &["Foreground", "Background", "Orphan"],
                     )],
@@ -503,22 +549,95 @@ fn delete_options(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<Delete
             ))
         }
     };
-    let propagation = match (propagation, b.get("orphanDependents").and_then(Value::as_bool)) {
+    let orphan = match b.get("orphanDependents") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_bool().ok_or_else(|| wrong("orphanDependents", "a boolean"))?),
+    };
+    let propagation = match (propagation, orphan) {
         (None, Some(true)) => Some(Propagation::Orphan),
         (p, _) => p,
     };
-    let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
-        || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    let dry_run_body = match b.get("dryRun") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => {
+            if a.iter().any(|x| !x.is_string()) {
+                return Err(wrong("dryRun", "a list of strings"));
+            }
+            a.iter().any(|x| x == "All")
+        }
+        Some(_) => return Err(wrong("dryRun", "a list of strings")),
+    };
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All") || dry_run_body;
     Ok(DeleteOptions {
         grace_period_seconds: grace,
         propagation,
-        precondition_uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        precondition_resource_version: b
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        precondition_uid: body_str("preconditions.uid")?,
+        precondition_resource_version: body_str("preconditions.resourceVersion")?,
         dry_run,
     })
+}
+
+/// `deleteOptions.gracePeriodSeconds` / `gracePeriodSeconds` / `deleteOptions` for messages.
+fn field_label(prefix: &str, field: &str) -> String {
+    match (prefix.is_empty(), field.is_empty()) {
+        (true, true) => "the body ".to_string(),
+        (true, false) => field.to_string(),
+        (false, true) => format!("{prefix} "),
+        (false, false) => format!("{prefix}.{field}"),
+    }
+}
+
+/// `POST pods/NAME/eviction` with a `policy/v1` Eviction (JSON or protobuf): deletes the pod
+/// gracefully, exactly as a DELETE with the Eviction's `deleteOptions` would (grace period,
+/// preconditions, dry run), and answers 201 with a Success `Status` as Kubernetes does.
+/// PodDisruptionBudgets are not served, so an eviction is never refused for availability.
+async fn evict(
+    store: &Arc<ObjectStore>,
+    ns: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let ev = if body.is_empty() { json!({}) } else { json_body(body, headers)? };
+    let Some(obj) = ev.as_object() else {
+        return Err(ApiError::bad_request("the body of pods/eviction must be a policy/v1 Eviction object"));
+    };
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("Eviction");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("policy/v1");
+    if kind != "Eviction" || !matches!(api_version, "policy/v1" | "policy/v1beta1") {
+        return Err(ApiError::bad_request(format!(
+            "the body of pods/eviction must be a policy/v1 Eviction, not {api_version} {kind}"
+        )));
+    }
+    if let Some(n) = ev.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if n != name {
+            return Err(ApiError::bad_request(format!(
+                "name in URL does not match name in Eviction object ({name:?} vs {n:?})"
+            )));
+        }
+    }
+    if let Some(n) = ev.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if n != ns {
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the provided object does not match the namespace sent on the request ({ns:?} vs {n:?})"
+            )));
+        }
+    }
+    let opts = match ev.get("deleteOptions") {
+        None | Some(Value::Null) => json!({}),
+        Some(o) => o.clone(),
+    };
+    // Only dryRun applies from the query of a POST; the rest comes from the body.
+    let query: HashMap<String, String> =
+        q.iter().filter(|(k, _)| *k == "dryRun").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let opts = delete_options_from(&query, &opts, "deleteOptions")?;
+    store.delete(&registry::PODS, Some(ns), name, &opts).await?;
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        &[],
+    ))
 }
 
 fn line(v: &Value) -> Bytes {

@@ -2,8 +2,9 @@
 //! discovery and tables, served by every control-plane replica.
 //!
 //! `objects` holds the semantics (what a create, update, patch, delete or watch does to the
-//! store); `http` maps Kubernetes paths and query parameters onto it; `table` and `discovery`
-//! render what `kubectl get` and kubectl's discovery read.
+//! store); `http` maps Kubernetes paths and query parameters onto it; `protobuf` decodes the
+//! protobuf bodies kubectl's typed clients send; `table` and `discovery` render what
+//! `kubectl get` and kubectl's discovery read.
 
 pub mod discovery;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod logs;
 pub mod meta;
 pub mod objects;
+pub mod protobuf;
 pub mod table;
 
 pub use error::{ApiError, ApiResult};

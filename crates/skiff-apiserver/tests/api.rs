@@ -73,6 +73,18 @@ impl Api {
         let v = resp.json().await.unwrap_or(Value::Null);
         (code, v)
     }
+    async fn send_bytes(&self, method: reqwest::Method, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await;
+        let resp = resp.unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
+    }
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, "application/json", Some(body)).await
     }
@@ -85,6 +97,33 @@ impl Api {
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// A request body kubectl v1.32.4 sent (see `src/protobuf/tests.rs`).
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A length-delimited protobuf field.
+fn pb_field(num: u8, bytes: &[u8]) -> Vec<u8> {
+    assert!(num < 16 && bytes.len() < 128, "a one-byte key and length keep this helper simple");
+    let mut v = vec![(num << 3) | 2, bytes.len() as u8];
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// A varint protobuf field (small non-negative values).
+fn pb_varint(num: u8, v: u8) -> Vec<u8> {
+    assert!(v < 128);
+    vec![num << 3, v]
+}
+
+/// A whole Kubernetes protobuf body: magic + `runtime.Unknown{typeMeta, raw}`.
+fn pb_body(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let type_meta = [pb_field(1, api_version.as_bytes()), pb_field(2, kind.as_bytes())].concat();
+    [b"k8s\0".to_vec(), pb_field(1, &type_meta), pb_field(2, raw)].concat()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pages_with_limit_and_continue() {
@@ -183,15 +222,10 @@ async fn dry_run_validation_and_limits() {
     let (code, e) = api.post(PODS, huge).await;
     assert_eq!(code, 413, "{e}");
 
-    let resp = api
-        .http
-        .post(format!("{}{PODS}", api.base))
-        .header("content-type", "application/vnd.kubernetes.protobuf")
-        .body(vec![0u8; 4])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 415);
+    // A protobuf body must start with the Kubernetes magic.
+    let (code, e) = api.send_bytes(reqwest::Method::POST, PODS, PROTOBUF, vec![0u8; 4]).await;
+    assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("magic"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,4 +310,177 @@ async fn graceful_pod_deletion_and_owner_propagation() {
     let names: Vec<&str> =
         left["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_as_kubectl_sends_them() {
+    let api = start().await;
+    // `kubectl create namespace foo`, byte for byte.
+    let (code, ns) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            "/api/v1/namespaces?fieldValidation=Strict",
+            PROTOBUF,
+            fixture("kubectl-create-namespace.pb"),
+        )
+        .await;
+    assert_eq!(code, 201, "{ns}");
+    assert_eq!(ns["metadata"]["name"], "foo");
+    assert_eq!(api.get("/api/v1/namespaces/foo").await.1["status"]["phase"], "Active");
+
+    // `kubectl create deployment web --image=skiff/busybox:1 --replicas=2`: stored with the
+    // server's defaults filled in where kubectl's zero values were on the wire.
+    const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, d) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            &format!("{DEPLOY}?fieldValidation=Strict"),
+            PROTOBUF,
+            fixture("kubectl-create-deployment.pb"),
+        )
+        .await;
+    assert_eq!(code, 201, "{d}");
+    let (_, d) = api.get(&format!("{DEPLOY}/web")).await;
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "defaulted: {d}");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!((c["name"].as_str(), c["image"].as_str()), (Some("busybox"), Some("skiff/busybox:1")));
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log", "defaulted, not left empty: {c}");
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    // `--replicas=0` is kept as 0 (not defaulted to 1).
+    let (code, d) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            DEPLOY,
+            PROTOBUF,
+            fixture("kubectl-create-deployment-replicas0-port-command.pb"),
+        )
+        .await;
+    assert_eq!(code, 201, "{d}");
+    assert_eq!(d["spec"]["replicas"], 0);
+
+    // `kubectl create service nodeport web --tcp=80:8080`: nodePort 0 on the wire means "allocate".
+    let (code, svc) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/default/services",
+            PROTOBUF,
+            fixture("kubectl-create-service-nodeport.pb"),
+        )
+        .await;
+    assert_eq!(code, 201, "{svc}");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!((port["port"].as_i64(), port["targetPort"].as_i64()), (Some(80), Some(8080)), "{svc}");
+    assert!((30000..=32767).contains(&port["nodePort"].as_i64().unwrap()), "{svc}");
+
+    // Kinds and fields the decoder does not know are refused, never dropped.
+    let (code, e) = api.send_bytes(reqwest::Method::POST, PODS, PROTOBUF, pb_body("v1", "ConfigMap", &[])).await;
+    assert_eq!((code, e["reason"].as_str()), (415, Some("UnsupportedMediaType")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("v1 ConfigMap"), "{e}");
+    // metadata{name: p}, spec{field 111 (not in PodSpec): varint 1}.
+    let pod_with_unknown_field = [pb_field(1, &pb_field(1, b"p")), vec![0x12, 0x03, 0xf8, 0x06, 0x01]].concat();
+    let (code, e) =
+        api.send_bytes(reqwest::Method::POST, PODS, PROTOBUF, pb_body("v1", "Pod", &pod_with_unknown_field)).await;
+    assert_eq!((code, e["reason"].as_str()), (415, Some("UnsupportedMediaType")), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("field number 111")
+            && e["message"].as_str().unwrap().contains("PodSpec"),
+        "{e}"
+    );
+    assert_eq!(api.get(&format!("{PODS}/p")).await.0, 404);
+    let (code, e) =
+        api.send_bytes(reqwest::Method::POST, PODS, PROTOBUF, pb_body("v1", "Pod", &[0x0a, 0x05, 0x0a])).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("truncated"), "{e}");
+    // The body size limit applies before decoding.
+    let huge = pb_body("v1", "Pod", &[]).into_iter().chain(std::iter::repeat_n(0u8, 2 << 20)).collect();
+    let (code, _) = api.send_bytes(reqwest::Method::POST, PODS, PROTOBUF, huge).await;
+    assert_eq!(code, 413);
+
+    // A DELETE with a protobuf DeleteOptions body (how client-go's typed clients delete).
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("n1");
+    api.post(PODS, bound).await;
+    let grace0 = pb_body("v1", "DeleteOptions", &pb_varint(1, 0));
+    let (code, _) = api.send_bytes(reqwest::Method::DELETE, &format!("{PODS}/bound"), PROTOBUF, grace0).await;
+    assert_eq!(code, 200);
+    assert_eq!(api.get(&format!("{PODS}/bound")).await.0, 404, "grace period 0 from the protobuf body applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_deletes_gracefully_with_delete_options() {
+    let api = start().await;
+    let (_, disc) = api.get("/api/v1").await;
+    let ev = disc["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").cloned();
+    assert_eq!(
+        ev,
+        Some(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy",
+            "version": "v1", "kind": "Eviction", "verbs": ["create"]}))
+    );
+    let eviction = |name: &str, opts: Value| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"},
+            "deleteOptions": opts})
+    };
+    let mut bound = pod("web-0");
+    bound["spec"]["nodeName"] = json!("n1");
+    let (_, created) = api.post(PODS, bound).await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // Preconditions are honoured: a wrong uid is a conflict and changes nothing.
+    let (code, e) = api
+        .post(&format!("{PODS}/web-0/eviction"), eviction("web-0", json!({"preconditions": {"uid": "other"}})))
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (409, Some("Conflict")), "{e}");
+    // A dry run answers as a real eviction would and changes nothing.
+    let (code, _) = api.post(&format!("{PODS}/web-0/eviction?dryRun=All"), eviction("web-0", json!({}))).await;
+    assert_eq!(code, 201);
+    assert!(api.get(&format!("{PODS}/web-0")).await.1["metadata"]["deletionTimestamp"].is_null());
+
+    // A bound pod is deleted gracefully, as a DELETE would: its agent finishes the deletion.
+    let (code, status) = api
+        .post(
+            &format!("{PODS}/web-0/eviction"),
+            eviction("web-0", json!({"gracePeriodSeconds": 7, "preconditions": {"uid": uid}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{status}");
+    assert_eq!(status, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
+    let (_, p) = api.get(&format!("{PODS}/web-0")).await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 7);
+    // Evicting it again with grace 0 (what the agent's confirmation amounts to) removes it.
+    let (code, _) =
+        api.post(&format!("{PODS}/web-0/eviction"), eviction("web-0", json!({"gracePeriodSeconds": 0}))).await;
+    assert_eq!(code, 201);
+    assert_eq!(api.get(&format!("{PODS}/web-0")).await.0, 404);
+
+    // A missing pod is 404; a body naming another pod, or not an Eviction, is 400.
+    let (code, e) = api.post(&format!("{PODS}/nope/eviction"), eviction("nope", json!({}))).await;
+    assert_eq!((code, e["message"].as_str()), (404, Some("pods \"nope\" not found")), "{e}");
+    api.post(PODS, pod("other")).await;
+    let (code, e) = api.post(&format!("{PODS}/other/eviction"), eviction("web-0", json!({}))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("name in URL does not match name in Eviction object"), "{e}");
+    let (code, e) = api.post(&format!("{PODS}/other/eviction"), json!({"apiVersion": "v1", "kind": "Pod"})).await;
+    assert_eq!(code, 400, "{e}");
+    let (code, e) =
+        api.post(&format!("{PODS}/other/eviction"), eviction("other", json!({"gracePeriodSeconds": "soon"}))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("deleteOptions.gracePeriodSeconds must be an integer"), "{e}");
+    assert_eq!(api.get(&format!("{PODS}/other")).await.0, 200, "refused evictions delete nothing");
+
+    // A protobuf Eviction (metadata + deleteOptions{gracePeriodSeconds: 0}); an unbound pod goes at once.
+    let raw = [pb_field(1, &[pb_field(1, b"other"), pb_field(3, b"default")].concat()), pb_field(2, &pb_varint(1, 0))]
+        .concat();
+    let (code, status) = api
+        .send_bytes(
+            reqwest::Method::POST,
+            &format!("{PODS}/other/eviction"),
+            PROTOBUF,
+            pb_body("policy/v1", "Eviction", &raw),
+        )
+        .await;
+    assert_eq!((code, status["status"].as_str()), (201, Some("Success")), "{status}");
+    assert_eq!(api.get(&format!("{PODS}/other")).await.0, 404);
 }

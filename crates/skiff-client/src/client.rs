@@ -47,8 +47,17 @@ pub struct DeleteParams {
 }
 
 impl DeleteParams {
+    /// The `DeleteOptions` body of a DELETE.
     pub fn body(&self) -> Value {
-        let mut b = serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1"});
+        let mut b = self.options();
+        b["kind"] = "DeleteOptions".into();
+        b["apiVersion"] = "v1".into();
+        b
+    }
+
+    /// The options alone, as an Eviction's `deleteOptions` carries them.
+    pub fn options(&self) -> Value {
+        let mut b = serde_json::json!({});
         if let Some(p) = &self.propagation_policy {
             b["propagationPolicy"] = Value::String(p.clone());
         }
@@ -275,6 +284,20 @@ impl Client {
     ) -> Result<Value> {
         let (req, url) = self.request(reqwest::Method::DELETE, &resource_path(res, ns, Some(name), None), ACCEPT_JSON);
         self.json(req.json(&params.body()), &url).await
+    }
+
+    /// Evict a pod: `POST pods/NAME/eviction` with a `policy/v1` Eviction whose `deleteOptions`
+    /// are `params` (the server deletes the pod gracefully, as a DELETE would).
+    pub async fn evict(&self, ns: &str, name: &str, params: &DeleteParams) -> Result<Value> {
+        let path = resource_path(&skiff_api::registry::PODS, Some(ns), Some(name), Some("eviction"));
+        let (req, url) = self.request(reqwest::Method::POST, &path, ACCEPT_JSON);
+        let body = serde_json::json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": ns},
+            "deleteOptions": params.options(),
+        });
+        self.json(req.json(&body), &url).await
     }
 
     /// Watch a collection from `resource_version` (empty: from now). Each line of the response

@@ -110,7 +110,7 @@ pub enum UserCommand {
     Cordon(NodeArgs),
     /// Mark a node schedulable again.
     Uncordon(NodeArgs),
-    /// Cordon a node, then delete its pods and wait until they are gone.
+    /// Cordon a node, then evict its pods (the eviction API) and wait until they are gone.
     Drain(DrainArgs),
 }
 
@@ -1209,18 +1209,31 @@ impl Ctx {
             grace_period_seconds: (a.grace_period >= 0).then_some(a.grace_period),
         };
         let s = |p: &Value, ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+        let deadline = Instant::now() + a.timeout;
         let mut pending = Vec::new();
         for p in &victims {
             let (ns, name) = (s(p, "/metadata/namespace"), s(p, "/metadata/name"));
             writeln!(err, "evicting pod {ns}/{name}")?;
-            match self.client.delete(&PODS, Some(&ns), &name, &params).await {
-                Ok(_) => pending.push((ns, name, s(p, "/metadata/uid"))),
-                Err(e) if e.is_not_found() => writeln!(out, "pod/{name} evicted")?,
-                Err(e) => return Err(unable(e.to_string())),
+            loop {
+                match self.client.evict(&ns, &name, &params).await {
+                    Ok(_) => pending.push((ns.clone(), name.clone(), s(p, "/metadata/uid"))),
+                    Err(e) if e.is_not_found() => writeln!(out, "pod/{name} evicted")?,
+                    // Too many requests (an overloaded server; a disruption budget on Kubernetes):
+                    // kubectl retries every 5 s within the drain's timeout.
+                    Err(e) if e.server().is_some_and(|s| s.code == 429) && Instant::now() < deadline => {
+                        writeln!(err, "error when evicting pods/\"{name}\" -n \"{ns}\" (will retry after 5s): {e}")?;
+                        tokio::time::sleep(
+                            Duration::from_secs(5).min(deadline.saturating_duration_since(Instant::now())),
+                        )
+                        .await;
+                        continue;
+                    }
+                    Err(e) => return Err(unable(e.to_string())),
+                }
+                break;
             }
         }
         out.flush()?;
-        let deadline = Instant::now() + a.timeout;
         while !pending.is_empty() {
             let mut still = Vec::new();
             for (ns, name, uid) in pending {

@@ -51,15 +51,15 @@ fn has_local_storage(pod: &Value) -> bool {
     pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten().any(|v| v.get("emptyDir").is_some())
 }
 
-/// Drain options that change which pods may be deleted.
+/// Drain options that change which pods may be evicted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainFilter {
     pub force: bool,
     pub delete_emptydir_data: bool,
 }
 
-/// The pods to delete and the warnings to print, or the reasons the drain must stop (each
-/// `MESSAGE: ns/a, ns/b`), as kubectl's pod filters decide. Finished pods are always deletable.
+/// The pods to evict and the warnings to print, or the reasons the drain must stop (each
+/// `MESSAGE: ns/a, ns/b`), as kubectl's pod filters decide. Finished pods are always evictable.
 pub fn drain_plan(pods: &[Value], f: DrainFilter) -> Result<(Vec<Value>, Vec<String>), Vec<String>> {
     let mut unmanaged = Vec::new();
     let mut local = Vec::new();

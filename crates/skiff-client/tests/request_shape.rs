@@ -585,12 +585,15 @@ async fn request_shape_cordon_uncordon_drain() {
             }
             ("GET", "/api/v1/pods") => (
                 200,
-                json!({"kind": "PodList", "items": [pod("default", "web-1", true), pod("team", "bare", false)]})
-                    .to_string(),
+                json!({"kind": "PodList", "items": [pod("default", "web-1", true), pod("team", "bare", false),
+                    pod("default", "gone", true)]})
+                .to_string(),
             ),
-            ("DELETE", p) => {
+            // Gone before its eviction: counts as evicted at once.
+            ("POST", "/api/v1/namespaces/default/pods/gone/eviction") => not_found("pods", "gone"),
+            ("POST", p) if p.ends_with("/eviction") => {
                 st.1.push(p.to_string());
-                (200, json!({"kind": "Pod"}).to_string())
+                (201, json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}).to_string())
             }
             ("GET", "/api/v1/namespaces/default/pods/web-1") => not_found("pods", "web-1"),
             ("GET", "/api/v1/namespaces/team/pods/bare") => {
@@ -630,12 +633,24 @@ async fn request_shape_cordon_uncordon_drain() {
 
     let (res, out, err) = srv.run(&["drain", "n1", "--force", "--grace-period", "5", "--timeout", "5s"]).await;
     res.unwrap();
-    assert_eq!(out, "node/n1 already cordoned\npod/web-1 evicted\npod/bare evicted\nnode/n1 drained\n");
+    assert_eq!(
+        out,
+        "node/n1 already cordoned\npod/gone evicted\npod/web-1 evicted\npod/bare evicted\nnode/n1 drained\n"
+    );
     assert_eq!(
         err,
-        "Warning: deleting Pods that declare no controller: team/bare\nevicting pod default/web-1\nevicting pod team/bare\n"
+        "Warning: deleting Pods that declare no controller: team/bare\nevicting pod default/web-1\nevicting pod team/bare\nevicting pod default/gone\n"
     );
-    assert_eq!(state.lock().unwrap().1, ["/api/v1/namespaces/default/pods/web-1", "/api/v1/namespaces/team/pods/bare"]);
-    let del = srv.requests().into_iter().find(|r| r.method == "DELETE").unwrap();
-    assert_eq!(del.json(), json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 5}));
+    assert_eq!(
+        state.lock().unwrap().1,
+        ["/api/v1/namespaces/default/pods/web-1/eviction", "/api/v1/namespaces/team/pods/bare/eviction"]
+    );
+    assert!(srv.requests().iter().all(|r| r.method != "DELETE"), "drain evicts, it does not delete");
+    let ev = srv.requests().into_iter().find(|r| r.path.ends_with("/eviction")).unwrap();
+    assert_eq!(ev.content_type, "application/json");
+    assert_eq!(
+        ev.json(),
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1", "namespace": "default"},
+            "deleteOptions": {"gracePeriodSeconds": 5}})
+    );
 }
