@@ -687,13 +687,18 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
                     }
                 },
                 _ = tick.tick(), if bookmarks => {
-                    let rv = w.bookmark_revision().to_string();
-                    let obj = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv}});
-                    if tx.send(Ok(line(&json!({"type": "BOOKMARK", "object": obj})))).await.is_err() {
+                    if tx.send(Ok(bookmark(res, w.bookmark_revision()))).await.is_err() {
                         return;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Like Kubernetes: a last bookmark before the timeout closes the watch, so
+                    // the client resumes from there instead of relisting.
+                    if bookmarks {
+                        let _ = tx.send(Ok(bookmark(res, w.bookmark_revision()))).await;
+                    }
+                    return;
+                }
                 _ = tx.closed() => return,
             }
         }
@@ -703,6 +708,13 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
     r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache, private"));
     Ok(r)
+}
+
+/// A `BOOKMARK` watch line: every event up to `revision` has been sent.
+fn bookmark(res: &ResourceInfo, revision: u64) -> Bytes {
+    let obj = json!({"kind": res.kind, "apiVersion": res.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()}});
+    line(&json!({"type": "BOOKMARK", "object": obj}))
 }
 
 async fn logs(app: App, target: Target, q: &HashMap<String, String>) -> ApiResult<Response> {

@@ -192,6 +192,39 @@ async fn watch_from_a_compacted_revision_is_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_allows_bookmarks_ends_with_one_at_its_timeout() {
+    let api = start().await;
+    let rev = api.node.revision();
+    let resp = api
+        .http
+        .get(format!("{}{PODS}?watch=true&resourceVersion={rev}&allowWatchBookmarks=true&timeoutSeconds=1", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, created) = api.post(PODS, pod("bm")).await;
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await.expect("the watch ends").unwrap();
+    let lines: Vec<Value> =
+        body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.first().map(|l| l["type"].clone()), Some(json!("ADDED")), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "BOOKMARK", "{lines:?}");
+    assert_eq!(last["object"]["kind"], "Pod");
+    let bm: u64 = last["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let created_rv: u64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(bm >= created_rv, "the bookmark ({bm}) covers the delivered event ({created_rv})");
+    // Without allowWatchBookmarks there is none.
+    let resp = api
+        .http
+        .get(format!("{}{PODS}?watch=true&resourceVersion={bm}&timeoutSeconds=1", api.base))
+        .send()
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await.expect("the watch ends").unwrap();
+    assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_validation_and_limits() {
     let api = start().await;
     let (code, p) = api.post(&format!("{PODS}?dryRun=All"), pod("dry")).await;
