@@ -217,36 +217,46 @@ impl NodeLifecycle {
         self.api.update(&NODES, node).await.map(|_| ())
     }
 
-    /// Delete (grace 0) the pods bound to an unreachable node whose tolerations have run out.
+    /// Delete (grace 0) the pods bound to an unreachable node whose tolerations have run out,
+    /// all at once (their replacements wait for these deletes).
     async fn evict_pods(&self, node: &str, unreachable_for: Duration) -> Result<(), crate::ApiCallError> {
-        for pod in self.pods.list(None) {
-            if pod["spec"]["nodeName"].as_str() != Some(node) {
-                continue;
-            }
-            let limit = match unreachable_toleration(&pod) {
-                Some(None) => continue,
-                Some(Some(secs)) => Duration::from_secs(secs.max(0) as u64),
-                None => self.cfg.eviction_timeout,
-            };
-            if unreachable_for < limit {
-                continue;
-            }
-            match self.api.delete(&PODS, util::namespace(&pod), util::name(&pod), Some(util::uid(&pod)), Some(0)).await
-            {
+        let due: Vec<_> = self
+            .pods
+            .list(None)
+            .into_iter()
+            .filter(|pod| pod["spec"]["nodeName"].as_str() == Some(node))
+            .filter(|pod| {
+                let limit = match unreachable_toleration(pod) {
+                    Some(None) => return false,
+                    Some(Some(secs)) => Duration::from_secs(secs.max(0) as u64),
+                    None => self.cfg.eviction_timeout,
+                };
+                unreachable_for >= limit
+            })
+            .collect();
+        let deletes = due.iter().map(|pod| async move {
+            let r = self.api.delete(&PODS, util::namespace(pod), util::name(pod), Some(util::uid(pod)), Some(0)).await;
+            (pod, r)
+        });
+        let mut first_err = None;
+        for (pod, r) in futures::future::join_all(deletes).await {
+            match r {
                 Ok(()) => {
-                    tracing::info!(node, pod = util::name(&pod), "evicted pod from unreachable node");
+                    tracing::info!(node, pod = util::name(pod), "evicted pod from unreachable node");
                     self.events.normal(
                         &PODS,
-                        &pod,
+                        pod,
                         "TaintManagerEviction",
-                        format!("Marking for deletion Pod {}", ObjKeyDisplay(&pod)),
+                        format!("Marking for deletion Pod {}", ObjKeyDisplay(pod)),
                     );
                 }
                 Err(e) if e.is_not_found() || e.is_conflict() => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     async fn handle_alive(&self, node: &Value) -> Result<(), crate::ApiCallError> {
