@@ -303,14 +303,17 @@ impl ProcCluster {
     /// Starts `skiff agent --node-name NAME --runtime RUNTIME` against every member, its log
     /// endpoint on a free 127.0.0.1 port, its data and log under the cluster directory.
     pub fn spawn_agent(&self, name: &str, runtime: &str, extra_args: &[&str]) -> anyhow::Result<ProcAgent> {
-        let port = free_ports(1)?[0];
+        // `--port` among `extra_args` (e.g. 0 for many fake nodes) replaces the free port.
+        let own_port = extra_args.contains(&"--port");
+        let port = if own_port { 0 } else { free_ports(1)?[0] };
         let data_dir = self.dir.join(format!("agent-{name}"));
         let log_path = self.dir.join(format!("agent-{name}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let child = Command::new(&self.bin)
             .arg("agent")
             .args(["--node-name", name, "--runtime", runtime, "--address", "127.0.0.1"])
-            .args(["--port", &port.to_string(), "--servers", &self.endpoints().join(",")])
+            .args(if own_port { vec![] } else { vec!["--port".to_string(), port.to_string()] })
+            .args(["--servers", &self.endpoints().join(",")])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra_args)

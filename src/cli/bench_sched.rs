@@ -118,7 +118,7 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     })
     .await?;
     let started = Instant::now();
-    let agent = cluster.spawn_agent("fake", "fake", &["--fake-nodes", &nodes.to_string()])?;
+    let agent = cluster.spawn_agent("fake", "fake", &["--fake-nodes", &nodes.to_string(), "--port", "0"])?;
     let timeout = Duration::from_secs(60 + nodes as u64 / 20);
     let mut last = 0;
     let deadline = Instant::now() + timeout;

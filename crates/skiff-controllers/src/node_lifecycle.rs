@@ -144,8 +144,9 @@ impl NodeLifecycle {
     pub async fn tick(&mut self) {
         let now = Instant::now();
         let nodes = self.nodes.list(None);
-        self.first_seen.retain(|n, _| nodes.iter().any(|x| util::name(x) == n));
-        self.unreachable_since.retain(|n, _| nodes.iter().any(|x| util::name(x) == n));
+        let names: std::collections::HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
+        self.first_seen.retain(|n, _| names.contains(n.as_str()));
+        self.unreachable_since.retain(|n, _| names.contains(n.as_str()));
         for node in nodes {
             let name = util::name(&node).to_string();
             let first = *self.first_seen.entry(name.clone()).or_insert(now);
@@ -260,6 +261,11 @@ impl NodeLifecycle {
     }
 
     async fn handle_alive(&self, node: &Value) -> Result<(), crate::ApiCallError> {
+        let ready_known = util::condition(node, "Ready").is_some_and(|c| c["status"] != "Unknown");
+        if ready_known && !has_unreachable_taint(node) {
+            // The common case, every tick for every healthy node: nothing to write, no copy.
+            return Ok(());
+        }
         let mut node = node.clone();
         let ready = util::condition(&node, "Ready");
         if ready.is_none_or(|c| c["status"] == "Unknown") {
