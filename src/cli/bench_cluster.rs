@@ -21,11 +21,11 @@ use crate::proc_cluster::{ProcAgent, ProcCluster};
 const WEB_YAML: &str = include_str!("../../examples/web.yaml");
 const BUILD_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/images/build.sh");
 
-fn hist() -> Histogram<u64> {
+pub(super) fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
 
-fn ms(us: u64) -> f64 {
+pub(super) fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
@@ -65,13 +65,13 @@ async fn setup(agents: usize, agent_args: impl Fn(usize) -> Vec<String>) -> anyh
     Ok(Setup { client, agents: v, _cluster: cluster })
 }
 
-fn condition_true(obj: &Value, kind: &str) -> bool {
+pub(super) fn condition_true(obj: &Value, kind: &str) -> bool {
     obj.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
-async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+pub(super) async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

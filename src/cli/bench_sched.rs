@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS};
 use skiff_api::PatchType;
@@ -17,36 +16,8 @@ use skiff_scheduler::harness::{node, pod, Harness};
 use skiff_scheduler::{ClusterSnapshot, Scheduler};
 use tokio_stream::StreamExt;
 
+use super::bench_cluster::{condition_true, hist, ms, wait_until};
 use crate::proc_cluster::{ProcAgent, ProcCluster};
-
-fn hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn condition_true(obj: &Value, kind: &str) -> bool {
-    obj.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
-}
-
-async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn ready_nodes(c: &Client, prefix: &str) -> Option<usize> {
     let l = c.list(&NODES, None, &ListParams::default()).await.ok()?;

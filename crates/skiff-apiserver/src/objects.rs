@@ -239,18 +239,25 @@ impl ObjectStore {
         }
         let r = self.node.txn(txn).await?;
         if !r.succeeded {
-            if let Some((key, rev)) = &self.fence {
-                let (kv, _) = self.node.get(key, false).await?;
-                let now = kv.map_or(0, |kv| kv.mod_revision);
-                if now != *rev {
-                    return Err(st::service_unavailable(format!(
-                        "leadership lost: fence {key} is at revision {now}, this writer holds {rev}"
-                    ))
-                    .into());
-                }
-            }
+            self.check_fence().await?;
         }
         Ok(r)
+    }
+
+    /// After a failed compare: 503 if the fence moved (this writer no longer leads), else Ok
+    /// (the failure was an ordinary lost race).
+    async fn check_fence(&self) -> ApiResult<()> {
+        if let Some((key, rev)) = &self.fence {
+            let (kv, _) = self.node.get(key, false).await?;
+            let now = kv.map_or(0, |kv| kv.mod_revision);
+            if now != *rev {
+                return Err(st::service_unavailable(format!(
+                    "leadership lost: fence {key} is at revision {now}, this writer holds {rev}"
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     pub fn node(&self) -> &Arc<StoreNode> {
@@ -1010,16 +1017,7 @@ impl ObjectStore {
                 }
                 if !fence_checked {
                     fence_checked = true;
-                    if let Some((key, rev)) = &self.fence {
-                        let (kv, _) = self.node.get(key, false).await?;
-                        let now = kv.map_or(0, |kv| kv.mod_revision);
-                        if now != *rev {
-                            return Err(st::service_unavailable(format!(
-                                "leadership lost: fence {key} is at revision {now}, this writer holds {rev}"
-                            ))
-                            .into());
-                        }
-                    }
+                    self.check_fence().await?;
                 }
                 out[i] = Some(Err(st::conflict_modified(res, meta::name_of(&obj)).into()));
             }
