@@ -36,41 +36,154 @@ pub struct KubectlOut {
     pub stderr: String,
 }
 
-/// Runs kubectl with `kubeconfig`, a private discovery `cache` and a 20 s request timeout,
-/// feeding `stdin`.
-pub fn run_kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> KubectlOut {
-    use std::io::Write;
-    let mut child = Command::new(kubectl_path())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg("--request-timeout=20s")
-        .args(args)
+/// Runs `cmd` (stdin closed unless already set) and collects its output, killing it when
+/// `timeout` passes: a hung child (a stuck Docker engine, say) fails the caller instead of
+/// hanging the test run.
+pub fn run_bounded(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> anyhow::Result<std::process::Output> {
+    use std::io::{Read, Write};
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run kubectl");
-    child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("write kubectl stdin");
-    let out = child.wait_with_output().expect("wait for kubectl");
-    KubectlOut {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        .with_context(|| format!("spawn {what}"))?;
+    let mut input = child.stdin.take().context("piped stdin")?;
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not finish within {timeout:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok(std::process::Output { status, stdout, stderr })
+}
+
+/// Runs kubectl with `kubeconfig`, a private discovery `cache` and a 20 s request timeout,
+/// feeding `stdin`. The whole run is bounded (kubectl's own `--timeout` flags in tests stay
+/// under it); a kubectl that outlives it counts as failed.
+pub fn run_kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> KubectlOut {
+    let mut cmd = Command::new(kubectl_path());
+    cmd.arg("--kubeconfig").arg(kubeconfig).arg("--cache-dir").arg(cache).arg("--request-timeout=20s").args(args);
+    match run_bounded(&mut cmd, stdin.as_bytes(), Duration::from_secs(180)) {
+        Ok(out) => KubectlOut {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(e) => KubectlOut { ok: false, stdout: String::new(), stderr: format!("{e:#}") },
     }
 }
 
-/// Whether a Docker engine answers.
-pub fn docker_available() -> bool {
-    Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+/// Runs `docker ARGS` with a deadline (60 s): stdout on success, an error naming the command
+/// otherwise.
+pub fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = run_bounded(Command::new("docker").args(args), b"", Duration::from_secs(60))?;
+    if !out.status.success() {
+        bail!("docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Builds the local images (`deploy/images/build.sh`, idempotent) of the repository at `root`.
+/// Whether a Docker engine answers (within 20 s).
+pub fn docker_available() -> bool {
+    run_bounded(Command::new("docker").arg("info"), b"", Duration::from_secs(20)).is_ok_and(|o| o.status.success())
+}
+
+/// Builds the local images (`deploy/images/build.sh`, idempotent) of the repository at `root`,
+/// within 10 minutes.
 pub fn build_images(root: &Path) {
-    let st =
-        Command::new("bash").arg(root.join("deploy/images/build.sh")).status().expect("run deploy/images/build.sh");
-    assert!(st.success(), "deploy/images/build.sh failed");
+    let out = run_bounded(Command::new("bash").arg(root.join("deploy/images/build.sh")), b"", Duration::from_secs(600))
+        .expect("run deploy/images/build.sh");
+    assert!(
+        out.status.success(),
+        "deploy/images/build.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes the Docker containers of node `name` (labelled by its agent), within deadlines.
+pub fn remove_node_containers(name: &str) {
+    let filter = format!("label=io.skiff.node-name={name}");
+    if let Ok(out) = docker(&["ps", "-aq", "--filter", &filter]) {
+        let ids: Vec<&str> = out.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+    }
+}
+
+/// A deadline for a whole end-to-end test. If the guard is still alive when `limit`
+/// passes, the test binary prints `what` and exits with failure after killing the server
+/// and agent processes this module spawned, so a hang anywhere (a stuck Docker engine, a
+/// lost wake-up) fails the run instead of stalling CI. Dropping the guard disarms it.
+pub struct TestDeadline {
+    done: Option<std::sync::mpsc::Sender<()>>,
+}
+
+pub fn test_deadline(what: &str, limit: Duration) -> TestDeadline {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let what = what.to_string();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("TEST DEADLINE: {what} did not finish within {limit:?}; killing its processes and exiting");
+            let pids: Vec<String> =
+                spawned().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|p| p.to_string()).collect();
+            if !pids.is_empty() {
+                let _ = run_bounded(Command::new("kill").arg("-9").args(&pids), b"", Duration::from_secs(10));
+            }
+            std::process::exit(101);
+        }
+    });
+    TestDeadline { done: Some(tx) }
+}
+
+impl Drop for TestDeadline {
+    fn drop(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Pids of the server and agent processes spawned here (for the deadline's clean-up).
+fn spawned() -> &'static std::sync::Mutex<std::collections::HashSet<u32>> {
+    static S: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<u32>>> = std::sync::OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+fn track(child: &Child) {
+    spawned().lock().unwrap_or_else(|e| e.into_inner()).insert(child.id());
+}
+
+fn untrack(child: &Child) {
+    spawned().lock().unwrap_or_else(|e| e.into_inner()).remove(&child.id());
 }
 
 /// Free loopback ports (bound then released; the OS does not hand them out again soon).
@@ -161,6 +274,7 @@ impl ProcCluster {
             cmd.args(["--initial-cluster", ic]);
         }
         let child = cmd.spawn().with_context(|| format!("spawn {}", self.bin.display()))?;
+        track(&child);
         self.members[i].child = Some(child);
         Ok(())
     }
@@ -169,6 +283,7 @@ impl ProcCluster {
     pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         let i = self.index(id)?;
         if let Some(mut c) = self.members[i].child.take() {
+            untrack(&c);
             c.kill()?;
             c.wait()?;
         }
@@ -264,6 +379,7 @@ impl ProcAgent {
     /// SIGKILLs the agent (its containers keep running).
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {
+            untrack(&c);
             c.kill()?;
             c.wait()?;
         }
@@ -287,14 +403,7 @@ impl Drop for ProcAgent {
     fn drop(&mut self) {
         let _ = self.kill();
         if self.runtime == "docker" {
-            let filter = format!("label=io.skiff.node-name={}", self.name);
-            if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
-                let ids: Vec<String> =
-                    String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
-                if !ids.is_empty() {
-                    let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
-                }
-            }
+            remove_node_containers(&self.name);
         }
     }
 }
@@ -322,6 +431,7 @@ impl ProcCluster {
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawn {} agent", self.bin.display()))?;
+        track(&child);
         Ok(ProcAgent {
             name: name.to_string(),
             runtime: runtime.to_string(),
@@ -337,6 +447,7 @@ impl Drop for ProcCluster {
     fn drop(&mut self) {
         for m in &mut self.members {
             if let Some(mut c) = m.child.take() {
+                untrack(&c);
                 let _ = c.kill();
                 let _ = c.wait();
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff::proc_cluster::{
-    build_images, docker_available, kubectl_path, run_kubectl, KubectlOut, ProcAgent, ProcCluster,
+    build_images, docker, docker_available, kubectl_path, run_bounded, run_kubectl, KubectlOut, ProcAgent, ProcCluster,
 };
 
 fn bin() -> PathBuf {
@@ -191,6 +191,10 @@ async fn cluster() -> (ProcCluster, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_agent_runs_pods_and_survives_leader_kill() {
+    let _deadline = skiff::proc_cluster::test_deadline(
+        "docker_agent_runs_pods_and_survives_leader_kill",
+        std::time::Duration::from_secs(600),
+    );
     if !docker_available() {
         eprintln!("skipping: no Docker engine answers");
         return;
@@ -235,8 +239,8 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     assert_eq!(container_of(&p), (cid.clone(), 0), "the running container was not disturbed: {p}");
     assert_eq!(p["status"]["phase"], "Running");
     let docker_id = cid.trim_start_matches("docker://");
-    let running = Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", docker_id]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
+    let running = docker(&["inspect", "-f", "{{.State.Running}}", docker_id]).unwrap();
+    assert_eq!(running.trim(), "true");
 
     // SIGKILL the agent and start a new one for the same node: it adopts the running
     // containers (no restart) and re-registers its new log port.
@@ -261,11 +265,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     wait_pod_gone(&k, "web");
     wait_pod_gone(&k, "second");
     wait_for(Duration::from_secs(30), "the pod's containers removed", |last| {
-        let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=io.skiff.node-name={node}")])
-            .output()
-            .unwrap();
-        *last = String::from_utf8_lossy(&out.stdout).into_owned();
+        *last = docker(&["ps", "-aq", "--filter", &format!("label=io.skiff.node-name={node}")]).unwrap();
         last.trim().is_empty().then_some(())
     });
     // The heartbeat keeps going to the new leader; the Node is still Ready.
@@ -289,6 +289,8 @@ async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::Ga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_agent_runs_pods_with_logs() {
+    let _deadline =
+        skiff::proc_cluster::test_deadline("process_agent_runs_pods_with_logs", std::time::Duration::from_secs(600));
     let (mut c, _leader, follower) = cluster().await;
 
     // The gateway: a follower points at the leader; the leader sends the (empty) pod set.
@@ -334,12 +336,12 @@ async fn process_agent_runs_pods_with_logs() {
     wait_logs(&k, "proc", "hello-from-process");
 
     // `skiff logs` goes through the same API.
-    let out = Command::new(bin())
-        .args(["--kubeconfig"])
-        .arg(c.kubeconfig(follower).unwrap())
-        .args(["logs", "proc"])
-        .output()
-        .unwrap();
+    let out = run_bounded(
+        Command::new(bin()).args(["--kubeconfig"]).arg(c.kubeconfig(follower).unwrap()).args(["logs", "proc"]),
+        b"",
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello-from-process"), "{out:?}");
 
     // `-f` streams: the first line arrives while the container keeps running.
