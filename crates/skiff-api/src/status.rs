@@ -160,6 +160,17 @@ pub fn resource_expired(requested: u64, current: u64) -> Status {
     Status::failure(StatusReason::Expired, format!("too old resource version: {requested} ({current})"), None)
 }
 
+/// 410 Expired for a continue token whose revision has been compacted (as Kubernetes words it).
+pub fn continue_expired() -> Status {
+    Status::failure(
+        StatusReason::Expired,
+        "The provided continue parameter is too old to display a consistent list result. \
+         You can start a new list without the continue parameter."
+            .to_string(),
+        None,
+    )
+}
+
 /// 413 `Request entity too large: <detail>`.
 pub fn request_entity_too_large(detail: &str) -> Status {
     Status::failure(StatusReason::RequestEntityTooLarge, format!("Request entity too large: {detail}"), None)

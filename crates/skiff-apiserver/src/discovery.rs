@@ -110,6 +110,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             out.push(
                 json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}),
             );
+            // What a scheduler posts to bind a pod to a node.
+            out.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding",
+                "verbs": ["create"]}));
             // kubectl drain evicts through this when it is advertised (else it deletes).
             out.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy",
                 "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
@@ -237,6 +240,8 @@ mod tests {
         let l = resource_list("", "v1").unwrap();
         let names: Vec<&str> = l["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/log"));
+        let binding = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/binding").unwrap();
+        assert_eq!((&binding["kind"], &binding["verbs"]), (&json!("Binding"), &json!(["create"])));
         // What kubectl drain looks for to evict rather than delete.
         let ev = l["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
         assert_eq!((&ev["group"], &ev["version"], &ev["kind"]), (&json!("policy"), &json!("v1"), &json!("Eviction")));

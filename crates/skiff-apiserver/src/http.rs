@@ -155,8 +155,11 @@ fn parse_target(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
         ["namespaces", ns, plural] if group.is_empty() || registry::lookup_plural(group, plural).is_some() => {
             match registry::lookup_plural(group, plural) {
                 Some(r) if r.namespaced => Ok(t(r, Some(ns), None, None)),
-                // `/api/v1/namespaces/<name>/status`
-                _ if group.is_empty() => Ok(t(&registry::NAMESPACES, None, Some(ns), Some(plural))),
+                // `/api/v1/namespaces/<name>/status` (and `/finalize`); any other unknown
+                // segment is an unserved resource: 404, whatever the verb.
+                _ if group.is_empty() && registry::NAMESPACES.has_subresource(plural) => {
+                    Ok(t(&registry::NAMESPACES, None, Some(ns), Some(plural)))
+                }
                 _ => Err(nf()),
             }
         }

@@ -15,7 +15,7 @@ use skiff_api::patch::{self, PatchType};
 use skiff_api::registry::{self, ResourceInfo, NAMESPACES};
 use skiff_api::status as st;
 use skiff_api::{keys, FieldSelector, LabelSelector, ValidationOptions};
-use skiff_store::{Compare, EventKind, KeyValue, Op, OpResult, StoreNode, Txn, Watcher};
+use skiff_store::{Compare, EventKind, KeyValue, Op, OpResult, StoreError, StoreNode, Txn, Watcher};
 
 use crate::error::{ApiError, ApiResult};
 use crate::meta::{self, labels_of, meta_mut, meta_str};
@@ -119,6 +119,8 @@ pub struct ObjectStore {
     /// at that revision, so a deposed leader's controllers cannot make a decision stick once
     /// the next leader has rewritten the key.
     fence: Option<(String, u64)>,
+    /// Namespaces this replica is emptying now (one background task per namespace).
+    finalizing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
@@ -219,7 +221,7 @@ impl ObjectStore {
     }
 
     pub fn new(node: Arc<StoreNode>) -> Self {
-        ObjectStore { node, validation: ValidationOptions::default(), fence: None }
+        ObjectStore { node, validation: ValidationOptions::default(), fence: None, finalizing: Default::default() }
     }
 
     /// The same store with every write fenced on `key` being at `revision`.
@@ -228,6 +230,7 @@ impl ObjectStore {
             node: self.node.clone(),
             validation: self.validation.clone(),
             fence: Some((key.into(), revision)),
+            finalizing: self.finalizing.clone(),
         }
     }
 
@@ -296,25 +299,29 @@ impl ObjectStore {
     pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ObjectList> {
         let prefix = keys::list_prefix(res, ns_for(res, ns));
         let mut start_after: Option<String> = None;
+        // Every page of a paginated list is read at the first page's revision.
+        let mut revision = 0;
         if let Some(tok) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
-            let key = decode_continue(tok)?;
+            let (key, rv) = decode_continue(tok)?;
             if !key.starts_with(&prefix) {
                 return Err(ApiError::bad_request("continue token does not belong to this list"));
             }
             start_after = Some(key);
+            revision = rv;
         }
         let mut items = Vec::new();
-        let mut revision = 0;
         let mut serializable = opts.serializable;
         let mut last_key: Option<String> = None;
         let chunk = if opts.limit == 0 { 0 } else { opts.limit.max(64) };
         loop {
-            let (kvs, rev, more) = self.node.range(&prefix, start_after.as_deref(), chunk, serializable).await?;
+            let (kvs, rev, more) =
+                match self.node.range_at(&prefix, start_after.as_deref(), chunk, revision, serializable).await {
+                    Err(StoreError::Compacted { .. }) => return Err(st::continue_expired().into()),
+                    r => r?,
+                };
             // Later chunks of one page come from the same (already read-indexed) replica.
             serializable = true;
-            if revision == 0 {
-                revision = rev;
-            }
+            revision = rev;
             for kv in &kvs {
                 let obj = decode(res, kv, kv.mod_revision)?;
                 if selected(&obj, &opts.labels, &opts.fields) {
@@ -338,7 +345,11 @@ impl ObjectStore {
             }
             start_after = kvs.last().map(|kv| kv.key.clone());
         }
-        Ok(ObjectList { items, resource_version: revision, continue_token: last_key.map(|k| encode_continue(&k)) })
+        Ok(ObjectList {
+            items,
+            resource_version: revision,
+            continue_token: last_key.map(|k| encode_continue(&k, revision)),
+        })
     }
 
     // ---- writes ---------------------------------------------------------------------
@@ -813,13 +824,9 @@ impl ObjectStore {
                         None => continue,
                     }
                 }
-                let this = self.clone();
-                let n = name.to_string();
-                tokio::spawn(async move {
-                    if let Err(e) = this.finalize_namespace(&n).await {
-                        tracing::warn!(namespace = %n, "emptying namespace: {e}");
-                    }
-                });
+                // Deleting a Terminating namespace again (what the leader's garbage collector
+                // does for the ones it finds) resumes emptying it, on this replica.
+                self.spawn_finalize(name);
                 return Ok(Deleted::Pending(obj));
             }
 
@@ -1250,6 +1257,21 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Empties Terminating namespace `ns` in the background, unless this replica already is.
+    fn spawn_finalize(self: &Arc<Self>, ns: &str) {
+        if !self.finalizing.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.to_string()) {
+            return;
+        }
+        let this = self.clone();
+        let n = ns.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.finalize_namespace(&n).await {
+                tracing::warn!(namespace = %n, "emptying namespace: {e}");
+            }
+            this.finalizing.lock().unwrap_or_else(|e| e.into_inner()).remove(&n);
+        });
+    }
+
     /// Deletes everything in a Terminating namespace, then the namespace itself. Safe to run
     /// again (it is what a replica does for namespaces it finds Terminating).
     pub async fn finalize_namespace(self: &Arc<Self>, ns: &str) -> ApiResult<()> {
@@ -1517,15 +1539,19 @@ fn node_ports(svc: &Value) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-fn encode_continue(key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({"k": key})).unwrap_or_default())
+/// A continue token: the last key served and the revision the list is read at.
+fn encode_continue(key: &str, revision: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!({"k": key, "rv": revision})).unwrap_or_default())
 }
 
-fn decode_continue(tok: &str) -> ApiResult<String> {
+fn decode_continue(tok: &str) -> ApiResult<(String, u64)> {
     let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    v.get("k").and_then(Value::as_str).map(str::to_string).ok_or_else(bad)
+    let key = v.get("k").and_then(Value::as_str).map(str::to_string).ok_or_else(bad)?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    Ok((key, rv))
 }
 
 /// An owner reference to `obj` (controller, block owner deletion), as controllers set it.
@@ -1551,8 +1577,8 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip() {
-        let t = encode_continue("/registry/pods/default/web-1");
-        assert_eq!(decode_continue(&t).unwrap(), "/registry/pods/default/web-1");
+        let t = encode_continue("/registry/pods/default/web-1", 42);
+        assert_eq!(decode_continue(&t).unwrap(), ("/registry/pods/default/web-1".to_string(), 42));
         assert_eq!(decode_continue("%%%").unwrap_err().code(), 400);
     }
 

@@ -151,6 +151,64 @@ async fn list_pages_with_limit_and_continue() {
     assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
 }
 
+/// The names (and `app` labels) on one page, and its continue token.
+async fn page(api: &Api, query: &str) -> (Vec<String>, String, Option<String>) {
+    let (code, list) = api.get(&format!("{PODS}?{query}")).await;
+    assert_eq!(code, 200, "{list}");
+    let items = list["items"].as_array().unwrap();
+    let names = items
+        .iter()
+        .map(|p| {
+            format!("{}:{}", p["metadata"]["name"].as_str().unwrap(), p["metadata"]["labels"]["app"].as_str().unwrap())
+        })
+        .collect();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    (names, rv, list["metadata"]["continue"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continued_pages_show_the_first_pages_snapshot() {
+    let api = start().await;
+    for i in 0..6 {
+        assert_eq!(api.post(PODS, pod(&format!("p{i}"))).await.0, 201);
+    }
+    let (first, rv, cont) = page(&api, "limit=2").await;
+    assert_eq!(first, ["p0:x", "p1:x"]);
+    let cont = cont.expect("more pages");
+
+    // Changes after the first page: a delete, a create in the middle and at the end, an
+    // update, and a delete-then-recreate. None of them shows on the later pages.
+    assert_eq!(api.delete(&format!("{PODS}/p3"), None).await.0, 200);
+    assert_eq!(api.post(PODS, pod("p2a")).await.0, 201);
+    assert_eq!(api.post(PODS, pod("p9")).await.0, 201);
+    let patch = json!({"metadata": {"labels": {"app": "changed"}}});
+    let (code, _) =
+        api.send(reqwest::Method::PATCH, &format!("{PODS}/p4"), "application/merge-patch+json", Some(patch)).await;
+    assert_eq!(code, 200);
+    assert_eq!(api.delete(&format!("{PODS}/p5"), None).await.0, 200);
+    let mut p5 = pod("p5");
+    p5["metadata"]["labels"]["app"] = json!("new");
+    assert_eq!(api.post(PODS, p5).await.0, 201);
+
+    let (second, rv2, cont2) = page(&api, &format!("limit=2&continue={cont}")).await;
+    assert_eq!(second, ["p2:x", "p3:x"]);
+    assert_eq!(rv2, rv, "every page carries the first page's resourceVersion");
+    let (third, rv3, cont3) = page(&api, &format!("limit=2&continue={}", cont2.unwrap())).await;
+    assert_eq!(third, ["p4:x", "p5:x"]);
+    assert_eq!(rv3, rv);
+    assert_eq!(cont3, None, "the snapshot had six pods");
+
+    // A fresh list sees the present.
+    let (now, _, _) = page(&api, "").await;
+    assert_eq!(now, ["p0:x", "p1:x", "p2:x", "p2a:x", "p4:changed", "p5:new", "p9:x"]);
+
+    // Once the snapshot's revision is compacted, the token has expired (410, as Kubernetes).
+    api.node.write(Request::Compact { revision: api.node.revision() }).await.unwrap();
+    let (code, e) = api.get(&format!("{PODS}?limit=2&continue={cont}")).await;
+    assert_eq!((code, e["reason"].as_str()), (410, Some("Expired")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("continue parameter is too old"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_a_compacted_revision_is_gone() {
     let api = start().await;
@@ -516,4 +574,50 @@ async fn eviction_deletes_gracefully_with_delete_options() {
         .await;
     assert_eq!((code, status["status"].as_str()), (201, Some("Success")), "{status}");
     assert_eq!(api.get(&format!("{PODS}/other")).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unserved_resources_are_not_found_for_every_verb() {
+    let api = start().await;
+    for path in ["/api/v1/namespaces/default/widgets", "/apis/apps/v1/namespaces/default/widgets", "/api/v1/widgets"] {
+        let (code, e) = api.post(path, pod("w")).await;
+        assert_eq!((code, e["reason"].as_str()), (404, Some("NotFound")), "POST {path}: {e}");
+        let (code, e) = api.get(path).await;
+        assert_eq!((code, e["reason"].as_str()), (404, Some("NotFound")), "GET {path}: {e}");
+    }
+    // The namespace status subresource is still served under the same path shape.
+    let (code, ns) = api.get("/api/v1/namespaces/default/status").await;
+    assert_eq!((code, ns["kind"].as_str()), (200, Some("Namespace")), "{ns}");
+    // A verb a served resource does not support is 405.
+    let (code, e) = api
+        .send(reqwest::Method::POST, "/api/v1/namespaces/default/pods/x/status", "application/json", Some(pod("x")))
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (405, Some("MethodNotAllowed")), "{e}");
+}
+
+/// A replica that marked a namespace Terminating and died before emptying it leaves the
+/// namespace and its contents behind; deleting it again (what the leader's garbage
+/// collector does for every Terminating namespace it finds) finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_terminating_namespace_again_resumes_emptying_it() {
+    let api = start().await;
+    assert_eq!(api.post("/api/v1/namespaces", json!({"metadata": {"name": "left"}})).await.0, 201);
+    assert_eq!(api.post("/api/v1/namespaces/left/pods", pod("p")).await.0, 201);
+    // What the crashed replica wrote: Terminating, nothing deleted yet.
+    let (_, mut ns) = api.get("/api/v1/namespaces/left").await;
+    ns["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    ns["status"] = json!({"phase": "Terminating"});
+    ns["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    api.node.put("/registry/namespaces/left", serde_json::to_vec(&ns).unwrap()).await.unwrap();
+    assert_eq!(api.get("/api/v1/namespaces/left/pods/p").await.0, 200, "nothing empties it by itself here");
+
+    let (code, ns) = api.delete("/api/v1/namespaces/left", None).await;
+    assert_eq!(code, 200, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    wait_for("the pod and then the namespace gone", || async {
+        let pod = api.get("/api/v1/namespaces/left/pods/p").await.0;
+        let ns = api.get("/api/v1/namespaces/left").await.0;
+        (pod == 404 && ns == 404).then_some(())
+    })
+    .await;
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_api::registry::{lookup_kind, NODES, PODS};
+use skiff_api::registry::{lookup_kind, NAMESPACES, NODES, PODS};
 use tokio::sync::watch;
 
 use crate::api::{ApiCallError, ObjectApi};
@@ -107,8 +107,28 @@ impl GarbageCollector {
         }
     }
 
+    /// Namespaces left Terminating (the replica emptying one died, or lost leadership):
+    /// deleting one again makes the leader resume emptying it. Returns how many.
+    async fn resume_namespace_deletions(&self) -> Result<usize, ApiCallError> {
+        let (namespaces, _) = self.api.list(&NAMESPACES, None).await?;
+        let mut resumed = 0;
+        for ns in namespaces.iter().filter(|n| n["metadata"]["deletionTimestamp"].is_string()) {
+            match self.api.delete(&NAMESPACES, None, util::name(ns), Some(util::uid(ns)), None).await {
+                Ok(()) => resumed += 1,
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(resumed)
+    }
+
     /// One pass; returns how many objects were deleted.
     pub async fn sweep(&self) -> Result<usize, ApiCallError> {
+        match self.resume_namespace_deletions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(namespaces = n, "resumed emptying Terminating namespaces"),
+            Err(e) => tracing::debug!(error = %e, "resuming namespace deletions failed"),
+        }
         let mut deleted = self.sweep_node_pods().await?;
         let mut seen_dangling: HashSet<String> = HashSet::new();
         for cache in &self.dependents {

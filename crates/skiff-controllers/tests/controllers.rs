@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use skiff_api::registry::{DEPLOYMENTS, EVENTS, NODES, PODS, REPLICASETS};
+use skiff_api::registry::{DEPLOYMENTS, EVENTS, NAMESPACES, NODES, PODS, REPLICASETS};
 use skiff_controllers::deployment::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
 use skiff_controllers::testing::FakeApi;
 use skiff_controllers::util::{self, now_string};
@@ -647,7 +647,17 @@ async fn garbage_collector_removes_orphans() {
     create_node(&api, "n1").await;
     api.create(&PODS, json!({"metadata": {"name": "on-ghost"}, "spec": {"nodeName": "ghost"}})).await.unwrap();
     api.create(&PODS, json!({"metadata": {"name": "on-n1"}, "spec": {"nodeName": "n1"}})).await.unwrap();
+    // A namespace left Terminating (its replica died mid-deletion) is deleted again, which
+    // makes the real API server resume emptying it; the fake removes it at once.
+    api.create(&NAMESPACES, json!({"metadata": {"name": "left"}})).await.unwrap();
+    api.modify(&NAMESPACES, None, "left", |n| n["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z"));
+    api.create(&NAMESPACES, json!({"metadata": {"name": "kept"}})).await.unwrap();
     let h = Harness::start(api.clone()).await;
+    wait_for("terminating namespace deleted again", &api, |a| {
+        a.object(&NAMESPACES, None, "left").is_none().then_some(())
+    })
+    .await;
+    assert!(api.object(&NAMESPACES, None, "kept").is_some());
     wait_for("orphan deleted", &api, |a| a.object(&PODS, Some("default"), "orphan").is_none().then_some(())).await;
     wait_for("pod on missing node deleted", &api, |a| {
         a.object(&PODS, Some("default"), "on-ghost").is_none().then_some(())

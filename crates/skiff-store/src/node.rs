@@ -419,6 +419,67 @@ impl StoreNode {
         Ok((out, st.revision, more))
     }
 
+    /// Like [`range`](Self::range), but as the keys stood at store revision `at` (0 = now):
+    /// events after `at` still in the history window are undone on the way out, so every
+    /// page of a paginated list shows the same snapshot. `Compacted` when the window no
+    /// longer reaches back to `at`. Returns the revision served (`at`, or now for 0).
+    pub async fn range_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        at: u64,
+        serializable: bool,
+    ) -> Result<(Vec<Arc<KeyValue>>, u64, bool), StoreError> {
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        if at == 0 || at >= self.state.read().revision {
+            return self.range(prefix, start_after, limit, true).await;
+        }
+        let st = self.state.read();
+        if at < st.compacted {
+            return Err(StoreError::Compacted { requested: at, oldest: st.compacted + 1 });
+        }
+        let after = |k: &str| k.starts_with(prefix) && start_after.is_none_or(|s| k > s);
+        // Key → its value at `at` (None: absent then), for every key changed since.
+        // Walking newest to oldest, the oldest change after `at` writes last.
+        let mut undo: BTreeMap<&str, Option<&Arc<KeyValue>>> = BTreeMap::new();
+        for e in st.history.iter().rev().take_while(|e| e.revision > at) {
+            if after(&e.kv.key) {
+                undo.insert(e.kv.key.as_str(), e.prev.as_ref());
+            }
+        }
+        let current = match start_after {
+            Some(s) if s >= prefix => st.kv.range::<str, _>((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)),
+            _ => st.kv.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)),
+        };
+        let mut current = current.take_while(|(k, _)| k.starts_with(prefix)).peekable();
+        let mut changed = undo.into_iter().peekable();
+        let mut out = Vec::new();
+        let mut more = false;
+        loop {
+            // Merge the two key-ordered streams; a changed key takes its old value.
+            let next = match (current.peek(), changed.peek()) {
+                (None, None) => break,
+                (Some((k, _)), Some((c, _))) if k.as_str() < *c => current.next().map(|(_, v)| Some(v)),
+                (Some((k, _)), Some((c, _))) if k.as_str() == *c => {
+                    current.next();
+                    changed.next().map(|(_, v)| v)
+                }
+                (Some(_), None) => current.next().map(|(_, v)| Some(v)),
+                _ => changed.next().map(|(_, v)| v),
+            };
+            let Some(Some(kv)) = next else { continue };
+            if limit > 0 && out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(kv.clone());
+        }
+        Ok((out, at, more))
+    }
+
     /// The store revision this replica has applied.
     pub fn revision(&self) -> u64 {
         self.state.read().revision

@@ -248,7 +248,10 @@ fn apply_txn(
                     batch.put_cf(cf_h, history_key(rev, i as u32), encode(e.as_ref()));
                     st.history.push_back(e.clone());
                 }
-                if rev > history_limit {
+                // Trim the window in steps of 1/64 of it: one range deletion per step rather
+                // than one per write (RocksDB range tombstones are not free to read past).
+                let step = (history_limit / 64).max(1);
+                if rev > history_limit && rev - history_limit >= st.compacted + step {
                     StateMachine::compact_history(batch, db, st, rev - history_limit);
                 }
             }
