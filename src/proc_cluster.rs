@@ -454,3 +454,21 @@ impl Drop for ProcCluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_bounded_collects_output_and_kills_what_overruns() {
+        let out =
+            run_bounded(Command::new("sh").args(["-c", "cat; echo err >&2"]), b"in", Duration::from_secs(10)).unwrap();
+        assert!(out.status.success());
+        assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"in"[..], &b"err\n"[..]));
+
+        let started = std::time::Instant::now();
+        let err = run_bounded(Command::new("sleep").arg("30"), b"", Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "killed promptly, not waited out");
+    }
+}
