@@ -6,6 +6,7 @@
 // openraft's storage traits fix the error type to its (large) `StorageError`.
 #![allow(clippy::result_large_err)]
 
+mod batcher;
 mod db;
 pub mod error;
 pub mod log_store;

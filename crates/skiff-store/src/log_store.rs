@@ -245,6 +245,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.drain().await?;
+        // The state machine writes skip RocksDB's WAL (the Raft log is the WAL): flush its
+        // memtables to disk before dropping the entries a restart would replay them from.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?
+            .map_err(write_err)?;
         // Record the purge point first so a crash in between never loses track of it.
         self.put_meta(KEY_PURGED, &log_id, true)?;
         let cf_log = cf(&self.db, CF_LOG);

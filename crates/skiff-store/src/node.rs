@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
 
+use crate::batcher::Batcher;
 use crate::error::StoreError;
 use crate::log_store::LogStore;
 use crate::state_machine::{HubMsg, SharedState, StateMachine};
@@ -94,6 +95,8 @@ pub struct StoreNode {
     cfg: StoreConfig,
     inflight: Semaphore,
     shut: Mutex<bool>,
+    /// Coalesces concurrent transactions into one Raft entry while this replica leads.
+    batcher: Batcher,
 }
 
 impl StoreNode {
@@ -119,7 +122,9 @@ impl StoreNode {
             election_timeout_max: cfg.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every_entries),
             max_in_snapshot_log_to_keep: cfg.keep_logs_after_snapshot,
-            max_payload_entries: 64,
+            // Entries can be batches of up to 8 MiB: 16 keep one AppendEntries under the
+            // transport's 256 MiB message limit.
+            max_payload_entries: 16,
             install_snapshot_timeout: 2_000,
             snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
@@ -150,13 +155,14 @@ impl StoreNode {
         Ok(Arc::new(StoreNode {
             id: cfg.id,
             addr: cfg.addr.clone(),
-            raft,
             state,
             hub,
             transport,
             inflight: Semaphore::new(max),
             cfg,
             shut: Mutex::new(false),
+            batcher: Batcher::start(raft.clone()),
+            raft,
         }))
     }
 
@@ -314,6 +320,10 @@ impl StoreNode {
         match req {
             ForwardRequest::Write(r) => {
                 validate_request(&r).map_err(StoreError::InvalidArgument)?;
+                // Single transactions, local or forwarded, share entries (see batcher.rs).
+                if let Request::Txn(txn) = r {
+                    return Ok(ForwardResponse::Write(self.batcher.write(txn).await?));
+                }
                 let resp = self.raft.client_write(r).await.map_err(write_err)?;
                 Ok(ForwardResponse::Write(resp.data))
             }
@@ -535,7 +545,7 @@ impl StoreNode {
     }
 }
 
-fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> StoreError {
+pub(crate) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> StoreError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             StoreError::ForwardToLeader { id: f.leader_id, addr: f.leader_node.map(|n| n.addr) }

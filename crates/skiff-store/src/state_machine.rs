@@ -12,7 +12,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::db::{cf, decode, encode, sync_opts, CF_HISTORY, CF_KV, CF_SM_META};
+use crate::db::{cf, decode, encode, no_wal_opts, sync_opts, CF_HISTORY, CF_KV, CF_SM_META};
 use crate::types::*;
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -307,8 +307,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             Self::write_meta(&mut batch, &self.db, &st);
-            // Not fsynced: the Raft log is, and applying is replayed from it after a crash.
-            self.db.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            // Not fsynced, not even logged: the Raft log is, and applying is replayed from
+            // it after a crash (see `db::no_wal_opts`).
+            self.db.write_opt(batch, &no_wal_opts()).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         }
         if !all_events.is_empty() {
             // No receivers is fine: nobody is watching.

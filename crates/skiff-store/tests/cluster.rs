@@ -144,8 +144,9 @@ async fn a_batch_applies_independent_transactions_with_their_own_revisions() {
     c.leader().await;
     let n = c.node(3);
     let r0 = n.put("b/stale", "x").await.unwrap();
-    n.put("b/stale", "y").await.unwrap();
-    let mut w = n.watch("b/", 0).unwrap();
+    let r1 = n.put("b/stale", "y").await.unwrap();
+    // From the next revision, not "from now": this replica may not have applied r1 yet.
+    let mut w = n.watch("b/", r1 + 1).unwrap();
     let txns = vec![
         Txn { compare: vec![Compare::missing("b/1")], success: vec![Op::put("b/1", "one")], failure: vec![] },
         // This one's compare fails; the others still apply.
@@ -334,4 +335,51 @@ async fn a_new_member_joins_by_installing_a_snapshot() {
     })
     .await;
     c.node(1).put("without-four", "1").await.unwrap();
+}
+
+/// Concurrent transactions share Raft entries on the leader (batcher.rs) without changing
+/// any outcome: each gets its own revision, and of many compare-and-sets on one revision
+/// exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_share_entries_with_their_own_outcomes() {
+    let c = TestCluster::start(3, fast_config()).await;
+    let leader = c.leader().await;
+    let before = c.node(leader).status().last_log_index;
+    let mut puts = Vec::new();
+    for i in 0..300u64 {
+        let n = c.node(i % 3 + 1);
+        puts.push(tokio::spawn(async move { n.put(format!("cc/{i}"), i.to_string()).await }));
+    }
+    let mut revs = Vec::new();
+    for p in puts {
+        revs.push(p.await.unwrap().unwrap());
+    }
+    revs.sort_unstable();
+    revs.dedup();
+    assert_eq!(revs.len(), 300, "every write has its own revision");
+    let used = c.node(leader).status().last_log_index - before;
+    assert!(used < 300, "300 concurrent writes took {used} log entries: nothing was batched");
+
+    let base = c.node(1).put("cc/cas", "0").await.unwrap();
+    let mut cas = Vec::new();
+    for i in 0..50u64 {
+        let n = c.node(i % 3 + 1);
+        cas.push(tokio::spawn(async move {
+            let t = Txn {
+                compare: vec![Compare::mod_revision("cc/cas", base)],
+                success: vec![Op::put("cc/cas", i.to_string())],
+                failure: vec![],
+            };
+            n.txn(t).await.map(|r| r.succeeded)
+        }));
+    }
+    let mut won = 0;
+    for t in cas {
+        won += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "exactly one compare-and-set on revision {base} wins");
+    let (kv, _) = c.node(2).get("cc/cas", false).await.unwrap();
+    assert_eq!(kv.unwrap().version, 2);
+    let (kvs, _, _) = c.node(3).range("cc/", None, 0, false).await.unwrap();
+    assert_eq!(kvs.len(), 301);
 }
