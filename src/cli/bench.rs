@@ -256,11 +256,21 @@ async fn failover(kills: usize, server_args: Vec<String>) -> anyhow::Result<Exit
         let leader = cluster.leader(Duration::from_secs(20)).await?;
         let killed_at = Instant::now();
         cluster.kill(leader)?;
-        let wait = tokio::time::timeout(
-            Duration::from_secs(30),
-            rx.wait_for(|v| v.is_some_and(|(start, _)| start >= killed_at)),
-        )
-        .await;
+        // When a survivor reports itself leader, and when the next write is acknowledged.
+        let elected = async {
+            let l = cluster.leader(Duration::from_secs(30)).await;
+            (l.ok(), killed_at.elapsed())
+        };
+        // (Copied out at once: a held watch::Ref would block the writer's send.)
+        let acked = async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|v| v.is_some_and(|(start, _)| start >= killed_at)),
+            )
+            .await
+            .map(|r| r.map(|v| *v))
+        };
+        let ((new_leader, elected_after), wait) = tokio::join!(elected, acked);
         let acked = match wait {
             Ok(Ok(v)) => v.expect("checked above").1,
             _ => anyhow::bail!("no write acknowledged within 30s of killing leader {leader}"),
@@ -268,9 +278,11 @@ async fn failover(kills: usize, server_args: Vec<String>) -> anyhow::Result<Exit
         let took = acked.duration_since(killed_at);
         let _ = h.record(took.as_micros().max(1) as u64);
         println!(
-            "kill {:>2}: leader {leader} killed, next acknowledged write after {:.0}ms",
+            "kill {:>2}: leader {leader} killed, next acknowledged write after {:.0}ms (leader {} reported after {:.0}ms)",
             k + 1,
-            took.as_secs_f64() * 1000.0
+            took.as_secs_f64() * 1000.0,
+            new_leader.map_or("?".to_string(), |l| l.to_string()),
+            elected_after.as_secs_f64() * 1000.0
         );
         cluster.restart(leader)?;
         // Let the restarted replica catch up before the next kill.
