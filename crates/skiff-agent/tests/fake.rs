@@ -176,3 +176,22 @@ async fn changed_container_spec_restarts_container() {
     assert_eq!(cstatus(&after, "c").restart_count, 1);
     assert_eq!(rt.start_count("c"), 2);
 }
+
+/// A runtime that keeps failing to create the pod sandbox (an overloaded Docker) is retried
+/// with a doubling backoff, not at every pass, and the pod starts once it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sandbox_creation_backs_off() {
+    let rt = fake();
+    let mut cfg = test_config(&unique("fake-node"));
+    cfg.sandbox_retry_initial = Duration::from_millis(300);
+    cfg.sandbox_retry_max = Duration::from_millis(600);
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, cfg).await;
+    rt.fail_next_sandboxes(4);
+    let started = std::time::Instant::now();
+    h.manager.sync(vec![pod("p", vec![container("c", "img", sh("true"))])]);
+    h.wait_status("p", Duration::from_secs(10), "Ready after the failures", is_ready).await;
+    // Tries: fail, fail at the next pass, then waits of 300, 600 and 600 ms (the cap).
+    let took = started.elapsed();
+    assert_eq!(rt.sandbox_creates(), 5, "four failures, then success");
+    assert!(took >= Duration::from_millis(1_400), "retries were not spaced out: Ready after {took:?}");
+}

@@ -34,6 +34,10 @@ pub struct PodManagerConfig {
     pub backoff_max: Duration,
     /// How often a pod worker re-inspects its containers when nothing else wakes it.
     pub resync_interval: Duration,
+    /// After a failed pod sandbox creation the next try waits this long, doubling per
+    /// failure up to `sandbox_retry_max` (an overloaded runtime is not hammered).
+    pub sandbox_retry_initial: Duration,
+    pub sandbox_retry_max: Duration,
     /// Deadline of one runtime call (a stop gets its grace period on top).
     pub runtime_timeout: Duration,
     /// Grace period for containers found at start whose pod is not in the first sync.
@@ -59,6 +63,8 @@ impl PodManagerConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(1),
+            sandbox_retry_initial: Duration::from_secs(1),
+            sandbox_retry_max: Duration::from_secs(30),
             runtime_timeout: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(30),
             status_channel_capacity: 64,

@@ -99,6 +99,9 @@ struct Worker {
     sandbox: Option<ContainerInfo>,
     sandbox_attempt: u32,
     sandbox_error: Option<(String, String)>,
+    /// Backoff of sandbox creation after failures, and when the next try may start.
+    sandbox_backoff: Backoff,
+    sandbox_retry_at: Option<Instant>,
     pod_ip: Option<String>,
     containers: HashMap<String, CState>,
     start_time: Time,
@@ -127,6 +130,8 @@ pub(crate) async fn run(
         sandbox: None,
         sandbox_attempt: 0,
         sandbox_error: None,
+        sandbox_backoff: Backoff::new(shared.config.sandbox_retry_initial, shared.config.sandbox_retry_max),
+        sandbox_retry_at: None,
         pod_ip: None,
         containers: HashMap::new(),
         start_time: now(),
@@ -279,6 +284,9 @@ impl Worker {
             self.sandbox = None;
             self.sandbox_attempt += 1;
         }
+        if self.sandbox_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
         let spec = spec::sandbox_spec(&self.pod, &self.pod_ref, self.sandbox_attempt);
         match self.shared.call("create sandbox", rt.create_sandbox(&spec)).await {
             Ok(info) => {
@@ -286,6 +294,8 @@ impl Worker {
                 self.pod_ip = info.ip.clone();
                 self.sandbox = Some(info);
                 self.sandbox_error = None;
+                self.sandbox_backoff.reset();
+                self.sandbox_retry_at = None;
             }
             Err(AgentError::ImageNotPresent { image }) => {
                 self.sandbox_error = Some((
@@ -294,7 +304,10 @@ impl Worker {
                 ));
             }
             Err(e) => {
-                tracing::warn!(pod = self.pod_ref.name, error = %e, "creating the pod sandbox failed");
+                // The first failure retries at the next pass; then 1 s, 2 s, … up to the cap.
+                let wait = self.sandbox_backoff.next_delay(Duration::ZERO);
+                tracing::warn!(pod = self.pod_ref.name, error = %e, retry_in = ?wait, "creating the pod sandbox failed");
+                self.sandbox_retry_at = Some(Instant::now() + wait);
                 self.sandbox_error = Some(("ContainerCreating".into(), format!("failed to create pod sandbox: {e}")));
             }
         }

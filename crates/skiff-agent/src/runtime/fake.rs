@@ -34,6 +34,9 @@ struct State {
     logs: HashMap<String, Vec<u8>>,
     /// Every `start_container` call, by container name (for tests).
     starts: HashMap<String, u64>,
+    /// How many of the next `create_sandbox` calls fail (for tests), and all calls so far.
+    failing_sandboxes: usize,
+    sandbox_creates: u64,
 }
 
 /// A runtime that only keeps records; one process can host hundreds of fake pods.
@@ -52,6 +55,16 @@ impl FakeRuntime {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the next `n` sandbox creations fail (a runtime error, as an overloaded Docker).
+    pub fn fail_next_sandboxes(&self, n: usize) {
+        self.lock().failing_sandboxes = n;
+    }
+
+    /// How many sandbox creations were attempted, failed ones included.
+    pub fn sandbox_creates(&self) -> u64 {
+        self.lock().sandbox_creates
     }
 
     /// Script what containers named `container` do when (re)started.
@@ -137,6 +150,14 @@ impl Runtime for FakeRuntime {
     }
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<ContainerInfo> {
+        {
+            let mut st = self.lock();
+            st.sandbox_creates += 1;
+            if st.failing_sandboxes > 0 {
+                st.failing_sandboxes -= 1;
+                return Err(AgentError::InvalidSpec("fake: sandbox creation failed as scripted".into()));
+            }
+        }
         let mut labels = spec.pod.labels();
         labels.insert(labels::KIND.into(), "sandbox".into());
         labels.insert(labels::ATTEMPT.into(), spec.attempt.to_string());
