@@ -410,16 +410,9 @@ impl StoreNode {
             self.read_barrier().await?;
         }
         let st = self.state.read();
-        let iter = match start_after {
-            Some(s) if s >= prefix => st.kv.range::<str, _>((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)),
-            _ => st.kv.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)),
-        };
         let mut out = Vec::new();
         let mut more = false;
-        for (k, v) in iter {
-            if !k.starts_with(prefix) {
-                break;
-            }
+        for (_, v) in keys_under(&st.kv, prefix, start_after) {
             if limit > 0 && out.len() == limit {
                 more = true;
                 break;
@@ -460,11 +453,7 @@ impl StoreNode {
                 undo.insert(e.kv.key.as_str(), e.prev.as_ref());
             }
         }
-        let current = match start_after {
-            Some(s) if s >= prefix => st.kv.range::<str, _>((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)),
-            _ => st.kv.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)),
-        };
-        let mut current = current.take_while(|(k, _)| k.starts_with(prefix)).peekable();
+        let mut current = keys_under(&st.kv, prefix, start_after).peekable();
         let mut changed = undo.into_iter().peekable();
         let mut out = Vec::new();
         let mut more = false;
@@ -543,6 +532,19 @@ impl StoreNode {
         };
         self.wait_applied(index, t).await
     }
+}
+
+/// The entries of `kv` under `prefix`, in key order, after `start_after` when given.
+fn keys_under<'a>(
+    kv: &'a BTreeMap<String, Arc<KeyValue>>,
+    prefix: &'a str,
+    start_after: Option<&str>,
+) -> impl Iterator<Item = (&'a String, &'a Arc<KeyValue>)> + 'a {
+    let from = match start_after {
+        Some(s) if s >= prefix => (std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded),
+        _ => (std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded),
+    };
+    kv.range::<str, _>(from).take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 pub(crate) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> StoreError {
