@@ -134,11 +134,18 @@ impl Scheduler {
         let mut nodes: Vec<NodeInfo> = snapshot.nodes().to_vec();
         let mut scratch = Scratch::default();
         let mut decisions = Vec::with_capacity(snapshot.pending().len());
+        // Where the next pod's node search starts: rotates over the pass, as kube-scheduler's
+        // nextStartNodeIndex, so a partial search does not favour the first nodes.
+        let mut start = snapshot
+            .pending()
+            .first()
+            .map_or(0, |p| (mix(self.config.seed ^ p.info.identity_hash) % nodes.len().max(1) as u64) as usize);
         for pending in snapshot.pending() {
             if pending.scheduler_name != self.config.scheduler_name {
                 continue;
             }
-            let decision = self.schedule_one(pending, &nodes, &mut scratch);
+            let (decision, evaluated) = self.schedule_one(pending, &nodes, start, &mut scratch);
+            start = (start + evaluated) % nodes.len().max(1);
             if let Decision::Bind(b) = &decision {
                 if let Ok(i) = nodes.binary_search_by(|n| n.name.as_str().cmp(&b.node)) {
                     nodes[i].add_pod(&pending.info);
@@ -149,7 +156,16 @@ impl Scheduler {
         decisions
     }
 
-    fn schedule_one(&self, pending: &PendingPod, nodes: &[NodeInfo], scratch: &mut Scratch) -> Decision {
+    /// Decides one pod, searching nodes from `start` (wrapping) until enough feasible ones
+    /// are found (see [`feasible_nodes_to_find`]); returns the decision and how many nodes
+    /// were evaluated.
+    fn schedule_one(
+        &self,
+        pending: &PendingPod,
+        nodes: &[NodeInfo],
+        start: usize,
+        scratch: &mut Scratch,
+    ) -> (Decision, usize) {
         let pod = &pending.info;
         let mut unschedulable = Unschedulable {
             pod: pod.pod.clone(),
@@ -159,11 +175,18 @@ impl Scheduler {
             error: pending.error.clone(),
         };
         if pending.error.is_some() {
-            return Decision::Unschedulable(unschedulable);
+            return (Decision::Unschedulable(unschedulable), 0);
         }
 
         scratch.feasible.clear();
-        'nodes: for (i, node) in nodes.iter().enumerate() {
+        let enough = feasible_nodes_to_find(nodes.len());
+        let mut evaluated = 0;
+        'nodes: for i in (start..nodes.len()).chain(0..start.min(nodes.len())) {
+            if scratch.feasible.len() >= enough {
+                break;
+            }
+            evaluated += 1;
+            let node = &nodes[i];
             for filter in &self.profile.filters {
                 if let Err(rejection) = filter.filter(pod, node) {
                     if rejection.code == Code::UnschedulableAndUnresolvable {
@@ -179,11 +202,11 @@ impl Scheduler {
         }
 
         let best = match scratch.feasible.as_slice() {
-            [] => return Decision::Unschedulable(unschedulable),
+            [] => return (Decision::Unschedulable(unschedulable), evaluated),
             [only] => *only,
             _ => self.pick(pod, nodes, scratch),
         };
-        Decision::Bind(Binding { pod: pod.pod.clone(), node: nodes[best].name.clone() })
+        (Decision::Bind(Binding { pod: pod.pod.clone(), node: nodes[best].name.clone() }), evaluated)
     }
 
     /// Scores the feasible nodes and returns the index of the best one.
@@ -208,4 +231,17 @@ impl Scheduler {
             .expect("at least two feasible nodes");
         best
     }
+}
+
+/// How many feasible nodes are enough to score, as kube-scheduler's default adaptive
+/// `percentageOfNodesToScore`: every node up to 100; beyond, `50 - nodes/125` percent of
+/// them (at least 5%), and never fewer than 100. A pod that fits nowhere is still checked
+/// against every node, so its reasons cover the whole cluster.
+pub fn feasible_nodes_to_find(nodes: usize) -> usize {
+    const MIN: usize = 100;
+    if nodes <= MIN {
+        return nodes;
+    }
+    let percent = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percent / 100).max(MIN)
 }

@@ -243,3 +243,31 @@ fn thousand_pods_over_hundred_nodes_respect_capacity_and_spread() {
         assert_eq!(nodes.len(), 10, "replicas of {g} share a node");
     }
 }
+
+#[test]
+fn large_clusters_score_a_sample_of_feasible_nodes_as_kube_scheduler() {
+    use skiff_scheduler::scheduler::feasible_nodes_to_find;
+    assert_eq!(feasible_nodes_to_find(3), 3);
+    assert_eq!(feasible_nodes_to_find(100), 100);
+    assert_eq!(feasible_nodes_to_find(150), 100);
+    assert_eq!(feasible_nodes_to_find(1_000), 420);
+    assert_eq!(feasible_nodes_to_find(5_000), 500);
+    assert_eq!(feasible_nodes_to_find(20_000), 1_000);
+
+    // 1,000 nodes, 1,000 replicas: each pod scores only 420 nodes, but the search start
+    // rotates, so the replicas still spread: never more than two on a node, and nearly
+    // every node gets one (full scoring would give exactly one each).
+    let mut h = Harness::new();
+    h.add_nodes("n", 1_000, |n| n).add_replicas("web", 1_000, |p| p.cpu("100m"));
+    let out = h.schedule();
+    assert_eq!(out.placements().len(), 1_000);
+    let per_node = out.per_node();
+    assert!(per_node.values().all(|&c| c <= 2), "{:?}", per_node.values().max());
+    assert!(per_node.len() >= 900, "only {} nodes used", per_node.len());
+
+    // A pod that fits nowhere is still checked against every node.
+    let mut h = Harness::new();
+    h.add_nodes("n", 1_000, |n| n.cpu("1")).add_pod(pod("huge").cpu("2"));
+    let reason = h.schedule().message_of("huge");
+    assert!(reason.starts_with("0/1000 nodes are available: 1000 Insufficient cpu"), "{reason}");
+}
