@@ -115,7 +115,19 @@ pub enum BenchCmd {
     },
 }
 
+/// Runs a benchmark. Ctrl-C or SIGTERM drops it midway, which runs its clean-up (the
+/// servers and agents it started are killed, their containers removed) before exiting 130.
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        r = run_bench(cmd) => r,
+        _ = super::server::wait_for_signal() => {
+            eprintln!("interrupted: stopping the benchmark's servers, agents and containers");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCmd::Store { ep, clients, duration, value_size, keys, connections, target } => {
             store(ep, clients, Duration::from_secs(duration), value_size, keys.max(1), connections.max(1), &target)
