@@ -53,17 +53,15 @@ pub fn run_bounded(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> anyhow
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&stdin);
     });
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
+    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
+            let _ = r.read_to_end(&mut buf);
             buf
         })
-    };
-    let out = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
-    let err = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    }
+    let out = drain(child.stdout.take().context("piped stdout")?);
+    let err = drain(child.stderr.take().context("piped stderr")?);
     let deadline = std::time::Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -139,17 +137,22 @@ pub fn remove_node_containers(name: &str) {
     }
 }
 
-/// A deadline for a whole end-to-end test. If the guard is still alive when `limit`
-/// passes, the test binary prints `what` and exits with failure after killing the server
-/// and agent processes this module spawned, so a hang anywhere (a stuck Docker engine, a
-/// lost wake-up) fails the run instead of stalling CI. Dropping the guard disarms it.
+/// How long one end-to-end test may run (see [`test_deadline`]).
+pub const E2E_TEST_LIMIT: Duration = Duration::from_secs(600);
+
+/// A deadline for a whole end-to-end test, named after the calling test's thread. If the
+/// guard is still alive after [`E2E_TEST_LIMIT`], the test binary prints the test's name and
+/// exits with failure after killing the server and agent processes this module spawned, so a
+/// hang anywhere (a stuck Docker engine, a lost wake-up) fails the run instead of stalling
+/// CI. Dropping the guard disarms it.
 pub struct TestDeadline {
     done: Option<std::sync::mpsc::Sender<()>>,
 }
 
-pub fn test_deadline(what: &str, limit: Duration) -> TestDeadline {
+pub fn test_deadline() -> TestDeadline {
+    let limit = E2E_TEST_LIMIT;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let what = what.to_string();
+    let what = std::thread::current().name().unwrap_or("an end-to-end test").to_string();
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
             eprintln!("TEST DEADLINE: {what} did not finish within {limit:?}; killing its processes and exiting");

@@ -191,10 +191,7 @@ async fn cluster() -> (ProcCluster, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_agent_runs_pods_and_survives_leader_kill() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "docker_agent_runs_pods_and_survives_leader_kill",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     if !docker_available() {
         eprintln!("skipping: no Docker engine answers");
         return;
@@ -289,8 +286,7 @@ async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::Ga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_agent_runs_pods_with_logs() {
-    let _deadline =
-        skiff::proc_cluster::test_deadline("process_agent_runs_pods_with_logs", std::time::Duration::from_secs(600));
+    let _deadline = skiff::proc_cluster::test_deadline();
     let (mut c, _leader, follower) = cluster().await;
 
     // The gateway: a follower points at the leader; the leader sends the (empty) pod set.

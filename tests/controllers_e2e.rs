@@ -85,10 +85,7 @@ fn running_on(pods: &[Value]) -> std::collections::BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "deployment_spreads_over_nodes_and_a_dead_nodes_pods_move",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let k = Kube { kubeconfig: c.kubeconfig(leader).unwrap(), cache: c.dir().join("kcache") };
@@ -129,10 +126,7 @@ async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_mid_rollout_still_completes_it() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "killing_the_leader_mid_rollout_still_completes_it",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let mut c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
@@ -167,10 +161,7 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_halts_at_the_deadline_and_undo_restores() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "missing_image_halts_at_the_deadline_and_undo_restores",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     if !docker_available() {
         eprintln!("skipping: no Docker engine answers");
         return;

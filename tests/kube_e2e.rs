@@ -107,10 +107,7 @@ async fn cluster() -> (ProcCluster, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_apply_get_scale_patch_delete() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "kubectl_create_apply_get_scale_patch_delete",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let (c, leader) = cluster().await;
     let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "f");
@@ -212,10 +209,7 @@ async fn kubectl_create_apply_get_scale_patch_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_watch_pods_namespaces_and_selectors() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "kubectl_watch_pods_namespaces_and_selectors",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let (c, leader) = cluster().await;
     let k = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "w");
     wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));
@@ -311,10 +305,7 @@ status:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_runs_controllers_and_scheduler_and_hands_them_over() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "leader_runs_controllers_and_scheduler_and_hands_them_over",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     // No agent heartbeats in this test: a long lease keeps the hand-made node Ready.
     let mut c = ProcCluster::start(&bin(), 3, &["--node-lease-ttl-ms", "600000"]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
@@ -402,10 +393,7 @@ fn skiff_cli(kubeconfig: &Path, args: &[&str], stdin: &str) -> Out {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skiff_cli_apply_get_describe_scale_delete() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "skiff_cli_apply_get_describe_scale_delete",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let (c, leader) = cluster().await;
     let kc = c.kubeconfig(leader).unwrap();
     let run = |args: &[&str], stdin: &str| skiff_cli(&kc, args, stdin);
@@ -458,10 +446,7 @@ fn json_of(out: &str) -> serde_json::Value {
 /// `skiff drain` evicts the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_typed_creates_and_drain_evict() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "kubectl_typed_creates_and_drain_evict",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let (c, leader) = cluster().await;
     let k = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "t");
     wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "ns", "default"]).ok.then_some(()));

@@ -84,10 +84,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "nodeport_service_balances_and_rolling_update_drops_no_request",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     if !docker_available() {
         eprintln!("skipping: no Docker engine answers");
         return;

@@ -53,10 +53,7 @@ async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_leader_under_writes_loses_no_acknowledged_write() {
-    let _deadline = skiff::proc_cluster::test_deadline(
-        "sigkill_leader_under_writes_loses_no_acknowledged_write",
-        std::time::Duration::from_secs(600),
-    );
+    let _deadline = skiff::proc_cluster::test_deadline();
     let mut c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let client = Arc::new(c.client(Duration::from_secs(10)).unwrap());
@@ -130,8 +127,7 @@ async fn sigkill_leader_under_writes_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_kv_cluster_and_health_endpoints() {
-    let _deadline =
-        skiff::proc_cluster::test_deadline("cli_kv_cluster_and_health_endpoints", std::time::Duration::from_secs(600));
+    let _deadline = skiff::proc_cluster::test_deadline();
     let mut c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     c.leader(Duration::from_secs(30)).await.unwrap();
     let eps = c.endpoints().join(",");

@@ -30,8 +30,7 @@ const IN_FLIGHT: usize = 2;
 
 type Reply = oneshot::Sender<Result<Response, StoreError>>;
 
-/// The leader-side write batcher of one replica. Cheap to clone.
-#[derive(Clone)]
+/// The leader-side write batcher of one replica.
 pub(crate) struct Batcher {
     tx: mpsc::Sender<(Txn, Reply)>,
 }
@@ -42,7 +41,7 @@ fn txn_bytes(t: &Txn) -> usize {
 
 impl Batcher {
     /// Starts the batching task (on the current tokio runtime), proposing to `raft`; it
-    /// ends when every `Batcher` clone is dropped.
+    /// ends when the `Batcher` is dropped.
     pub(crate) fn start(raft: Raft) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(raft, rx));
