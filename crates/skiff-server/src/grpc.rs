@@ -27,17 +27,17 @@ pub struct RaftSvc(pub Arc<StoreNode>);
 impl pb::raft_server::Raft for RaftSvc {
     async fn append_entries(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().data)?;
-        Ok(Response::new(encode(&self.0.raft().append_entries(rpc).await)))
+        Ok(Response::new(encode(&self.0.handle_append_entries(rpc).await)))
     }
 
     async fn vote(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().data)?;
-        Ok(Response::new(encode(&self.0.raft().vote(rpc).await)))
+        Ok(Response::new(encode(&self.0.handle_vote(rpc).await)))
     }
 
     async fn install_snapshot(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().data)?;
-        Ok(Response::new(encode(&self.0.raft().install_snapshot(rpc).await)))
+        Ok(Response::new(encode(&self.0.handle_install_snapshot(rpc).await)))
     }
 
     async fn forward(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {

@@ -8,6 +8,7 @@
 
 mod batcher;
 mod db;
+mod election;
 pub mod error;
 pub mod log_store;
 pub mod mem_network;

@@ -146,7 +146,7 @@ impl Transport for MemTransport {
         req: AppendEntriesRequest<TypeConfig>,
         _ttl: Duration,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
-        self.call(target, |n| async move { n.raft().append_entries(req).await }).await
+        self.call(target, |n| async move { n.handle_append_entries(req).await }).await
     }
 
     async fn vote(
@@ -156,7 +156,7 @@ impl Transport for MemTransport {
         req: VoteRequest<NodeId>,
         _ttl: Duration,
     ) -> Result<VoteResponse<NodeId>, RpcError> {
-        self.call(target, |n| async move { n.raft().vote(req).await }).await
+        self.call(target, |n| async move { n.handle_vote(req).await }).await
     }
 
     async fn install_snapshot(
@@ -166,7 +166,7 @@ impl Transport for MemTransport {
         req: InstallSnapshotRequest<TypeConfig>,
         _ttl: Duration,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<RaftError<NodeId, InstallSnapshotError>>> {
-        self.call(target, |n| async move { n.raft().install_snapshot(req).await }).await
+        self.call(target, |n| async move { n.handle_install_snapshot(req).await }).await
     }
 
     async fn forward(

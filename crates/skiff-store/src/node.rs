@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
 use openraft::{ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
 
 use crate::batcher::Batcher;
+use crate::election::{Elector, Timing};
 use crate::error::StoreError;
 use crate::log_store::LogStore;
 use crate::state_machine::{HubMsg, SharedState, StateMachine};
@@ -97,6 +102,8 @@ pub struct StoreNode {
     shut: Mutex<bool>,
     /// Coalesces concurrent transactions into one Raft entry while this replica leads.
     batcher: Batcher,
+    /// Decides when this replica campaigns; fed by the peer RPCs below.
+    elector: Arc<Elector>,
 }
 
 impl StoreNode {
@@ -126,15 +133,19 @@ impl StoreNode {
             // transport's 256 MiB message limit.
             max_payload_entries: 16,
             install_snapshot_timeout: 2_000,
+            // Elections are started by `election::Elector` instead (see there why).
+            enable_elect: false,
             snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
         }
         .validate()
         .map_err(|e| StoreError::InvalidArgument(format!("raft timing: {e}")))?;
-        let network = NetworkFactory { transport: transport.clone() };
+        let elector = Elector::new(Timing { min_ms: cfg.election_timeout_min_ms, max_ms: cfg.election_timeout_max_ms });
+        let network = NetworkFactory { transport: transport.clone(), elector: elector.clone() };
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm)
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
+        elector.clone().spawn(cfg.id, raft.clone());
         if let Some(members) = initial_members {
             let initialized = raft.is_initialized().await.map_err(|e| StoreError::Raft(e.to_string()))?;
             if !initialized {
@@ -163,6 +174,7 @@ impl StoreNode {
             shut: Mutex::new(false),
             batcher: Batcher::start(raft.clone()),
             raft,
+            elector,
         }))
     }
 
@@ -174,9 +186,46 @@ impl StoreNode {
         &self.addr
     }
 
-    /// The openraft handle, for the transport's server side.
+    /// The openraft handle (metrics, tests). Peer RPCs go through `handle_*` below.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    // ---- peer RPCs (the transports' server side) ---------------------------------------
+
+    pub async fn handle_append_entries(
+        &self,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        let resp = self.raft.append_entries(req).await;
+        if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.elector.contact();
+        }
+        resp
+    }
+
+    pub async fn handle_vote(&self, req: VoteRequest<NodeId>) -> Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+        let (term, theirs) = (req.vote.leader_id().term, req.last_log_id);
+        let resp = self.raft.vote(req).await;
+        if let Ok(r) = &resp {
+            if r.vote_granted {
+                self.elector.contact();
+            } else if r.last_log_id > theirs {
+                self.elector.refused_shorter_log(term);
+            }
+        }
+        resp
+    }
+
+    pub async fn handle_install_snapshot(
+        &self,
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let resp = self.raft.install_snapshot(req).await;
+        if resp.is_ok() {
+            self.elector.contact();
+        }
+        resp
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -12,6 +12,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::election::Elector;
 use crate::error::StoreError;
 use crate::types::{Node, NodeId, Request, Response, TypeConfig};
 
@@ -79,10 +80,12 @@ pub trait Transport: Send + Sync + 'static {
 /// openraft's network factory over a [`Transport`].
 pub struct NetworkFactory {
     pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) elector: Arc<Elector>,
 }
 
 pub struct NetworkConn {
     transport: Arc<dyn Transport>,
+    elector: Arc<Elector>,
     target: NodeId,
     addr: String,
 }
@@ -91,7 +94,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = NetworkConn;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        NetworkConn { transport: self.transport.clone(), target, addr: node.addr.clone() }
+        NetworkConn {
+            transport: self.transport.clone(),
+            elector: self.elector.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -113,7 +121,12 @@ impl RaftNetwork<TypeConfig> for NetworkConn {
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcError> {
-        self.transport.vote(self.target, &self.addr, rpc, option.hard_ttl()).await
+        let mine = rpc.last_log_id;
+        let resp = self.transport.vote(self.target, &self.addr, rpc, option.hard_ttl()).await?;
+        if !resp.vote_granted && resp.last_log_id > mine {
+            self.elector.peer_has_longer_log();
+        }
+        Ok(resp)
     }
 
     /// Retry an unreachable replica soon: a restarted replica should catch up quickly.
