@@ -376,6 +376,8 @@ pub struct ProcAgent {
     pub data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Started with `--proxy-mode iptables`: dropping it stops it cleanly (SIGTERM first).
+    iptables_proxy: bool,
 }
 
 impl ProcAgent {
@@ -387,6 +389,25 @@ impl ProcAgent {
             c.wait()?;
         }
         Ok(())
+    }
+
+    /// SIGTERM, so the agent shuts down cleanly (an iptables proxy removes its rules); SIGKILL
+    /// if it has not exited within 10 s.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = &mut self.child {
+            let pid = c.id().to_string();
+            let _ = run_bounded(Command::new("kill").args(["-TERM", &pid]), b"", Duration::from_secs(5));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if c.try_wait()?.is_some() {
+                    untrack(c);
+                    self.child = None;
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill()
     }
 
     /// The process id, while running.
@@ -404,7 +425,8 @@ impl ProcAgent {
 
 impl Drop for ProcAgent {
     fn drop(&mut self) {
-        let _ = self.kill();
+        // An iptables proxy removes its rules only on a clean stop.
+        let _ = if self.iptables_proxy { self.stop() } else { self.kill() };
         if self.runtime == "docker" {
             remove_node_containers(&self.name);
         }
@@ -442,6 +464,7 @@ impl ProcCluster {
             data_dir,
             log: log_path,
             child: Some(child),
+            iptables_proxy: extra_args.windows(2).any(|w| w == ["--proxy-mode", "iptables"]),
         })
     }
 }

@@ -95,12 +95,14 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let kc = c.kubeconfig(leader).unwrap();
     let cache = c.dir().join("kcache");
     let k = |args: &[&str], stdin: &str| kubectl(&kc, &cache, args, stdin);
-    // Two agents on this machine: node ports on 127.0.0.1 and 127.0.0.2.
+    // Two agents on this machine: node ports on 127.0.0.1 (userspace proxy) and 127.0.0.2
+    // (iptables proxy: netfilter rules), so both modes serve the same Service.
     let node_a = format!("svc-a-{}", std::process::id());
     let node_b = format!("svc-b-{}", std::process::id());
     let fast = ["--termination-propagation-delay-ms", "1500"];
     let _a = c.spawn_agent(&node_a, "docker", &[&["--proxy-address", "127.0.0.1"], &fast[..]].concat()).unwrap();
-    let _b = c.spawn_agent(&node_b, "docker", &[&["--proxy-address", "127.0.0.2"], &fast[..]].concat()).unwrap();
+    let iptables = ["--proxy-address", "127.0.0.2", "--proxy-mode", "iptables"];
+    let mut b = c.spawn_agent(&node_b, "docker", &[&iptables[..], &fast[..]].concat()).unwrap();
     wait_for(Duration::from_secs(30), "two Ready nodes", || {
         let (_, out, _) = k(&["get", "nodes", "--no-headers"], "");
         (out.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
@@ -141,7 +143,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     assert!(served > 20, "too few requests served: {served}");
     assert_eq!(failed, 0, "requests failed while a pod was deleted: {errors:?}");
 
-    // A rolling update under load fails no request.
+    // A rolling update under load, through the iptables proxy, fails no request.
     let load = Load::start(addrs[1].clone());
     let (ok, _, err) = k(&["rollout", "restart", "deployment/web"], "");
     assert!(ok, "{err}");
@@ -160,4 +162,15 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
         let (_, out, _) = k(&["get", "pods", "--no-headers"], "");
         out.trim().is_empty().then_some(())
     });
+    // A cleanly stopped agent removes its iptables rules.
+    b.stop().unwrap();
+    let tag = skiff_agent::proxy::iptables::tag(&node_b, "127.0.0.2".parse().unwrap());
+    let rules = skiff::proc_cluster::run_bounded(
+        std::process::Command::new("iptables").args(["-t", "nat", "-S"]),
+        b"",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains(&tag), "agent {node_b} left iptables rules behind:\n{rules}");
 }

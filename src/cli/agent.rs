@@ -65,13 +65,18 @@ pub struct AgentArgs {
     /// proxy. Fake nodes never run one.
     #[arg(long, env = "SKIFF_PROXY_ADDRESS")]
     proxy_address: Option<String>,
+    /// How node ports are forwarded: `userspace` (a listener in the agent; an endpoint that
+    /// refuses is skipped for the next) or `iptables` (netfilter DNAT rules, kube-proxy's
+    /// default; faster, needs root and `iptables`, no retry of a refusing endpoint).
+    #[arg(long, env = "SKIFF_PROXY_MODE", default_value = "userspace")]
+    proxy_mode: skiff_agent::proxy::ProxyMode,
     /// Wait between a pod leaving its Services' endpoints and SIGTERM to its containers.
     #[arg(long, env = "SKIFF_TERMINATION_PROPAGATION_DELAY_MS", default_value_t = 2000)]
     termination_propagation_delay_ms: u64,
 }
 
 /// The proxy configuration for `--proxy-address` (`None`: no proxy).
-fn proxy_config(a: &AgentArgs) -> anyhow::Result<Option<skiff_agent::proxy::ProxyConfig>> {
+fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_agent::proxy::ProxyConfig>> {
     if a.runtime == RuntimeKind::Fake {
         return Ok(None);
     }
@@ -80,7 +85,12 @@ fn proxy_config(a: &AgentArgs) -> anyhow::Result<Option<skiff_agent::proxy::Prox
         return Ok(None);
     }
     let ip = addr.parse().with_context(|| format!("--proxy-address {addr:?} is not an IP address"))?;
-    Ok(Some(skiff_agent::proxy::ProxyConfig { bind_address: ip, ..Default::default() }))
+    Ok(Some(skiff_agent::proxy::ProxyConfig {
+        mode: a.proxy_mode,
+        node_name: node_name.to_string(),
+        bind_address: ip,
+        ..Default::default()
+    }))
 }
 
 /// This machine's hostname, lower-cased (a valid node name).
@@ -172,7 +182,7 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
         cfg.pod_manager.max_pods = a.max_pods as usize;
         cfg.labels = labels.clone();
         cfg.runtime_version = version;
-        cfg.proxy = proxy_config(&a)?;
+        cfg.proxy = proxy_config(&a, &name)?;
         cfg.pod_manager.termination_propagation_delay = Duration::from_millis(a.termination_propagation_delay_ms);
         let agent = Agent::start(cfg, rt).await.with_context(|| format!("starting agent {name}"))?;
         eprintln!(

@@ -70,6 +70,11 @@ pub enum BenchCmd {
         pods: usize,
         #[arg(long, default_value_t = 2)]
         agents: usize,
+        /// Creates per second (0: all at once). Paced, the figure is each pod's startup
+        /// latency, as Kubernetes' density test measures its latency pods; at once, it is
+        /// mostly the queue in front of Docker.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// examples/web.yaml on one Docker agent: requests/s and p99 through the node port vs
     /// directly to one pod, and the ratio.
@@ -80,6 +85,9 @@ pub enum BenchCmd {
         /// Concurrent request loops.
         #[arg(long, default_value_t = 16)]
         connections: usize,
+        /// The agent's `--proxy-mode` (userspace or iptables).
+        #[arg(long, default_value = "userspace")]
+        proxy_mode: skiff_agent::proxy::ProxyMode,
     },
     /// Scheduler throughput: the pure core, then end to end (3 replicas, one process of
     /// `fake` agents, pods created through the API → bound through Raft) for each node count.
@@ -112,6 +120,9 @@ pub enum BenchCmd {
         /// Requests per second.
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// The agent's `--proxy-mode` (userspace or iptables).
+        #[arg(long, default_value = "userspace")]
+        proxy_mode: skiff_agent::proxy::ProxyMode,
     },
 }
 
@@ -137,9 +148,13 @@ async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Api { duration, churn, list_size, target } => {
             api(Duration::from_secs(duration), churn, list_size, &target).await
         }
-        BenchCmd::Pods { pods, agents } => super::bench_cluster::pods(pods, agents).await,
-        BenchCmd::Proxy { duration, connections } => super::bench_cluster::proxy(duration, connections.max(1)).await,
-        BenchCmd::Rollout { replicas, rate } => super::bench_cluster::rollout(replicas, rate).await,
+        BenchCmd::Pods { pods, agents, rate } => super::bench_cluster::pods(pods, agents, rate).await,
+        BenchCmd::Proxy { duration, connections, proxy_mode } => {
+            super::bench_cluster::proxy(duration, connections.max(1), proxy_mode).await
+        }
+        BenchCmd::Rollout { replicas, rate, proxy_mode } => {
+            super::bench_cluster::rollout(replicas, rate, proxy_mode).await
+        }
         BenchCmd::Schedule { nodes, pods, concurrency } => {
             super::bench_sched::schedule(nodes, pods.max(1), concurrency).await
         }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::Value;
+use skiff_agent::proxy::ProxyMode;
 use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS, SERVICES};
 use skiff_api::PatchType;
 use skiff_client::{Client, DeleteParams, ListParams};
@@ -113,10 +114,17 @@ fn load_line() -> String {
 // ---------------------------------------------------------------------------------------
 // pods
 
-pub async fn pods(n: usize, agents: usize) -> anyhow::Result<ExitCode> {
+pub async fn pods(n: usize, agents: usize, rate: f64) -> anyhow::Result<ExitCode> {
+    if !rate.is_finite() || rate < 0.0 {
+        anyhow::bail!("--rate must be a non-negative number of pods per second, not {rate}");
+    }
     let s = setup(agents, |_| vec!["--proxy-address".into(), "none".into()]).await?;
     let c = &s.client;
-    println!("pods bench: 3 replicas, {agents} docker agents, {n} pods; load average before: {}", load_line());
+    let pacing = if rate > 0.0 { format!("{rate} creates/s") } else { "all at once".to_string() };
+    println!(
+        "pods bench: 3 replicas, {agents} docker agents, {n} pods created {pacing}; load average before: {}",
+        load_line()
+    );
     let sel = ListParams { label_selector: Some("app=bench-pods".into()), ..Default::default() };
     let mut watch = c.watch(&PODS, Some("default"), &sel, None, false).await?;
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -135,6 +143,9 @@ pub async fn pods(n: usize, agents: usize) -> anyhow::Result<ExitCode> {
     });
     let t0 = Instant::now();
     for i in 0..n {
+        if rate > 0.0 {
+            tokio::time::sleep_until((t0 + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+        }
         let name = format!("bp-{i}");
         let pod = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -186,7 +197,7 @@ pub async fn pods(n: usize, agents: usize) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "RESULT pods n={n} agents={agents} p50_ms={:.0} p99_ms={:.0} max_ms={:.0} max_agent_rss_mb={:.1}",
+        "RESULT pods n={n} agents={agents} rate={rate} p50_ms={:.0} p99_ms={:.0} max_ms={:.0} max_agent_rss_mb={:.1}",
         ms(h.value_at_quantile(0.5)),
         ms(h.value_at_quantile(0.99)),
         ms(h.max()),
@@ -316,8 +327,22 @@ async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>
     (h, errors, start.elapsed().as_secs_f64())
 }
 
-pub async fn proxy(duration: u64, conns: usize) -> anyhow::Result<ExitCode> {
-    let s = setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into()]).await?;
+fn mode_name(mode: ProxyMode) -> &'static str {
+    match mode {
+        ProxyMode::Userspace => "userspace",
+        ProxyMode::Iptables => "iptables",
+    }
+}
+
+/// One Docker agent whose proxy serves node ports on 127.0.0.1 in `mode`.
+async fn setup_proxied(mode: ProxyMode) -> anyhow::Result<Setup> {
+    setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into(), "--proxy-mode".into(), mode_name(mode).into()])
+        .await
+}
+
+pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode) -> anyhow::Result<ExitCode> {
+    let mode_arg = mode_name(mode);
+    let s = setup_proxied(mode).await?;
     let port = unique_port();
     create_web(&s.client, 3, port).await?;
     let node_addr = format!("127.0.0.1:{port}");
@@ -332,7 +357,7 @@ pub async fn proxy(duration: u64, conns: usize) -> anyhow::Result<ExitCode> {
     let direct_addr = format!("{pod_ip}:8080");
     get(&direct_addr).await.map_err(|e| anyhow::anyhow!("pod {direct_addr} not reachable from the host: {e}"))?;
     println!(
-        "proxy bench: web (3 replicas) on 1 docker agent, {conns} connections, {duration} s each; load average before: {}",
+        "proxy bench: web (3 replicas) on 1 docker agent, proxy mode {mode_arg}, {conns} connections, {duration} s each; load average before: {}",
         load_line()
     );
     let dur = Duration::from_secs(duration);
@@ -350,7 +375,7 @@ pub async fn proxy(duration: u64, conns: usize) -> anyhow::Result<ExitCode> {
     line(&format!("one pod {direct_addr}"), &hd, rd, ed);
     println!("  ratio node port / direct: {:.2} req/s   (target >= 0.8)", rn / rd);
     println!(
-        "RESULT proxy conns={conns} nodeport_rps={rn:.0} nodeport_p99_ms={:.2} direct_rps={rd:.0} direct_p99_ms={:.2} ratio={:.2}",
+        "RESULT proxy mode={mode_arg} conns={conns} nodeport_rps={rn:.0} nodeport_p99_ms={:.2} direct_rps={rd:.0} direct_p99_ms={:.2} ratio={:.2}",
         ms(hn.value_at_quantile(0.99)),
         ms(hd.value_at_quantile(0.99)),
         rn / rd
@@ -362,13 +387,16 @@ pub async fn proxy(duration: u64, conns: usize) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------------------------
 // rollout
 
-pub async fn rollout(replicas: u64, rate: u64) -> anyhow::Result<ExitCode> {
-    let s = setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into()]).await?;
+pub async fn rollout(replicas: u64, rate: u64, mode: ProxyMode) -> anyhow::Result<ExitCode> {
+    let s = setup_proxied(mode).await?;
     let port = unique_port();
     create_web(&s.client, replicas, port).await?;
     let addr = format!("127.0.0.1:{port}");
     wait_until(Duration::from_secs(30), "the node port answers", || async { get(&addr).await.ok() }).await?;
-    println!("rollout bench: web ({replicas} replicas) on 1 docker agent, {rate} req/s paced through the node port");
+    println!(
+        "rollout bench: web ({replicas} replicas) on 1 docker agent, proxy mode {}, {rate} req/s paced through the node port",
+        mode_name(mode)
+    );
     // Paced load: one request per tick, each in its own task (at most 512 in flight).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -438,7 +466,8 @@ pub async fn rollout(replicas: u64, rate: u64) -> anyhow::Result<ExitCode> {
         println!("  error: {e}");
     }
     println!(
-        "RESULT rollout replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
+        "RESULT rollout mode={} replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
+        mode_name(mode),
         ms(h.value_at_quantile(0.99))
     );
     delete_web(&s).await;

@@ -16,6 +16,9 @@
 //! listeners); at the bound a listener keeps at most one accepted client waiting for a free
 //! slot and accepts no more, so the kernel's backlog holds the rest (nothing is refused or
 //! reset). UDP ports are ignored.
+//!
+//! With [`ProxyMode::Iptables`] the same wanted set is programmed into netfilter instead (see
+//! [`iptables`]): the kernel forwards, no userspace copy, but no retry of a refusing endpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -29,9 +32,37 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
+pub mod iptables;
+
+/// How node ports are forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// A listener per node port in the agent; each connection is copied through it, and an
+    /// endpoint that refuses is skipped for the next.
+    #[default]
+    Userspace,
+    /// netfilter DNAT rules loaded with `iptables-restore` (needs root and `iptables`).
+    Iptables,
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "userspace" => Ok(ProxyMode::Userspace),
+            "iptables" => Ok(ProxyMode::Iptables),
+            other => Err(format!("unknown proxy mode {other:?} (expected userspace or iptables)")),
+        }
+    }
+}
+
 /// Tunables of the service proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
+    pub mode: ProxyMode,
+    /// Names this agent's iptables chains (with the bind address); unused in userspace mode.
+    pub node_name: String,
     /// Address the node ports listen on (default `0.0.0.0`, every interface).
     pub bind_address: IpAddr,
     /// How long one connection attempt to a backend may take before the next backend is tried.
@@ -43,6 +74,8 @@ pub struct ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
+            mode: ProxyMode::Userspace,
+            node_name: String::new(),
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             connect_timeout: Duration::from_secs(1),
             max_connections: 4096,
@@ -73,6 +106,8 @@ pub struct ServiceProxy {
     config: ProxyConfig,
     listeners: Mutex<BTreeMap<u16, Listener>>,
     connections: Arc<Semaphore>,
+    /// Set in iptables mode, where there are no listeners.
+    kernel: Option<iptables::Iptables>,
 }
 
 /// What one node port should forward to.
@@ -149,7 +184,10 @@ fn wanted(services: &[Value], endpoints: &[Value]) -> BTreeMap<u16, Wanted> {
 impl ServiceProxy {
     pub fn new(config: ProxyConfig) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
-        ServiceProxy { config, listeners: Mutex::default(), connections }
+        let kernel = (config.mode == ProxyMode::Iptables).then(|| {
+            iptables::Iptables::start(config.bind_address, iptables::tag(&config.node_name, config.bind_address))
+        });
+        ServiceProxy { config, listeners: Mutex::default(), connections, kernel }
     }
 
     /// Make the listeners match `services` and their `endpoints` (the full desired set, every
@@ -157,6 +195,10 @@ impl ServiceProxy {
     /// not be opened (e.g. taken by another process); the next call retries them.
     pub fn sync(&self, services: &[Value], endpoints: &[Value]) -> Vec<BindError> {
         let wanted = wanted(services, endpoints);
+        if let Some(kernel) = &self.kernel {
+            kernel.set(wanted.into_iter().map(|(port, w)| (port, w.backends)).collect());
+            return Vec::new();
+        }
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         listeners.retain(|port, l| {
             let keep = wanted.contains_key(port) && !l.task.is_finished();
@@ -207,13 +249,20 @@ impl ServiceProxy {
         errors
     }
 
-    /// The node ports currently open, ascending.
+    /// The node ports currently open, ascending (in iptables mode: those forwarded, i.e. with
+    /// ready endpoints).
     pub fn node_ports(&self) -> Vec<u16> {
+        if let Some(kernel) = &self.kernel {
+            return kernel.table().into_iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| p).collect();
+        }
         self.listeners.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
     /// The backends a node port currently forwards to.
     pub fn backends(&self, node_port: u16) -> Option<Vec<SocketAddr>> {
+        if let Some(kernel) = &self.kernel {
+            return kernel.table().remove(&node_port);
+        }
         let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         listeners.get(&node_port).map(|l| l.backends.borrow().as_ref().clone())
     }

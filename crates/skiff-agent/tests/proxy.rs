@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use skiff_agent::proxy::{ProxyConfig, ServiceProxy};
+use skiff_agent::proxy::{ProxyConfig, ProxyMode, ServiceProxy};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -92,7 +92,11 @@ struct Conn {
 }
 
 async fn connect(port: u16) -> std::io::Result<Conn> {
-    let sock = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((LOCALHOST, port))).await??;
+    connect_at(LOCALHOST, port).await
+}
+
+async fn connect_at(ip: IpAddr, port: u16) -> std::io::Result<Conn> {
+    let sock = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((ip, port))).await??;
     let (r, w) = sock.into_split();
     let mut lines = BufReader::new(r).lines();
     let greeting = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
@@ -250,4 +254,103 @@ async fn concurrent_connections_are_bounded() {
     drop(first);
     let greeting = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await.unwrap().unwrap();
     assert_eq!(greeting.as_deref(), Some("a"));
+}
+
+/// The iptables mode needs root and `iptables`; CI has both. Elsewhere set
+/// `SKIFF_SKIP_IPTABLES_TESTS=1` to skip, rather than have the test pass vacuously.
+fn iptables_available() -> bool {
+    if std::env::var("SKIFF_SKIP_IPTABLES_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIFF_SKIP_IPTABLES_TESTS=1: skipping the iptables proxy test");
+        return false;
+    }
+    let out = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output();
+    assert!(
+        out.as_ref().is_ok_and(|o| o.status.success()),
+        "iptables -t nat -S failed ({out:?}): the iptables proxy test needs root and iptables \
+         (set SKIFF_SKIP_IPTABLES_TESTS=1 to skip it)"
+    );
+    true
+}
+
+fn nat_rules() -> String {
+    let out = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Who answers at `ip:port` once it answers at all (rules load asynchronously).
+async fn wait_who(ip: IpAddr, port: u16, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect_at(ip, port).await {
+            Ok(c) if want(&c.greeting) => return c.greeting,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{ip}:{port} never answered as wanted: {:?}",
+                    other.map(|c| c.greeting)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
+    if !iptables_available() {
+        return;
+    }
+    let (a, b, c, unready) = (backend("a").await, backend("b").await, backend("c").await, backend("unready").await);
+    // A loopback address of its own: the rules match it, and nothing listens there.
+    let ip: IpAddr = "127.0.0.77".parse().unwrap();
+    let node = format!("iptables-test-{}", std::process::id());
+    let tag = skiff_agent::proxy::iptables::tag(&node, ip);
+    let p = ServiceProxy::new(ProxyConfig {
+        mode: ProxyMode::Iptables,
+        node_name: node,
+        bind_address: ip,
+        ..ProxyConfig::default()
+    });
+    let port = free_port().await;
+    let svcs = [service("web", port)];
+    let eps = [endpoints("web", &[a.addr.port(), b.addr.port(), c.addr.port()], &[unready.addr.port()])];
+    assert!(p.sync(&svcs, &eps).is_empty());
+    assert_eq!(p.node_ports(), [port]);
+    wait_who(ip, port, |_| true).await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(connect_at(ip, port).await.expect("request through the node port").greeting);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "a", "b", "b", "c", "c"], "round-robin over ready backends only: {seen:?}");
+
+    // a leaves, b stays: new connections follow; the established one to a is kept (conntrack).
+    let mut long_lived = loop {
+        let conn = connect_at(ip, port).await.unwrap();
+        if conn.greeting == "a" {
+            break conn;
+        }
+    };
+    p.sync(&svcs, &[endpoints("web", &[b.addr.port()], &[a.addr.port()])]);
+    wait_who(ip, port, |w| w == "b").await;
+    for _ in 0..5 {
+        assert_eq!(connect_at(ip, port).await.unwrap().greeting, "b");
+    }
+    assert_eq!(long_lived.echo("still there").await, "still there");
+
+    // No ready endpoints: the port is not forwarded, so connections are refused.
+    p.sync(&svcs, &[endpoints("web", &[], &[b.addr.port()])]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect((ip, port)).await.is_ok() {
+        assert!(Instant::now() < deadline, "{ip}:{port} still forwarded without ready endpoints");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(long_lived.echo("and later").await, "and later");
+
+    // Dropping the proxy removes every chain of this agent and the jumps to them.
+    assert!(nat_rules().contains(&format!("SKIFF-NP-{tag}")));
+    drop(p);
+    let rules = nat_rules();
+    assert!(!rules.contains(&tag), "rules left behind:\n{rules}");
 }
