@@ -5,6 +5,26 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc reads its options from the environment at its first allocation, before `main`.
+/// Its default commits whole arenas eagerly, which keeps an agent's freed memory resident
+/// (VmRSS 35-38 MB with 25 pods instead of 28 MB). So `skiff agent` runs itself again, once,
+/// with `MIMALLOC_ARENA_EAGER_COMMIT=0` unless the variable is already set (by this step or
+/// by the operator). The servers keep the default.
+fn reexec_agent_with_lazy_commit() {
+    const VAR: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+    let mut args = std::env::args_os();
+    let is_agent = args.nth(1).is_some_and(|a| a == "agent");
+    if !is_agent || std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(VAR, "0").exec();
+    // exec only returns on failure: carry on with the default.
+    eprintln!("skiff agent: re-running with {VAR}=0 failed ({err}); continuing");
+}
+
 fn main() -> std::process::ExitCode {
+    reexec_agent_with_lazy_commit();
     skiff::cli::main()
 }
