@@ -241,6 +241,37 @@ pub async fn run_agent(cfg: AgentConfig, runtime: Arc<dyn Runtime>, mut stop: wa
     Ok(())
 }
 
+/// Decodes the pod sets the gateway sends. A set holds every pod bound to the node and comes
+/// again whenever one of them changes, so the pods whose JSON is unchanged since the last set
+/// are taken from it instead of being parsed again (memory: one set).
+#[derive(Default)]
+struct PodSetDecoder {
+    last: HashMap<String, Pod>,
+}
+
+impl PodSetDecoder {
+    fn decode(&mut self, pods_json: Vec<String>) -> Vec<Pod> {
+        let mut pods = Vec::with_capacity(pods_json.len());
+        let mut next = HashMap::with_capacity(pods_json.len());
+        for json in pods_json {
+            let pod = match self.last.remove(&json) {
+                Some(pod) => pod,
+                None => match serde_json::from_str::<Pod>(&json) {
+                    Ok(pod) => pod,
+                    Err(e) => {
+                        tracing::warn!("pod from the control plane does not parse: {e}");
+                        continue;
+                    }
+                },
+            };
+            pods.push(pod.clone());
+            next.insert(json, pod);
+        }
+        self.last = next;
+        pods
+    }
+}
+
 /// The latest unsent report per pod, in first-changed order (memory bounded by pod count).
 #[derive(Default)]
 struct Reporter {
@@ -430,6 +461,7 @@ async fn session(
         },
         _ = stopped(stop) => return SessionEnd::Stopped,
     };
+    let mut decoder = PodSetDecoder::default();
     let mut client = AgentGatewayClient::new(channel)
         .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_AGENT_MESSAGE_BYTES);
@@ -483,13 +515,7 @@ async fn session(
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.msg {
                     Some(gateway_message::Msg::Pods(set)) => {
-                        let mut pods = Vec::with_capacity(set.pods_json.len());
-                        for p in &set.pods_json {
-                            match serde_json::from_str::<Pod>(p) {
-                                Ok(pod) => pods.push(pod),
-                                Err(e) => tracing::warn!("pod from the control plane does not parse: {e}"),
-                            }
-                        }
+                        let pods = decoder.decode(set.pods_json);
                         if !healthy {
                             tracing::info!(server = addr, pods = pods.len(), "connected to the control plane");
                         }
@@ -530,6 +556,30 @@ mod tests {
             uid: uid.into(),
             status: k8s_openapi::api::core::v1::PodStatus { phase: Some(phase.into()), ..Default::default() },
         })
+    }
+
+    #[test]
+    fn pod_sets_reuse_unchanged_pods_and_track_changes() {
+        let pod = |name: &str, rv: &str| {
+            format!(
+                r#"{{"metadata":{{"name":"{name}","uid":"u-{name}","resourceVersion":"{rv}"}},"spec":{{"containers":[]}}}}"#
+            )
+        };
+        let mut d = PodSetDecoder::default();
+        let names = |pods: &[Pod]| -> Vec<(String, String)> {
+            pods.iter()
+                .map(|p| (p.metadata.name.clone().unwrap(), p.metadata.resource_version.clone().unwrap()))
+                .collect()
+        };
+        let first = d.decode(vec![pod("a", "1"), pod("b", "1"), "not json".into()]);
+        assert_eq!(names(&first), [("a".into(), "1".into()), ("b".into(), "1".into())]);
+        assert_eq!(d.last.len(), 2, "the undecodable pod is skipped");
+        // b changed, c is new, a is unchanged (reused), and a pod left out is forgotten.
+        let second = d.decode(vec![pod("a", "1"), pod("b", "2"), pod("c", "1")]);
+        assert_eq!(names(&second), [("a".into(), "1".into()), ("b".into(), "2".into()), ("c".into(), "1".into())]);
+        let third = d.decode(vec![pod("c", "1")]);
+        assert_eq!(names(&third), [("c".into(), "1".into())]);
+        assert_eq!(d.last.len(), 1);
     }
 
     #[test]

@@ -162,7 +162,7 @@ fn decode_changed<T: serde::de::DeserializeOwned>(
         let rv = resource_version(o).unwrap_or(0);
         let typed = match previous.remove(&key) {
             Some((old_rv, t)) if old_rv == rv && rv != 0 => t,
-            _ => match serde_json::from_value::<T>((**o).clone()) {
+            _ => match <T as serde::Deserialize>::deserialize(&**o) {
                 Ok(t) => Arc::new(t),
                 Err(e) => {
                     tracing::warn!("scheduler skips undecodable object {key:?}: {e}");

@@ -34,8 +34,10 @@ struct PodState {
     /// Whether `by_node` reflects a list (sets are published only then).
     synced: bool,
     revision: u64,
-    /// Bound pods by node, then uid.
-    by_node: HashMap<String, BTreeMap<String, Value>>,
+    /// Bound pods by node, then uid, serialized once when they change (a node's set is sent
+    /// whole on every change of one of its pods: re-serializing all of them each time made
+    /// the leader's cost per pod event grow with the pods per node).
+    by_node: HashMap<String, BTreeMap<String, String>>,
     /// The node each bound pod (by uid) is in `by_node` under.
     node_of_uid: HashMap<String, String>,
     /// One latest-value slot per node with a connected agent.
@@ -44,8 +46,7 @@ struct PodState {
 
 impl PodState {
     fn set_for(&self, node: &str) -> Option<PodSet> {
-        let pods_json: Vec<String> =
-            self.by_node.get(node).map(|m| m.values().map(Value::to_string).collect()).unwrap_or_default();
+        let pods_json: Vec<String> = self.by_node.get(node).map(|m| m.values().cloned().collect()).unwrap_or_default();
         let bytes: usize = pods_json.iter().map(|p| p.len() + 8).sum();
         if bytes > MAX_SET_BYTES {
             // Never send a partial set (the agent would stop the pods left out): keep the
@@ -83,7 +84,7 @@ impl PodState {
 
     fn insert(&mut self, uid: String, node: String, pod: Value) {
         self.node_of_uid.insert(uid.clone(), node.clone());
-        self.by_node.entry(node).or_default().insert(uid, pod);
+        self.by_node.entry(node).or_default().insert(uid, pod.to_string());
     }
 }
 
