@@ -258,6 +258,12 @@ impl ServiceProxy {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
+    /// Whether forwarding matches the last [`ServiceProxy::sync`]: always in userspace mode
+    /// (listeners change within `sync`); in iptables mode once the rules are loaded.
+    pub fn is_synced(&self) -> bool {
+        self.kernel.as_ref().is_none_or(iptables::Iptables::is_loaded)
+    }
+
     /// The backends a node port currently forwards to.
     pub fn backends(&self, node_port: u16) -> Option<Vec<SocketAddr>> {
         if let Some(kernel) = &self.kernel {

@@ -277,21 +277,12 @@ fn nat_rules() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Who answers at `ip:port` once it answers at all (rules load asynchronously).
-async fn wait_who(ip: IpAddr, port: u16, want: impl Fn(&str) -> bool) -> String {
+/// Rules load asynchronously: wait until the kernel has the last synced set.
+async fn wait_loaded(p: &ServiceProxy) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match connect_at(ip, port).await {
-            Ok(c) if want(&c.greeting) => return c.greeting,
-            other => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{ip}:{port} never answered as wanted: {:?}",
-                    other.map(|c| c.greeting)
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+    while !p.is_synced() {
+        assert!(Instant::now() < deadline, "iptables rules not loaded within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -316,7 +307,7 @@ async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
     let eps = [endpoints("web", &[a.addr.port(), b.addr.port(), c.addr.port()], &[unready.addr.port()])];
     assert!(p.sync(&svcs, &eps).is_empty());
     assert_eq!(p.node_ports(), [port]);
-    wait_who(ip, port, |_| true).await;
+    wait_loaded(&p).await;
     let mut seen = Vec::new();
     for _ in 0..6 {
         seen.push(connect_at(ip, port).await.expect("request through the node port").greeting);
@@ -333,7 +324,7 @@ async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
         }
     };
     p.sync(&svcs, &[endpoints("web", &[b.addr.port()], &[a.addr.port()])]);
-    wait_who(ip, port, |w| w == "b").await;
+    wait_loaded(&p).await;
     for _ in 0..5 {
         assert_eq!(connect_at(ip, port).await.unwrap().greeting, "b");
     }
@@ -341,11 +332,9 @@ async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
 
     // No ready endpoints: the port is not forwarded, so connections are refused.
     p.sync(&svcs, &[endpoints("web", &[], &[b.addr.port()])]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect((ip, port)).await.is_ok() {
-        assert!(Instant::now() < deadline, "{ip}:{port} still forwarded without ready endpoints");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_loaded(&p).await;
+    let refused = TcpStream::connect((ip, port)).await;
+    assert!(refused.is_err(), "{ip}:{port} still forwarded without ready endpoints");
     assert_eq!(long_lived.echo("and later").await, "and later");
 
     // Dropping the proxy removes every chain of this agent and the jumps to them.

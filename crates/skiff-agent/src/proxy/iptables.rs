@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -202,6 +203,8 @@ async fn ensure_jumps(chains: &Chains) -> Result<(), String> {
 /// The kernel-forwarding proxy: the latest wanted table goes to a task that loads it.
 pub(super) struct Iptables {
     wanted: watch::Sender<Table>,
+    /// The table the kernel has (the last successful load).
+    loaded: Arc<Mutex<Option<Table>>>,
     task: JoinHandle<()>,
     tag: String,
 }
@@ -219,6 +222,8 @@ impl Iptables {
         }
         let (tx, mut rx) = watch::channel(Table::new());
         let chains = Chains::new(&tag);
+        let loaded: Arc<Mutex<Option<Table>>> = Arc::default();
+        let done = loaded.clone();
         let task = tokio::spawn(async move {
             let mut loaded = existing_ports(&chains).await;
             let mut jumps_ok = false;
@@ -239,6 +244,7 @@ impl Iptables {
                         jumps_ok = true;
                         loaded = table.iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| *p).collect();
                         tracing::debug!(node_ports = loaded.len(), "service proxy: iptables rules loaded");
+                        *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(table);
                     }
                     Err(e) => {
                         tracing::warn!("service proxy: loading iptables rules failed (retrying in 1 s): {e}");
@@ -248,7 +254,12 @@ impl Iptables {
                 }
             }
         });
-        Iptables { wanted: tx, task, tag }
+        Iptables { wanted: tx, loaded, task, tag }
+    }
+
+    /// Whether the kernel has the latest wanted table.
+    pub(super) fn is_loaded(&self) -> bool {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&*self.wanted.borrow())
     }
 
     pub(super) fn set(&self, table: Table) {
