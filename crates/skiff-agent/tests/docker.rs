@@ -408,3 +408,25 @@ async fn dead_sandbox_is_recreated_with_its_containers() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "still here", "emptyDir survives a sandbox restart");
     assert_eq!(h.runtime.list(&sel).await.unwrap().len(), 1, "the dead sandbox was removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_sandbox_image_is_reported_as_not_present() {
+    use skiff_agent::runtime::{PodRef, Runtime, SandboxSpec};
+    init_tracing();
+    if !docker_available() {
+        eprintln!("SKIPPED: no Docker engine reachable (set DOCKER_HOST or start dockerd)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = DockerConfig::new(dir.path());
+    cfg.sandbox_image = "skiff/no-such-pause:1".into();
+    let rt = DockerRuntime::connect(cfg).await.expect("connect to docker");
+    let node = unique("docker-node");
+    let _cleanup = DockerCleanup { node: node.clone() };
+    let pod = PodRef { uid: unique("uid"), namespace: "default".into(), name: "p".into(), node_name: node };
+    let spec = SandboxSpec { pod, attempt: 0, hostname: "p".into(), ports: vec![], empty_dirs: vec![] };
+    match rt.create_sandbox(&spec).await {
+        Err(skiff_agent::AgentError::ImageNotPresent { image }) => assert_eq!(image, "skiff/no-such-pause:1"),
+        other => panic!("expected ImageNotPresent, got {other:?}"),
+    }
+}

@@ -96,7 +96,11 @@ impl DockerRuntime {
                     tracing::warn!(name, "removing a leftover container with the same name");
                     self.remove_container(name).await?;
                 }
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                // Docker never pulls on create: a missing image is a 404 "No such image" (other
+                // 404s, e.g. a sandbox gone meanwhile, stay errors of their own).
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
+                    if message.contains("No such image") =>
+                {
                     return Err(AgentError::ImageNotPresent { image: body.image.clone().unwrap_or_default() })
                 }
                 Err(e) => return Err(e.into()),
@@ -164,9 +168,6 @@ impl Runtime for DockerRuntime {
 
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<ContainerInfo> {
         let image = self.config.sandbox_image.clone();
-        if !self.image_present(&image).await? {
-            return Err(AgentError::ImageNotPresent { image });
-        }
         for name in &spec.empty_dirs {
             let dir = self.empty_dir(&spec.pod.uid, name);
             std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
@@ -227,9 +228,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
-        if !self.image_present(&spec.image).await? {
-            return Err(AgentError::ImageNotPresent { image: spec.image.clone() });
-        }
+        // No image check first: a missing image is the create's "No such image" (one Docker
+        // call per container less on the pod start path).
         let mut labels = spec.pod.labels();
         labels.insert(labels::KIND.into(), "container".into());
         labels.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
