@@ -126,23 +126,34 @@ impl NodeLifecycle {
         }
     }
 
-    /// Check every node each period until `stop`.
+    /// Check every node each period, or sooner when a lease or an eviction timeout runs out
+    /// before then, until `stop`.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            let tick = self.tick();
-            tokio::select! {
-                _ = tick => {}
+            let next_due = tokio::select! {
+                due = self.tick() => due,
                 _ = crate::informer::stopped(&mut stop) => return,
+            };
+            let mut pause = self.cfg.monitor_period;
+            if let Some(due) = next_due {
+                pause = pause.min(due.saturating_duration_since(Instant::now()).max(Duration::from_millis(5)));
             }
-            if sleep_or_stop(self.cfg.monitor_period, &mut stop).await {
+            if sleep_or_stop(pause, &mut stop).await {
                 return;
             }
         }
     }
 
-    /// One pass over all nodes. Write failures (conflicts, lost leadership) are retried next pass.
-    pub async fn tick(&mut self) {
+    /// One pass over all nodes. Write failures (conflicts, lost leadership) are retried next
+    /// pass. Returns the earliest future moment a lease or an eviction timeout runs out.
+    pub async fn tick(&mut self) -> Option<Instant> {
         let now = Instant::now();
+        let mut next_due: Option<Instant> = None;
+        let mut due_at = |at: Instant| {
+            if at > now {
+                next_due = Some(next_due.map_or(at, |d| d.min(at)));
+            }
+        };
         let nodes = self.nodes.list(None);
         let names: std::collections::HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
         self.first_seen.retain(|n, _| names.contains(n.as_str()));
@@ -154,9 +165,12 @@ impl NodeLifecycle {
             let heard = last_beat.map_or(first, |b| b.max(first));
             let silent = now.saturating_duration_since(heard) >= self.cfg.lease_ttl;
             let result = if silent {
-                let since = *self.unreachable_since.entry(name.clone()).or_insert(now);
+                // Unreachable since the lease ran out (not since this pass noticed it).
+                let since = *self.unreachable_since.entry(name.clone()).or_insert(heard + self.cfg.lease_ttl);
+                due_at(since + self.cfg.eviction_timeout);
                 self.handle_unreachable(&node, now.saturating_duration_since(since)).await
             } else {
+                due_at(heard + self.cfg.lease_ttl);
                 self.unreachable_since.remove(&name);
                 let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < self.cfg.lease_ttl);
                 if heard_recently {
@@ -169,6 +183,7 @@ impl NodeLifecycle {
                 tracing::debug!(node = %name, error = %e, "node lifecycle write failed; retrying next pass");
             }
         }
+        next_due
     }
 
     async fn handle_unreachable(&self, node: &Value, unreachable_for: Duration) -> Result<(), crate::ApiCallError> {

@@ -684,3 +684,31 @@ async fn stop_halts_run_all_promptly_and_nothing_writes_after() {
     assert_eq!(api.writes(), writes);
     assert_eq!(active_pods(&api).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_eviction_run_out_on_time_whatever_the_monitor_period() {
+    let api = Arc::new(FakeApi::new());
+    create_node(&api, "n1").await;
+    api.create(
+        &PODS,
+        json!({"metadata": {"name": "p1", "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .await
+    .unwrap();
+    // A monitor period far beyond the lease (600 ms) and eviction timeout (400 ms): the
+    // controller must wake when they run out, not a period later.
+    let slow = ControllerConfig { node_monitor_period_ms: 10_000, ..cfg() };
+    let started = Instant::now();
+    let h = Harness::start_with(api.clone(), HeartbeatTable::new(), slow);
+    wait_for("n1 unknown + tainted", &api, |a| Some(()).filter(|_| node_state(a, "n1") == ("Unknown".into(), true)))
+        .await;
+    let marked = started.elapsed();
+    assert!(marked >= Duration::from_millis(550), "judged before the lease TTL: {marked:?}");
+    assert!(marked < Duration::from_secs(3), "judged a monitor period late: {marked:?}");
+    wait_for("p1 evicted", &api, |a| a.object(&PODS, Some("default"), "p1").is_none().then_some(())).await;
+    let evicted = started.elapsed();
+    assert!(evicted >= Duration::from_millis(950), "evicted before TTL + eviction timeout: {evicted:?}");
+    assert!(evicted < Duration::from_secs(3), "evicted a monitor period late: {evicted:?}");
+    h.shutdown().await;
+}
