@@ -221,8 +221,10 @@ impl StoreNode {
         &self,
         req: InstallSnapshotRequest<TypeConfig>,
     ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let vote = req.vote;
         let resp = self.raft.install_snapshot(req).await;
-        if resp.is_ok() {
+        // A stale leader's chunk is answered with this replica's higher vote: no contact.
+        if matches!(&resp, Ok(r) if r.vote == vote) {
             self.elector.contact();
         }
         resp
