@@ -85,6 +85,19 @@ fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_a
         return Ok(None);
     }
     let ip = addr.parse().with_context(|| format!("--proxy-address {addr:?} is not an IP address"))?;
+    if a.proxy_mode == skiff_agent::proxy::ProxyMode::Iptables {
+        // Fail at start, not with a warning per second later.
+        let probe = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output();
+        match probe {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => bail!(
+                "--proxy-mode iptables: `iptables -t nat -S` failed ({}): {}; run the agent as root or use --proxy-mode userspace",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => bail!("--proxy-mode iptables: cannot run iptables ({e}); install it or use --proxy-mode userspace"),
+        }
+    }
     Ok(Some(skiff_agent::proxy::ProxyConfig {
         mode: a.proxy_mode,
         node_name: node_name.to_string(),
