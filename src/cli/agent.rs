@@ -87,15 +87,16 @@ fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_a
     let ip = addr.parse().with_context(|| format!("--proxy-address {addr:?} is not an IP address"))?;
     if a.proxy_mode == skiff_agent::proxy::ProxyMode::Iptables {
         // Fail at start, not with a warning per second later.
-        let probe = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output();
-        match probe {
+        let mut probe = std::process::Command::new("iptables");
+        probe.args(["-t", "nat", "-S"]);
+        match crate::proc_cluster::run_bounded(&mut probe, b"", Duration::from_secs(10)) {
             Ok(o) if o.status.success() => {}
             Ok(o) => bail!(
                 "--proxy-mode iptables: `iptables -t nat -S` failed ({}): {}; run the agent as root or use --proxy-mode userspace",
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
-            Err(e) => bail!("--proxy-mode iptables: cannot run iptables ({e}); install it or use --proxy-mode userspace"),
+            Err(e) => bail!("--proxy-mode iptables: cannot run iptables ({e:#}); install it or use --proxy-mode userspace"),
         }
     }
     Ok(Some(skiff_agent::proxy::ProxyConfig {

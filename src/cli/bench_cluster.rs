@@ -327,21 +327,13 @@ async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>
     (h, errors, start.elapsed().as_secs_f64())
 }
 
-fn mode_name(mode: ProxyMode) -> &'static str {
-    match mode {
-        ProxyMode::Userspace => "userspace",
-        ProxyMode::Iptables => "iptables",
-    }
-}
-
 /// One Docker agent whose proxy serves node ports on 127.0.0.1 in `mode`.
 async fn setup_proxied(mode: ProxyMode) -> anyhow::Result<Setup> {
-    setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into(), "--proxy-mode".into(), mode_name(mode).into()])
-        .await
+    setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into(), "--proxy-mode".into(), mode.as_str().into()]).await
 }
 
 pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode) -> anyhow::Result<ExitCode> {
-    let mode_arg = mode_name(mode);
+    let mode_arg = mode.as_str();
     let s = setup_proxied(mode).await?;
     let port = unique_port();
     create_web(&s.client, 3, port).await?;
@@ -395,7 +387,7 @@ pub async fn rollout(replicas: u64, rate: u64, mode: ProxyMode) -> anyhow::Resul
     wait_until(Duration::from_secs(30), "the node port answers", || async { get(&addr).await.ok() }).await?;
     println!(
         "rollout bench: web ({replicas} replicas) on 1 docker agent, proxy mode {}, {rate} req/s paced through the node port",
-        mode_name(mode)
+        mode.as_str()
     );
     // Paced load: one request per tick, each in its own task (at most 512 in flight).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -467,7 +459,7 @@ pub async fn rollout(replicas: u64, rate: u64, mode: ProxyMode) -> anyhow::Resul
     }
     println!(
         "RESULT rollout mode={} replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
-        mode_name(mode),
+        mode.as_str(),
         ms(h.value_at_quantile(0.99))
     );
     delete_web(&s).await;

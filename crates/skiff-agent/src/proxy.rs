@@ -45,6 +45,16 @@ pub enum ProxyMode {
     Iptables,
 }
 
+impl ProxyMode {
+    /// The flag value (`--proxy-mode`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Userspace => "userspace",
+            ProxyMode::Iptables => "iptables",
+        }
+    }
+}
+
 impl std::str::FromStr for ProxyMode {
     type Err = String;
 

@@ -75,6 +75,16 @@ impl Chains {
         format!("{}{port}", self.svc_prefix)
     }
 
+    /// The node ports with a chain of this agent in an `iptables -t nat -S` listing.
+    fn ports_in(&self, listing: &str) -> BTreeSet<u16> {
+        listing
+            .lines()
+            .filter_map(|l| l.strip_prefix("-N "))
+            .filter_map(|c| c.strip_prefix(self.svc_prefix.as_str()))
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// (table, built-in chain, our chain) for every jump this agent adds.
     fn jumps(&self) -> [(&'static str, &'static str, &str); 4] {
         [
@@ -155,40 +165,42 @@ async fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String
     }
 }
 
-/// The same, blocking (for `Drop`, which may run outside a runtime).
-fn run_blocking(program: &str, args: &[&str]) -> bool {
-    let Ok(mut child) = std::process::Command::new(program)
+/// The same, blocking (for `Drop`, which may run outside a runtime): stdout on success.
+fn run_blocking(program: &str, args: &[&str]) -> Option<String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-    else {
-        return false;
-    };
+        .ok()?;
+    // Drained on its own thread so a large listing cannot fill the pipe and stall the child.
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
     let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-    loop {
+    let ok = loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
+            Ok(Some(status)) => break status.success(),
             Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                break false;
             }
         }
-    }
+    };
+    let out = reader.join().unwrap_or_default();
+    ok.then_some(out)
 }
 
 /// The node ports whose chains exist now (left by an earlier run of this agent).
 async fn existing_ports(chains: &Chains) -> BTreeSet<u16> {
-    let listing = run("iptables", &["-t", "nat", "-S"], None).await.unwrap_or_default();
-    listing
-        .lines()
-        .filter_map(|l| l.strip_prefix("-N "))
-        .filter_map(|c| c.strip_prefix(chains.svc_prefix.as_str()))
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    chains.ports_in(&run("iptables", &["-t", "nat", "-S"], None).await.unwrap_or_default())
 }
 
 async fn ensure_jumps(chains: &Chains) -> Result<(), String> {
@@ -283,22 +295,20 @@ impl Drop for Iptables {
         self.task.abort();
         let chains = Chains::new(&self.tag);
         for (table, builtin, ours) in chains.jumps() {
-            while run_blocking("iptables", &["-t", table, "-D", builtin, "-j", ours]) {}
+            while run_blocking("iptables", &["-t", table, "-D", builtin, "-j", ours]).is_some() {}
         }
-        let mut svc_chains: BTreeSet<String> = self.wanted.borrow().keys().map(|p| chains.svc(*p)).collect();
-        // Chains of ports dropped meanwhile were deleted by the load that dropped them; a load
-        // still pending is covered by listing what exists.
-        if let Ok(out) = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output() {
-            for c in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_prefix("-N ")) {
-                if c.starts_with(&chains.svc_prefix) {
-                    svc_chains.insert(c.to_string());
-                }
-            }
-        }
-        for c in svc_chains.iter().chain([&chains.np, &chains.masq]) {
+        // What exists, not what was wanted: a load may be pending or may have failed.
+        let listing = run_blocking("iptables", &["-t", "nat", "-S"]).unwrap_or_default();
+        let nat: Vec<String> = chains
+            .ports_in(&listing)
+            .into_iter()
+            .map(|p| chains.svc(p))
+            .chain([chains.np.clone(), chains.masq.clone()])
+            .collect();
+        for c in &nat {
             run_blocking("iptables", &["-t", "nat", "-F", c]);
         }
-        for c in svc_chains.iter().chain([&chains.np, &chains.masq]) {
+        for c in &nat {
             run_blocking("iptables", &["-t", "nat", "-X", c]);
         }
         run_blocking("iptables", &["-t", "filter", "-F", &chains.fw]);
