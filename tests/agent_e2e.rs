@@ -398,3 +398,115 @@ async fn process_agent_runs_pods_with_logs() {
     k.apply(&pod_manifest("on-fake", &format!("{fake}-2"), "x"));
     wait_pod_ready(&k, "on-fake", &fakes);
 }
+
+/// The events of pod `name` as (reason, type, message, fieldPath, source.host) tuples.
+fn pod_events(k: &Kubectl, name: &str) -> Vec<(String, String, String, String, String)> {
+    let selector = format!("involvedObject.kind=Pod,involvedObject.name={name}");
+    let Some(l) = k.json(&["events", "--field-selector", &selector]) else { return Vec::new() };
+    let s = |e: &Value, p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    l["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (s(e, "/reason"), s(e, "/type"), s(e, "/message"), s(e, "/involvedObject/fieldPath"), s(e, "/source/host"))
+        })
+        .collect()
+}
+
+/// What `kubectl describe pod` lists under Events comes from the agent (as kubelet on its
+/// node) and the scheduler: a started container, a failing readiness probe, a crash loop's
+/// back-off, and the stop when the pod is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_agent_records_pod_events_for_kubectl_describe() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    if !docker_available() {
+        eprintln!("skipping: no Docker engine answers");
+        return;
+    }
+    build_images(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let (c, _leader, follower) = cluster().await;
+    let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir());
+    let node = unique("ev-docker");
+    let agent = c.spawn_agent(&node, "docker", &[]).unwrap();
+    wait_node_ready(&k, &agent);
+    // No nodeName: the scheduler places it on the only node.
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: noisy
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: skiff/busybox:1
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    readinessProbe:
+      exec:
+        command: ["cat", "/tmp/ready"]
+      periodSeconds: 1
+  - name: crash
+    image: skiff/busybox:1
+    command: ["sh", "-c", "exit 3"]
+"#,
+    );
+    let want = [
+        ("Scheduled", "Normal", "", ""),
+        ("Pulled", "Normal", "spec.containers{main}", "Container image \"skiff/busybox:1\" already present on machine"),
+        ("Created", "Normal", "spec.containers{main}", "Created container: main"),
+        ("Started", "Normal", "spec.containers{main}", "Started container main"),
+        ("Unhealthy", "Warning", "spec.containers{main}", "Readiness probe failed: "),
+        (
+            "BackOff",
+            "Warning",
+            "spec.containers{crash}",
+            "Back-off restarting failed container crash in pod noisy_default(",
+        ),
+    ];
+    let events = wait_for(Duration::from_secs(60), "the pod's events", |last| {
+        let evs = pod_events(&k, "noisy");
+        *last = format!("{evs:#?}\nagent log:\n{}", agent.log_tail(20));
+        want.iter()
+            .all(|(reason, ty, path, msg)| {
+                evs.iter().any(|e| &e.0 == reason && &e.1 == ty && &e.3 == path && e.2.starts_with(msg))
+            })
+            .then_some(evs)
+    });
+    for e in events.iter().filter(|e| e.0 != "Scheduled") {
+        assert_eq!(e.4, node, "agent events come from the pod's node: {e:?}");
+    }
+    // kubectl describe shows them, from kubelet.
+    let d = k.ok(&["describe", "pod", "noisy"]);
+    for needle in
+        ["Started container main", "Readiness probe failed:", "Back-off restarting failed container crash", "kubelet"]
+    {
+        assert!(d.contains(needle), "describe lacks {needle:?}:\n{d}");
+    }
+    // Repeats are counted in one Event, not one per failure.
+    wait_for(Duration::from_secs(30), "the readiness failures counted in one Event", |last| {
+        let selector = "involvedObject.name=noisy,reason=Unhealthy";
+        let l = k.json(&["events", "--field-selector", selector])?;
+        *last = l.to_string();
+        let items = l["items"].as_array()?;
+        assert!(items.len() <= 1, "one Event per repeated failure: {l}");
+        (items.first()?["count"].as_i64()? >= 2).then_some(())
+    });
+
+    // Deleting the pod stops its running container: Killing.
+    k.ok(&["delete", "pod", "noisy", "--wait=false"]);
+    wait_for(Duration::from_secs(60), "the Killing event", |last| {
+        let evs = pod_events(&k, "noisy");
+        *last = format!("{evs:#?}");
+        evs.iter()
+            .any(|e| {
+                e.0 == "Killing"
+                    && e.1 == "Normal"
+                    && e.2 == "Stopping container main"
+                    && e.3 == "spec.containers{main}"
+            })
+            .then_some(())
+    });
+    wait_pod_gone(&k, "noisy");
+}

@@ -17,14 +17,14 @@ use rand::Rng;
 use serde_json::{json, Value};
 use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodRemoved, PodStatus,
-    PodStatusBatch, MAX_AGENT_MESSAGE_BYTES,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodEventBatch, PodEventRecord,
+    PodRemoved, PodStatus, PodStatusBatch, MAX_AGENT_MESSAGE_BYTES,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
 
 use crate::error::{AgentError, Result};
-use crate::pod_manager::{PodEvent, PodManager, PodManagerConfig};
+use crate::pod_manager::{PodEvent, PodManager, PodManagerConfig, RecordedEvent};
 use crate::runtime::Runtime;
 
 /// The kubelet version the Node reports.
@@ -272,17 +272,32 @@ impl PodSetDecoder {
     }
 }
 
-/// The latest unsent report per pod, in first-changed order (memory bounded by pod count).
+/// Recorded events held while the stream is slow or down; more are dropped.
+const MAX_PENDING_RECORDS: usize = 1024;
+
+/// The latest unsent report per pod, in first-changed order (memory bounded by pod count),
+/// and the recorded events not yet sent (bounded; sent once, not again after a reconnect).
 #[derive(Default)]
 struct Reporter {
     latest: HashMap<String, PodEvent>,
     order: VecDeque<String>,
     dirty: HashSet<String>,
+    records: VecDeque<RecordedEvent>,
+    /// The last message sent carried events: statuses go first next time.
+    records_sent_last: bool,
 }
 
 impl Reporter {
     fn absorb(&mut self, batch: Vec<PodEvent>) {
         for ev in batch {
+            if let PodEvent::Recorded(r) = ev {
+                if self.records.len() < MAX_PENDING_RECORDS {
+                    self.records.push_back(r);
+                } else {
+                    tracing::debug!(reason = r.reason, "pending events full; event dropped");
+                }
+                continue;
+            }
             let uid = ev.uid().to_string();
             self.latest.insert(uid.clone(), ev);
             if self.dirty.insert(uid.clone()) {
@@ -301,11 +316,31 @@ impl Reporter {
     }
 
     fn has_pending(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.records.is_empty()
     }
 
-    /// The next message: one removal, or a batch of up to `max` statuses.
+    /// The next message: one removal, a batch of up to `max` statuses, or a batch of up to
+    /// `max` events (taking turns with the statuses, so neither starves the other).
     fn next_message(&mut self, max: usize) -> Option<AgentMessage> {
+        if !self.records.is_empty() && (!self.records_sent_last || self.dirty.is_empty()) {
+            self.records_sent_last = true;
+            let n = self.records.len().min(max.max(1));
+            let events = self
+                .records
+                .drain(..n)
+                .map(|r| PodEventRecord {
+                    namespace: r.namespace,
+                    name: r.name,
+                    uid: r.uid,
+                    field_path: r.field_path,
+                    warning: r.warning,
+                    reason: r.reason,
+                    message: r.message,
+                })
+                .collect();
+            return Some(AgentMessage { msg: Some(agent_message::Msg::Events(PodEventBatch { events })) });
+        }
+        self.records_sent_last = false;
         let mut statuses = Vec::new();
         while let Some(uid) = self.order.front().cloned() {
             if !self.dirty.contains(&uid) {
@@ -338,7 +373,7 @@ impl Reporter {
                         break;
                     }
                 }
-                None => {
+                Some(PodEvent::Recorded(_)) | None => {
                     self.order.pop_front();
                     self.dirty.remove(&uid);
                 }
@@ -611,6 +646,50 @@ mod tests {
             panic!("expected statuses")
         };
         assert_eq!(b.statuses.len(), 1, "a removed pod is not reported again");
+    }
+
+    fn recorded(uid: &str, reason: &str) -> PodEvent {
+        PodEvent::Recorded(RecordedEvent {
+            namespace: "default".into(),
+            name: format!("p-{uid}"),
+            uid: uid.into(),
+            field_path: "spec.containers{c}".into(),
+            warning: false,
+            reason: reason.into(),
+            message: format!("{reason} container c"),
+        })
+    }
+
+    #[test]
+    fn reporter_sends_every_event_once_taking_turns_with_statuses() {
+        let mut r = Reporter::default();
+        // Events of one pod are kept apart (never coalesced) and in order.
+        r.absorb(vec![recorded("a", "Created"), status("a", "Pending"), recorded("a", "Started")]);
+        r.absorb(vec![status("b", "Running")]);
+        let mut seen = Vec::new();
+        while let Some(m) = r.next_message(1) {
+            match m.msg {
+                Some(agent_message::Msg::Events(b)) => {
+                    assert_eq!(b.events.len(), 1);
+                    assert_eq!(b.events[0].field_path, "spec.containers{c}");
+                    seen.push(format!("event {}", b.events[0].reason));
+                }
+                Some(agent_message::Msg::Statuses(b)) => seen.push(format!("status {}", b.statuses[0].uid)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, ["event Created", "status a", "event Started", "status b"]);
+        // A reconnect resends statuses, never events.
+        r.mark_all_dirty();
+        let mut again = 0;
+        while let Some(m) = r.next_message(10) {
+            assert!(matches!(m.msg, Some(agent_message::Msg::Statuses(_))), "{m:?}");
+            again += 1;
+        }
+        assert_eq!(again, 1);
+        // Bounded: beyond MAX_PENDING_RECORDS events are dropped.
+        r.absorb((0..MAX_PENDING_RECORDS + 10).map(|i| recorded(&i.to_string(), "Started")).collect());
+        assert_eq!(r.records.len(), MAX_PENDING_RECORDS);
     }
 
     #[test]

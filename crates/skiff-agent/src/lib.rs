@@ -16,7 +16,7 @@ pub mod spec;
 
 pub use connection::{node_object, run_agent, Agent, AgentConfig};
 pub use error::{AgentError, Result};
-pub use pod_manager::{PodEvent, PodManager, PodManagerConfig, PodStatusUpdate};
+pub use pod_manager::{PodEvent, PodManager, PodManagerConfig, PodStatusUpdate, RecordedEvent};
 pub use runtime::{
     ContainerInfo, DockerConfig, DockerRuntime, FakeRuntime, FakeStart, LogOptions, LogStream, ProcessConfig,
     ProcessRuntime, Runtime,

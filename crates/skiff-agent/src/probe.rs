@@ -174,12 +174,16 @@ pub struct ProbeState {
     pub result: Option<bool>,
     /// The last check's failure message, if it failed.
     pub message: Option<String>,
+    /// Checks failed so far.
+    pub failures: u64,
 }
 
 /// A running prober task; dropping it stops the task.
 pub struct Prober {
     pub kind: ProbeKind,
     pub settings: ProbeSettings,
+    /// `ProbeState::failures` already reported (as `Unhealthy` events) by the owner.
+    pub reported_failures: u64,
     state: Arc<Mutex<ProbeState>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -201,7 +205,7 @@ impl Prober {
         wake: Arc<Notify>,
     ) -> Self {
         let mut tracker = ProbeTracker::new(kind, &settings);
-        let state = Arc::new(Mutex::new(ProbeState { result: tracker.result(), message: None }));
+        let state = Arc::new(Mutex::new(ProbeState { result: tracker.result(), message: None, failures: 0 }));
         let shared = state.clone();
         let s = settings.clone();
         let task = tokio::spawn(async move {
@@ -212,9 +216,10 @@ impl Prober {
                 tick.tick().await;
                 let outcome = check(&s.action, runtime.as_ref(), &container_id, &pod_ip, s.timeout).await;
                 let result = tracker.record(outcome.is_ok());
-                let next = ProbeState { result, message: outcome.err() };
                 let changed = {
                     let mut st = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let failures = st.failures + u64::from(outcome.is_err());
+                    let next = ProbeState { result, message: outcome.err(), failures };
                     let changed = st.result != next.result;
                     *st = next;
                     changed
@@ -225,7 +230,7 @@ impl Prober {
                 }
             }
         });
-        Prober { kind, settings, state, task }
+        Prober { kind, settings, reported_failures: 0, state, task }
     }
 
     pub fn state(&self) -> ProbeState {

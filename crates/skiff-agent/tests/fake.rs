@@ -100,7 +100,7 @@ async fn status_channel_is_bounded_and_coalesces() {
     while last.len() < 50 || !last.values().all(|e| matches!(e, PodEvent::Status(s) if is_ready(&s.status))) {
         let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("batch").expect("open");
         assert!(batch.len() <= 8, "batch of {}", batch.len());
-        for e in batch {
+        for e in batch.into_iter().filter(|e| !matches!(e, PodEvent::Recorded(_))) {
             total += 1;
             last.insert(e.uid().to_string(), e);
         }
@@ -194,4 +194,99 @@ async fn failed_sandbox_creation_backs_off() {
     let took = started.elapsed();
     assert_eq!(rt.sandbox_creates(), 5, "four failures, then success");
     assert!(took >= Duration::from_millis(1_400), "retries were not spaced out: Ready after {took:?}");
+}
+
+/// (reason, warning, fieldPath, message) of the events recorded about pod `name`.
+fn recorded(h: &Harness, name: &str) -> Vec<(String, bool, String, String)> {
+    h.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            PodEvent::Recorded(r) if r.name == name => {
+                Some((r.reason.clone(), r.warning, r.field_path.clone(), r.message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_kubelet_events_for_starts_probes_backoff_and_stops() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    rt.set_image_missing("gone:1", true);
+    let mut probed = container("web", "img", sh("true"));
+    probed.readiness_probe = Some(exec_probe(sh("check"), 1, 1));
+    rt.set_exec_exit_code("web", 1);
+    rt.set_on_start("crash", FakeStart::Exit(3));
+    let p = pod("p", vec![probed, container("crash", "img", sh("exit 3"))]);
+    let uid = p.metadata.uid.clone().unwrap();
+    h.manager.sync(vec![p.clone(), pod("noimg", vec![container("c", "gone:1", sh("true"))])]);
+    let has = |evs: &[(String, bool, String, String)], reason: &str, warning: bool, path: &str, msg: &str| {
+        evs.iter().any(|e| e.0 == reason && e.1 == warning && e.2 == path && e.3.starts_with(msg))
+    };
+    wait_until(Duration::from_secs(10), "start, probe and back-off events", || {
+        let evs = recorded(&h, "p");
+        has(&evs, "Pulled", false, "spec.containers{web}", "Container image \"img\" already present on machine")
+            && has(&evs, "Created", false, "spec.containers{web}", "Created container: web")
+            && has(&evs, "Started", false, "spec.containers{web}", "Started container web")
+            && has(&evs, "Unhealthy", true, "spec.containers{web}", "Readiness probe failed: ")
+            && has(
+                &evs,
+                "BackOff",
+                true,
+                "spec.containers{crash}",
+                &format!("Back-off restarting failed container crash in pod p_default({uid})"),
+            )
+    })
+    .await;
+    // A missing image is reported once, not at every pass.
+    wait_until(Duration::from_secs(10), "ErrImageNeverPull event", || {
+        has(&recorded(&h, "noimg"), "ErrImageNeverPull", true, "spec.containers{c}", "Container image \"gone:1\"")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // several resync passes (100 ms)
+    let never_pull = recorded(&h, "noimg").iter().filter(|e| e.0 == "ErrImageNeverPull").count();
+    assert_eq!(never_pull, 1, "{:?}", recorded(&h, "noimg"));
+    // Deleting the pod: Killing for the running container.
+    h.manager.sync(vec![deleted(p, 1)]);
+    wait_until(Duration::from_secs(10), "Killing event", || {
+        has(&recorded(&h, "p"), "Killing", false, "spec.containers{web}", "Stopping container web")
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "pod removed", || h.removed("p")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_events_are_bounded_and_never_replace_statuses() {
+    let rt = fake();
+    let mut config = test_config(&unique("fake-node"));
+    config.status_channel_capacity = 1;
+    config.max_batch = 8;
+    config.max_recorded_events = 5;
+    let (manager, mut rx) = PodManager::start(rt.clone() as Arc<dyn Runtime>, config).await.unwrap();
+    let pods: Vec<_> = (0..20).map(|i| pod(&format!("p{i}"), vec![container("c", "img", sh("true"))])).collect();
+    manager.sync(pods);
+    wait_until(Duration::from_secs(20), "all Ready", || {
+        (0..20).all(|i| manager.status("default", &format!("p{i}")).is_some_and(|s| is_ready(&s)))
+    })
+    .await;
+    // Nobody read meanwhile: at most 5 events waited in the outbox (plus one batch in the
+    // channel and one taken by the dispatcher), and every pod's status still arrives.
+    let (mut recorded, mut ready) = (0, std::collections::HashSet::new());
+    while ready.len() < 20 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("batch").expect("open");
+        assert!(batch.len() <= 8, "batch of {}", batch.len());
+        for e in batch {
+            match e {
+                PodEvent::Recorded(_) => recorded += 1,
+                PodEvent::Status(s) if is_ready(&s.status) => {
+                    ready.insert(s.name);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(recorded <= 5 + 8 + 8, "{recorded} events delivered with room for 5");
 }

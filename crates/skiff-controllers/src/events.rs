@@ -40,6 +40,8 @@ struct EventRequest {
     reason: String,
     message: String,
     component: &'static str,
+    /// The node reporting it (`source.host`), for agents' events.
+    host: Option<String>,
 }
 
 /// Handle for recording events about objects. Cheap to clone; recording never waits: when the
@@ -79,7 +81,9 @@ impl EventRecorder {
     }
 
     pub fn record(&self, res: &ResourceInfo, obj: &Value, kind: EventKind, reason: &str, message: String) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() {
+            return;
+        }
         let mut involved = json!({
             "apiVersion": res.api_version(),
             "kind": res.kind,
@@ -92,9 +96,36 @@ impl EventRecorder {
         if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
             involved["resourceVersion"] = json!(rv);
         }
-        let req = EventRequest { involved, kind, reason: reason.to_string(), message, component: self.component };
-        if tx.try_send(req).is_err() {
-            tracing::debug!(reason, "event dropped (queue full or recorder stopped)");
+        self.send(EventRequest {
+            involved,
+            kind,
+            reason: reason.to_string(),
+            message,
+            component: self.component,
+            host: None,
+        });
+    }
+
+    /// An event another component reported, about `involved` (an `involvedObject`, e.g. a
+    /// pod's container with `fieldPath`), from node `host`: what agents report as `kubelet`.
+    pub fn record_involved(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: &str) {
+        self.send(EventRequest {
+            involved,
+            kind,
+            reason: reason.to_string(),
+            message,
+            component: self.component,
+            host: Some(host.to_string()).filter(|h| !h.is_empty()),
+        });
+    }
+
+    fn send(&self, req: EventRequest) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(e) = tx.try_send(req) {
+            let req = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            tracing::debug!(reason = req.reason, "event dropped (queue full or recorder stopped)");
         }
     }
 }
@@ -125,7 +156,12 @@ async fn write_event(
     let now = Timestamp::now();
     let ns = req.involved["namespace"].as_str().unwrap_or("default").to_string();
     let key: SeriesKey = (
-        format!("{}/{}", req.involved["uid"].as_str().unwrap_or(""), req.involved["name"].as_str().unwrap_or("")),
+        format!(
+            "{}/{}/{}",
+            req.involved["uid"].as_str().unwrap_or(""),
+            req.involved["name"].as_str().unwrap_or(""),
+            req.involved["fieldPath"].as_str().unwrap_or("")
+        ),
         req.kind,
         req.reason.clone(),
         req.message.clone(),
@@ -142,7 +178,7 @@ async fn write_event(
         }
     }
     let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), now.as_nanosecond());
-    let ev = json!({
+    let mut ev = json!({
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": ns},
@@ -155,8 +191,11 @@ async fn write_event(
         "lastTimestamp": format_time(now),
         "source": {"component": req.component},
         "reportingComponent": req.component,
-        "reportingInstance": "",
+        "reportingInstance": req.host.as_deref().unwrap_or(""),
     });
+    if let Some(host) = &req.host {
+        ev["source"]["host"] = json!(host);
+    }
     api.create(&EVENTS, ev).await?;
     if series.len() >= SERIES_LIMIT {
         series.clear();

@@ -18,7 +18,7 @@ use skiff_apiserver::{ApiError, DeleteOptions, ObjectStore, Subresource, WriteOp
 use skiff_controllers::HeartbeatTable;
 use skiff_proto::agent::agent_gateway_server::AgentGateway;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodRemoved, PodStatus,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, NotLeader, PodEventRecord, PodRemoved, PodStatus,
 };
 use skiff_store::StoreNode;
 use tokio::sync::mpsc;
@@ -26,6 +26,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// The most statuses accepted in one batch.
 pub const MAX_STATUS_BATCH: usize = 1024;
+/// The most events accepted in one batch.
+pub const MAX_EVENT_BATCH: usize = 1024;
+/// Longest event reason and message kept (Kubernetes truncates messages to 1 KiB too).
+const MAX_EVENT_REASON: usize = 128;
+const MAX_EVENT_MESSAGE: usize = 1024;
 /// How long an agent has to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a stream checks that this replica still leads.
@@ -43,6 +48,8 @@ pub struct GatewaySvc {
     pub heartbeats: HeartbeatTable,
     pub pod_hub: Arc<crate::hub::PodHub>,
     pub service_hub: Arc<crate::hub::ServiceHub>,
+    /// Writes the agents' events (as `kubelet`, best effort, bounded queue).
+    pub events: skiff_controllers::EventRecorder,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<GatewayMessage, Status>> + Send>>;
@@ -254,6 +261,11 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
                 }
             }
         }
+        Some(agent_message::Msg::Events(batch)) => {
+            for e in batch.events.into_iter().take(MAX_EVENT_BATCH) {
+                record_agent_event(&svc.events, node_name, e);
+            }
+        }
         Some(agent_message::Msg::Removed(r)) => {
             if let Err(e) = remove_pod(&svc.objects, node_name, &r).await {
                 tracing::warn!(node = node_name, pod = r.name, ns = r.namespace, "removed pod not deleted: {e}");
@@ -261,6 +273,44 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
         }
         Some(agent_message::Msg::Hello(_)) | None => {}
     }
+}
+
+fn truncated(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Hands one event an agent reported about a pod to the recorder, as `kubelet` on `node_name`.
+/// An event without a pod name or reason is dropped; long reasons and messages are cut.
+pub fn record_agent_event(events: &skiff_controllers::EventRecorder, node_name: &str, e: PodEventRecord) {
+    if e.name.is_empty() || e.reason.is_empty() {
+        tracing::debug!(node = node_name, "agent event without pod name or reason dropped");
+        return;
+    }
+    let mut involved = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": if e.namespace.is_empty() { "default" } else { e.namespace.as_str() },
+        "name": e.name,
+        "uid": e.uid,
+    });
+    if !e.field_path.is_empty() {
+        involved["fieldPath"] = json!(truncated(e.field_path, MAX_EVENT_REASON + 64));
+    }
+    let kind = if e.warning { skiff_controllers::EventKind::Warning } else { skiff_controllers::EventKind::Normal };
+    events.record_involved(
+        involved,
+        kind,
+        &truncated(e.reason, MAX_EVENT_REASON),
+        truncated(e.message, MAX_EVENT_MESSAGE),
+        node_name,
+    );
 }
 
 /// Writes the agent's status of one pod through the status subresource, keeping the

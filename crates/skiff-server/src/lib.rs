@@ -138,6 +138,13 @@ impl Server {
         let objects =
             Arc::new(skiff_apiserver::ObjectStore::new(node.clone()).with_node_port_range(cfg.node_port_range.clone()));
         let heartbeats = skiff_controllers::HeartbeatTable::new();
+        // Agents' events (Pulled, Started, Unhealthy, ...): written as `kubelet`, unfenced
+        // (they are observations, not decisions), by one task per replica.
+        let (agent_events, agent_events_sink) = skiff_controllers::EventRecorder::new(
+            Arc::new(leader::StoreApi(objects.clone())) as Arc<dyn skiff_controllers::ObjectApi>,
+            stop_rx.clone(),
+        );
+        let agent_events_task = tokio::spawn(agent_events_sink);
         let agent_max = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES;
 
         let max = transport::MAX_RAFT_MESSAGE_BYTES;
@@ -163,6 +170,7 @@ impl Server {
                     heartbeats: heartbeats.clone(),
                     pod_hub: hub::PodHub::start(objects.clone()),
                     service_hub: hub::ServiceHub::start(objects.clone()),
+                    events: agent_events.for_component("kubelet"),
                 })
                 .max_decoding_message_size(agent_max)
                 .max_encoding_message_size(agent_max),
@@ -209,7 +217,7 @@ impl Server {
             grpc_addr,
             api_addr,
             stop,
-            tasks: vec![grpc_task, http_task, bootstrap_task, leader_task],
+            tasks: vec![grpc_task, http_task, bootstrap_task, leader_task, agent_events_task],
         })
     }
 

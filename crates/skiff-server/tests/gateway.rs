@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use skiff_apiserver::{Subresource, WriteOptions};
 use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, Heartbeat, Hello, PodRemoved, PodSet, PodStatus, PodStatusBatch,
+    agent_message, gateway_message, AgentMessage, Heartbeat, Hello, PodEventBatch, PodEventRecord, PodRemoved, PodSet,
+    PodStatus, PodStatusBatch,
 };
 use skiff_server::{Server, ServerConfig};
 use skiff_store::StoreConfig;
@@ -101,7 +102,12 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     assert_eq!(node["status"]["capacity"]["pods"], "110");
     assert!(node["status"]["conditions"][0]["lastHeartbeatTime"].is_string());
     assert!(server.heartbeats.last_seen("n1").is_some());
-    let set = next_set(&mut inbound).await;
+    // The hub's watch may not have seen the pod yet when the stream opens: an empty set can
+    // come first, then the set with the pod.
+    let mut set = next_set(&mut inbound).await;
+    if set.is_empty() {
+        set = next_set(&mut inbound).await;
+    }
     assert_eq!(set.len(), 1);
     assert_eq!(set[0]["metadata"]["uid"], uid.as_str());
 
@@ -132,6 +138,54 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     let types: Vec<&str> =
         set[0]["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["PodScheduled", "Ready"]);
+
+    // Events the agent records become v1 Events from kubelet on n1; a repeat raises the
+    // count of the same Event; one without a reason is dropped; a long message is cut.
+    let event = |reason: &str, message: &str| PodEventRecord {
+        namespace: "default".into(),
+        name: "p".into(),
+        uid: uid.clone(),
+        field_path: "spec.containers{c}".into(),
+        warning: reason == "Unhealthy",
+        reason: reason.into(),
+        message: message.into(),
+    };
+    let long = "x".repeat(5000);
+    let events = vec![
+        event("Started", "Started container c"),
+        event("Unhealthy", "Readiness probe failed: no"),
+        event("", "no reason"),
+        event("Failed", &long),
+    ];
+    tx.send(msg(agent_message::Msg::Events(PodEventBatch { events }))).await.unwrap();
+    tx.send(msg(agent_message::Msg::Events(PodEventBatch {
+        events: vec![event("Unhealthy", "Readiness probe failed: no")],
+    })))
+    .await
+    .unwrap();
+    let event_res = skiff_api::lookup("events").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let evs = loop {
+        let l = server.objects.list(event_res, Some("default"), &Default::default()).await.unwrap();
+        let unhealthy_twice = l.items.iter().any(|e| e["reason"] == "Unhealthy" && e["count"] == 2);
+        if l.items.len() >= 3 && unhealthy_twice {
+            break l.items;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "events: {:?}", l.items);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    for e in &evs {
+        assert_eq!(e["source"]["component"], "kubelet", "{e}");
+        assert_eq!(e["source"]["host"], "n1", "{e}");
+        assert_eq!(e["involvedObject"]["kind"], "Pod", "{e}");
+        assert_eq!(e["involvedObject"]["uid"], uid.as_str(), "{e}");
+        assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{c}", "{e}");
+    }
+    let by = |r: &str| evs.iter().find(|e| e["reason"] == r).unwrap_or_else(|| panic!("no {r}: {evs:?}"));
+    assert_eq!(by("Started")["type"], "Normal");
+    assert_eq!(by("Unhealthy")["type"], "Warning");
+    assert_eq!(by("Failed")["message"].as_str().unwrap().len(), 1024);
 
     // PodRemoved with a stale uid deletes nothing; with the right uid the pod goes.
     let removed = |uid: &str| {

@@ -46,6 +46,8 @@ pub struct PodManagerConfig {
     pub status_channel_capacity: usize,
     /// The most events in one batch.
     pub max_batch: usize,
+    /// Recorded Kubernetes Events waiting to be sent; more are dropped (counted in the log).
+    pub max_recorded_events: usize,
     /// The most pods managed at once; pods beyond it are ignored with a warning.
     pub max_pods: usize,
     /// How long a pod with `deletionTimestamp` keeps running before its containers get SIGTERM,
@@ -69,6 +71,7 @@ impl PodManagerConfig {
             orphan_grace: Duration::from_secs(30),
             status_channel_capacity: 64,
             max_batch: 256,
+            max_recorded_events: 256,
             max_pods: 1000,
             termination_propagation_delay: Duration::from_secs(2),
         }
@@ -93,6 +96,8 @@ pub enum PodEvent {
     Status(PodStatusUpdate),
     /// A deleted (or no longer desired) pod's containers and sandbox are gone.
     Removed { namespace: String, name: String, uid: String },
+    /// A Kubernetes Event about the pod (never coalesced with the others).
+    Recorded(RecordedEvent),
 }
 
 impl PodEvent {
@@ -100,15 +105,35 @@ impl PodEvent {
         match self {
             PodEvent::Status(s) => &s.uid,
             PodEvent::Removed { uid, .. } => uid,
+            PodEvent::Recorded(r) => &r.uid,
         }
     }
 }
 
-/// Latest pending event per pod, in first-changed order.
+/// A Kubernetes Event the agent records about one of its pods, as kubelet does: what
+/// `kubectl describe pod` lists (`Pulled`, `Created`, `Started`, `Killing`, `BackOff`,
+/// `Unhealthy`, ...). Best effort: dropped when the outbox already holds
+/// `PodManagerConfig::max_recorded_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// `spec.containers{NAME}` for a container's event, empty for the pod's own.
+    pub field_path: String,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Latest pending status or removal per pod, in first-changed order, and the recorded
+/// events not yet taken (bounded).
 #[derive(Default)]
 struct Outbox {
     order: VecDeque<String>,
     events: HashMap<String, PodEvent>,
+    recorded: VecDeque<RecordedEvent>,
+    dropped: u64,
 }
 
 /// The desired state handed to a pod worker.
@@ -148,9 +173,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Queue `event`, replacing the pod's pending one.
+    /// Queue `event`, replacing the pod's pending one (a recorded event is appended instead).
     pub(crate) fn publish(&self, event: PodEvent) {
         let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        if let PodEvent::Recorded(r) = event {
+            if out.recorded.len() >= self.config.max_recorded_events {
+                out.dropped += 1;
+                if out.dropped.is_power_of_two() {
+                    tracing::warn!(dropped = out.dropped, reason = r.reason, "event outbox full; events dropped");
+                }
+                return;
+            }
+            out.recorded.push_back(r);
+            drop(out);
+            self.outbox_notify.notify_one();
+            return;
+        }
         let uid = event.uid().to_string();
         if out.events.insert(uid.clone(), event).is_none() {
             out.order.push_back(uid);
@@ -169,6 +207,9 @@ impl Shared {
                 batch.push(ev);
             }
         }
+        let room = self.config.max_batch.max(1).saturating_sub(batch.len());
+        let n = out.recorded.len().min(room);
+        batch.extend(out.recorded.drain(..n).map(PodEvent::Recorded));
         batch
     }
 

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{watch, Notify};
 
 use super::status::{condition, now, pod_phase, terminated, to_time};
-use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, Shared};
+use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, Shared};
 use crate::backoff::Backoff;
 use crate::error::AgentError;
 use crate::probe::{ProbeKind, ProbeSettings, Prober};
@@ -31,6 +31,8 @@ struct CState {
     restart_at: Option<Instant>,
     /// The delay that `restart_at` came from (for the CrashLoopBackOff message).
     backoff_delay: Duration,
+    /// The `BackOff` event of the current wait was recorded.
+    backoff_reported: bool,
     /// A (re)start is due and being retried (create failed, e.g. missing image).
     start_pending: bool,
     /// Why the container is waiting (create errors).
@@ -61,6 +63,7 @@ impl CState {
             backoff: Backoff::new(shared.config.backoff_initial, shared.config.backoff_max),
             restart_at: None,
             backoff_delay: Duration::ZERO,
+            backoff_reported: false,
             start_pending: false,
             waiting: None,
             started: false,
@@ -187,6 +190,19 @@ impl Worker {
         Duration::from_secs(spec::grace_seconds(&self.pod))
     }
 
+    /// Record a Kubernetes Event about this pod (`container`: about one of its containers).
+    fn event(&self, container: Option<&str>, warning: bool, reason: &str, message: String) {
+        self.shared.publish(PodEvent::Recorded(RecordedEvent {
+            namespace: self.pod_ref.namespace.clone(),
+            name: self.pod_ref.name.clone(),
+            uid: self.pod_ref.uid.clone(),
+            field_path: container.map(|c| format!("spec.containers{{{c}}}")).unwrap_or_default(),
+            warning,
+            reason: reason.to_string(),
+            message,
+        }));
+    }
+
     fn container_id(&self, id: &str) -> String {
         format!("{}://{id}", self.shared.runtime.name())
     }
@@ -273,6 +289,7 @@ impl Worker {
             }
             // The sandbox died: its namespace is gone, so every container goes with it.
             tracing::warn!(pod = self.pod_ref.name, "pod sandbox is not running; recreating the pod's containers");
+            self.event(None, false, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.".into());
             let grace = self.grace();
             for st in self.containers.values_mut() {
                 st.drop_probers();
@@ -298,15 +315,25 @@ impl Worker {
                 self.sandbox_retry_at = None;
             }
             Err(AgentError::ImageNotPresent { image }) => {
-                self.sandbox_error = Some((
-                    "ErrImageNeverPull".into(),
+                let err = (
+                    "ErrImageNeverPull".to_string(),
                     format!("pod sandbox image {image:?} is not present with pull policy of Never"),
-                ));
+                );
+                if self.sandbox_error.as_ref() != Some(&err) {
+                    self.event(
+                        None,
+                        true,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {}", err.1),
+                    );
+                }
+                self.sandbox_error = Some(err);
             }
             Err(e) => {
                 // The first failure retries at the next pass; then 1 s, 2 s, … up to the cap.
                 let wait = self.sandbox_backoff.next_delay(Duration::ZERO);
                 tracing::warn!(pod = self.pod_ref.name, error = %e, retry_in = ?wait, "creating the pod sandbox failed");
+                self.event(None, true, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}"));
                 self.sandbox_retry_at = Some(Instant::now() + wait);
                 self.sandbox_error = Some(("ContainerCreating".into(), format!("failed to create pod sandbox: {e}")));
             }
@@ -354,6 +381,8 @@ impl Worker {
                 let cur = st.current.clone().expect("running");
                 if cur.label(labels::SPEC_HASH).is_some_and(|h| h != hash) && !st.killing {
                     tracing::info!(pod = self.pod_ref.name, container = c.name, "container spec changed; restarting");
+                    let msg = format!("Container {} definition changed, will be restarted", c.name);
+                    self.event(Some(&c.name), false, "Killing", msg);
                     self.kill(&mut st, &cur.id, self.grace());
                     st.backoff.reset();
                 }
@@ -362,7 +391,7 @@ impl Worker {
             Some(ContainerState::Created) => {
                 // Created but never started (e.g. the agent stopped in between): start it now.
                 let cur = st.current.clone().expect("created");
-                self.start_created(&mut st, &cur.id).await;
+                self.start_created(&mut st, &c.name, &cur.id).await;
             }
             Some(ContainerState::Exited) | Some(ContainerState::Unknown) => {
                 st.drop_probers();
@@ -391,7 +420,17 @@ impl Worker {
                             st.backoff_delay = delay;
                             instant_of(cur.finished_at) + delay
                         });
+                        if now < restart_at && !st.backoff_reported {
+                            st.backoff_reported = true;
+                            let p = &self.pod_ref;
+                            let msg = format!(
+                                "Back-off restarting failed container {} in pod {}_{}({})",
+                                c.name, p.name, p.namespace, p.uid
+                            );
+                            self.event(Some(&c.name), true, "BackOff", msg);
+                        }
                         if now >= restart_at {
+                            st.backoff_reported = false;
                             st.restart_at = None;
                             st.start_pending = true;
                         } else {
@@ -426,7 +465,7 @@ impl Worker {
         match self.shared.call("image present", rt.image_present(&cspec.image)).await {
             Ok(true) => {}
             Ok(false) => {
-                st.waiting = Some(never_pull(&cspec.image));
+                self.wait_never_pull(st, c, never_pull(&cspec.image));
                 return;
             }
             Err(e) => {
@@ -437,15 +476,24 @@ impl Worker {
         let id = match self.shared.call("create container", rt.create_container(&sandbox.id, &cspec)).await {
             Ok(id) => id,
             Err(AgentError::ImageNotPresent { image }) => {
-                st.waiting = Some(never_pull(&image));
+                self.wait_never_pull(st, c, never_pull(&image));
                 return;
             }
             Err(e) => {
                 tracing::warn!(pod = self.pod_ref.name, container = c.name, error = %e, "create container failed");
+                self.event(Some(&c.name), true, "Failed", format!("Error: {e}"));
                 st.waiting = Some(("CreateContainerError".into(), e.to_string()));
                 return;
             }
         };
+        // Images are never pulled: kubelet's event for a present image under IfNotPresent.
+        self.event(
+            Some(&c.name),
+            false,
+            "Pulled",
+            format!("Container image {:?} already present on machine", cspec.image),
+        );
+        self.event(Some(&c.name), false, "Created", format!("Created container: {}", c.name));
         // The new instance replaces the current one; the one before that is removed.
         if let Some(old) = st.previous.take() {
             let _ = self.shared.call("remove container", rt.remove_container(&old.id)).await;
@@ -476,14 +524,27 @@ impl Worker {
             ip: None,
         });
         self.publish_instances_with(&c.name, st);
-        self.start_created(st, &id).await;
+        self.start_created(st, &c.name, &id).await;
+    }
+
+    /// `ErrImageNeverPull`: waiting, with a Warning event when it starts.
+    fn wait_never_pull(&self, st: &mut CState, c: &Container, waiting: (String, String)) {
+        if st.waiting.as_ref() != Some(&waiting) {
+            self.event(Some(&c.name), true, &waiting.0, waiting.1.clone());
+        }
+        st.waiting = Some(waiting);
     }
 
     /// Start a created instance; a failed start becomes an exited instance (`StartError`).
-    async fn start_created(&mut self, st: &mut CState, id: &str) {
+    async fn start_created(&mut self, st: &mut CState, name: &str, id: &str) {
         let rt = self.shared.runtime.clone();
         let started = self.shared.call("start container", rt.start_container(id)).await;
         let info = self.shared.call("inspect container", rt.inspect(id)).await;
+        if let Err(e) = &started {
+            self.event(Some(name), true, "Failed", format!("Error: {e}"));
+        } else {
+            self.event(Some(name), false, "Started", format!("Started container {name}"));
+        }
         match (started, info) {
             (Ok(()), Ok(info)) => st.current = Some(info),
             (Ok(()), Err(e)) => {
@@ -534,6 +595,7 @@ impl Worker {
                 st.startup = self.spawn_prober(ProbeKind::Startup, c, &cur.id);
             }
         }
+        self.report_probe_failures(st, c);
         if st.killing {
             return;
         }
@@ -549,6 +611,8 @@ impl Worker {
                 }
                 Some(false) => {
                     tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "startup probe failed; restarting");
+                    let msg = format!("Container {} failed startup probe, will be restarted", c.name);
+                    self.event(Some(&c.name), false, "Killing", msg);
                     self.kill(st, &cur.id, grace);
                     return;
                 }
@@ -560,7 +624,27 @@ impl Worker {
             if state.result == Some(false) {
                 let grace = p.settings.termination_grace.unwrap_or_else(|| self.grace());
                 tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "liveness probe failed; restarting");
+                let msg = format!("Container {} failed liveness probe, will be restarted", c.name);
+                self.event(Some(&c.name), false, "Killing", msg);
                 self.kill(st, &cur.id, grace);
+            }
+        }
+    }
+
+    /// One `Unhealthy` Warning per probe that failed since the last look (repeats of the same
+    /// message become one Event's count on the control plane).
+    fn report_probe_failures(&self, st: &mut CState, c: &Container) {
+        for p in [st.startup.as_mut(), st.liveness.as_mut(), st.readiness.as_mut()].into_iter().flatten() {
+            let state = p.state();
+            if state.failures > p.reported_failures {
+                p.reported_failures = state.failures;
+                let what = match p.kind {
+                    ProbeKind::Startup => "Startup",
+                    ProbeKind::Liveness => "Liveness",
+                    ProbeKind::Readiness => "Readiness",
+                };
+                let detail = state.message.unwrap_or_default();
+                self.event(Some(&c.name), true, "Unhealthy", format!("{what} probe failed: {detail}"));
             }
         }
     }
@@ -587,6 +671,16 @@ impl Worker {
         let grace = self.grace();
         tracing::info!(pod = self.pod_ref.name, ?grace, "terminating pod");
         let mut objects: HashMap<String, ContainerInfo> = HashMap::new();
+        let mut names: Vec<&String> = self
+            .containers
+            .iter()
+            .filter(|(_, st)| st.current.as_ref().is_some_and(|c| c.state == ContainerState::Running))
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        for name in names {
+            self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
+        }
         for st in self.containers.values_mut() {
             st.drop_probers();
             for c in st.current.iter().chain(st.previous.iter()) {
