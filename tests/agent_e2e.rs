@@ -477,11 +477,15 @@ spec:
     for e in events.iter().filter(|e| e.0 != "Scheduled") {
         assert_eq!(e.4, node, "agent events come from the pod's node: {e:?}");
     }
-    // kubectl describe shows them, from kubelet.
+    // kubectl describe shows them, from kubelet (and the scheduler's as default-scheduler).
     let d = k.ok(&["describe", "pod", "noisy"]);
-    for needle in
-        ["Started container main", "Readiness probe failed:", "Back-off restarting failed container crash", "kubelet"]
-    {
+    for needle in [
+        "Started container main",
+        "Readiness probe failed:",
+        "Back-off restarting failed container crash",
+        "kubelet",
+        "default-scheduler",
+    ] {
         assert!(d.contains(needle), "describe lacks {needle:?}:\n{d}");
     }
     // Repeats are counted in one Event, not one per failure.

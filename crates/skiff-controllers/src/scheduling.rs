@@ -114,7 +114,7 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
                 ready.chunks(cfg.bind_batch.max(1)).map(<[_]>::to_vec).collect()
             };
             let api = ctx.api.clone();
-            let events = ctx.events.clone();
+            let events = ctx.events.for_component("default-scheduler");
             let bound: Vec<()> = stream::iter(batches)
                 .map(|batch| {
                     let (api, events) = (api.clone(), events.clone());

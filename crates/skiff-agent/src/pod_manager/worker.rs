@@ -462,17 +462,8 @@ impl Worker {
                 format!("Container image {image:?} is not present with pull policy of Never"),
             )
         };
-        match self.shared.call("image present", rt.image_present(&cspec.image)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                self.wait_never_pull(st, c, never_pull(&cspec.image));
-                return;
-            }
-            Err(e) => {
-                st.waiting = Some(("ContainerCreating".into(), format!("checking image {:?}: {e}", cspec.image)));
-                return;
-            }
-        }
+        // No image check first: every runtime's create reports a missing image
+        // (`ImageNotPresent`), which saves one runtime call per container start.
         let id = match self.shared.call("create container", rt.create_container(&sandbox.id, &cspec)).await {
             Ok(id) => id,
             Err(AgentError::ImageNotPresent { image }) => {
