@@ -96,36 +96,20 @@ impl EventRecorder {
         if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
             involved["resourceVersion"] = json!(rv);
         }
-        self.send(EventRequest {
-            involved,
-            kind,
-            reason: reason.to_string(),
-            message,
-            component: self.component,
-            host: None,
-        });
+        self.send(involved, kind, reason, message, None);
     }
 
     /// An event another component reported, about `involved` (an `involvedObject`, e.g. a
     /// pod's container with `fieldPath`), from node `host`: what agents report as `kubelet`.
     pub fn record_involved(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: &str) {
-        self.send(EventRequest {
-            involved,
-            kind,
-            reason: reason.to_string(),
-            message,
-            component: self.component,
-            host: Some(host.to_string()).filter(|h| !h.is_empty()),
-        });
+        self.send(involved, kind, reason, message, Some(host.to_string()).filter(|h| !h.is_empty()));
     }
 
-    fn send(&self, req: EventRequest) {
+    fn send(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: Option<String>) {
         let Some(tx) = &self.tx else { return };
-        if let Err(e) = tx.try_send(req) {
-            let req = match e {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
-            };
-            tracing::debug!(reason = req.reason, "event dropped (queue full or recorder stopped)");
+        let req = EventRequest { involved, kind, reason: reason.to_string(), message, component: self.component, host };
+        if tx.try_send(req).is_err() {
+            tracing::debug!(reason, "event dropped (queue full or recorder stopped)");
         }
     }
 }
