@@ -80,6 +80,22 @@ async fn fake_missing_image_and_exec_probe_script() {
     h.wait_status("probed", Duration::from_secs(10), "Ready", is_ready).await;
 }
 
+/// A started container is Ready as soon as it runs (no probe) or its readiness probe
+/// passes, never only at the next resync: here a resync is 60 s away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_pods_are_ready_without_waiting_for_a_resync() {
+    let rt = fake();
+    let mut cfg = test_config(&unique("fake-node"));
+    cfg.resync_interval = Duration::from_secs(60);
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, cfg).await;
+    let mut probed = container("c", "img", sh("true"));
+    probed.readiness_probe = Some(exec_probe(sh("check"), 1, 1));
+    rt.set_exec_exit_code("c", 0);
+    h.manager.sync(vec![pod("plain", vec![container("c", "img", sh("true"))]), pod("probed", vec![probed])]);
+    h.wait_status("plain", Duration::from_secs(5), "Ready", is_ready).await;
+    h.wait_status("probed", Duration::from_secs(5), "Ready", is_ready).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_channel_is_bounded_and_coalesces() {
     let rt = fake();

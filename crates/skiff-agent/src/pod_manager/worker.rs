@@ -444,6 +444,13 @@ impl Worker {
                 }
             }
         }
+        // An instance started in this pass gets its probes (and, without a startup or
+        // readiness probe, its readiness) now, not at the next pass a resync later.
+        if let Some(cur) = st.current.clone().filter(|cur| cur.state == ContainerState::Running) {
+            if st.probes_for.as_deref() != Some(cur.id.as_str()) && !st.killing {
+                self.manage_probes(&mut st, c, &cur);
+            }
+        }
         self.containers.insert(c.name.clone(), st);
     }
 
