@@ -116,30 +116,31 @@ impl EventRecorder {
 
 type SeriesKey = (String, EventKind, String, String);
 
-async fn run_sink(api: Arc<dyn ObjectApi>, mut rx: mpsc::Receiver<EventRequest>, mut stop: watch::Receiver<bool>) {
-    // Series already written: key → (namespace, event name).
-    let mut series: HashMap<SeriesKey, (String, String)> = HashMap::new();
+/// Events taken from the queue and written at once: distinct series are written concurrently
+/// (the store's group commit makes few Raft entries of them), repeats of one series in order.
+const SINK_CHUNK: usize = 64;
+
+/// `now` in nanoseconds, or one more than the last value handed out when that is not later.
+fn unique_nanos(now: Timestamp) -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let want = u64::try_from(now.as_nanosecond()).unwrap_or(0);
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
     loop {
-        let req = tokio::select! {
-            r = rx.recv() => match r { Some(r) => r, None => return },
-            _ = stopped(&mut stop) => return,
-        };
-        let write = write_event(&*api, &mut series, req);
-        tokio::select! {
-            r = write => if let Err(e) = r { tracing::debug!(error = %e, "event not recorded") },
-            _ = stopped(&mut stop) => return,
+        let next = want.max(last + 1);
+        match LAST.compare_exchange_weak(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
         }
     }
 }
 
-async fn write_event(
-    api: &dyn ObjectApi,
-    series: &mut HashMap<SeriesKey, (String, String)>,
-    req: EventRequest,
-) -> Result<(), crate::api::ApiCallError> {
-    let now = Timestamp::now();
-    let ns = req.involved["namespace"].as_str().unwrap_or("default").to_string();
-    let key: SeriesKey = (
+fn series_key(req: &EventRequest) -> SeriesKey {
+    (
         format!(
             "{}/{}/{}",
             req.involved["uid"].as_str().unwrap_or(""),
@@ -149,19 +150,86 @@ async fn write_event(
         req.kind,
         req.reason.clone(),
         req.message.clone(),
-    );
-    if let Some((ev_ns, ev_name)) = series.get(&key) {
-        if let Ok(mut ev) = api.get(&EVENTS, Some(ev_ns), ev_name).await {
+    )
+}
+
+async fn run_sink(api: Arc<dyn ObjectApi>, mut rx: mpsc::Receiver<EventRequest>, mut stop: watch::Receiver<bool>) {
+    // Series already written: key → (namespace, event name).
+    let mut series: HashMap<SeriesKey, (String, String)> = HashMap::new();
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => match r { Some(r) => r, None => return },
+            _ = stopped(&mut stop) => return,
+        };
+        let mut groups: Vec<(SeriesKey, Vec<EventRequest>)> = Vec::new();
+        let mut index: HashMap<SeriesKey, usize> = HashMap::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(req) = next.take() {
+            taken += 1;
+            let key = series_key(&req);
+            match index.get(&key) {
+                Some(&i) => groups[i].1.push(req),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![req]));
+                }
+            }
+            if taken < SINK_CHUNK {
+                next = rx.try_recv().ok();
+            }
+        }
+        let api = &*api;
+        let writes = groups.into_iter().map(|(key, reqs)| {
+            let mut cur = series.get(&key).cloned();
+            async move {
+                for req in reqs {
+                    match write_event(api, cur.clone(), req).await {
+                        Ok(written) => cur = Some(written),
+                        Err(e) => tracing::debug!(error = %e, "event not recorded"),
+                    }
+                }
+                (key, cur)
+            }
+        });
+        let written = tokio::select! {
+            w = futures::future::join_all(writes) => w,
+            _ = stopped(&mut stop) => return,
+        };
+        for (key, at) in written {
+            if let Some(at) = at {
+                if series.len() >= SERIES_LIMIT && !series.contains_key(&key) {
+                    series.clear();
+                }
+                series.insert(key, at);
+            }
+        }
+    }
+}
+
+/// Writes one event: a new occurrence of the series last written as `existing` raises its
+/// count; otherwise a new Event, named after the object and a time in nanoseconds that is
+/// unique in this process (events written at once never collide). Returns where the series
+/// now lives.
+async fn write_event(
+    api: &dyn ObjectApi,
+    existing: Option<(String, String)>,
+    req: EventRequest,
+) -> Result<(String, String), crate::api::ApiCallError> {
+    let now = Timestamp::now();
+    let ns = req.involved["namespace"].as_str().unwrap_or("default").to_string();
+    if let Some((ev_ns, ev_name)) = existing {
+        if let Ok(mut ev) = api.get(&EVENTS, Some(&ev_ns), &ev_name).await {
             ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
             ev["lastTimestamp"] = json!(format_time(now));
             match api.update(&EVENTS, ev).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok((ev_ns, ev_name)),
                 Err(e) if !e.is_not_found() => return Err(e),
                 Err(_) => {}
             }
         }
     }
-    let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), now.as_nanosecond());
+    let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), unique_nanos(now));
     let mut ev = json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -181,11 +249,7 @@ async fn write_event(
         ev["source"]["host"] = json!(host);
     }
     api.create(&EVENTS, ev).await?;
-    if series.len() >= SERIES_LIMIT {
-        series.clear();
-    }
-    series.insert(key, (ns, name));
-    Ok(())
+    Ok((ns, name))
 }
 
 /// Delete events whose last occurrence is older than `ttl`, every `interval`, until `stop`.
@@ -267,5 +331,41 @@ mod tests {
         api.modify(&EVENTS, Some("default"), &name, |e| e["lastTimestamp"] = json!("2001-01-01T00:00:00Z"));
         assert_eq!(expire_events(&*api, Duration::from_secs(3600)).await.unwrap(), 1);
         assert!(api.objects(&EVENTS).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_events_is_written_in_full_and_repeats_aggregate() {
+        let api = Arc::new(FakeApi::new());
+        let (_tx, rx) = watch::channel(false);
+        let (rec, sink) = EventRecorder::new(api.clone(), rx);
+        let rec = rec.for_component("kubelet");
+        // Queued before the sink runs, so they are taken in chunks: 100 pods × 3 reasons,
+        // the same pod's events in the same instant, plus 5 repeats of one series.
+        for p in 0..100 {
+            let pod = json!({"metadata": {"name": "web", "namespace": "default", "uid": format!("u{p}")}});
+            for reason in ["Pulled", "Created", "Started"] {
+                rec.normal(&skiff_api::registry::PODS, &pod, reason, format!("{reason} container c"));
+            }
+        }
+        let pod = json!({"metadata": {"name": "crashy", "namespace": "default", "uid": "c1"}});
+        for _ in 0..5 {
+            rec.warning(&skiff_api::registry::PODS, &pod, "BackOff", "Back-off restarting failed container");
+        }
+        tokio::spawn(sink);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let evs = api.objects(&EVENTS);
+            let backoff: Vec<&Value> = evs.iter().filter(|e| e["reason"] == "BackOff").collect();
+            if evs.len() == 301 && backoff.len() == 1 && backoff[0]["count"] == 5 {
+                let names: std::collections::HashSet<&str> = evs.iter().map(util::name).collect();
+                assert_eq!(names.len(), 301, "event names collide");
+                for reason in ["Pulled", "Created", "Started"] {
+                    assert_eq!(evs.iter().filter(|e| e["reason"] == reason).count(), 100, "{reason}");
+                }
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} events: {:?}", evs.len(), backoff);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

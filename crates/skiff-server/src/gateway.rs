@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use skiff_apiserver::objects::Propagation;
 use skiff_apiserver::{ApiError, DeleteOptions, ObjectStore, Subresource, WriteOptions};
@@ -39,6 +39,8 @@ const LEADER_CHECK: Duration = Duration::from_millis(250);
 const OUTBOUND_CAPACITY: usize = 8;
 /// Attempts of one status write that loses compare-and-set races.
 const STATUS_RETRIES: usize = 8;
+/// Status writes of one batch in flight at once.
+const STATUS_WRITE_CONCURRENCY: usize = 32;
 
 /// The `AgentGateway` service of one replica.
 #[derive(Clone)]
@@ -255,11 +257,19 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
         Some(agent_message::Msg::Heartbeat(_)) => svc.heartbeats.record(node_name),
         Some(agent_message::Msg::Statuses(batch)) => {
             svc.heartbeats.record(node_name);
+            // One status per pod (the latest wins), written concurrently: the store's group
+            // commit turns them into a few Raft entries instead of one round trip each.
+            let mut latest: std::collections::HashMap<(String, String), PodStatus> = std::collections::HashMap::new();
             for s in batch.statuses.into_iter().take(MAX_STATUS_BATCH) {
-                if let Err(e) = write_pod_status(&svc.objects, node_name, &s).await {
-                    tracing::warn!(node = node_name, pod = s.name, ns = s.namespace, "pod status not written: {e}");
-                }
+                latest.insert((s.namespace.clone(), s.name.clone()), s);
             }
+            futures::stream::iter(latest.into_values())
+                .for_each_concurrent(STATUS_WRITE_CONCURRENCY, |s| async move {
+                    if let Err(e) = write_pod_status(&svc.objects, node_name, &s).await {
+                        tracing::warn!(node = node_name, pod = s.name, ns = s.namespace, "pod status not written: {e}");
+                    }
+                })
+                .await;
         }
         Some(agent_message::Msg::Events(batch)) => {
             for e in batch.events.into_iter().take(MAX_EVENT_BATCH) {

@@ -122,15 +122,19 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     }
     assert_eq!(server.node.revision(), before);
 
-    // A status from the agent: written, PodScheduled kept; the change comes down too.
-    let status = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    // A status from the agent: written, PodScheduled kept; the change comes down too. Of two
+    // statuses of one pod in a batch only the later is written.
+    let status = |s: Value| PodStatus {
+        namespace: "default".into(),
+        name: "p".into(),
+        uid: uid.clone(),
+        status_json: s.to_string(),
+    };
     let batch = PodStatusBatch {
-        statuses: vec![PodStatus {
-            namespace: "default".into(),
-            name: "p".into(),
-            uid: uid.clone(),
-            status_json: status.to_string(),
-        }],
+        statuses: vec![
+            status(json!({"phase": "Pending"})),
+            status(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})),
+        ],
     };
     tx.send(msg(agent_message::Msg::Statuses(batch))).await.unwrap();
     let set = next_set(&mut inbound).await;
