@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use skiff_api::registry::PODS;
-use skiff_scheduler::{ClusterSnapshot, Decision, SchedulerConfig};
+use skiff_scheduler::{ClusterSnapshot, Decision, NodeInfo, PodEntry, SchedulerConfig, SpreadGroups};
 use tokio::sync::Notify;
 
 use crate::informer::{sleep_or_stop, stopped};
@@ -79,29 +79,26 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let mut stop = ctx.stop.clone();
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
-    let mut typed: HashMap<ObjKey, (u64, Arc<Pod>)> = HashMap::new();
-    let mut typed_nodes: HashMap<ObjKey, (u64, Arc<Node>)> = HashMap::new();
+    let mut pods = PodEntries::default();
+    let mut typed_nodes: HashMap<ObjKey, (u64, Arc<NodeInfo>)> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
-        // Decode only objects that changed since the last pass (typed decoding dominates the
-        // cost of a pass when thousands of pods are bound or thousands of nodes exist).
         let pass_started = std::time::Instant::now();
         let mut pass_took = Duration::ZERO;
-        typed = decode_changed(&ctx.pods.list(None), typed);
-        if typed
-            .values()
-            .any(|(_, p)| p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty)))
-        {
-            typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes);
-            let snapshot =
-                ClusterSnapshot::from_refs(typed_nodes.values().map(|(_, n)| &**n), typed.values().map(|(_, p)| &**p));
+        pods.refresh(&ctx.pods.list(None));
+        if pods.entries.values().any(|(_, e)| e.is_pending()) {
+            typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes, |n: &Node| NodeInfo::new(n));
+            let snapshot = ClusterSnapshot::from_entries(
+                typed_nodes.values().map(|(_, n)| &**n),
+                pods.entries.values().map(|(_, e)| &**e),
+            );
             let decisions = sched.schedule(&snapshot);
             // The CPU part of the pass (the writes below only wait).
             pass_took = pass_started.elapsed();
             tracing::debug!(
-                pods = typed.len(),
+                pods = pods.entries.len(),
                 nodes = typed_nodes.len(),
                 pending = snapshot.pending().len(),
                 decisions = decisions.len(),
@@ -152,30 +149,85 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
 }
 
 /// Decodes the objects whose resourceVersion changed since `previous` (reusing the rest).
-fn decode_changed<T: serde::de::DeserializeOwned>(
+/// Per object, what `extract` makes of its typed form, redone only for objects whose
+/// resourceVersion changed.
+fn decode_changed<T: serde::de::DeserializeOwned, E>(
     cached: &[Arc<Value>],
-    mut previous: HashMap<ObjKey, (u64, Arc<T>)>,
-) -> HashMap<ObjKey, (u64, Arc<T>)> {
+    mut previous: HashMap<ObjKey, (u64, Arc<E>)>,
+    mut extract: impl FnMut(&T) -> E,
+) -> HashMap<ObjKey, (u64, Arc<E>)> {
     let mut fresh = HashMap::with_capacity(cached.len());
     for o in cached {
         let key = ObjKey::of(o);
         let rv = resource_version(o).unwrap_or(0);
-        let typed = match previous.remove(&key) {
-            Some((old_rv, t)) if old_rv == rv && rv != 0 => t,
+        let extracted = match previous.remove(&key) {
+            Some((old_rv, e)) if old_rv == rv && rv != 0 => e,
             _ => match <T as serde::Deserialize>::deserialize(&**o) {
-                Ok(t) => Arc::new(t),
+                Ok(t) => Arc::new(extract(&t)),
                 Err(e) => {
                     tracing::warn!("scheduler skips undecodable object {key:?}: {e}");
                     continue;
                 }
             },
         };
-        fresh.insert(key, (rv, typed));
+        fresh.insert(key, (rv, extracted));
     }
     fresh
 }
 
-/// The cached pod a bind decision is about, if it is still the same pod and still pending.
+/// The scheduler's per-pod facts, kept across passes: a pod is decoded and extracted again
+/// only when something the scheduler reads changed (spec, identity, labels, owners, deletion,
+/// phase), not at each status update an agent writes.
+#[derive(Default)]
+struct PodEntries {
+    /// By uid (every stored pod has one): looking a pod up allocates nothing.
+    entries: HashMap<String, (Arc<Value>, Arc<PodEntry>)>,
+    groups: SpreadGroups,
+}
+
+/// Whether two versions of a pod give the same [`PodEntry`].
+fn same_for_scheduling(a: &Value, b: &Value) -> bool {
+    const META: [&str; 6] = ["uid", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp", "name"];
+    a.get("spec") == b.get("spec")
+        && a.pointer("/status/phase") == b.pointer("/status/phase")
+        && META.iter().all(|f| a["metadata"].get(f) == b["metadata"].get(f))
+}
+
+impl PodEntries {
+    fn refresh(&mut self, cached: &[Arc<Value>]) {
+        // Group ids are never forgotten: start afresh once stale ones dominate.
+        if self.groups.len() > 4 * cached.len() + 1024 {
+            self.entries.clear();
+            self.groups = SpreadGroups::default();
+        }
+        let mut previous = std::mem::take(&mut self.entries);
+        let mut fresh = HashMap::with_capacity(cached.len());
+        for o in cached {
+            let uid: std::borrow::Cow<str> = match crate::util::uid(o) {
+                "" => format!("\0{:?}", ObjKey::of(o)).into(),
+                uid => uid.into(),
+            };
+            let (key, kept) = match previous.remove_entry(uid.as_ref()) {
+                Some((key, (old, e))) if Arc::ptr_eq(&old, o) || same_for_scheduling(&old, o) => (key, Some(e)),
+                Some((key, _)) => (key, None),
+                None => (uid.into_owned(), None),
+            };
+            let entry = match kept {
+                Some(e) => e,
+                None => match <Pod as serde::Deserialize>::deserialize(&**o) {
+                    Ok(p) => Arc::new(PodEntry::new(&p, &mut self.groups)),
+                    Err(e) => {
+                        tracing::warn!("scheduler skips undecodable pod {:?}: {e}", ObjKey::of(o));
+                        continue;
+                    }
+                },
+            };
+            fresh.insert(key, (o.clone(), entry));
+        }
+        self.entries = fresh;
+    }
+}
+
 fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
     let Decision::Bind(b) = d else { return None };
     let pref = d.pod();
@@ -279,6 +331,38 @@ pub fn set_pod_scheduled(obj: &mut Value, status: &str, reason: Option<&str>, me
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_entries_are_extracted_again_only_when_scheduling_inputs_change() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1", "resourceVersion": "5",
+                         "labels": {"app": "a"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                     "resources": {"requests": {"cpu": "100m"}}}]},
+            "status": {"phase": "Pending"}});
+        let mut entries = PodEntries::default();
+        let entry = |e: &PodEntries| e.entries.get("u1").map(|(_, e)| e.clone()).unwrap();
+        entries.refresh(&[Arc::new(pod.clone())]);
+        let first = entry(&entries);
+        assert_eq!(first.node.as_deref(), Some("n1"));
+        // A status update that keeps the phase (conditions, container statuses): kept.
+        let mut v = pod.clone();
+        v["metadata"]["resourceVersion"] = json!("6");
+        v["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        entries.refresh(&[Arc::new(v.clone())]);
+        assert!(Arc::ptr_eq(&first, &entry(&entries)));
+        // The phase ends: extracted again, and the pod no longer holds its node.
+        v["status"]["phase"] = json!("Succeeded");
+        entries.refresh(&[Arc::new(v.clone())]);
+        let done = entry(&entries);
+        assert!(!Arc::ptr_eq(&first, &done) && done.terminated);
+        // A label change (spread groups) is seen too; a vanished pod is dropped.
+        v["metadata"]["labels"] = json!({"app": "b"});
+        entries.refresh(&[Arc::new(v)]);
+        assert!(!Arc::ptr_eq(&done, &entry(&entries)));
+        entries.refresh(&[]);
+        assert!(entries.entries.is_empty());
+    }
 
     #[test]
     fn condition_is_replaced_not_duplicated() {

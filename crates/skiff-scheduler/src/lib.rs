@@ -26,4 +26,4 @@ pub use decision::{Binding, Decision, Unschedulable};
 pub use error::SchedulerError;
 pub use framework::{Code, FilterPlugin, Rejection, ScorePlugin, MAX_NODE_SCORE};
 pub use scheduler::{schedule, Profile, Scheduler, SchedulerConfig, DEFAULT_SCHEDULER_NAME};
-pub use snapshot::{ClusterSnapshot, NodeInfo, PendingPod, PodInfo, PodRef, Readiness};
+pub use snapshot::{ClusterSnapshot, NodeInfo, PendingPod, PodEntry, PodInfo, PodRef, Readiness, SpreadGroups};

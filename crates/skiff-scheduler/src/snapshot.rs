@@ -183,43 +183,49 @@ impl ClusterSnapshot {
         nodes: impl IntoIterator<Item = &'a Node>,
         pods: impl IntoIterator<Item = &'a Pod>,
     ) -> ClusterSnapshot {
-        let mut node_infos: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
+        let nodes: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
+        let mut groups = SpreadGroups::default();
+        let pods: Vec<PodEntry> = pods.into_iter().map(|p| PodEntry::new(p, &mut groups)).collect();
+        Self::from_entries(&nodes, &pods)
+    }
+
+    /// [`ClusterSnapshot::from_refs`] over facts extracted earlier: node infos as built by
+    /// [`NodeInfo::new`] (nothing placed yet) and pod entries whose spread groups all come from
+    /// one [`SpreadGroups`]. A caller that keeps entries across passes extracts each pod once
+    /// per change instead of once per pass.
+    pub fn from_entries<'a>(
+        nodes: impl IntoIterator<Item = &'a NodeInfo>,
+        pods: impl IntoIterator<Item = &'a PodEntry>,
+    ) -> ClusterSnapshot {
+        let mut node_infos: Vec<NodeInfo> = nodes.into_iter().cloned().collect();
         node_infos.sort_by(|a, b| a.name.cmp(&b.name));
         node_infos.dedup_by(|b, a| a.name == b.name);
-        let index: HashMap<String, usize> = node_infos.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-
-        let mut groups = HashMap::new();
+        let index: HashMap<&str, usize> = node_infos.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+        let mut placed: Vec<(usize, &PodInfo)> = Vec::new();
         let mut pending = Vec::new();
-        for pod in pods {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            if matches!(phase, Some("Succeeded") | Some("Failed")) {
+        for entry in pods {
+            if entry.terminated {
                 continue;
             }
-            let spec = pod.spec.as_ref();
-            match spec.and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
+            match entry.node.as_deref() {
+                // A bound pod with unreadable quantities still occupies its node; its requests
+                // are counted as zero rather than guessed.
                 Some(node) => {
                     if let Some(&i) = index.get(node) {
-                        // A bound pod with unreadable quantities still occupies its node; its
-                        // requests are counted as zero rather than guessed.
-                        let (info, _) = pod_info(pod, &mut groups);
-                        node_infos[i].add_pod(&info);
+                        placed.push((i, &entry.info));
                     }
                 }
-                None => {
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
-                    let (info, error) = pod_info(pod, &mut groups);
-                    pending.push(PendingPod {
-                        info,
-                        scheduler_name: spec
-                            .and_then(|s| s.scheduler_name.clone())
-                            .unwrap_or_else(|| crate::DEFAULT_SCHEDULER_NAME.to_string()),
-                        error,
-                        creation: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    });
-                }
+                None if entry.deleting => {}
+                None => pending.push(PendingPod {
+                    info: entry.info.clone(),
+                    scheduler_name: entry.scheduler_name.clone(),
+                    error: entry.error.clone(),
+                    creation: entry.creation,
+                }),
             }
+        }
+        for (i, info) in placed {
+            node_infos[i].add_pod(info);
         }
         pending.sort_by(|a, b| {
             b.info
@@ -240,12 +246,74 @@ impl ClusterSnapshot {
     }
 }
 
+/// Spread group ids, stable for as long as one `SpreadGroups` is used: entries built with the
+/// same one can go into one snapshot.
+#[derive(Debug, Default)]
+pub struct SpreadGroups {
+    ids: HashMap<GroupKey, GroupId>,
+}
+
+impl SpreadGroups {
+    fn id(&mut self, key: GroupKey) -> GroupId {
+        let next = GroupId(self.ids.len() as u32);
+        *self.ids.entry(key).or_insert(next)
+    }
+
+    /// Distinct groups seen (they are never forgotten: start afresh when this grows large).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// What a snapshot needs of one pod, extracted once per version of the pod.
+#[derive(Debug, Clone)]
+pub struct PodEntry {
+    pub info: PodInfo,
+    /// `spec.nodeName`, when bound.
+    pub node: Option<String>,
+    /// `Succeeded` or `Failed`: holds nothing and waits for nothing.
+    pub terminated: bool,
+    /// Has a `deletionTimestamp`.
+    pub deleting: bool,
+    pub scheduler_name: String,
+    pub error: Option<SchedulerError>,
+    creation: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+impl PodEntry {
+    pub fn new(pod: &Pod, groups: &mut SpreadGroups) -> PodEntry {
+        let spec = pod.spec.as_ref();
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let (info, error) = pod_info(pod, groups);
+        PodEntry {
+            info,
+            node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+            terminated: matches!(phase, Some("Succeeded") | Some("Failed")),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            scheduler_name: spec
+                .and_then(|s| s.scheduler_name.clone())
+                .unwrap_or_else(|| crate::DEFAULT_SCHEDULER_NAME.to_string()),
+            error,
+            creation: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        }
+    }
+
+    /// Pending: not bound, not terminated, not being deleted.
+    pub fn is_pending(&self) -> bool {
+        self.node.is_none() && !self.terminated && !self.deleting
+    }
+}
+
 fn creation_key(p: &PendingPod) -> (bool, Option<k8s_openapi::jiff::Timestamp>) {
     // Pods without a creation timestamp sort last.
     (p.creation.is_none(), p.creation)
 }
 
-fn pod_info(pod: &Pod, groups: &mut HashMap<GroupKey, GroupId>) -> (PodInfo, Option<SchedulerError>) {
+fn pod_info(pod: &Pod, groups: &mut SpreadGroups) -> (PodInfo, Option<SchedulerError>) {
     let spec = pod.spec.as_ref();
     let pod_ref = PodRef::of(pod);
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -262,10 +330,7 @@ fn pod_info(pod: &Pod, groups: &mut HashMap<GroupKey, GroupId>) -> (PodInfo, Opt
         .map(|o| GroupKey::Controller(o.uid.clone()));
     let key = controller
         .or_else(|| (!labels.is_empty()).then(|| GroupKey::Labels(pod_ref.namespace.clone(), labels.clone())));
-    let spread_group = key.map(|k| {
-        let next = GroupId(groups.len() as u32);
-        *groups.entry(k).or_insert(next)
-    });
+    let spread_group = key.map(|k| groups.id(k));
     let node_affinity = spec.and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref());
     let identity_hash = match pod_ref.uid.as_deref() {
         Some(uid) if !uid.is_empty() => hash_str(uid),

@@ -271,3 +271,23 @@ fn large_clusters_score_a_sample_of_feasible_nodes_as_kube_scheduler() {
     let reason = h.schedule().message_of("huge");
     assert!(reason.starts_with("0/1000 nodes are available: 1000 Insufficient cpu"), "{reason}");
 }
+
+/// Entries kept across passes (one `SpreadGroups`, entries extracted in another order, some
+/// from an earlier pass) decide exactly as a snapshot built from the objects.
+#[test]
+fn snapshots_from_kept_entries_decide_as_from_objects() {
+    use skiff_scheduler::{NodeInfo, PodEntry, SpreadGroups};
+    let h = shuffled_harness(3, false);
+    let s = Scheduler::new(h.config.clone());
+    let direct = s.schedule(&ClusterSnapshot::new(&h.nodes, &h.pods));
+    let mut groups = SpreadGroups::default();
+    // An earlier pass saw unrelated owners first: group ids differ from a fresh snapshot's.
+    for p in shuffled_harness(9, true).pods.iter().rev() {
+        PodEntry::new(p, &mut groups);
+    }
+    let nodes: Vec<NodeInfo> = h.nodes.iter().map(NodeInfo::new).collect();
+    let entries: Vec<PodEntry> = h.pods.iter().rev().map(|p| PodEntry::new(p, &mut groups)).collect();
+    let kept = s.schedule(&ClusterSnapshot::from_entries(&nodes, &entries));
+    assert_eq!(direct, kept);
+    assert!(!direct.is_empty());
+}
