@@ -1367,12 +1367,19 @@ impl ObjectWatch {
         loop {
             let batch = self.watcher.next_batch(WATCH_BATCH).await?;
             let mut out = Vec::with_capacity(batch.len());
+            // Without selectors the previous version matched exactly when there was one: it is
+            // decoded only for a delete (the object sent) or to evaluate a selector.
+            let select_all = self.labels.is_empty() && self.fields.is_empty();
             for e in batch {
                 let old = match &e.prev {
-                    Some(p) => Some(decode(self.res, p, e.revision)?),
-                    None => None,
+                    Some(p) if !select_all || e.kind == EventKind::Delete => Some(decode(self.res, p, e.revision)?),
+                    _ => None,
                 };
-                let old_match = old.as_ref().is_some_and(|o| selected(o, &self.labels, &self.fields));
+                let old_match = if select_all {
+                    e.prev.is_some()
+                } else {
+                    old.as_ref().is_some_and(|o| selected(o, &self.labels, &self.fields))
+                };
                 match e.kind {
                     EventKind::Put => {
                         let new = decode(self.res, &e.kv, e.revision)?;

@@ -621,3 +621,69 @@ async fn deleting_a_terminating_namespace_again_resumes_emptying_it() {
     })
     .await;
 }
+
+/// Reads watch events from `resp` until `done` says the list is complete (10 s deadline).
+async fn watch_events(resp: reqwest::Response, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let (mut buf, mut events) = (Vec::new(), Vec::new());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done(&events) {
+            let chunk = stream.next().await.expect("watch ended").unwrap();
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                events.push(serde_json::from_slice::<Value>(&line).unwrap());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch events so far: {events:?}"));
+    events
+}
+
+/// Event types as a selector sees them: without one every change is ADDED/MODIFIED/DELETED
+/// of the object; with a label selector an object entering the selection is ADDED and one
+/// leaving it is DELETED; a delete carries the last version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_event_types_with_and_without_a_label_selector() {
+    let api = start().await;
+    let rev = api.node.revision();
+    let open = |query: String| {
+        let req = api.http.get(format!("{}{PODS}?watch=true&resourceVersion={rev}&timeoutSeconds=20{query}", api.base));
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp
+        }
+    };
+    let all = open(String::new()).await;
+    let web = open("&labelSelector=app%3Dweb".into()).await;
+    let path = format!("{PODS}/w");
+    let patch = |body: Value| api.send(reqwest::Method::PATCH, &path, "application/merge-patch+json", Some(body));
+    assert_eq!(api.post(PODS, pod("w")).await.0, 201);
+    assert_eq!(patch(json!({"metadata": {"labels": {"app": "web"}}})).await.0, 200);
+    assert_eq!(patch(json!({"metadata": {"annotations": {"a": "1"}}})).await.0, 200);
+    assert_eq!(patch(json!({"metadata": {"labels": {"app": "x"}}})).await.0, 200);
+    assert_eq!(patch(json!({"metadata": {"labels": {"app": "web"}}})).await.0, 200);
+    let (code, _) = api.delete(&format!("{PODS}/w"), Some(json!({"gracePeriodSeconds": 0}))).await;
+    assert_eq!(code, 200);
+    let deleted = |n: usize| move |evs: &[Value]| evs.iter().filter(|e| e["type"] == "DELETED").count() >= n;
+    let types = |evs: &[Value]| evs.iter().map(|e| e["type"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+
+    let evs = watch_events(all, deleted(1)).await;
+    let t = types(&evs);
+    assert_eq!(t[..5], ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED", "MODIFIED"], "{t:?}");
+    assert!(t[5..].iter().all(|k| k == "MODIFIED" || k == "DELETED"), "{t:?}");
+    let last = evs.last().unwrap();
+    assert_eq!(last["type"], "DELETED");
+    assert_eq!(last["object"]["metadata"]["labels"]["app"], "web");
+    assert_eq!(last["object"]["metadata"]["annotations"]["a"], "1");
+
+    let evs = watch_events(web, deleted(2)).await;
+    let t = types(&evs);
+    assert_eq!(t[..4], ["ADDED", "MODIFIED", "DELETED", "ADDED"], "{t:?}");
+    assert_eq!(evs[2]["object"]["metadata"]["labels"]["app"], "x", "leaving the selection: the new version");
+    assert_eq!(evs.last().unwrap()["type"], "DELETED");
+    assert_eq!(evs.last().unwrap()["object"]["metadata"]["labels"]["app"], "web");
+}
