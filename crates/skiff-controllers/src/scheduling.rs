@@ -148,9 +148,9 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     }
 }
 
-/// Decodes the objects whose resourceVersion changed since `previous` (reusing the rest).
-/// Per object, what `extract` makes of its typed form, redone only for objects whose
-/// resourceVersion changed.
+/// Per object, what `extract` makes of its typed form: objects whose resourceVersion did not
+/// change since `previous` keep theirs (typed decoding dominates a pass over thousands of
+/// nodes).
 fn decode_changed<T: serde::de::DeserializeOwned, E>(
     cached: &[Arc<Value>],
     mut previous: HashMap<ObjKey, (u64, Arc<E>)>,
