@@ -246,18 +246,18 @@ pub async fn run_agent(cfg: AgentConfig, runtime: Arc<dyn Runtime>, mut stop: wa
 /// are taken from it instead of being parsed again (memory: one set).
 #[derive(Default)]
 struct PodSetDecoder {
-    last: HashMap<String, Pod>,
+    last: HashMap<String, Arc<Pod>>,
 }
 
 impl PodSetDecoder {
-    fn decode(&mut self, pods_json: Vec<String>) -> Vec<Pod> {
+    fn decode(&mut self, pods_json: Vec<String>) -> Vec<Arc<Pod>> {
         let mut pods = Vec::with_capacity(pods_json.len());
         let mut next = HashMap::with_capacity(pods_json.len());
         for json in pods_json {
             let pod = match self.last.remove(&json) {
                 Some(pod) => pod,
                 None => match serde_json::from_str::<Pod>(&json) {
-                    Ok(pod) => pod,
+                    Ok(pod) => Arc::new(pod),
                     Err(e) => {
                         tracing::warn!("pod from the control plane does not parse: {e}");
                         continue;
@@ -555,7 +555,7 @@ async fn session(
                             tracing::info!(server = addr, pods = pods.len(), "connected to the control plane");
                         }
                         healthy = true;
-                        mgr.sync(pods);
+                        mgr.sync_shared(pods);
                     }
                     Some(gateway_message::Msg::Services(set)) => {
                         let parse = |items: &[String]| -> Vec<serde_json::Value> {
@@ -601,7 +601,7 @@ mod tests {
             )
         };
         let mut d = PodSetDecoder::default();
-        let names = |pods: &[Pod]| -> Vec<(String, String)> {
+        let names = |pods: &[Arc<Pod>]| -> Vec<(String, String)> {
             pods.iter()
                 .map(|p| (p.metadata.name.clone().unwrap(), p.metadata.resource_version.clone().unwrap()))
                 .collect()
@@ -612,6 +612,7 @@ mod tests {
         // b changed, c is new, a is unchanged (reused), and a pod left out is forgotten.
         let second = d.decode(vec![pod("a", "1"), pod("b", "2"), pod("c", "1")]);
         assert_eq!(names(&second), [("a".into(), "1".into()), ("b".into(), "2".into()), ("c".into(), "1".into())]);
+        assert!(Arc::ptr_eq(&first[0], &second[0]), "the unchanged pod is shared, not copied");
         let third = d.decode(vec![pod("c", "1")]);
         assert_eq!(names(&third), [("c".into(), "1".into())]);
         assert_eq!(d.last.len(), 1);

@@ -139,7 +139,8 @@ struct Outbox {
 /// The desired state handed to a pod worker.
 #[derive(Clone)]
 pub(crate) struct Desired {
-    pub pod: Pod,
+    /// Shared with the pod set it came in: an unchanged pod is never copied.
+    pub pod: Arc<Pod>,
     /// No longer in the desired set: stop and remove.
     pub removed: bool,
 }
@@ -275,6 +276,12 @@ impl PodManager {
     /// (or periodically). Pods with `metadata.deletionTimestamp` are terminated gracefully; pods
     /// missing from the set are stopped and removed.
     pub fn sync(&self, pods: Vec<Pod>) {
+        self.sync_shared(pods.into_iter().map(Arc::new).collect());
+    }
+
+    /// [`PodManager::sync`] with pods shared with their source (the agent's pod-set decoder
+    /// keeps the pods it already knows, so an unchanged pod is neither copied nor compared).
+    pub fn sync_shared(&self, pods: Vec<Arc<Pod>>) {
         let shared = &self.shared;
         let node = shared.config.node_name.clone();
         let adopted = shared.adopted.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -289,7 +296,7 @@ impl PodManager {
             }
             if let Some(h) = map.get(&pod_ref.uid) {
                 h.desired.send_if_modified(|d| {
-                    let changed = d.removed || d.pod != pod;
+                    let changed = d.removed || !(Arc::ptr_eq(&d.pod, &pod) || *d.pod == *pod);
                     d.pod = pod;
                     d.removed = false;
                     changed

@@ -97,7 +97,7 @@ impl CState {
 struct Worker {
     shared: Arc<Shared>,
     pod_ref: PodRef,
-    pod: Pod,
+    pod: Arc<Pod>,
     wake: Arc<Notify>,
     sandbox: Option<ContainerInfo>,
     sandbox_attempt: u32,
@@ -261,8 +261,8 @@ impl Worker {
         let Some(sandbox) = self.sandbox.clone().filter(|s| s.state == ContainerState::Running) else {
             return next;
         };
-        let specs: Vec<Container> = spec::containers(&self.pod).to_vec();
-        for c in &specs {
+        let pod = self.pod.clone();
+        for c in spec::containers(&pod) {
             self.reconcile_container(c, &sandbox, &mut next).await;
         }
         next
