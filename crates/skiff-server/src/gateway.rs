@@ -64,7 +64,7 @@ fn not_leader_msg(node: &StoreNode) -> GatewayMessage {
 }
 
 fn is_leader(node: &StoreNode) -> bool {
-    node.status().role == "leader"
+    node.is_leader()
 }
 
 fn pods() -> &'static skiff_api::ResourceInfo {

@@ -541,6 +541,12 @@ impl StoreNode {
     }
 
     /// This replica's view of itself and the membership.
+    /// Whether this replica is the Raft leader now (cheap: nothing is copied, unlike
+    /// [`StoreNode::status`]).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
     pub fn status(&self) -> MemberStatus {
         let m = self.raft.metrics().borrow().clone();
         let st = self.state.read();

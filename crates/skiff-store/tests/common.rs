@@ -77,12 +77,8 @@ impl TestCluster {
     /// Waits until exactly one live replica among `among` says it leads; returns it.
     pub async fn leader_among(&self, among: &[NodeId]) -> NodeId {
         wait_for(Duration::from_secs(10), "a leader", || async {
-            let leaders: Vec<NodeId> = among
-                .iter()
-                .filter_map(|id| self.nodes.get(id))
-                .filter(|n| n.status().role == "leader")
-                .map(|n| n.id())
-                .collect();
+            let leaders: Vec<NodeId> =
+                among.iter().filter_map(|id| self.nodes.get(id)).filter(|n| n.is_leader()).map(|n| n.id()).collect();
             (leaders.len() == 1).then(|| leaders[0])
         })
         .await
