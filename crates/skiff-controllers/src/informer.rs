@@ -172,7 +172,7 @@ impl Cache {
         self.notify(&changes);
     }
 
-    fn apply(&self, kind: EventType, obj: Value) {
+    pub(crate) fn apply(&self, kind: EventType, obj: Value) {
         let key = ObjKey::of(&obj);
         let rev = util::resource_version(&obj).unwrap_or(0);
         let change = {

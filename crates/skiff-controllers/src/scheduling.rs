@@ -2,7 +2,7 @@
 //! `skiff-scheduler` for decisions, and writes bindings (compare-and-set on the pod's
 //! resourceVersion) and `PodScheduled=False` conditions through the object API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,9 +65,16 @@ fn pending(p: &Value) -> bool {
 
 async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let wake = Arc::new(Notify::new());
+    // Pods changed since the last pass: a pass looks at those only (and at every pod now
+    // and then, and at the first pass, which also covers changes before this handler).
+    let dirty: Arc<std::sync::Mutex<HashSet<ObjKey>>> = Arc::default();
     {
         let w = wake.clone();
-        ctx.pods.on_change(move |_, new| {
+        let d = dirty.clone();
+        ctx.pods.on_change(move |old, new| {
+            if let Some(o) = new.or(old) {
+                d.lock().unwrap_or_else(|e| e.into_inner()).insert(ObjKey::of(o));
+            }
             if new.is_none_or(pending) {
                 w.notify_one();
             }
@@ -87,7 +94,12 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
         }
         let pass_started = std::time::Instant::now();
         let mut pass_took = Duration::ZERO;
-        pods.refresh(&ctx.pods.list(None));
+        let changed = std::mem::take(&mut *dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        if pods.last_full.is_none_or(|t| t.elapsed() >= FULL_REFRESH) {
+            pods.refresh(&ctx.pods.list(None));
+        } else {
+            pods.refresh_keys(&ctx.pods, changed);
+        }
         if pods.entries.values().any(|(_, e)| e.is_pending()) {
             typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes, |n: &Node| NodeInfo::new(n));
             let snapshot = ClusterSnapshot::from_entries(
@@ -175,14 +187,18 @@ fn decode_changed<T: serde::de::DeserializeOwned, E>(
     fresh
 }
 
+/// How often the scheduler looks at every pod rather than only at those reported changed.
+const FULL_REFRESH: Duration = Duration::from_secs(10);
+
 /// The scheduler's per-pod facts, kept across passes: a pod is decoded and extracted again
 /// only when something the scheduler reads changed (spec, identity, labels, owners, deletion,
 /// phase), not at each status update an agent writes.
 #[derive(Default)]
 struct PodEntries {
-    /// By uid (every stored pod has one): looking a pod up allocates nothing.
-    entries: HashMap<String, (Arc<Value>, Arc<PodEntry>)>,
+    entries: HashMap<ObjKey, (Arc<Value>, Arc<PodEntry>)>,
     groups: SpreadGroups,
+    /// When every pod was last looked at.
+    last_full: Option<std::time::Instant>,
 }
 
 /// Whether two versions of a pod give the same [`PodEntry`].
@@ -194,6 +210,7 @@ fn same_for_scheduling(a: &Value, b: &Value) -> bool {
 }
 
 impl PodEntries {
+    /// Looks at every pod in `cached` (the informer's full list); forgets the others.
     fn refresh(&mut self, cached: &[Arc<Value>]) {
         // Group ids are never forgotten: start afresh once stale ones dominate.
         if self.groups.len() > 4 * cached.len() + 1024 {
@@ -201,30 +218,37 @@ impl PodEntries {
             self.groups = SpreadGroups::default();
         }
         let mut previous = std::mem::take(&mut self.entries);
-        let mut fresh = HashMap::with_capacity(cached.len());
         for o in cached {
-            let uid: std::borrow::Cow<str> = match crate::util::uid(o) {
-                "" => format!("\0{:?}", ObjKey::of(o)).into(),
-                uid => uid.into(),
-            };
-            let (key, kept) = match previous.remove_entry(uid.as_ref()) {
-                Some((key, (old, e))) if Arc::ptr_eq(&old, o) || same_for_scheduling(&old, o) => (key, Some(e)),
-                Some((key, _)) => (key, None),
-                None => (uid.into_owned(), None),
-            };
-            let entry = match kept {
-                Some(e) => e,
-                None => match <Pod as serde::Deserialize>::deserialize(&**o) {
-                    Ok(p) => Arc::new(PodEntry::new(&p, &mut self.groups)),
-                    Err(e) => {
-                        tracing::warn!("scheduler skips undecodable pod {:?}: {e}", ObjKey::of(o));
-                        continue;
-                    }
-                },
-            };
-            fresh.insert(key, (o.clone(), entry));
+            let key = ObjKey::of(o);
+            let old = previous.remove(&key);
+            self.update(key, old, o);
         }
-        self.entries = fresh;
+        self.last_full = Some(std::time::Instant::now());
+    }
+
+    /// Looks at the pods in `keys` only, as `cache` has them now (gone: forgotten).
+    fn refresh_keys(&mut self, cache: &crate::Cache, keys: HashSet<ObjKey>) {
+        for key in keys {
+            let old = self.entries.remove(&key);
+            if let Some(o) = cache.get_key(&key) {
+                self.update(key, old, &o);
+            }
+        }
+    }
+
+    /// Keeps `old`'s entry when `o` gives the same one, else extracts it from `o`.
+    fn update(&mut self, key: ObjKey, old: Option<(Arc<Value>, Arc<PodEntry>)>, o: &Arc<Value>) {
+        let entry = match old {
+            Some((prev, e)) if Arc::ptr_eq(&prev, o) || same_for_scheduling(&prev, o) => e,
+            _ => match <Pod as serde::Deserialize>::deserialize(&**o) {
+                Ok(p) => Arc::new(PodEntry::new(&p, &mut self.groups)),
+                Err(e) => {
+                    tracing::warn!("scheduler skips undecodable pod {key:?}: {e}");
+                    return;
+                }
+            },
+        };
+        self.entries.insert(key, (o.clone(), entry));
     }
 }
 
@@ -333,6 +357,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pass_after_the_first_looks_only_at_the_pods_reported_changed() {
+        use crate::api::EventType;
+        let cache = crate::Cache::new(&PODS);
+        let pod = |name: &str, rv: u64, phase: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}"),
+                             "resourceVersion": rv.to_string()},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+                "status": {"phase": phase}})
+        };
+        cache.apply(EventType::Added, pod("a", 1, "Pending"));
+        cache.apply(EventType::Added, pod("b", 2, "Pending"));
+        let mut entries = PodEntries::default();
+        entries.refresh(&cache.list(None));
+        assert_eq!(entries.entries.len(), 2);
+        let (ka, kb) = (ObjKey::new(Some("default"), "a"), ObjKey::new(Some("default"), "b"));
+        let entry = |e: &PodEntries, k: &ObjKey| e.entries.get(k).map(|(_, e)| e.clone());
+        let a0 = entry(&entries, &ka).unwrap();
+        // b changes but only a is reported: b's entry stays as it was (the next full pass or
+        // its own report picks it up); a status-only change to a keeps a's entry.
+        let mut a1 = pod("a", 3, "Pending");
+        a1["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        cache.apply(EventType::Modified, a1);
+        cache.apply(EventType::Modified, pod("b", 4, "Succeeded"));
+        entries.refresh_keys(&cache, [ka.clone()].into());
+        assert!(Arc::ptr_eq(&a0, &entry(&entries, &ka).unwrap()));
+        assert!(!entry(&entries, &kb).unwrap().terminated);
+        entries.refresh_keys(&cache, [kb.clone()].into());
+        assert!(entry(&entries, &kb).unwrap().terminated);
+        // A deleted pod is forgotten when reported.
+        cache.apply(EventType::Deleted, pod("a", 5, "Pending"));
+        entries.refresh_keys(&cache, [ka.clone()].into());
+        assert!(entry(&entries, &ka).is_none());
+        assert_eq!(entries.entries.len(), 1);
+    }
+
+    #[test]
     fn pod_entries_are_extracted_again_only_when_scheduling_inputs_change() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "default", "uid": "u1", "resourceVersion": "5",
@@ -341,7 +402,8 @@ mod tests {
                      "resources": {"requests": {"cpu": "100m"}}}]},
             "status": {"phase": "Pending"}});
         let mut entries = PodEntries::default();
-        let entry = |e: &PodEntries| e.entries.get("u1").map(|(_, e)| e.clone()).unwrap();
+        let key = ObjKey::of(&pod);
+        let entry = |e: &PodEntries| e.entries.get(&key).map(|(_, e)| e.clone()).unwrap();
         entries.refresh(&[Arc::new(pod.clone())]);
         let first = entry(&entries);
         assert_eq!(first.node.as_deref(), Some("n1"));
