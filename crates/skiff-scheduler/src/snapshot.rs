@@ -201,7 +201,8 @@ impl ClusterSnapshot {
         node_infos.sort_by(|a, b| a.name.cmp(&b.name));
         node_infos.dedup_by(|b, a| a.name == b.name);
         let index: HashMap<&str, usize> = node_infos.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-        let mut placed: Vec<(usize, &PodInfo)> = Vec::new();
+        let pods = pods.into_iter();
+        let mut placed: Vec<(usize, &PodInfo)> = Vec::with_capacity(pods.size_hint().0);
         let mut pending = Vec::new();
         for entry in pods {
             if entry.terminated {
