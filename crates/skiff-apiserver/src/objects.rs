@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use skiff_api::patch::{self, PatchType};
 use skiff_api::registry::{self, ResourceInfo, NAMESPACES};
 use skiff_api::status as st;
@@ -134,17 +134,33 @@ fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
 }
 
 fn encode(obj: &Value) -> Vec<u8> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(obj).expect("JSON values serialize");
+    }
     let mut o = obj.clone();
     meta_mut(&mut o).remove("resourceVersion");
     serde_json::to_vec(&o).expect("JSON values serialize")
 }
 
-fn without_rv(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if o.is_object() {
-        meta_mut(&mut o).remove("resourceVersion");
+/// `a == b` but for `metadata.resourceVersion` (nothing is copied).
+fn same_but_rv(a: &Value, b: &Value) -> bool {
+    /// The entries of `m` other than `skip`.
+    fn others<'m>(m: &'m Map<String, Value>, skip: &'m str) -> impl Iterator<Item = (&'m String, &'m Value)> {
+        m.iter().filter(move |(k, _)| k.as_str() != skip)
     }
-    o
+    fn same_without(a: &Map<String, Value>, b: &Map<String, Value>, skip: &str) -> bool {
+        others(a, skip).count() == others(b, skip).count() && others(a, skip).all(|(k, v)| b.get(k) == Some(v))
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            same_without(a, b, "metadata")
+                && match (a.get("metadata"), b.get("metadata")) {
+                    (Some(Value::Object(ma)), Some(Value::Object(mb))) => same_without(ma, mb, "resourceVersion"),
+                    (ma, mb) => ma == mb,
+                }
+        }
+        _ => a == b,
+    }
 }
 
 fn set_rv(obj: &mut Value, rev: u64) {
@@ -732,7 +748,7 @@ impl ObjectStore {
             set_rv(&mut new, r.revision);
             return Ok(Some(Written { object: new, warnings, changed: true }));
         }
-        if without_rv(&new) == without_rv(&cur_obj) {
+        if same_but_rv(&new, &cur_obj) {
             // A no-op write does not bump the resourceVersion, as in Kubernetes.
             return Ok(Some(Written { object: cur_obj, warnings, changed: false }));
         }
@@ -1608,5 +1624,22 @@ mod tests {
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=web");
         assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn same_but_rv_ignores_only_the_resource_version() {
+        let a =
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "3"}, "status": {"phase": "Running"}});
+        let b = json!({"kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Running"}});
+        assert!(same_but_rv(&a, &b) && same_but_rv(&b, &a));
+        let c = json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "4", "labels": {}}, "status": {"phase": "Running"}});
+        assert!(!same_but_rv(&a, &c) && !same_but_rv(&c, &a));
+        let d = json!({"kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Pending"}});
+        assert!(!same_but_rv(&b, &d));
+        let e = json!({"kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Running"}, "spec": {}});
+        assert!(!same_but_rv(&b, &e) && !same_but_rv(&e, &b));
+        // Encoding leaves the resourceVersion out, with or without one to remove.
+        assert_eq!(encode(&a), encode(&b));
+        assert!(!String::from_utf8(encode(&a)).unwrap().contains("resourceVersion"));
     }
 }
