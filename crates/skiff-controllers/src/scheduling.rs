@@ -252,6 +252,7 @@ impl PodEntries {
     }
 }
 
+/// The cached pod a bind decision is about, if it is still the same pod and still pending.
 fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
     let Decision::Bind(b) = d else { return None };
     let pref = d.pod();

@@ -63,10 +63,6 @@ fn not_leader_msg(node: &StoreNode) -> GatewayMessage {
     GatewayMessage { msg: Some(gateway_message::Msg::NotLeader(NotLeader { leader_addr })) }
 }
 
-fn is_leader(node: &StoreNode) -> bool {
-    node.is_leader()
-}
-
 fn pods() -> &'static skiff_api::ResourceInfo {
     skiff_api::lookup("pods").expect("pods are served")
 }
@@ -82,7 +78,7 @@ impl AgentGateway for GatewaySvc {
     async fn connect(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<GatewayMessage, Status>>(OUTBOUND_CAPACITY);
-        if !is_leader(&self.node) {
+        if !self.node.is_leader() {
             let _ = tx.try_send(Ok(not_leader_msg(&self.node)));
             return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
         }
@@ -241,7 +237,7 @@ async fn session(
             }
             _ = &mut reader => break,
             _ = leader_check.tick() => {
-                if !is_leader(&svc.node) {
+                if !svc.node.is_leader() {
                     let _ = tx.try_send(Ok(not_leader_msg(&svc.node)));
                     break;
                 }

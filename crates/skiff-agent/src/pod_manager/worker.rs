@@ -446,10 +446,14 @@ impl Worker {
         }
         // An instance started in this pass gets its probes (and, without a startup or
         // readiness probe, its readiness) now, not at the next pass a resync later.
-        if let Some(cur) = st.current.clone().filter(|cur| cur.state == ContainerState::Running) {
-            if st.probes_for.as_deref() != Some(cur.id.as_str()) && !st.killing {
-                self.manage_probes(&mut st, c, &cur);
-            }
+        let unprobed = st
+            .current
+            .as_ref()
+            .filter(|cur| cur.state == ContainerState::Running)
+            .is_some_and(|cur| st.probes_for.as_deref() != Some(cur.id.as_str()) && !st.killing);
+        if unprobed {
+            let cur = st.current.clone().expect("checked");
+            self.manage_probes(&mut st, c, &cur);
         }
         self.containers.insert(c.name.clone(), st);
     }
