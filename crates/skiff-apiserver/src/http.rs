@@ -649,6 +649,19 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
+/// One watch line `{"type": …, "object": …}`, serialized without copying the object.
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    let mut b = serde_json::to_vec(&Line { kind, object }).expect("JSON serializes");
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
 async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<Response> {
     let res = target.res;
     let (labels, fields) = selectors(q)?;
@@ -672,14 +685,15 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
                 r = w.next() => match r {
                     Ok(events) => {
                         for e in events {
-                            let object = if as_table {
-                                let t = table::table(res, std::slice::from_ref(&e.object), include, first, None, None);
+                            let table;
+                            let object: &Value = if as_table {
+                                table = table::table(res, std::slice::from_ref(&*e.object), include, first, None, None);
                                 first = false;
-                                t
+                                &table
                             } else {
-                                e.object
+                                &e.object
                             };
-                            if tx.send(Ok(line(&json!({"type": e.kind, "object": object})))).await.is_err() {
+                            if tx.send(Ok(event_line(e.kind, object))).await.is_err() {
                                 return;
                             }
                         }

@@ -104,11 +104,59 @@ pub enum Deleted {
     Pending(Value),
 }
 
-/// One watch event in Kubernetes terms.
+/// One watch event in Kubernetes terms. The object is shared: every watch of this replica
+/// that delivers the same stored version gets the same decoded value.
 #[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub kind: &'static str,
-    pub object: Value,
+    pub object: Arc<Value>,
+}
+
+/// How many decoded stored versions the watches of one replica share.
+const DECODED_CAPACITY: usize = 8192;
+
+/// The last [`DECODED_CAPACITY`] stored versions a watch decoded, so that the other watches
+/// delivering the same version (the pod hub, the informers, `kubectl` and client watches) do
+/// not parse its JSON again. A version is identified by the revision it is delivered at and
+/// the identity of its stored bytes, which every watch receives as the same `Arc` from the
+/// store; the entry keeps that `Arc`, so the identity cannot be reused while it is cached.
+#[derive(Default)]
+struct DecodedVersions {
+    map: std::collections::HashMap<(u64, usize), (Arc<KeyValue>, Arc<Value>)>,
+    order: std::collections::VecDeque<(u64, usize)>,
+}
+
+impl DecodedVersions {
+    fn get(&self, kv: &Arc<KeyValue>, rev: u64) -> Option<Arc<Value>> {
+        self.map.get(&(rev, Arc::as_ptr(kv) as usize)).map(|(_, v)| v.clone())
+    }
+
+    fn insert(&mut self, kv: &Arc<KeyValue>, rev: u64, value: Arc<Value>) {
+        let id = (rev, Arc::as_ptr(kv) as usize);
+        if self.map.insert(id, (kv.clone(), value)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > DECODED_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// [`decode`] through the replica's shared cache of decoded versions.
+fn decode_shared(
+    cache: &std::sync::Mutex<DecodedVersions>,
+    res: &ResourceInfo,
+    kv: &Arc<KeyValue>,
+    rev: u64,
+) -> ApiResult<Arc<Value>> {
+    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(kv, rev) {
+        return Ok(v);
+    }
+    let v = Arc::new(decode(res, kv, rev)?);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(kv, rev, v.clone());
+    Ok(v)
 }
 
 /// The object layer of one replica.
@@ -121,6 +169,8 @@ pub struct ObjectStore {
     fence: Option<(String, u64)>,
     /// Namespaces this replica is emptying now (one background task per namespace).
     finalizing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Versions decoded by watches, shared between them.
+    decoded: Arc<std::sync::Mutex<DecodedVersions>>,
 }
 
 fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
@@ -237,7 +287,13 @@ impl ObjectStore {
     }
 
     pub fn new(node: Arc<StoreNode>) -> Self {
-        ObjectStore { node, validation: ValidationOptions::default(), fence: None, finalizing: Default::default() }
+        ObjectStore {
+            node,
+            validation: ValidationOptions::default(),
+            fence: None,
+            finalizing: Default::default(),
+            decoded: Default::default(),
+        }
     }
 
     /// The same store with every write fenced on `key` being at `revision`.
@@ -247,6 +303,7 @@ impl ObjectStore {
             validation: self.validation.clone(),
             fence: Some((key.into(), revision)),
             finalizing: self.finalizing.clone(),
+            decoded: self.decoded.clone(),
         }
     }
 
@@ -594,6 +651,64 @@ impl ObjectStore {
                 Some(w) => return Ok(w),
                 None if precondition.is_some() => return Err(st::conflict_modified(res, name).into()),
                 None => continue,
+            }
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
+    /// Sets an object's status (the status subresource) to what `f` makes of the current
+    /// object, reading and decoding it once per attempt: the write path of the statuses agents
+    /// report, where a read-modify-[`ObjectStore::update`] would decode it twice and copy it.
+    /// `f` returns `None` to leave the object alone (e.g. it is no longer the one meant) and
+    /// is called again after a lost race. The result is admitted like any status write.
+    /// `Ok(None)` when the object does not exist or `f` declined.
+    pub async fn update_status_with(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &WriteOptions,
+        mut f: impl FnMut(&Value) -> Option<Value>,
+    ) -> ApiResult<Option<Written>> {
+        if !res.has_subresource("status") || res.kind == "Service" {
+            return Err(ApiError::internal(format!("{} has no plain status subresource", res.plural)));
+        }
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read(&key, true).await?;
+            let Some(cur) = cur else { return Ok(None) };
+            let mut obj = decode(res, &cur, cur.mod_revision)?;
+            let Some(status) = f(&obj) else { return Ok(None) };
+            if !status.is_object() {
+                return Err(ApiError::bad_request(format!("the status of {} {name} must be an object", res.kind)));
+            }
+            if obj.get("status") == Some(&status) {
+                return Ok(Some(Written { object: obj, warnings: Vec::new(), changed: false }));
+            }
+            let old = obj.as_object_mut().expect("decoded objects are objects").insert("status".into(), status);
+            meta_mut(&mut obj).remove("resourceVersion");
+            let warnings = self.admit(res, &mut obj, opts)?;
+            // Only the status changed (defaulting leaves a stored object as it is), so the
+            // immutable fields and the generation stay, and a status that defaulting brought
+            // back to the old one is no write.
+            if obj.get("status") == old.as_ref() {
+                set_rv(&mut obj, cur.mod_revision);
+                return Ok(Some(Written { object: obj, warnings, changed: false }));
+            }
+            if opts.dry_run {
+                set_rv(&mut obj, cur.mod_revision);
+                return Ok(Some(Written { object: obj, warnings, changed: false }));
+            }
+            let r = self
+                .txn(Txn {
+                    compare: vec![Compare::mod_revision(&key, cur.mod_revision)],
+                    success: vec![Op::put(&key, encode(&obj))],
+                    failure: vec![],
+                })
+                .await?;
+            if r.succeeded {
+                set_rv(&mut obj, r.revision);
+                return Ok(Some(Written { object: obj, warnings, changed: true }));
             }
         }
         Err(st::conflict_modified(res, name).into())
@@ -1355,12 +1470,12 @@ impl ObjectStore {
                     ..Default::default()
                 };
                 let list = self.list(res, ns, &opts).await?;
-                initial = list.items.into_iter().map(|o| WatchEvent { kind: "ADDED", object: o }).collect();
+                initial = list.items.into_iter().map(|o| WatchEvent { kind: "ADDED", object: Arc::new(o) }).collect();
                 list.resource_version
             }
         };
         let watcher = self.node.watch(&prefix, from + 1)?;
-        Ok(ObjectWatch { res, watcher, labels, fields, initial })
+        Ok(ObjectWatch { res, watcher, labels, fields, initial, decoded: self.decoded.clone() })
     }
 }
 
@@ -1371,6 +1486,7 @@ pub struct ObjectWatch {
     labels: LabelSelector,
     fields: FieldSelector,
     initial: Vec<WatchEvent>,
+    decoded: Arc<std::sync::Mutex<DecodedVersions>>,
 }
 
 impl ObjectWatch {
@@ -1388,7 +1504,9 @@ impl ObjectWatch {
             let select_all = self.labels.is_empty() && self.fields.is_empty();
             for e in batch {
                 let old = match &e.prev {
-                    Some(p) if !select_all || e.kind == EventKind::Delete => Some(decode(self.res, p, e.revision)?),
+                    Some(p) if !select_all || e.kind == EventKind::Delete => {
+                        Some(decode_shared(&self.decoded, self.res, p, e.revision)?)
+                    }
                     _ => None,
                 };
                 let old_match = if select_all {
@@ -1398,7 +1516,7 @@ impl ObjectWatch {
                 };
                 match e.kind {
                     EventKind::Put => {
-                        let new = decode(self.res, &e.kv, e.revision)?;
+                        let new = decode_shared(&self.decoded, self.res, &e.kv, e.revision)?;
                         let new_match = selected(&new, &self.labels, &self.fields);
                         let kind = match (old_match, new_match) {
                             (true, true) => "MODIFIED",

@@ -15,6 +15,7 @@ struct Api {
     base: String,
     http: reqwest::Client,
     node: Arc<StoreNode>,
+    objects: Arc<ObjectStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,11 +51,11 @@ async fn start() -> Api {
         async move { o.ensure_initial_namespaces().await.ok() }
     })
     .await;
-    let app = router(Arc::new(ApiServer { store: objects, logs: None }));
+    let app = router(Arc::new(ApiServer { store: objects.clone(), logs: None }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Api { base: format!("http://{addr}"), http: reqwest::Client::new(), node, _dir: dir }
+    Api { base: format!("http://{addr}"), http: reqwest::Client::new(), node, objects, _dir: dir }
 }
 
 fn pod(name: &str) -> Value {
@@ -686,4 +687,93 @@ async fn watch_event_types_with_and_without_a_label_selector() {
     assert_eq!(evs[2]["object"]["metadata"]["labels"]["app"], "x", "leaving the selection: the new version");
     assert_eq!(evs.last().unwrap()["type"], "DELETED");
     assert_eq!(evs.last().unwrap()["object"]["metadata"]["labels"]["app"], "web");
+}
+
+/// Watches of one replica share one decoded value per delivered version (the pod hub, the
+/// informers and client watches would otherwise each parse every change), and what they
+/// share is the stored version: with its resourceVersion, for a selector too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_share_the_decoded_version_they_deliver() {
+    let api = start().await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let rev = api.node.revision().to_string();
+    let everything = || (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
+    let (l, f) = everything();
+    let mut a = api.objects.watch(pods, Some("default"), Some(&rev), l, f).await.unwrap();
+    let (l, f) = everything();
+    let mut b = api.objects.watch(pods, None, Some(&rev), l, f).await.unwrap();
+    let sel = skiff_api::LabelSelector::parse("app=x").unwrap();
+    let mut c = api.objects.watch(pods, None, Some(&rev), sel, skiff_api::FieldSelector::default()).await.unwrap();
+    let (code, created) = api.post(PODS, pod("shared")).await;
+    assert_eq!(code, 201);
+    async fn next(w: &mut skiff_apiserver::objects::ObjectWatch) -> Vec<skiff_apiserver::objects::WatchEvent> {
+        tokio::time::timeout(Duration::from_secs(10), w.next()).await.expect("no event").unwrap()
+    }
+    let (ea, eb, ec) = (next(&mut a).await, next(&mut b).await, next(&mut c).await);
+    assert_eq!((ea.len(), eb.len(), ec.len()), (1, 1, 1));
+    assert_eq!((ea[0].kind, eb[0].kind, ec[0].kind), ("ADDED", "ADDED", "ADDED"));
+    assert!(Arc::ptr_eq(&ea[0].object, &eb[0].object) && Arc::ptr_eq(&ea[0].object, &ec[0].object));
+    assert_eq!(*ea[0].object, created, "the decoded version is the created object, resourceVersion included");
+
+    // A delete delivers the last version, shared as well, at the delete's revision.
+    let (code, _) = api.delete(&format!("{PODS}/shared"), Some(json!({"gracePeriodSeconds": 0}))).await;
+    assert_eq!(code, 200);
+    let (ea, eb) = (next(&mut a).await, next(&mut b).await);
+    assert_eq!((ea[0].kind, eb[0].kind), ("DELETED", "DELETED"));
+    assert!(Arc::ptr_eq(&ea[0].object, &eb[0].object));
+    assert_eq!(ea[0].object["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_ne!(ea[0].object["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+}
+
+/// `update_status_with` (the agents' status write path): one read-modify-write of the status
+/// only, a no-op when nothing changes, nothing when the closure declines or the object is
+/// gone, and admitted like any status write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_through_a_closure() {
+    use skiff_apiserver::objects::{FieldValidation, WriteOptions};
+    let api = start().await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let (code, created) = api.post(PODS, pod("s")).await;
+    assert_eq!(code, 201);
+    let opts = WriteOptions::default();
+    let running = json!({"phase": "Running", "podIP": "10.0.0.9", "qosClass": "BestEffort"});
+    let mut seen = None;
+    let w = api
+        .objects
+        .update_status_with(pods, Some("default"), "s", &opts, |cur| {
+            seen = Some(cur.clone());
+            Some(running.clone())
+        })
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!(seen.unwrap(), created, "the closure sees the current object");
+    assert!(w.changed);
+    assert_eq!(w.object["status"], running);
+    assert_eq!(w.object["spec"], created["spec"]);
+    let rv = w.object["metadata"]["resourceVersion"].clone();
+    assert_ne!(rv, created["metadata"]["resourceVersion"]);
+    let (_, got) = api.get(&format!("{PODS}/s")).await;
+    assert_eq!(got, w.object);
+
+    // The same status again is no write.
+    let again =
+        api.objects.update_status_with(pods, Some("default"), "s", &opts, |_| Some(running.clone())).await.unwrap();
+    let again = again.unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.object["metadata"]["resourceVersion"], rv);
+    // Declined, or no such pod: nothing happens.
+    let before = api.node.revision();
+    assert!(api.objects.update_status_with(pods, Some("default"), "s", &opts, |_| None).await.unwrap().is_none());
+    let gone = api.objects.update_status_with(pods, Some("default"), "nope", &opts, |_| Some(json!({}))).await;
+    assert!(gone.unwrap().is_none());
+    assert_eq!(api.node.revision(), before);
+    // Admission applies: an unknown status field is refused under strict validation, named.
+    let strict = WriteOptions { field_validation: FieldValidation::Strict, ..Default::default() };
+    let bad = json!({"phase": "Running", "bogus": 1});
+    let err = api.objects.update_status_with(pods, Some("default"), "s", &strict, |_| Some(bad.clone())).await;
+    let err = err.expect_err("refused");
+    assert_eq!(err.code(), 400);
+    assert!(err.to_string().contains("status.bogus"), "{err}");
+    assert_eq!(api.node.revision(), before);
 }

@@ -16,7 +16,8 @@ pub enum EventType {
 #[derive(Debug, Clone)]
 pub struct ObjEvent {
     pub kind: EventType,
-    pub object: Value,
+    /// Shared with the other watches of the replica that delivered the same version.
+    pub object: std::sync::Arc<Value>,
 }
 
 /// A failed API call, shaped like a Kubernetes `Status`: 404 NotFound, 409 Conflict/AlreadyExists,

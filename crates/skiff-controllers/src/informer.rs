@@ -172,7 +172,7 @@ impl Cache {
         self.notify(&changes);
     }
 
-    pub(crate) fn apply(&self, kind: EventType, obj: Value) {
+    pub(crate) fn apply(&self, kind: EventType, obj: Arc<Value>) {
         let key = ObjKey::of(&obj);
         let rev = util::resource_version(&obj).unwrap_or(0);
         let change = {
@@ -180,8 +180,8 @@ impl Cache {
             match kind {
                 EventType::Deleted => map.remove(&key).map(|old| (Some(old), None)),
                 EventType::Added | EventType::Modified => {
-                    let new = Arc::new(obj);
-                    let old = map.insert(key, new.clone());
+                    let old = map.insert(key, obj.clone());
+                    let new = obj;
                     Some((old, Some(new)))
                 }
             }

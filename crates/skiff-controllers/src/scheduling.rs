@@ -368,8 +368,8 @@ mod tests {
                 "spec": {"containers": [{"name": "c", "image": "i"}]},
                 "status": {"phase": phase}})
         };
-        cache.apply(EventType::Added, pod("a", 1, "Pending"));
-        cache.apply(EventType::Added, pod("b", 2, "Pending"));
+        cache.apply(EventType::Added, Arc::new(pod("a", 1, "Pending")));
+        cache.apply(EventType::Added, Arc::new(pod("b", 2, "Pending")));
         let mut entries = PodEntries::default();
         entries.refresh(&cache.list(None));
         assert_eq!(entries.entries.len(), 2);
@@ -380,15 +380,15 @@ mod tests {
         // its own report picks it up); a status-only change to a keeps a's entry.
         let mut a1 = pod("a", 3, "Pending");
         a1["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
-        cache.apply(EventType::Modified, a1);
-        cache.apply(EventType::Modified, pod("b", 4, "Succeeded"));
+        cache.apply(EventType::Modified, Arc::new(a1));
+        cache.apply(EventType::Modified, Arc::new(pod("b", 4, "Succeeded")));
         entries.refresh_keys(&cache, [ka.clone()].into());
         assert!(Arc::ptr_eq(&a0, &entry(&entries, &ka).unwrap()));
         assert!(!entry(&entries, &kb).unwrap().terminated);
         entries.refresh_keys(&cache, [kb.clone()].into());
         assert!(entry(&entries, &kb).unwrap().terminated);
         // A deleted pod is forgotten when reported.
-        cache.apply(EventType::Deleted, pod("a", 5, "Pending"));
+        cache.apply(EventType::Deleted, Arc::new(pod("a", 5, "Pending")));
         entries.refresh_keys(&cache, [ka.clone()].into());
         assert!(entry(&entries, &ka).is_none());
         assert_eq!(entries.entries.len(), 1);

@@ -192,7 +192,7 @@ impl Inner {
             self.objects.insert(key, (res, obj.clone()));
         }
         let ns = util::namespace(&obj).map(str::to_string);
-        let event = ObjEvent { kind, object: obj.clone() };
+        let event = ObjEvent { kind, object: Arc::new(obj.clone()) };
         self.watchers.retain(|w| {
             if !same_res(w.res, res) || (w.ns.is_some() && w.ns != ns) {
                 return true;

@@ -329,53 +329,42 @@ pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodSta
     if !status.is_object() {
         return Err(ApiError::bad_request("a pod status must be an object"));
     }
-    for _ in 0..STATUS_RETRIES {
-        let mut cur = match objects.get(res, Some(&s.namespace), &s.name, false).await {
-            Ok(o) => o,
-            Err(e) if e.code() == 404 => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if skiff_apiserver::meta::uid_of(&cur) != s.uid
+    let merged = |cur: &Value| {
+        if skiff_apiserver::meta::uid_of(cur) != s.uid
             || cur.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node_name)
         {
-            return Ok(()); // another pod of that name, or no longer ours
+            return None; // another pod of that name, or no longer ours
         }
         let mut new_status = status.clone();
-        let agent_types: Vec<Value> = new_status
+        let agent_types: Vec<&Value> = status
             .get("conditions")
             .and_then(Value::as_array)
-            .map(|c| c.iter().filter_map(|c| c.get("type").cloned()).collect())
+            .map(|c| c.iter().filter_map(|c| c.get("type")).collect())
             .unwrap_or_default();
         let kept: Vec<Value> = cur
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .map(|c| c.iter().filter(|c| c.get("type").is_none_or(|t| !agent_types.contains(t))).cloned().collect())
+            .map(|c| c.iter().filter(|c| c.get("type").is_none_or(|t| !agent_types.contains(&t))).cloned().collect())
             .unwrap_or_default();
         if !kept.is_empty() {
-            let conds = new_status["conditions"].as_array().cloned().unwrap_or_default();
+            let conds = new_status["conditions"].as_array_mut().map(std::mem::take).unwrap_or_default();
             new_status["conditions"] = Value::Array(kept.into_iter().chain(conds).collect());
         }
         // Fields set by the control plane, not the agent.
         for field in ["qosClass", "nominatedNodeName"] {
             if new_status.get(field).is_none() {
-                if let Some(v) = cur.pointer(&format!("/status/{field}")) {
+                if let Some(v) = cur.get("status").and_then(|st| st.get(field)) {
                     new_status[field] = v.clone();
                 }
             }
         }
-        if cur.get("status") == Some(&new_status) {
-            return Ok(());
-        }
-        cur["status"] = new_status;
-        match objects.update(res, Some(&s.namespace), &s.name, cur, Subresource::Status, &WriteOptions::default()).await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if e.code() == 409 => continue,
-            Err(e) if e.code() == 404 => return Ok(()),
-            Err(e) => return Err(e),
-        }
+        Some(new_status)
+    };
+    match objects.update_status_with(res, Some(&s.namespace), &s.name, &WriteOptions::default(), merged).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == 404 => Ok(()),
+        Err(e) => Err(e),
     }
-    Err(ApiError::from(skiff_api::status::conflict_modified(res, &s.name)))
 }
 
 /// The agent removed a pod's containers: delete it now (grace 0, only that uid, only when

@@ -6,6 +6,12 @@
 //! writes per second. Here each event is decoded once and only the sets of the nodes it
 //! touches are rebuilt and published, through latest-value slots (a slow agent gets fewer,
 //! newer sets and never holds up the others).
+//!
+//! The pod hub watches only while an agent is subscribed: agents stream to the leader alone,
+//! and on a follower the watch would decode and serialize every pod change for nobody (it
+//! took a quarter of each follower's CPU while pods were created). The first subscriber
+//! starts it (the set comes once the hub has listed); it stops [`POD_HUB_IDLE`] after the
+//! last one left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +23,10 @@ use skiff_apiserver::objects::WatchEvent;
 use skiff_apiserver::{ApiError, ListOptions, ObjectStore};
 use skiff_proto::agent::{PodSet, ServiceSet};
 use tokio::sync::watch;
+
+/// How long the pod hub keeps watching with no agent subscribed (a leader's agents reconnect
+/// within this after a blip, and find the hub still listed).
+pub const POD_HUB_IDLE: Duration = Duration::from_secs(30);
 
 /// The largest set sent to one agent (under the gRPC message limit, with room for framing).
 pub const MAX_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
@@ -71,6 +81,19 @@ impl PodState {
         }
     }
 
+    /// Whether an agent is subscribed (forgetting the slots nobody reads any more).
+    fn has_subscribers(&mut self) -> bool {
+        self.subscribers.retain(|_, tx| tx.receiver_count() > 0);
+        !self.subscribers.is_empty()
+    }
+
+    /// Back to not listed: what was kept is dropped until the next subscriber.
+    fn reset(&mut self) {
+        self.synced = false;
+        self.by_node = HashMap::new();
+        self.node_of_uid = HashMap::new();
+    }
+
     fn remove_uid(&mut self, uid: &str) -> Option<String> {
         let node = self.node_of_uid.remove(uid)?;
         if let Some(m) = self.by_node.get_mut(&node) {
@@ -82,7 +105,7 @@ impl PodState {
         Some(node)
     }
 
-    fn insert(&mut self, uid: String, node: String, pod: Value) {
+    fn insert(&mut self, uid: String, node: String, pod: &Value) {
         self.node_of_uid.insert(uid.clone(), node.clone());
         self.by_node.entry(node).or_default().insert(uid, pod.to_string());
     }
@@ -91,14 +114,28 @@ impl PodState {
 /// The pods bound to each node, kept from one watch over all pods.
 pub struct PodHub {
     state: Mutex<PodState>,
+    /// Signalled by each subscription (wakes an idle hub).
+    subscribed: Arc<tokio::sync::Notify>,
 }
 
 impl PodHub {
-    /// Starts the shared watch (it runs as long as the process).
+    /// Starts the hub's task (it runs as long as the hub; it watches while agents subscribe,
+    /// and [`POD_HUB_IDLE`] after).
     pub fn start(objects: Arc<ObjectStore>) -> Arc<PodHub> {
-        let hub = Arc::new(PodHub { state: Mutex::new(PodState::default()) });
-        tokio::spawn(run_pods(objects, Arc::downgrade(&hub)));
+        Self::start_with_idle(objects, POD_HUB_IDLE)
+    }
+
+    /// [`PodHub::start`], watching `idle` after the last subscriber left.
+    pub fn start_with_idle(objects: Arc<ObjectStore>, idle: Duration) -> Arc<PodHub> {
+        let subscribed = Arc::new(tokio::sync::Notify::new());
+        let hub = Arc::new(PodHub { state: Mutex::new(PodState::default()), subscribed: subscribed.clone() });
+        tokio::spawn(run_pods(objects, Arc::downgrade(&hub), subscribed, idle));
         hub
+    }
+
+    /// Whether the hub has listed the pods and follows their changes.
+    pub fn is_watching(&self) -> bool {
+        self.state.lock().synced
     }
 
     /// The latest full set of pods bound to `node`; the receiver sees the current set as a
@@ -114,13 +151,32 @@ impl PodHub {
         if rx.borrow().is_some() {
             rx.mark_changed();
         }
+        drop(st);
+        self.subscribed.notify_one();
         rx
     }
 }
 
-async fn run_pods(objects: Arc<ObjectStore>, hub: std::sync::Weak<PodHub>) {
+async fn run_pods(
+    objects: Arc<ObjectStore>,
+    hub: std::sync::Weak<PodHub>,
+    subscribed: Arc<tokio::sync::Notify>,
+    idle: Duration,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
+        // Idle until an agent subscribes.
+        loop {
+            let wanted = subscribed.notified();
+            {
+                let Some(hub) = hub.upgrade() else { return };
+                if hub.state.lock().has_subscribers() {
+                    break;
+                }
+            }
+            // Re-checked now and then: the hub may be gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), wanted).await;
+        }
         let started = async {
             let list = objects.list(pods(), None, &ListOptions::default()).await?;
             let rv = list.resource_version.to_string();
@@ -146,7 +202,7 @@ async fn run_pods(objects: Arc<ObjectStore>, hub: std::sync::Weak<PodHub>) {
             st.node_of_uid.clear();
             for p in list.items {
                 if let Some(node) = node_of(&p).map(str::to_string) {
-                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, p);
+                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, &p);
                 }
             }
             st.revision = list.resource_version;
@@ -156,8 +212,25 @@ async fn run_pods(objects: Arc<ObjectStore>, hub: std::sync::Weak<PodHub>) {
                 st.publish(&n);
             }
         }
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        let mut check = tokio::time::interval((idle / 6).max(Duration::from_millis(10)));
         loop {
-            let events: Vec<WatchEvent> = match w.next().await {
+            let next = tokio::select! {
+                n = w.next() => n,
+                _ = check.tick() => {
+                    let Some(hub) = hub.upgrade() else { return };
+                    let mut st = hub.state.lock();
+                    if st.has_subscribers() {
+                        idle_since = None;
+                    } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= idle {
+                        tracing::debug!("pod hub: no agent subscribed for {idle:?}; not watching");
+                        st.reset();
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let events: Vec<WatchEvent> = match next {
                 Ok(ev) => ev,
                 Err(e) => {
                     tracing::debug!("pod hub: watch ended, relisting: {e}");
@@ -175,7 +248,7 @@ async fn run_pods(objects: Arc<ObjectStore>, hub: std::sync::Weak<PodHub>) {
                 if ev.kind != "DELETED" {
                     if let Some(node) = node_of(&ev.object).map(str::to_string) {
                         touched.push(node.clone());
-                        st.insert(uid, node, ev.object);
+                        st.insert(uid, node, &ev.object);
                     }
                 }
             }
@@ -282,7 +355,7 @@ async fn run_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<Servi
                 if ev.kind == "DELETED" {
                     target.remove(&key(&ev.object));
                 } else {
-                    target.insert(key(&ev.object), ev.object);
+                    target.insert(key(&ev.object), Arc::unwrap_or_clone(ev.object));
                 }
             }
         }

@@ -97,6 +97,9 @@ pub struct Server {
     pub api_addr: SocketAddr,
     /// Node heartbeats received by the agent gateway (in memory; for the node lifecycle controller).
     pub heartbeats: skiff_controllers::HeartbeatTable,
+    /// The pods of each node, as the agent gateway streams them (watching while agents are
+    /// connected).
+    pub pod_hub: Arc<hub::PodHub>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -149,6 +152,7 @@ impl Server {
 
         let max = transport::MAX_RAFT_MESSAGE_BYTES;
         let client_max = skiff_proto::client::MAX_MESSAGE_BYTES;
+        let pod_hub = hub::PodHub::start(objects.clone());
         let grpc = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(1024)
             .tcp_nodelay(true)
@@ -168,7 +172,7 @@ impl Server {
                     node: node.clone(),
                     objects: objects.clone(),
                     heartbeats: heartbeats.clone(),
-                    pod_hub: hub::PodHub::start(objects.clone()),
+                    pod_hub: pod_hub.clone(),
                     service_hub: hub::ServiceHub::start(objects.clone()),
                     events: agent_events.for_component("kubelet"),
                 })
@@ -214,6 +218,7 @@ impl Server {
             node,
             objects,
             heartbeats,
+            pod_hub,
             grpc_addr,
             api_addr,
             stop,

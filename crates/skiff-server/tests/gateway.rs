@@ -250,3 +250,77 @@ async fn an_agent_that_never_reads_does_not_stall_writes_or_other_agents() {
     assert!(started.elapsed() < Duration::from_secs(30), "writes stalled: {:?}", started.elapsed());
     server.shutdown().await;
 }
+
+/// The pod hub watches only while agents are subscribed: a replica no agent streams to (a
+/// follower) does not decode every pod change; the first subscriber gets the listed set, and
+/// after the idle time without subscribers the hub stops until the next one, which again gets
+/// a full, current set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_hub_watches_only_while_agents_are_subscribed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "skiff/busybox:1"}]}})
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(pods, Some("default"), pod("a"), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "pod a not created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.pod_hub.is_watching(), "no agent connected: the gateway's hub must not watch");
+
+    let hub = skiff_server::hub::PodHub::start_with_idle(server.objects.clone(), Duration::from_millis(300));
+    let wait = |what: &'static str, want: bool| {
+        let hub = hub.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while hub.is_watching() != want {
+                assert!(tokio::time::Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let names = |set: &PodSet| {
+        let mut n: Vec<String> = set
+            .pods_json
+            .iter()
+            .map(|p| serde_json::from_str::<Value>(p).unwrap()["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let next = |rx: &mut tokio::sync::watch::Receiver<Option<PodSet>>| {
+        let mut rx = rx.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some)).await.expect("a set").unwrap();
+            let set = rx.borrow_and_update().clone().unwrap();
+            set
+        }
+    };
+    assert!(!hub.is_watching());
+    let mut rx = hub.subscribe("n1");
+    assert_eq!(names(&next(&mut rx).await), ["a"]);
+    assert!(hub.is_watching());
+    drop(rx);
+    wait("the hub still watches with nobody subscribed", false).await;
+
+    // Changes while idle are in the next subscriber's first set.
+    server.objects.create(pods, Some("default"), pod("b"), &WriteOptions::default()).await.unwrap();
+    let mut rx = hub.subscribe("n1");
+    assert_eq!(names(&next(&mut rx).await), ["a", "b"]);
+    // And changes while subscribed come as new sets.
+    rx.mark_unchanged();
+    server.objects.create(pods, Some("default"), pod("c"), &WriteOptions::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::timeout_at(deadline, rx.changed()).await.expect("a set with pod c").unwrap();
+        let set = rx.borrow_and_update().clone().unwrap();
+        if names(&set) == ["a", "b", "c"] {
+            break;
+        }
+    }
+    assert!(hub.is_watching());
+    server.shutdown().await;
+}
