@@ -322,6 +322,11 @@ impl ProcCluster {
         self.members.iter().find(|m| m.id == id)
     }
 
+    /// The process id of member `id`, while it runs.
+    pub fn member_pid(&self, id: u64) -> Option<u32> {
+        self.member(id).and_then(|m| m.child.as_ref()).map(Child::id)
+    }
+
     /// Waits until a running member reports itself leader and returns its id.
     pub async fn leader(&self, timeout: Duration) -> anyhow::Result<u64> {
         let deadline = tokio::time::Instant::now() + timeout;

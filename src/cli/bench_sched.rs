@@ -19,6 +19,25 @@ use tokio_stream::StreamExt;
 use super::bench_cluster::{condition_true, hist, ms, wait_until};
 use crate::proc_cluster::{ProcAgent, ProcCluster};
 
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`; `None` where
+/// that cannot be read (another OS, a process gone).
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // The kernel reports clock ticks of USER_HZ, 100 on every Linux target.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of the leader, the followers (summed) and the agent process.
+fn cluster_cpu(cluster: &ProcCluster, leader: u64, agent: &ProcAgent) -> [Option<Duration>; 3] {
+    let followers: Option<Duration> =
+        cluster.members.iter().filter(|m| m.id != leader).map(|m| cpu_time(cluster.member_pid(m.id))).sum();
+    [cpu_time(cluster.member_pid(leader)), followers, cpu_time(agent.pid())]
+}
+
 async fn ready_nodes(c: &Client, prefix: &str) -> Option<usize> {
     let l = c.list(&NODES, None, &ListParams::default()).await.ok()?;
     Some(
@@ -131,6 +150,7 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     });
 
     let created: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let cpu0 = cluster_cpu(&cluster, leader, &agent);
     let t0 = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -178,6 +198,7 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
             _ => anyhow::bail!("only {} of {pods} pods bound in time", bound.len()),
         }
     }
+    let cpu1 = cluster_cpu(&cluster, leader, &agent);
     watcher.abort();
     let total = last_bound.duration_since(t0).as_secs_f64();
     let sched_window = last_bound.duration_since(first_bound.unwrap_or(t0)).as_secs_f64();
@@ -195,6 +216,18 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         ms(latency.value_at_quantile(0.5)),
         ms(latency.value_at_quantile(0.99)),
         ms(latency.max())
+    );
+    // CPU per pod (the machine's cores are what limits the rate on a small machine): it
+    // compares builds more steadily than the rate, which also moves with scheduling noise.
+    let per_pod = |i: usize| match (cpu0[i], cpu1[i]) {
+        (Some(a), Some(b)) => format!("{:.2}", b.saturating_sub(a).as_secs_f64() * 1e3 / pods as f64),
+        _ => "?".into(),
+    };
+    println!(
+        "  CPU ms per pod, first create -> last bound: leader {}  followers (together) {}  fake agents {}",
+        per_pod(0),
+        per_pod(1),
+        per_pod(2)
     );
     drop(agent);
     Ok(rate)
