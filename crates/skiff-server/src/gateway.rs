@@ -329,23 +329,29 @@ pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodSta
     if !status.is_object() {
         return Err(ApiError::bad_request("a pod status must be an object"));
     }
+    // The first attempt takes the parsed status; a retry after a lost race parses it again
+    // (it parsed once already, so it does again) instead of every write copying it.
+    let mut parsed = Some(status);
     let merged = |cur: &Value| {
         if skiff_apiserver::meta::uid_of(cur) != s.uid
             || cur.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node_name)
         {
             return None; // another pod of that name, or no longer ours
         }
-        let mut new_status = status.clone();
-        let agent_types: Vec<&Value> = status
-            .get("conditions")
-            .and_then(Value::as_array)
-            .map(|c| c.iter().filter_map(|c| c.get("type")).collect())
-            .unwrap_or_default();
-        let kept: Vec<Value> = cur
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .map(|c| c.iter().filter(|c| c.get("type").is_none_or(|t| !agent_types.contains(&t))).cloned().collect())
-            .unwrap_or_default();
+        let mut new_status = parsed.take().or_else(|| serde_json::from_str(&s.status_json).ok())?;
+        let kept: Vec<Value> = {
+            let agent_types: Vec<&Value> = new_status
+                .get("conditions")
+                .and_then(Value::as_array)
+                .map(|c| c.iter().filter_map(|c| c.get("type")).collect())
+                .unwrap_or_default();
+            cur.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter().filter(|c| c.get("type").is_none_or(|t| !agent_types.contains(&t))).cloned().collect()
+                })
+                .unwrap_or_default()
+        };
         if !kept.is_empty() {
             let conds = new_status["conditions"].as_array_mut().map(std::mem::take).unwrap_or_default();
             new_status["conditions"] = Value::Array(kept.into_iter().chain(conds).collect());
