@@ -112,8 +112,10 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
 }
 
-/// How many decoded stored versions the watches of one replica share.
-const DECODED_CAPACITY: usize = 8192;
+/// How many decoded stored versions the watches of one replica share: enough to cover how far
+/// watches lag one another at thousands of changes per second, small enough that the old
+/// versions it alone keeps alive stay in the tens of MB.
+const DECODED_CAPACITY: usize = 2048;
 
 /// The last [`DECODED_CAPACITY`] stored versions a watch decoded, so that the other watches
 /// delivering the same version (the pod hub, the informers, `kubectl` and client watches) do
@@ -131,16 +133,21 @@ impl DecodedVersions {
         self.map.get(&(rev, Arc::as_ptr(kv) as usize)).map(|(_, v)| v.clone())
     }
 
-    fn insert(&mut self, kv: &Arc<KeyValue>, rev: u64, value: Arc<Value>) {
+    /// Caches `value` unless another watch cached the same version meanwhile; returns the
+    /// cached one either way, so every watch holds the same value.
+    fn insert(&mut self, kv: &Arc<KeyValue>, rev: u64, value: Arc<Value>) -> Arc<Value> {
         let id = (rev, Arc::as_ptr(kv) as usize);
-        if self.map.insert(id, (kv.clone(), value)).is_none() {
-            self.order.push_back(id);
-        }
+        let cached = match self.map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => return e.get().1.clone(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert((kv.clone(), value)).1.clone(),
+        };
+        self.order.push_back(id);
         while self.order.len() > DECODED_CAPACITY {
             if let Some(old) = self.order.pop_front() {
                 self.map.remove(&old);
             }
         }
+        cached
     }
 }
 
@@ -155,8 +162,7 @@ fn decode_shared(
         return Ok(v);
     }
     let v = Arc::new(decode(res, kv, rev)?);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(kv, rev, v.clone());
-    Ok(v)
+    Ok(cache.lock().unwrap_or_else(|e| e.into_inner()).insert(kv, rev, v))
 }
 
 /// The object layer of one replica.
