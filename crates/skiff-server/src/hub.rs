@@ -35,6 +35,41 @@ fn pods() -> &'static skiff_api::ResourceInfo {
     &skiff_api::registry::PODS
 }
 
+/// A pod as its agent gets it: everything but `status`, which the agent writes and never reads
+/// back, and `metadata.resourceVersion`, which every write changes. A change of status alone
+/// (most pod writes: the agent's own reports, conditions set by the control plane) therefore
+/// sends no new set and wakes no pod worker.
+fn pod_json(pod: &Value) -> String {
+    /// The map without the entry `skip`; the entry `nested` (if any) without its own `nested_skip`.
+    struct Without<'a> {
+        map: &'a serde_json::Map<String, Value>,
+        skip: &'static str,
+        nested: Option<(&'static str, &'static str)>,
+    }
+    impl serde::Serialize for Without<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(None)?;
+            for (k, v) in self.map.iter().filter(|(k, _)| k.as_str() != self.skip) {
+                match (self.nested, v) {
+                    (Some((key, skip)), Value::Object(inner)) if key == k => {
+                        m.serialize_entry(k, &Without { map: inner, skip, nested: None })?
+                    }
+                    _ => m.serialize_entry(k, v)?,
+                }
+            }
+            m.end()
+        }
+    }
+    match pod.as_object() {
+        Some(map) => {
+            let agent_view = Without { map, skip: "status", nested: Some(("metadata", "resourceVersion")) };
+            serde_json::to_string(&agent_view).expect("JSON values serialize")
+        }
+        None => pod.to_string(),
+    }
+}
+
 fn node_of(p: &Value) -> Option<&str> {
     p.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
@@ -105,9 +140,15 @@ impl PodState {
         Some(node)
     }
 
-    fn insert(&mut self, uid: String, node: String, pod: &Value) {
+    fn insert(&mut self, uid: String, node: String, pod_json: String) {
         self.node_of_uid.insert(uid.clone(), node.clone());
-        self.by_node.entry(node).or_default().insert(uid, pod.to_string());
+        self.by_node.entry(node).or_default().insert(uid, pod_json);
+    }
+
+    /// Whether `uid` is kept under `node` as exactly `pod_json`.
+    fn holds(&self, uid: &str, node: &str, pod_json: &str) -> bool {
+        self.node_of_uid.get(uid).is_some_and(|n| n == node)
+            && self.by_node.get(node).and_then(|m| m.get(uid)).is_some_and(|j| j == pod_json)
     }
 }
 
@@ -202,7 +243,7 @@ async fn run_pods(
             st.node_of_uid.clear();
             for p in list.items {
                 if let Some(node) = node_of(&p).map(str::to_string) {
-                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, &p);
+                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, pod_json(&p));
                 }
             }
             st.revision = list.resource_version;
@@ -242,14 +283,21 @@ async fn run_pods(
             let mut touched: Vec<String> = Vec::new();
             for ev in events {
                 let uid = skiff_apiserver::meta::uid_of(&ev.object).to_string();
+                let now = match ev.kind {
+                    "DELETED" => None,
+                    _ => node_of(&ev.object).map(|n| (n.to_string(), pod_json(&ev.object))),
+                };
+                if let Some((node, json)) = &now {
+                    if st.holds(&uid, node, json) {
+                        continue; // only its status changed: the agent's set stays as it is
+                    }
+                }
                 if let Some(old) = st.remove_uid(&uid) {
                     touched.push(old);
                 }
-                if ev.kind != "DELETED" {
-                    if let Some(node) = node_of(&ev.object).map(str::to_string) {
-                        touched.push(node.clone());
-                        st.insert(uid, node, &ev.object);
-                    }
+                if let Some((node, json)) = now {
+                    touched.push(node.clone());
+                    st.insert(uid, node, json);
                 }
             }
             st.revision = w.bookmark_revision();

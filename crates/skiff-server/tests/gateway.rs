@@ -122,8 +122,8 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     }
     assert_eq!(server.node.revision(), before);
 
-    // A status from the agent: written, PodScheduled kept; the change comes down too. Of two
-    // statuses of one pod in a batch only the later is written.
+    // A status from the agent: written, PodScheduled kept. Of two statuses of one pod in a
+    // batch only the later is written. Sets carry no status, so this one sends none.
     let status = |s: Value| PodStatus {
         namespace: "default".into(),
         name: "p".into(),
@@ -137,11 +137,30 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
         ],
     };
     tx.send(msg(agent_message::Msg::Statuses(batch))).await.unwrap();
-    let set = next_set(&mut inbound).await;
-    assert_eq!(set[0]["status"]["phase"], "Running");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let written = loop {
+        let p = server.objects.get(pods, Some("default"), "p", false).await.unwrap();
+        if p["status"]["phase"] == "Running" {
+            break p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "status not written: {p}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let types: Vec<&str> =
-        set[0]["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        written["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["PodScheduled", "Ready"]);
+    // A change of the pod itself does come down, without status.
+    let mut labelled = written.clone();
+    labelled["metadata"]["labels"] = json!({"v": "2"});
+    server
+        .objects
+        .update(pods, Some("default"), "p", labelled, Subresource::Main, &WriteOptions::default())
+        .await
+        .unwrap();
+    let set = next_set(&mut inbound).await;
+    assert_eq!(set[0]["metadata"]["labels"]["v"], "2", "the status write sent no set of its own");
+    assert!(set[0].get("status").is_none(), "{}", set[0]);
+    assert!(set[0]["metadata"].get("resourceVersion").is_none(), "{}", set[0]);
 
     // Events the agent records become v1 Events from kubelet on n1; a repeat raises the
     // count of the same Event; one without a reason is dropped; a long message is cut.
