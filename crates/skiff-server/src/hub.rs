@@ -40,7 +40,8 @@ fn pods() -> &'static skiff_api::ResourceInfo {
 /// (most pod writes: the agent's own reports, conditions set by the control plane) therefore
 /// sends no new set and wakes no pod worker.
 fn pod_json(pod: &Value) -> String {
-    /// The map without the entry `skip`; the entry `nested` (if any) without its own `nested_skip`.
+    /// `map` without its entry `skip`, and with the object entry `nested.0` (if any) without its
+    /// own entry `nested.1`.
     struct Without<'a> {
         map: &'a serde_json::Map<String, Value>,
         skip: &'static str,
