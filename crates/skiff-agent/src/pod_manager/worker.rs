@@ -513,7 +513,7 @@ impl Worker {
         st.current = Some(ContainerInfo {
             id: id.clone(),
             kind: ObjectKind::Container,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             state: ContainerState::Created,
             exit_code: None,
             reason: None,

@@ -144,7 +144,7 @@ fn to_info(r: ContainerInspectResponse) -> ContainerInfo {
         image: r.config.and_then(|c| c.image).unwrap_or_default(),
         image_id: r.image.unwrap_or_default(),
         ip: if kind == ObjectKind::Sandbox { ip } else { None },
-        labels,
+        labels: labels.into(),
     }
 }
 

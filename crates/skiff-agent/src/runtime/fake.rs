@@ -128,7 +128,7 @@ impl FakeRuntime {
         ContainerInfo {
             id: self.new_id(),
             kind,
-            labels,
+            labels: labels.into(),
             state: ContainerState::Created,
             exit_code: None,
             reason: None,

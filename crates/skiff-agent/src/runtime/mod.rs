@@ -145,7 +145,9 @@ pub enum ObjectKind {
 pub struct ContainerInfo {
     pub id: String,
     pub kind: ObjectKind,
-    pub labels: BTreeMap<String, String>,
+    /// Shared: an inspected or listed container is cloned often (a worker keeps its current
+    /// and previous instances), its labels never change.
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     pub state: ContainerState,
     pub exit_code: Option<i32>,
     /// Runtime-specific termination reason (`OOMKilled`, …), if any.

@@ -132,7 +132,7 @@ impl Runtime for ProcessRuntime {
         let info = ContainerInfo {
             id: self.new_id("sandbox"),
             kind: ObjectKind::Sandbox,
-            labels,
+            labels: labels.into(),
             state: ContainerState::Running,
             exit_code: None,
             reason: None,
@@ -177,7 +177,7 @@ impl Runtime for ProcessRuntime {
         let info = ContainerInfo {
             id: id.clone(),
             kind: ObjectKind::Container,
-            labels,
+            labels: labels.into(),
             state: ContainerState::Created,
             exit_code: None,
             reason: None,
