@@ -41,6 +41,8 @@ const OUTBOUND_CAPACITY: usize = 8;
 const STATUS_RETRIES: usize = 8;
 /// Status writes of one batch in flight at once.
 const STATUS_WRITE_CONCURRENCY: usize = 32;
+/// How long a new stream waits for the service set before sending the pod set anyway.
+const SERVICES_FIRST_WAIT: Duration = Duration::from_secs(2);
 
 /// The `AgentGateway` service of one replica.
 #[derive(Clone)]
@@ -205,6 +207,26 @@ async fn session(
             }
         })
     };
+    // The service set goes first: a pod gets the variables of the Services that exist when it
+    // starts, so the agent must know them before it starts the pods of its first set. (The
+    // service hub may still be listing: waited for, bounded.)
+    let first = tokio::select! {
+        r = tokio::time::timeout(SERVICES_FIRST_WAIT, svc_rx.wait_for(Option::is_some)) => match r {
+            Ok(Ok(set)) => set.clone(),
+            _ => None,
+        },
+        _ = &mut reader => {
+            tracing::info!(node = node_name, "agent disconnected");
+            return;
+        }
+    };
+    if let Some(set) = first {
+        let msg = GatewayMessage { msg: Some(gateway_message::Msg::Services(set)) };
+        if tx.send(Ok(msg)).await.is_err() {
+            reader.abort();
+            return;
+        }
+    }
     let mut leader_check = tokio::time::interval(LEADER_CHECK);
     loop {
         tokio::select! {

@@ -312,35 +312,63 @@ async fn run_pods(
 }
 
 /// The latest full set of Services and Endpoints, kept from one pair of watches.
+/// Like the pod hub, it watches only while agents are subscribed (and [`POD_HUB_IDLE`] after).
 pub struct ServiceHub {
     tx: watch::Sender<Option<ServiceSet>>,
+    subscribed: Arc<tokio::sync::Notify>,
 }
 
 impl ServiceHub {
-    /// Starts the shared watches (they run as long as the process).
+    /// Starts the hub's task (it runs as long as the process; it watches while agents
+    /// subscribe, and [`POD_HUB_IDLE`] after).
     pub fn start(objects: Arc<ObjectStore>) -> Arc<ServiceHub> {
+        Self::start_with_idle(objects, POD_HUB_IDLE)
+    }
+
+    /// [`ServiceHub::start`], watching `idle` after the last subscriber left.
+    pub fn start_with_idle(objects: Arc<ObjectStore>, idle: Duration) -> Arc<ServiceHub> {
         let (tx, _) = watch::channel(None);
-        let hub = Arc::new(ServiceHub { tx: tx.clone() });
-        tokio::spawn(run_services(objects, tx));
+        let subscribed = Arc::new(tokio::sync::Notify::new());
+        let hub = Arc::new(ServiceHub { tx: tx.clone(), subscribed: subscribed.clone() });
+        tokio::spawn(run_services(objects, tx, subscribed, idle));
         hub
     }
 
-    /// The latest set; the receiver sees the current set as a change.
+    /// Whether the hub has listed Services and Endpoints and follows their changes.
+    pub fn is_watching(&self) -> bool {
+        self.tx.borrow().is_some()
+    }
+
+    /// The latest set; the receiver sees the current set as a change (once the hub has listed).
     pub fn subscribe(&self) -> watch::Receiver<Option<ServiceSet>> {
         let mut rx = self.tx.subscribe();
         if rx.borrow().is_some() {
             rx.mark_changed();
         }
+        self.subscribed.notify_one();
         rx
     }
 }
 
-/// Keeps `out` holding the latest full set of Services and Endpoints (list, then watch both;
-/// relist when a watch ends).
-async fn run_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<ServiceSet>>) {
+/// Keeps `out` holding the latest full set of Services and Endpoints while it has receivers
+/// (list, then watch both; relist when a watch ends; `None` while idle).
+async fn run_services(
+    objects: Arc<ObjectStore>,
+    out: watch::Sender<Option<ServiceSet>>,
+    subscribed: Arc<tokio::sync::Notify>,
+    idle: Duration,
+) {
     let (svcs_res, eps_res) = (&skiff_api::registry::SERVICES, &skiff_api::registry::ENDPOINTS);
     let mut delay = Duration::from_millis(100);
     loop {
+        // Idle until an agent subscribes.
+        loop {
+            let wanted = subscribed.notified();
+            if out.receiver_count() > 0 {
+                break;
+            }
+            wanted.await;
+        }
         let started = async {
             let s = objects.list(svcs_res, None, &ListOptions::default()).await?;
             let e = objects.list(eps_res, None, &ListOptions::default()).await?;
@@ -372,6 +400,8 @@ async fn run_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<Servi
         let mut services: BTreeMap<String, Value> = s.items.into_iter().map(|o| (key(&o), o)).collect();
         let mut endpoints: BTreeMap<String, Value> = e.items.into_iter().map(|o| (key(&o), o)).collect();
         let mut revision = s.resource_version.max(e.resource_version);
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        let mut check = tokio::time::interval((idle / 6).max(Duration::from_millis(10)));
         loop {
             let set = ServiceSet {
                 services_json: services.values().map(Value::to_string).collect(),
@@ -384,9 +414,23 @@ async fn run_services(objects: Arc<ObjectStore>, out: watch::Sender<Option<Servi
             } else {
                 out.send_replace(Some(set));
             }
-            let (events, target) = tokio::select! {
-                r = sw.next() => (r, &mut services),
-                r = ew.next() => (r, &mut endpoints),
+            let next = loop {
+                tokio::select! {
+                    r = sw.next() => break Some((r, &mut services)),
+                    r = ew.next() => break Some((r, &mut endpoints)),
+                    _ = check.tick() => {
+                        if out.receiver_count() > 0 {
+                            idle_since = None;
+                        } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= idle {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some((events, target)) = next else {
+                tracing::debug!("service hub: no agent subscribed for {idle:?}; not watching");
+                out.send_replace(None);
+                break;
             };
             let events: Vec<WatchEvent> = match events {
                 Ok(ev) => ev,

@@ -343,3 +343,59 @@ async fn the_pod_hub_watches_only_while_agents_are_subscribed() {
     assert!(hub.is_watching());
     server.shutdown().await;
 }
+
+/// A new agent stream gets the service set before its first pod set (pods take the variables
+/// of the Services that exist when they start), and the service hub, like the pod hub, lists
+/// only once an agent subscribes and stops after the idle time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_come_before_the_first_pod_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let services = skiff_api::lookup("services").unwrap();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(services, Some("default"), svc.clone(), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "service not created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = AgentGatewayClient::new(channel);
+        let (tx, rx) = mpsc::channel(8);
+        let node_json = json!({"metadata": {"name": "n1"}, "status": {}}).to_string();
+        tx.send(msg(agent_message::Msg::Hello(Hello { node_name: "n1".into(), node_json }))).await.unwrap();
+        let mut inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .expect("a message within 10 s")
+            .unwrap()
+            .unwrap();
+        match first.msg {
+            Some(gateway_message::Msg::Services(set)) => {
+                assert_eq!(set.services_json.len(), 1, "{:?}", set.services_json);
+                assert!(set.services_json[0].contains("\"web\""));
+            }
+            other => panic!("expected the service set first, got {other:?}"),
+        }
+        assert!(next_set(&mut inbound).await.is_empty());
+        drop(tx);
+    }
+
+    let hub = skiff_server::hub::ServiceHub::start_with_idle(server.objects.clone(), Duration::from_millis(300));
+    assert!(!hub.is_watching(), "no subscriber yet");
+    let mut rx = hub.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some)).await.expect("a set").unwrap();
+    assert!(hub.is_watching());
+    drop(rx);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while hub.is_watching() {
+        assert!(tokio::time::Instant::now() < deadline, "the service hub still watches with nobody subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
