@@ -270,7 +270,8 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     assert_eq!(condition(&n, "Ready").as_deref(), Some("True"));
 }
 
-/// Opens `AgentGateway.Connect` on `addr` with a Hello and returns the first answer.
+/// Opens `AgentGateway.Connect` on `addr` with a Hello and returns the first answer other than
+/// a service set (a leader sends the service set first, then the pod set).
 async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::GatewayMessage {
     use skiff_proto::agent::{agent_gateway_client::AgentGatewayClient, agent_message, AgentMessage, Hello};
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
@@ -280,8 +281,13 @@ async fn first_gateway_message(addr: &str, node: &str) -> skiff_proto::agent::Ga
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(hello).await.unwrap();
     let mut inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
-    first.expect("an answer within 10 s").expect("no stream error").expect("a message")
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
+        let m = next.expect("an answer within 10 s").expect("no stream error").expect("a message");
+        if !matches!(m.msg, Some(skiff_proto::agent::gateway_message::Msg::Services(_))) {
+            return m;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
