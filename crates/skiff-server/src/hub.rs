@@ -28,6 +28,35 @@ use tokio::sync::watch;
 /// within this after a blip, and find the hub still listed).
 pub const POD_HUB_IDLE: Duration = Duration::from_secs(30);
 
+/// When a hub with no subscriber has been so for its idle time (checked on a tick of a sixth
+/// of it).
+struct IdleTimer {
+    idle: Duration,
+    since: Option<tokio::time::Instant>,
+    tick: tokio::time::Interval,
+}
+
+impl IdleTimer {
+    fn new(idle: Duration) -> Self {
+        IdleTimer { idle, since: None, tick: tokio::time::interval((idle / 6).max(Duration::from_millis(10))) }
+    }
+
+    /// Waits for the next check.
+    async fn tick(&mut self) {
+        self.tick.tick().await;
+    }
+
+    /// Whether the hub has been without subscribers for the idle time, given whether it has
+    /// any now.
+    fn expired(&mut self, subscribed: bool) -> bool {
+        if subscribed {
+            self.since = None;
+            return false;
+        }
+        self.since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= self.idle
+    }
+}
+
 /// The largest set sent to one agent (under the gRPC message limit, with room for framing).
 pub const MAX_SET_BYTES: usize = skiff_proto::agent::MAX_AGENT_MESSAGE_BYTES - 64 * 1024;
 
@@ -254,17 +283,15 @@ async fn run_pods(
                 st.publish(&n);
             }
         }
-        let mut idle_since: Option<tokio::time::Instant> = None;
-        let mut check = tokio::time::interval((idle / 6).max(Duration::from_millis(10)));
+        let mut timer = IdleTimer::new(idle);
         loop {
             let next = tokio::select! {
                 n = w.next() => n,
-                _ = check.tick() => {
+                _ = timer.tick() => {
                     let Some(hub) = hub.upgrade() else { return };
                     let mut st = hub.state.lock();
-                    if st.has_subscribers() {
-                        idle_since = None;
-                    } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= idle {
+                    let subscribed = st.has_subscribers();
+                    if timer.expired(subscribed) {
                         tracing::debug!("pod hub: no agent subscribed for {idle:?}; not watching");
                         st.reset();
                         break;
@@ -400,8 +427,7 @@ async fn run_services(
         let mut services: BTreeMap<String, Value> = s.items.into_iter().map(|o| (key(&o), o)).collect();
         let mut endpoints: BTreeMap<String, Value> = e.items.into_iter().map(|o| (key(&o), o)).collect();
         let mut revision = s.resource_version.max(e.resource_version);
-        let mut idle_since: Option<tokio::time::Instant> = None;
-        let mut check = tokio::time::interval((idle / 6).max(Duration::from_millis(10)));
+        let mut timer = IdleTimer::new(idle);
         loop {
             let set = ServiceSet {
                 services_json: services.values().map(Value::to_string).collect(),
@@ -418,10 +444,8 @@ async fn run_services(
                 tokio::select! {
                     r = sw.next() => break Some((r, &mut services)),
                     r = ew.next() => break Some((r, &mut endpoints)),
-                    _ = check.tick() => {
-                        if out.receiver_count() > 0 {
-                            idle_since = None;
-                        } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= idle {
+                    _ = timer.tick() => {
+                        if timer.expired(out.receiver_count() > 0) {
                             break None;
                         }
                     }

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use skiff_apiserver::{Subresource, WriteOptions};
 use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, Heartbeat, Hello, PodEventBatch, PodEventRecord, PodRemoved, PodSet,
-    PodStatus, PodStatusBatch,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodEventBatch, PodEventRecord,
+    PodRemoved, PodSet, PodStatus, PodStatusBatch,
 };
 use skiff_server::{Server, ServerConfig};
 use skiff_store::StoreConfig;
@@ -32,7 +32,7 @@ async fn one_replica(dir: &std::path::Path) -> Server {
 }
 
 /// The next pod set (service sets, which the gateway also streams, are skipped).
-async fn next_set(inbound: &mut Streaming<skiff_proto::agent::GatewayMessage>) -> Vec<Value> {
+async fn next_set(inbound: &mut Streaming<GatewayMessage>) -> Vec<Value> {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await
@@ -51,6 +51,27 @@ async fn next_set(inbound: &mut Streaming<skiff_proto::agent::GatewayMessage>) -
 
 fn msg(m: agent_message::Msg) -> AgentMessage {
     AgentMessage { msg: Some(m) }
+}
+
+/// Opens an agent stream for `node` (Hello sent); the sender keeps it open.
+async fn connect_agent(server: &Server, node: &str) -> (mpsc::Sender<AgentMessage>, Streaming<GatewayMessage>) {
+    let addr = format!("http://{}", server.grpc_addr);
+    let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
+    let mut client = AgentGatewayClient::new(channel);
+    let (tx, rx) = mpsc::channel(8);
+    let node_json = json!({"metadata": {"name": node}, "status": {}}).to_string();
+    tx.send(msg(agent_message::Msg::Hello(Hello { node_name: node.into(), node_json }))).await.unwrap();
+    let inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    (tx, inbound)
+}
+
+/// Creates `obj` once the replica leads and has its namespaces (retried for up to 20 s).
+async fn create_when_ready(server: &Server, res: &'static skiff_api::ResourceInfo, obj: Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(res, Some("default"), obj.clone(), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no leader / namespace: {obj} not created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,23 +255,8 @@ async fn an_agent_that_never_reads_does_not_stall_writes_or_other_agents() {
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "skiff/busybox:1",
                      "env": [{"name": "PAD", "value": "x".repeat(4096)}]}]}})
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.objects.create(pods, Some("default"), pod("first", "slow"), &WriteOptions::default()).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no leader / namespace");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let connect = |node: &'static str| {
-        let addr = format!("http://{}", server.grpc_addr);
-        async move {
-            let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
-            let mut client = AgentGatewayClient::new(channel);
-            let (tx, rx) = mpsc::channel(8);
-            let node_json = json!({"metadata": {"name": node}, "status": {}}).to_string();
-            tx.send(msg(agent_message::Msg::Hello(Hello { node_name: node.into(), node_json }))).await.unwrap();
-            let inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-            (tx, inbound)
-        }
-    };
+    create_when_ready(&server, pods, pod("first", "slow")).await;
+    let connect = |node: &'static str| connect_agent(&server, node);
     // The slow agent never reads: its pod sets (each ~4 KiB per pod) pile up nowhere.
     let (_slow_tx, _slow_inbound) = connect("slow").await;
     let (_fast_tx, mut fast) = connect("fast").await;
@@ -283,11 +289,7 @@ async fn the_pod_hub_watches_only_while_agents_are_subscribed() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "skiff/busybox:1"}]}})
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.objects.create(pods, Some("default"), pod("a"), &WriteOptions::default()).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "pod a not created");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    create_when_ready(&server, pods, pod("a")).await;
     assert!(!server.pod_hub.is_watching(), "no agent connected: the gateway's hub must not watch");
 
     let hub = skiff_server::hub::PodHub::start_with_idle(server.objects.clone(), Duration::from_millis(300));
@@ -354,22 +356,9 @@ async fn services_come_before_the_first_pod_set() {
     let services = skiff_api::lookup("services").unwrap();
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.objects.create(services, Some("default"), svc.clone(), &WriteOptions::default()).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "service not created");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    create_when_ready(&server, services, svc).await;
     for _ in 0..3 {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client = AgentGatewayClient::new(channel);
-        let (tx, rx) = mpsc::channel(8);
-        let node_json = json!({"metadata": {"name": "n1"}, "status": {}}).to_string();
-        tx.send(msg(agent_message::Msg::Hello(Hello { node_name: "n1".into(), node_json }))).await.unwrap();
-        let mut inbound = client.connect(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let (tx, mut inbound) = connect_agent(&server, "n1").await;
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await
             .expect("a message within 10 s")
