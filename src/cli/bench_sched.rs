@@ -31,11 +31,12 @@ fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// CPU time of the leader, the followers (summed) and the agent process.
-fn cluster_cpu(cluster: &ProcCluster, leader: u64, agent: &ProcAgent) -> [Option<Duration>; 3] {
+/// CPU time of the leader, the followers (summed), the agent process and this bench process
+/// (the creating clients and the watch).
+fn cluster_cpu(cluster: &ProcCluster, leader: u64, agent: &ProcAgent) -> [Option<Duration>; 4] {
     let followers: Option<Duration> =
         cluster.members.iter().filter(|m| m.id != leader).map(|m| cpu_time(cluster.member_pid(m.id))).sum();
-    [cpu_time(cluster.member_pid(leader)), followers, cpu_time(agent.pid())]
+    [cpu_time(cluster.member_pid(leader)), followers, cpu_time(agent.pid()), cpu_time(Some(std::process::id()))]
 }
 
 async fn ready_nodes(c: &Client, prefix: &str) -> Option<usize> {
@@ -224,10 +225,12 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         _ => "?".into(),
     };
     println!(
-        "  CPU ms per pod, first create -> last bound: leader {}  followers (together) {}  fake agents {}",
+        "  CPU ms per pod, first create -> last bound: leader {}  followers (together) {}  fake agents {}  \
+         bench clients {}",
         per_pod(0),
         per_pod(1),
-        per_pod(2)
+        per_pod(2),
+        per_pod(3)
     );
     drop(agent);
     Ok(rate)
