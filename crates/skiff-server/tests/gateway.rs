@@ -74,14 +74,28 @@ async fn create_when_ready(server: &Server, res: &'static skiff_api::ResourceInf
     }
 }
 
+/// Creates Node `name` once a leader is up. Tests create it before the pods bound to it: the
+/// garbage collector deletes pods bound to a node missing from the store (Kubernetes' PodGC),
+/// and its sweep could otherwise come between such a pod's creation and its agent's Hello.
+async fn create_node(server: &Server, name: &str) {
+    let nodes = skiff_api::lookup("nodes").unwrap();
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.objects.create(nodes, None, node.clone(), &WriteOptions::default()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no leader: node {name} not created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_registers_pushes_pods_and_writes_status() {
     let dir = tempfile::tempdir().unwrap();
     let server = one_replica(dir.path()).await;
     let pods = skiff_api::lookup("pods").unwrap();
     let nodes = skiff_api::lookup("nodes").unwrap();
+    create_node(&server, "n1").await;
 
-    // Wait for leadership and the default namespace (bootstrap) by creating the pod.
+    // Wait for the default namespace (bootstrap) by creating the pod.
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
         "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "skiff/busybox:1"}]},
         "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}});
@@ -123,12 +137,8 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     assert_eq!(node["status"]["capacity"]["pods"], "110");
     assert!(node["status"]["conditions"][0]["lastHeartbeatTime"].is_string());
     assert!(server.heartbeats.last_seen("n1").is_some());
-    // The hub's watch may not have seen the pod yet when the stream opens: an empty set can
-    // come first, then the set with the pod.
-    let mut set = next_set(&mut inbound).await;
-    if set.is_empty() {
-        set = next_set(&mut inbound).await;
-    }
+    // The hub lists when the first agent subscribes: the first set already holds the pod.
+    let set = next_set(&mut inbound).await;
     assert_eq!(set.len(), 1);
     assert_eq!(set[0]["metadata"]["uid"], uid.as_str());
 
@@ -255,6 +265,8 @@ async fn an_agent_that_never_reads_does_not_stall_writes_or_other_agents() {
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "skiff/busybox:1",
                      "env": [{"name": "PAD", "value": "x".repeat(4096)}]}]}})
     };
+    create_node(&server, "slow").await;
+    create_node(&server, "fast").await;
     create_when_ready(&server, pods, pod("first", "slow")).await;
     let connect = |node: &'static str| connect_agent(&server, node);
     // The slow agent never reads: its pod sets (each ~4 KiB per pod) pile up nowhere.
@@ -289,6 +301,7 @@ async fn the_pod_hub_watches_only_while_agents_are_subscribed() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "skiff/busybox:1"}]}})
     };
+    create_node(&server, "n1").await;
     create_when_ready(&server, pods, pod("a")).await;
     assert!(!server.pod_hub.is_watching(), "no agent connected: the gateway's hub must not watch");
 
