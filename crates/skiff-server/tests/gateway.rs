@@ -65,10 +65,12 @@ async fn connect_agent(server: &Server, node: &str) -> (mpsc::Sender<AgentMessag
     (tx, inbound)
 }
 
-/// Creates `obj` once the replica leads and has its namespaces (retried for up to 20 s).
+/// Creates `obj` (in `default` when namespaced) once the replica leads and has its namespaces
+/// (retried for up to 20 s).
 async fn create_when_ready(server: &Server, res: &'static skiff_api::ResourceInfo, obj: Value) {
+    let ns = res.namespaced.then_some("default");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.objects.create(res, Some("default"), obj.clone(), &WriteOptions::default()).await.is_err() {
+    while server.objects.create(res, ns, obj.clone(), &WriteOptions::default()).await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "no leader / namespace: {obj} not created");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -78,13 +80,8 @@ async fn create_when_ready(server: &Server, res: &'static skiff_api::ResourceInf
 /// garbage collector deletes pods bound to a node missing from the store (Kubernetes' PodGC),
 /// and its sweep could otherwise come between such a pod's creation and its agent's Hello.
 async fn create_node(server: &Server, name: &str) {
-    let nodes = skiff_api::lookup("nodes").unwrap();
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.objects.create(nodes, None, node.clone(), &WriteOptions::default()).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no leader: node {name} not created");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    create_when_ready(server, skiff_api::lookup("nodes").unwrap(), node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
