@@ -239,10 +239,21 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Result<(), ValidationEr
 
 /// Validate an object of `resource`: size, metadata, and kind-specific spec rules.
 pub fn validate_with(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptions) -> Result<(), ValidationError> {
-    let size = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0);
+    check_size(serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0), opts)?;
+    validate_fields(resource, obj, opts)
+}
+
+/// The size check alone, for a caller that has the encoded object at hand anyway (the API
+/// server checks the bytes it stores rather than encoding the object once more).
+pub fn check_size(size: usize, opts: &ValidationOptions) -> Result<(), ValidationError> {
     if size > opts.max_object_bytes {
         return Err(ValidationError::TooLarge { size, limit: opts.max_object_bytes });
     }
+    Ok(())
+}
+
+/// Validation without the size check (see [`check_size`]).
+pub fn validate_fields(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptions) -> Result<(), ValidationError> {
     let errors = field_errors(resource, obj, opts);
     if errors.is_empty() {
         Ok(())

@@ -288,7 +288,7 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
         Some("All") => true,
         Some(other) => return Err(ApiError::bad_request(format!("dryRun must be All (got {other:?})"))),
     };
-    Ok(WriteOptions { dry_run, field_validation })
+    Ok(WriteOptions { dry_run, field_validation, internal: false })
 }
 
 /// The media type of a request's `Content-Type` (without parameters), `application/json` when absent.

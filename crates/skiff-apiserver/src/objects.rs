@@ -49,6 +49,13 @@ pub enum FieldValidation {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// The object was built by Skiff's own control plane (a controller, the agent gateway's
+    /// status writes) from objects already admitted, never taken from a request body: it is
+    /// well-typed by construction, so the typed decode (which finds only type errors and
+    /// unknown fields) is skipped in release builds. Debug builds, the tests', still run it,
+    /// so a component that builds a malformed object fails its tests. Defaulting and
+    /// validation run either way.
+    pub internal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -505,9 +512,14 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// Type check (always), unknown fields (per `fieldValidation`), defaulting and validation.
+    /// Type check (except for [`WriteOptions::internal`] writes in release builds), unknown
+    /// fields (per `fieldValidation`), defaulting and validation.
     fn admit(&self, res: &ResourceInfo, obj: &mut Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
-        let unknown = skiff_api::strict::unknown_fields(res, obj).map_err(ApiError::bad_request)?;
+        let unknown = if opts.internal && !cfg!(debug_assertions) {
+            Vec::new()
+        } else {
+            skiff_api::strict::unknown_fields(res, obj).map_err(ApiError::bad_request)?
+        };
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
             let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -526,8 +538,17 @@ impl ObjectStore {
             }
         }
         skiff_api::default_object(res, obj);
-        skiff_api::validate_with(res, obj, &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
+        // The size is checked on the bytes written ([`ObjectStore::encode_checked`]).
+        skiff_api::validation::validate_fields(res, obj, &self.validation)
+            .map_err(|e| ApiError::from(e.to_status()))?;
         Ok(warnings)
+    }
+
+    /// The stored form of an admitted object, refused (413) when larger than the limit.
+    fn encode_checked(&self, obj: &Value) -> ApiResult<Vec<u8>> {
+        let bytes = encode(obj);
+        skiff_api::validation::check_size(bytes.len(), &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
+        Ok(bytes)
     }
 
     async fn check_namespace(&self, res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
@@ -599,6 +620,7 @@ impl ObjectStore {
         let name = meta::name_of(&obj).to_string();
         let key = keys::object_key(res, ns_for(res, meta_str(&obj, "namespace")), &name);
         if opts.dry_run {
+            self.encode_checked(&obj)?;
             return Ok(Written { object: obj, warnings, changed: false });
         }
         for _ in 0..MAX_CAS_RETRIES {
@@ -607,7 +629,7 @@ impl ObjectStore {
             if res.kind == "Service" {
                 self.reserve_node_ports(&mut attempt, None, &mut txn).await?;
             }
-            txn.success.insert(0, Op::put(&key, encode(&attempt)));
+            txn.success.insert(0, Op::put(&key, self.encode_checked(&attempt)?));
             let resp = self.txn(txn).await?;
             if resp.succeeded {
                 set_rv(&mut attempt, resp.revision);
@@ -701,6 +723,7 @@ impl ObjectStore {
                 set_rv(&mut obj, cur.mod_revision);
                 return Ok(Some(Written { object: obj, warnings, changed: false }));
             }
+            let bytes = self.encode_checked(&obj)?;
             if opts.dry_run {
                 set_rv(&mut obj, cur.mod_revision);
                 return Ok(Some(Written { object: obj, warnings, changed: false }));
@@ -708,7 +731,7 @@ impl ObjectStore {
             let r = self
                 .txn(Txn {
                     compare: vec![Compare::mod_revision(&key, cur.mod_revision)],
-                    success: vec![Op::put(&key, encode(&obj))],
+                    success: vec![Op::put(&key, bytes)],
                     failure: vec![],
                 })
                 .await?;
@@ -874,6 +897,7 @@ impl ObjectStore {
             return Ok(Some(Written { object: cur_obj, warnings, changed: false }));
         }
         if opts.dry_run {
+            self.encode_checked(&new)?;
             set_rv(&mut new, cur.mod_revision);
             return Ok(Some(Written { object: new, warnings, changed: false }));
         }
@@ -882,7 +906,7 @@ impl ObjectStore {
         if res.kind == "Service" {
             self.reserve_node_ports(&mut new, Some(&cur_obj), &mut txn).await?;
         }
-        txn.success.insert(0, Op::put(key, encode(&new)));
+        txn.success.insert(0, Op::put(key, self.encode_checked(&new)?));
         let r = self.txn(txn).await?;
         if !r.succeeded {
             return Ok(None);

@@ -388,7 +388,9 @@ pub async fn write_pod_status(objects: &ObjectStore, node_name: &str, s: &PodSta
         }
         Some(new_status)
     };
-    match objects.update_status_with(res, Some(&s.namespace), &s.name, &WriteOptions::default(), merged).await {
+    // The status is built here from the agent's typed report: an internal write.
+    let opts = WriteOptions { internal: true, ..Default::default() };
+    match objects.update_status_with(res, Some(&s.namespace), &s.name, &opts, merged).await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == 404 => Ok(()),
         Err(e) => Err(e),

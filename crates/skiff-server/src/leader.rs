@@ -39,7 +39,9 @@ fn ns_name(obj: &Value) -> (Option<String>, String) {
 /// [`ObjectApi`] over this replica's object store (writes go through Raft, fenced).
 pub struct StoreApi(pub Arc<ObjectStore>);
 
-const CONTROLLER_WRITE: WriteOptions = WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore };
+/// Controllers' writes: objects they built, admitted as [`WriteOptions::internal`].
+const CONTROLLER_WRITE: WriteOptions =
+    WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore, internal: true };
 
 #[async_trait::async_trait]
 impl ObjectApi for StoreApi {
