@@ -159,19 +159,23 @@ impl NodeLifecycle {
         self.first_seen.retain(|n, _| names.contains(n.as_str()));
         self.unreachable_since.retain(|n, _| names.contains(n.as_str()));
         for node in nodes {
-            let name = util::name(&node).to_string();
-            let first = *self.first_seen.entry(name.clone()).or_insert(now);
-            let last_beat = self.heartbeats.last_seen(&name);
+            // Every healthy node is visited at every pass: no allocation on that path.
+            let name = util::name(&node);
+            let first = match self.first_seen.get(name) {
+                Some(t) => *t,
+                None => *self.first_seen.entry(name.to_string()).or_insert(now),
+            };
+            let last_beat = self.heartbeats.last_seen(name);
             let heard = last_beat.map_or(first, |b| b.max(first));
             let silent = now.saturating_duration_since(heard) >= self.cfg.lease_ttl;
             let result = if silent {
                 // Unreachable since the lease ran out (not since this pass noticed it).
-                let since = *self.unreachable_since.entry(name.clone()).or_insert(heard + self.cfg.lease_ttl);
+                let since = *self.unreachable_since.entry(name.to_string()).or_insert(heard + self.cfg.lease_ttl);
                 due_at(since + self.cfg.eviction_timeout);
                 self.handle_unreachable(&node, now.saturating_duration_since(since)).await
             } else {
                 due_at(heard + self.cfg.lease_ttl);
-                self.unreachable_since.remove(&name);
+                self.unreachable_since.remove(name);
                 let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < self.cfg.lease_ttl);
                 if heard_recently {
                     self.handle_alive(&node).await

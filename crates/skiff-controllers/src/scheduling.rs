@@ -68,6 +68,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     // Pods changed since the last pass: a pass looks at those only (and at every pod now
     // and then, and at the first pass, which also covers changes before this handler).
     let dirty: Arc<std::sync::Mutex<HashSet<ObjKey>>> = Arc::default();
+    // The same for nodes: a pass decodes only the nodes changed since the last one.
+    let dirty_nodes: Arc<std::sync::Mutex<HashSet<ObjKey>>> = Arc::default();
     {
         let w = wake.clone();
         let d = dirty.clone();
@@ -80,14 +82,21 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             }
         });
         let w = wake.clone();
+        let d = dirty_nodes.clone();
         // A node change (new node, readiness, capacity) may make a waiting pod fit.
-        ctx.nodes.on_change(move |_, _| w.notify_one());
+        ctx.nodes.on_change(move |old, new| {
+            if let Some(o) = new.or(old) {
+                d.lock().unwrap_or_else(|e| e.into_inner()).insert(ObjKey::of(o));
+            }
+            w.notify_one()
+        });
     }
     let mut stop = ctx.stop.clone();
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
     let mut pods = PodEntries::default();
     let mut typed_nodes: HashMap<ObjKey, (u64, Arc<NodeInfo>)> = HashMap::new();
+    let mut nodes_full: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -101,7 +110,17 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             pods.refresh_keys(&ctx.pods, changed);
         }
         if pods.entries.values().any(|(_, e)| e.is_pending()) {
-            typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes, |n: &Node| NodeInfo::new(n));
+            let changed_nodes = std::mem::take(&mut *dirty_nodes.lock().unwrap_or_else(|e| e.into_inner()));
+            if nodes_full.is_none_or(|t| t.elapsed() >= FULL_REFRESH) {
+                typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes, |n: &Node| NodeInfo::new(n));
+                nodes_full = Some(std::time::Instant::now());
+            } else {
+                for key in changed_nodes {
+                    let cached = ctx.nodes.get_key(&key);
+                    let previous = typed_nodes.remove(&key).into_iter().map(|e| (key.clone(), e)).collect();
+                    typed_nodes.extend(decode_changed(cached.as_slice(), previous, |n: &Node| NodeInfo::new(n)));
+                }
+            }
             let snapshot = ClusterSnapshot::from_entries(
                 typed_nodes.values().map(|(_, n)| &**n),
                 pods.entries.values().map(|(_, e)| &**e),
@@ -187,7 +206,8 @@ fn decode_changed<T: serde::de::DeserializeOwned, E>(
     fresh
 }
 
-/// How often the scheduler looks at every pod rather than only at those reported changed.
+/// How often the scheduler looks at every pod and node rather than only at those reported
+/// changed.
 const FULL_REFRESH: Duration = Duration::from_secs(10);
 
 /// The scheduler's per-pod facts, kept across passes: a pod is decoded and extracted again
