@@ -163,7 +163,10 @@ impl NodeLifecycle {
             let name = util::name(&node);
             let first = match self.first_seen.get(name) {
                 Some(t) => *t,
-                None => *self.first_seen.entry(name.to_string()).or_insert(now),
+                None => {
+                    self.first_seen.insert(name.to_string(), now);
+                    now
+                }
             };
             let last_beat = self.heartbeats.last_seen(name);
             let heard = last_beat.map_or(first, |b| b.max(first));
