@@ -33,8 +33,6 @@ const MAX_EVENT_REASON: usize = 128;
 const MAX_EVENT_MESSAGE: usize = 1024;
 /// How long an agent has to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a stream checks that this replica still leads.
-const LEADER_CHECK: Duration = Duration::from_millis(250);
 /// Outbound messages buffered per stream.
 const OUTBOUND_CAPACITY: usize = 8;
 /// Attempts of one status write that loses compare-and-set races.
@@ -227,7 +225,8 @@ async fn session(
             return;
         }
     }
-    let mut leader_check = tokio::time::interval(LEADER_CHECK);
+    // Woken only when leadership flips: no per-stream timer (thousands of agents).
+    let mut leading = svc.node.leadership();
     loop {
         tokio::select! {
             changed = set_rx.changed() => {
@@ -258,11 +257,9 @@ async fn session(
                 }
             }
             _ = &mut reader => break,
-            _ = leader_check.tick() => {
-                if !svc.node.is_leader() {
-                    let _ = tx.try_send(Ok(not_leader_msg(&svc.node)));
-                    break;
-                }
+            _ = async { leading.wait_for(|l| !*l).await.map(|_| ()) } => {
+                let _ = tx.try_send(Ok(not_leader_msg(&svc.node)));
+                break;
             }
         }
     }

@@ -104,6 +104,9 @@ pub struct StoreNode {
     batcher: Batcher,
     /// Decides when this replica campaigns; fed by the peer RPCs below.
     elector: Arc<Elector>,
+    /// Whether this replica leads, changed only when that flips (Raft's metrics change at
+    /// every commit, far too often to be watched by many tasks).
+    leading: tokio::sync::watch::Receiver<bool>,
 }
 
 impl StoreNode {
@@ -163,6 +166,7 @@ impl StoreNode {
             }
         }
         let max = cfg.max_inflight_requests.max(1);
+        let leading = follow_leadership(&raft);
         Ok(Arc::new(StoreNode {
             id: cfg.id,
             addr: cfg.addr.clone(),
@@ -175,6 +179,7 @@ impl StoreNode {
             batcher: Batcher::start(raft.clone()),
             raft,
             elector,
+            leading,
         }))
     }
 
@@ -547,6 +552,12 @@ impl StoreNode {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
+    /// Follows whether this replica is the Raft leader: the receiver wakes only when that
+    /// changes (and ends when Raft shuts down).
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
     pub fn status(&self) -> MemberStatus {
         let m = self.raft.metrics().borrow().clone();
         let st = self.state.read();
@@ -624,4 +635,18 @@ fn leader_check_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>) -> S
         }
         RaftError::Fatal(f) => StoreError::Unavailable(format!("raft stopped: {f}")),
     }
+}
+
+/// A watch of "this replica leads", fed by one task following Raft's metrics.
+fn follow_leadership(raft: &Raft) -> tokio::sync::watch::Receiver<bool> {
+    let mut metrics = raft.metrics();
+    let leads = |m: &openraft::RaftMetrics<NodeId, Node>| m.state == ServerState::Leader;
+    let (tx, rx) = tokio::sync::watch::channel(leads(&metrics.borrow_and_update()));
+    tokio::spawn(async move {
+        while metrics.changed().await.is_ok() {
+            let now = leads(&metrics.borrow_and_update());
+            tx.send_if_modified(|l| std::mem::replace(l, now) != now);
+        }
+    });
+    rx
 }

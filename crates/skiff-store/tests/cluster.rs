@@ -383,3 +383,40 @@ async fn concurrent_transactions_share_entries_with_their_own_outcomes() {
     let (kvs, _, _) = c.node(3).range("cc/", None, 0, false).await.unwrap();
     assert_eq!(kvs.len(), 301);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leadership_watch_follows_who_leads() {
+    let mut c = TestCluster::start(3, fast_config()).await;
+    let old = c.leader().await;
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
+    let mut old_watch = c.node(old).leadership();
+    tokio::time::timeout(Duration::from_secs(5), old_watch.wait_for(|l| *l))
+        .await
+        .expect("the leader's watch says it leads")
+        .unwrap();
+    for id in &others {
+        assert!(!*c.node(*id).leadership().borrow(), "follower {id} must not say it leads");
+    }
+
+    // Leadership moves to the majority side; the old leader's watch flips once it hears of it.
+    c.router.partition(&[&[old], &others]);
+    let new = c.leader_among(&others).await;
+    let mut new_watch = c.node(new).leadership();
+    tokio::time::timeout(Duration::from_secs(5), new_watch.wait_for(|l| *l))
+        .await
+        .expect("the new leader's watch says it leads")
+        .unwrap();
+    c.router.heal();
+    tokio::time::timeout(Duration::from_secs(10), old_watch.wait_for(|l| !*l))
+        .await
+        .expect("the deposed leader's watch flips to false")
+        .unwrap();
+    assert!(!c.node(old).is_leader());
+
+    // The watch ends with the replica.
+    c.kill(old).await;
+    tokio::time::timeout(Duration::from_secs(10), old_watch.changed())
+        .await
+        .expect("the watch ends when Raft stops")
+        .unwrap_err();
+}
