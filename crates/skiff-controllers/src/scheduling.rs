@@ -95,7 +95,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
     let mut pods = PodEntries::default();
-    let mut typed_nodes: HashMap<ObjKey, (u64, Arc<NodeInfo>)> = HashMap::new();
+    // Ordered by name, the snapshot's node order: building a snapshot need not sort.
+    let mut typed_nodes: BTreeMap<ObjKey, (u64, NodeInfo)> = BTreeMap::new();
     let mut nodes_full: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
@@ -122,7 +123,7 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
                 }
             }
             let snapshot = ClusterSnapshot::from_entries(
-                typed_nodes.values().map(|(_, n)| &**n),
+                typed_nodes.values().map(|(_, n)| n),
                 pods.entries.values().map(|(_, e)| &**e),
             );
             let decisions = sched.schedule(&snapshot);
@@ -184,17 +185,17 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
 /// nodes).
 fn decode_changed<T: serde::de::DeserializeOwned, E>(
     cached: &[Arc<Value>],
-    mut previous: HashMap<ObjKey, (u64, Arc<E>)>,
+    mut previous: BTreeMap<ObjKey, (u64, E)>,
     mut extract: impl FnMut(&T) -> E,
-) -> HashMap<ObjKey, (u64, Arc<E>)> {
-    let mut fresh = HashMap::with_capacity(cached.len());
+) -> BTreeMap<ObjKey, (u64, E)> {
+    let mut fresh = BTreeMap::new();
     for o in cached {
         let key = ObjKey::of(o);
         let rv = resource_version(o).unwrap_or(0);
         let extracted = match previous.remove(&key) {
             Some((old_rv, e)) if old_rv == rv && rv != 0 => e,
             _ => match <T as serde::Deserialize>::deserialize(&**o) {
-                Ok(t) => Arc::new(extract(&t)),
+                Ok(t) => extract(&t),
                 Err(e) => {
                     tracing::warn!("scheduler skips undecodable object {key:?}: {e}");
                     continue;

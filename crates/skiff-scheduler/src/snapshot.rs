@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
@@ -92,16 +93,26 @@ pub enum Readiness {
     Unknown,
 }
 
-/// A node as the plugins see it: static facts from the Node object plus what is placed on it,
-/// including pods placed earlier in the same scheduling batch.
+/// What a node's object says, extracted once per version of the Node and shared (not copied)
+/// by every snapshot and scheduling pass that includes the node.
 #[derive(Debug, Clone)]
-pub struct NodeInfo {
+pub struct NodeFacts {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub allocatable: Allocatable,
     pub unschedulable: bool,
     pub readiness: Readiness,
     pub taints: Vec<Taint>,
+    /// Stable hash of the node name, for tie-breaking.
+    pub identity_hash: u64,
+}
+
+/// A node as the plugins see it: static facts from the Node object (shared, read through
+/// `Deref`, so `node.labels` works) plus what is placed on it, including pods placed earlier
+/// in the same scheduling batch. Cloning one copies only the placement accounting.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    facts: Arc<NodeFacts>,
     /// Sum of the fit requests of the pods on the node.
     pub requested: Resources,
     /// Sum of the scoring requests (with best-effort defaults) of the pods on the node.
@@ -110,8 +121,14 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Number of pods of each spread group on the node.
     pub group_counts: HashMap<GroupId, u32>,
-    /// Stable hash of the node name, for tie-breaking.
-    pub identity_hash: u64,
+}
+
+impl std::ops::Deref for NodeInfo {
+    type Target = NodeFacts;
+
+    fn deref(&self) -> &NodeFacts {
+        &self.facts
+    }
 }
 
 impl NodeInfo {
@@ -125,7 +142,7 @@ impl NodeInfo {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status.as_str());
-        NodeInfo {
+        let facts = NodeFacts {
             identity_hash: hash_str(&name),
             name,
             labels: node.metadata.labels.clone().unwrap_or_default(),
@@ -137,12 +154,20 @@ impl NodeInfo {
                 _ => Readiness::Unknown,
             },
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
+        };
+        NodeInfo {
+            facts: Arc::new(facts),
             requested: Resources::default(),
             scoring_requested: Resources::default(),
             pod_count: 0,
             used_ports: Vec::new(),
             group_counts: HashMap::new(),
         }
+    }
+
+    /// Whether two infos share one extraction of the node's facts.
+    pub fn same_facts(&self, other: &NodeInfo) -> bool {
+        Arc::ptr_eq(&self.facts, &other.facts)
     }
 
     /// Accounts a pod as running on this node.

@@ -291,3 +291,26 @@ fn snapshots_from_kept_entries_decide_as_from_objects() {
     assert_eq!(direct, kept);
     assert!(!direct.is_empty());
 }
+
+/// Node infos kept across passes are shared, not copied, by the snapshots built from them, and
+/// what a snapshot or a pass places on a node never shows in the kept infos.
+#[test]
+fn kept_node_infos_are_shared_and_never_charged() {
+    use skiff_scheduler::{NodeInfo, PodEntry, SpreadGroups};
+    let mut h = Harness::new();
+    h.add_nodes("n", 3, |n| n.cpu("4")).add_pod(pod("bound").cpu("1").on_node("n-1")).add_pod(pod("new").cpu("1"));
+    let nodes: Vec<NodeInfo> = h.nodes.iter().map(NodeInfo::new).collect();
+    let mut groups = SpreadGroups::default();
+    let entries: Vec<PodEntry> = h.pods.iter().map(|p| PodEntry::new(p, &mut groups)).collect();
+    let snapshot = ClusterSnapshot::from_entries(&nodes, &entries);
+    for n in snapshot.nodes() {
+        let kept = nodes.iter().find(|k| k.name == n.name).unwrap();
+        assert!(n.same_facts(kept), "{} was copied", n.name);
+    }
+    let on_n1 = snapshot.nodes().iter().find(|n| n.name == "n-1").unwrap();
+    assert_eq!(on_n1.pod_count, 1);
+    let decisions = Scheduler::new(h.config.clone()).schedule(&snapshot);
+    assert_eq!(decisions.len(), 1);
+    assert!(nodes.iter().all(|n| n.pod_count == 0 && n.requested.cpu_millis == 0), "kept infos were charged");
+    assert_eq!(snapshot.nodes().iter().map(|n| n.pod_count).sum::<i64>(), 1, "the pass charged the snapshot");
+}
