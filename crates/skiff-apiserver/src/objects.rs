@@ -129,24 +129,25 @@ const DECODED_CAPACITY: usize = 2048;
 /// not parse its JSON again. A version is identified by the revision it is delivered at and
 /// the identity of its stored bytes, which every watch receives as the same `Arc` from the
 /// store; the entry keeps that `Arc`, so the identity cannot be reused while it is cached.
+/// The slot of a version is taken before it is decoded: watches that reach it at the same time
+/// (woken by the same commit on different threads) wait for the one decode instead of each
+/// doing their own.
 #[derive(Default)]
 struct DecodedVersions {
-    map: std::collections::HashMap<(u64, usize), (Arc<KeyValue>, Arc<Value>)>,
+    map: std::collections::HashMap<(u64, usize), (Arc<KeyValue>, Arc<DecodeSlot>)>,
     order: std::collections::VecDeque<(u64, usize)>,
 }
 
-impl DecodedVersions {
-    fn get(&self, kv: &Arc<KeyValue>, rev: u64) -> Option<Arc<Value>> {
-        self.map.get(&(rev, Arc::as_ptr(kv) as usize)).map(|(_, v)| v.clone())
-    }
+/// One version's decode: `None` when its bytes do not decode (each caller then reports why).
+type DecodeSlot = std::sync::OnceLock<Option<Arc<Value>>>;
 
-    /// Caches `value` unless another watch cached the same version meanwhile; returns the
-    /// cached one either way, so every watch holds the same value.
-    fn insert(&mut self, kv: &Arc<KeyValue>, rev: u64, value: Arc<Value>) -> Arc<Value> {
+impl DecodedVersions {
+    /// The slot of this version, taken now if no watch has.
+    fn slot(&mut self, kv: &Arc<KeyValue>, rev: u64) -> Arc<DecodeSlot> {
         let id = (rev, Arc::as_ptr(kv) as usize);
-        let cached = match self.map.entry(id) {
+        let slot = match self.map.entry(id) {
             std::collections::hash_map::Entry::Occupied(e) => return e.get().1.clone(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert((kv.clone(), value)).1.clone(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert((kv.clone(), Arc::default())).1.clone(),
         };
         self.order.push_back(id);
         while self.order.len() > DECODED_CAPACITY {
@@ -154,7 +155,7 @@ impl DecodedVersions {
                 self.map.remove(&old);
             }
         }
-        cached
+        slot
     }
 }
 
@@ -165,11 +166,11 @@ fn decode_shared(
     kv: &Arc<KeyValue>,
     rev: u64,
 ) -> ApiResult<Arc<Value>> {
-    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(kv, rev) {
-        return Ok(v);
+    let slot = cache.lock().unwrap_or_else(|e| e.into_inner()).slot(kv, rev);
+    match slot.get_or_init(|| decode(res, kv, rev).ok().map(Arc::new)) {
+        Some(v) => Ok(v.clone()),
+        None => decode(res, kv, rev).map(Arc::new),
     }
-    let v = Arc::new(decode(res, kv, rev)?);
-    Ok(cache.lock().unwrap_or_else(|e| e.into_inner()).insert(kv, rev, v))
 }
 
 /// The object layer of one replica.

@@ -223,7 +223,10 @@ impl ClusterSnapshot {
         pods: impl IntoIterator<Item = &'a PodEntry>,
     ) -> ClusterSnapshot {
         let mut node_infos: Vec<NodeInfo> = nodes.into_iter().cloned().collect();
-        node_infos.sort_by(|a, b| a.name.cmp(&b.name));
+        // Callers that keep nodes in name order skip the sort (and its scratch buffer).
+        if !node_infos.is_sorted_by(|a, b| a.name <= b.name) {
+            node_infos.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         node_infos.dedup_by(|b, a| a.name == b.name);
         let index: HashMap<&str, usize> = node_infos.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
         let pods = pods.into_iter();
