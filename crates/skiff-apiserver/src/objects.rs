@@ -1747,6 +1747,43 @@ pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
+    /// Watches on many threads delivering one version get one decoded value, parsed once; a
+    /// version that does not parse is an error for each of them.
+    #[test]
+    fn concurrent_watches_decode_a_version_once() {
+        let res = skiff_api::lookup("pods").unwrap();
+        let kv = |value: &str| {
+            Arc::new(KeyValue {
+                key: "/registry/pods/default/p".into(),
+                value: value.as_bytes().to_vec(),
+                create_revision: 7,
+                mod_revision: 7,
+                version: 1,
+            })
+        };
+        let good = kv(r#"{"metadata":{"name":"p"}}"#);
+        let cache = std::sync::Mutex::new(DecodedVersions::default());
+        let values: Vec<Arc<Value>> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| decode_shared(&cache, res, &good, 7).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])), "every watch holds the one decode");
+        assert_eq!(values[0]["metadata"]["resourceVersion"], "7");
+        assert_eq!(cache.lock().unwrap().map.len(), 1);
+
+        let bad = kv("not json");
+        for _ in 0..2 {
+            let e = decode_shared(&cache, res, &bad, 8).unwrap_err();
+            assert!(e.to_string().contains("is not JSON"), "{e}");
+        }
+        // The cache stays bounded.
+        for rev in 0..(DECODED_CAPACITY as u64 + 10) {
+            decode_shared(&cache, res, &good, 100 + rev).unwrap();
+        }
+        assert_eq!(cache.lock().unwrap().map.len(), DECODED_CAPACITY);
+    }
+
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue("/registry/pods/default/web-1", 42);
