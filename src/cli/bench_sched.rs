@@ -201,6 +201,13 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     }
     let cpu1 = cluster_cpu(&cluster, leader, &agent);
     watcher.abort();
+    // An election during the run (a replica starved of CPU long enough to miss the leader's
+    // heartbeats) moves the scheduler and controllers: say so, the CPU split is then mixed.
+    if let Ok(now) = cluster.leader(Duration::from_secs(5)).await {
+        if now != leader {
+            println!("  note: leadership moved from replica {leader} to {now} during the run (an election under load)");
+        }
+    }
     let total = last_bound.duration_since(t0).as_secs_f64();
     let sched_window = last_bound.duration_since(first_bound.unwrap_or(t0)).as_secs_f64();
     let rate = pods as f64 / total;

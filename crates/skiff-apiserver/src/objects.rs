@@ -1764,8 +1764,7 @@ mod tests {
         let good = kv(r#"{"metadata":{"name":"p"}}"#);
         let cache = std::sync::Mutex::new(DecodedVersions::default());
         let values: Vec<Arc<Value>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                (0..8).map(|_| s.spawn(|| decode_shared(&cache, res, &good, 7).unwrap())).collect();
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| decode_shared(&cache, res, &good, 7).unwrap())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])), "every watch holds the one decode");

@@ -48,6 +48,12 @@ impl HeartbeatTable {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(node).copied()
     }
 
+    /// [`HeartbeatTable::last_seen`] of many nodes under one lock.
+    pub fn last_seen_all<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> Vec<Option<Instant>> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.into_iter().map(|n| m.get(n).copied()).collect()
+    }
+
     /// Drop a node (deregistered).
     pub fn forget(&self, node: &str) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(node);
@@ -88,6 +94,12 @@ fn unreachable_toleration(pod: &Value) -> Option<Option<i64>> {
     best
 }
 
+/// Ready known (not `Unknown`) and without the unreachable taint: a heard-from node like this
+/// needs nothing.
+fn is_settled(node: &Value) -> bool {
+    util::condition(node, "Ready").is_some_and(|c| c["status"] != "Unknown") && !has_unreachable_taint(node)
+}
+
 fn has_unreachable_taint(node: &Value) -> bool {
     node["spec"]["taints"].as_array().is_some_and(|ts| ts.iter().any(|t| t["key"] == UNREACHABLE_TAINT))
 }
@@ -103,6 +115,11 @@ pub struct NodeLifecycle {
     first_seen: HashMap<String, Instant>,
     /// When each node was found unreachable (the eviction clock).
     unreachable_since: HashMap<String, Instant>,
+    /// The version of each node last found Ready (known) and untainted: while the cache holds
+    /// that same version, a heard-from node needs no look at its conditions or taints.
+    settled: HashMap<String, Arc<Value>>,
+    /// The node cache's revision when forgotten nodes were last dropped from the maps above.
+    pruned_at: Option<u64>,
 }
 
 impl NodeLifecycle {
@@ -123,6 +140,8 @@ impl NodeLifecycle {
             cfg,
             first_seen: HashMap::new(),
             unreachable_since: HashMap::new(),
+            settled: HashMap::new(),
+            pruned_at: None,
         }
     }
 
@@ -155,10 +174,17 @@ impl NodeLifecycle {
             }
         };
         let nodes = self.nodes.list(None);
-        let names: std::collections::HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
-        self.first_seen.retain(|n, _| names.contains(n.as_str()));
-        self.unreachable_since.retain(|n, _| names.contains(n.as_str()));
-        for node in nodes {
+        // Deleted nodes are forgotten when the node set changed, not at every pass.
+        let revision = self.nodes.revision();
+        if self.pruned_at != Some(revision) {
+            let names: std::collections::HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
+            self.first_seen.retain(|n, _| names.contains(n.as_str()));
+            self.unreachable_since.retain(|n, _| names.contains(n.as_str()));
+            self.settled.retain(|n, _| names.contains(n.as_str()));
+            self.pruned_at = Some(revision);
+        }
+        let beats = self.heartbeats.last_seen_all(nodes.iter().map(|n| util::name(n)));
+        for (node, last_beat) in nodes.into_iter().zip(beats) {
             // Every healthy node is visited at every pass: no allocation on that path.
             let name = util::name(&node);
             let first = match self.first_seen.get(name) {
@@ -168,7 +194,6 @@ impl NodeLifecycle {
                     now
                 }
             };
-            let last_beat = self.heartbeats.last_seen(name);
             let heard = last_beat.map_or(first, |b| b.max(first));
             let silent = now.saturating_duration_since(heard) >= self.cfg.lease_ttl;
             let result = if silent {
@@ -180,10 +205,14 @@ impl NodeLifecycle {
                 due_at(heard + self.cfg.lease_ttl);
                 self.unreachable_since.remove(name);
                 let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < self.cfg.lease_ttl);
-                if heard_recently {
-                    self.handle_alive(&node).await
-                } else {
+                if !heard_recently || self.settled.get(name).is_some_and(|v| Arc::ptr_eq(v, &node)) {
                     Ok(())
+                } else {
+                    let r = self.handle_alive(&node).await;
+                    if r.is_ok() && is_settled(&node) {
+                        self.settled.insert(name.to_string(), node.clone());
+                    }
+                    r
                 }
             };
             if let Err(e) = result {
@@ -283,9 +312,8 @@ impl NodeLifecycle {
     }
 
     async fn handle_alive(&self, node: &Value) -> Result<(), crate::ApiCallError> {
-        let ready_known = util::condition(node, "Ready").is_some_and(|c| c["status"] != "Unknown");
-        if ready_known && !has_unreachable_taint(node) {
-            // The common case, every tick for every healthy node: nothing to write, no copy.
+        if is_settled(node) {
+            // Nothing to write, no copy.
             return Ok(());
         }
         let mut node = node.clone();

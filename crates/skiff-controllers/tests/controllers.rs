@@ -591,6 +591,19 @@ async fn silent_node_is_tainted_then_evicted_and_recovers() {
 
     let _beat1 = heartbeat(&h.heartbeats, "n1");
     wait_for("n1 ready again", &api, |a| Some(()).filter(|_| node_state(a, "n1") == ("True".into(), false))).await;
+
+    // n2 was healthy at every pass: a version someone else marks Unknown and taints while it
+    // keeps beating is put right all the same.
+    let mut n2 = api.object(&NODES, None, "n2").unwrap();
+    for c in n2["status"]["conditions"].as_array_mut().unwrap() {
+        if c["type"] == "Ready" {
+            c["status"] = json!("Unknown");
+        }
+    }
+    let mut n2 = api.update_status(&NODES, n2).await.unwrap();
+    n2["spec"]["taints"] = json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]);
+    api.update(&NODES, n2).await.unwrap();
+    wait_for("n2 ready again", &api, |a| Some(()).filter(|_| node_state(a, "n2") == ("True".into(), false))).await;
     h.shutdown().await;
 }
 
