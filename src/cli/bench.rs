@@ -101,6 +101,18 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// CPU per second of the leader, the followers and the fake agents with `nodes` idle fake
+    /// nodes (3 replicas, no pods): the per-node cost of heartbeats, streams and the node monitor.
+    Idle {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        /// Length of the measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Wait after every node is Ready, before measuring.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
+    },
     /// Kill an agent running `pods` replicas; time until they are all Running elsewhere
     /// (3 replicas, default lease TTL and eviction timeout, two spare agents).
     NodeFailure {
@@ -158,6 +170,7 @@ async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Schedule { nodes, pods, concurrency } => {
             super::bench_sched::schedule(nodes, pods.max(1), concurrency).await
         }
+        BenchCmd::Idle { nodes, seconds, settle } => super::bench_sched::idle(nodes.max(1), seconds, settle).await,
         BenchCmd::NodeFailure { trials, pods, runtime } => {
             if runtime != "docker" && runtime != "process" {
                 anyhow::bail!("--runtime must be docker or process, not {runtime:?}");

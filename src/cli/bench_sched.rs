@@ -1,6 +1,6 @@
-//! `skiff bench schedule|node-failure`: scheduler throughput (the pure core, and end to end
-//! through Raft with `fake` nodes) and the time to replace the pods of a killed node. They
-//! print figures, never pass/fail.
+//! `skiff bench schedule|idle|node-failure`: scheduler throughput (the pure core, and end to
+//! end through Raft with `fake` nodes), what idle fake nodes cost the control plane, and the
+//! time to replace the pods of a killed node. They print figures, never pass/fail.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -91,18 +91,12 @@ pub async fn schedule(node_counts: Vec<usize>, pods: usize, concurrency: usize) 
     Ok(ExitCode::SUCCESS)
 }
 
-/// 3 replicas, one `skiff agent --runtime fake --fake-nodes N` process; `pods` pods created
-/// as fast as `concurrency` clients spread over the replicas can; returns pods/s from the
-/// first create to the last binding.
-async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::Result<f64> {
+/// 3 replicas and one `skiff agent --runtime fake --fake-nodes N` process, every node Ready:
+/// the cluster, its leader, a client of the leader, the agent and how long the nodes took.
+async fn fake_cluster(nodes: usize) -> anyhow::Result<(ProcCluster, u64, Client, ProcAgent, Duration)> {
     let bin = std::env::current_exe()?;
     let cluster = ProcCluster::start(&bin, 3, &[])?;
     let leader = cluster.leader(Duration::from_secs(30)).await?;
-    let clients: Vec<Client> = cluster
-        .members
-        .iter()
-        .map(|m| Client::new(&format!("http://{}", m.api), Duration::from_secs(30)))
-        .collect::<Result<_, _>>()?;
     let lc = Client::new(&format!("http://{}", cluster.member(leader).expect("leader").api), Duration::from_secs(30))?;
     wait_until(Duration::from_secs(30), "namespace default", || async {
         lc.get(&NAMESPACES, None, "default").await.is_ok().then_some(())
@@ -128,9 +122,60 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok((cluster, leader, lc, agent, started.elapsed()))
+}
+
+/// What `nodes` idle fake nodes cost: once they are all Ready and `settle` has passed, the CPU
+/// time per second of the leader, the followers and the fake agents' process over `seconds`
+/// (heartbeats, gateway streams, the node monitor; no pods).
+pub async fn idle(nodes: usize, seconds: u64, settle: u64) -> anyhow::Result<ExitCode> {
+    let (cluster, leader, _lc, agent, ready_after) = fake_cluster(nodes).await?;
+    println!(
+        "idle: 3 replicas, {nodes} fake nodes Ready after {:.1} s; measuring {seconds} s after {settle} s more",
+        ready_after.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let cpu0 = cluster_cpu(&cluster, leader, &agent);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds.max(1))).await;
+    let cpu1 = cluster_cpu(&cluster, leader, &agent);
+    let secs = t0.elapsed().as_secs_f64();
+    if cluster.leader(Duration::from_secs(5)).await.ok() != Some(leader) {
+        println!("  note: leadership moved from replica {leader} during the run (an election)");
+    }
+    let per_sec = |i: usize| match (cpu0[i], cpu1[i]) {
+        (Some(a), Some(b)) => format!("{:.0}", b.saturating_sub(a).as_secs_f64() * 1e3 / secs),
+        _ => "?".into(),
+    };
+    println!(
+        "  CPU ms per second: leader {}  followers (together) {}  fake agents {}",
+        per_sec(0),
+        per_sec(1),
+        per_sec(2)
+    );
+    println!(
+        "RESULT idle nodes={nodes} leader_ms_per_s={} followers_ms_per_s={} agents_ms_per_s={}",
+        per_sec(0),
+        per_sec(1),
+        per_sec(2)
+    );
+    drop(agent);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 3 replicas, one `skiff agent --runtime fake --fake-nodes N` process; `pods` pods created
+/// as fast as `concurrency` clients spread over the replicas can; returns pods/s from the
+/// first create to the last binding.
+async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let (cluster, leader, lc, agent, ready_after) = fake_cluster(nodes).await?;
+    let clients: Vec<Client> = cluster
+        .members
+        .iter()
+        .map(|m| Client::new(&format!("http://{}", m.api), Duration::from_secs(30)))
+        .collect::<Result<_, _>>()?;
     println!(
         "e2e: 3 replicas, {nodes} fake nodes Ready after {:.1} s; creating {pods} pods with {concurrency} clients",
-        started.elapsed().as_secs_f64()
+        ready_after.as_secs_f64()
     );
     let ns = "sched-bench";
     lc.create(&NAMESPACES, None, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
