@@ -166,10 +166,20 @@ fn decode_shared(
     kv: &Arc<KeyValue>,
     rev: u64,
 ) -> ApiResult<Arc<Value>> {
+    decode_once(cache, kv, rev, || decode(res, kv, rev))
+}
+
+/// The cache's value of a version, made with `decode` by whichever watch takes its slot first.
+fn decode_once(
+    cache: &std::sync::Mutex<DecodedVersions>,
+    kv: &Arc<KeyValue>,
+    rev: u64,
+    decode: impl Fn() -> ApiResult<Value>,
+) -> ApiResult<Arc<Value>> {
     let slot = cache.lock().unwrap_or_else(|e| e.into_inner()).slot(kv, rev);
-    match slot.get_or_init(|| decode(res, kv, rev).ok().map(Arc::new)) {
+    match slot.get_or_init(|| decode().ok().map(Arc::new)) {
         Some(v) => Ok(v.clone()),
-        None => decode(res, kv, rev).map(Arc::new),
+        None => decode().map(Arc::new),
     }
 }
 
@@ -1747,8 +1757,8 @@ pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
-    /// Watches on many threads delivering one version get one decoded value, parsed once; a
-    /// version that does not parse is an error for each of them.
+    /// Watches on many threads delivering one version at the same moment get one decoded
+    /// value, parsed once; a version that does not parse is an error for each of them.
     #[test]
     fn concurrent_watches_decode_a_version_once() {
         let res = skiff_api::lookup("pods").unwrap();
@@ -1763,10 +1773,26 @@ mod tests {
         };
         let good = kv(r#"{"metadata":{"name":"p"}}"#);
         let cache = std::sync::Mutex::new(DecodedVersions::default());
+        let parses = std::sync::atomic::AtomicUsize::new(0);
+        let start = std::sync::Barrier::new(8);
         let values: Vec<Arc<Value>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| decode_shared(&cache, res, &good, 7).unwrap())).collect();
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        decode_once(&cache, &good, 7, || {
+                            parses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            // A parse long enough for every other thread to arrive meanwhile.
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            decode(res, &good, 7)
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        assert_eq!(parses.load(std::sync::atomic::Ordering::SeqCst), 1, "one parse for all watches");
         assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])), "every watch holds the one decode");
         assert_eq!(values[0]["metadata"]["resourceVersion"], "7");
         assert_eq!(cache.lock().unwrap().map.len(), 1);
