@@ -124,7 +124,7 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             }
             let snapshot = ClusterSnapshot::from_entries(
                 typed_nodes.values().map(|(_, n)| n),
-                pods.entries.values().map(|(_, e)| &**e),
+                pods.entries.values().map(|(_, e)| e),
             );
             let decisions = sched.schedule(&snapshot);
             // The CPU part of the pass (the writes below only wait).

@@ -71,15 +71,18 @@ pub struct PodInfo {
     pub identity_hash: u64,
 }
 
-/// A pod waiting for a node, in queue order (see [`ClusterSnapshot::pending`]).
+/// A pod waiting for a node, in queue order (see [`ClusterSnapshot::pending`]): its
+/// [`PodEntry`], shared with whoever keeps entries across passes and read through `Deref`
+/// (`pending.info`, `pending.scheduler_name`, `pending.error`).
 #[derive(Debug, Clone)]
-pub struct PendingPod {
-    pub info: PodInfo,
-    /// `spec.schedulerName` (`default-scheduler` when unset).
-    pub scheduler_name: String,
-    /// Set when the spec could not be interpreted; the pod is then reported unschedulable.
-    pub error: Option<SchedulerError>,
-    creation: Option<k8s_openapi::jiff::Timestamp>,
+pub struct PendingPod(Arc<PodEntry>);
+
+impl std::ops::Deref for PendingPod {
+    type Target = PodEntry;
+
+    fn deref(&self) -> &PodEntry {
+        &self.0
+    }
 }
 
 /// Whether the node's `Ready` condition says it can run pods.
@@ -210,7 +213,7 @@ impl ClusterSnapshot {
     ) -> ClusterSnapshot {
         let nodes: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
         let mut groups = SpreadGroups::default();
-        let pods: Vec<PodEntry> = pods.into_iter().map(|p| PodEntry::new(p, &mut groups)).collect();
+        let pods: Vec<Arc<PodEntry>> = pods.into_iter().map(|p| Arc::new(PodEntry::new(p, &mut groups))).collect();
         Self::from_entries(&nodes, &pods)
     }
 
@@ -220,7 +223,7 @@ impl ClusterSnapshot {
     /// per change instead of once per pass.
     pub fn from_entries<'a>(
         nodes: impl IntoIterator<Item = &'a NodeInfo>,
-        pods: impl IntoIterator<Item = &'a PodEntry>,
+        pods: impl IntoIterator<Item = &'a Arc<PodEntry>>,
     ) -> ClusterSnapshot {
         let mut node_infos: Vec<NodeInfo> = nodes.into_iter().cloned().collect();
         // Callers that keep nodes in name order skip the sort (and its scratch buffer).
@@ -245,12 +248,7 @@ impl ClusterSnapshot {
                     }
                 }
                 None if entry.deleting => {}
-                None => pending.push(PendingPod {
-                    info: entry.info.clone(),
-                    scheduler_name: entry.scheduler_name.clone(),
-                    error: entry.error.clone(),
-                    creation: entry.creation,
-                }),
+                None => pending.push(PendingPod(entry.clone())),
             }
         }
         for (i, info) in placed {
@@ -308,7 +306,9 @@ pub struct PodEntry {
     pub terminated: bool,
     /// Has a `deletionTimestamp`.
     pub deleting: bool,
+    /// `spec.schedulerName` (`default-scheduler` when unset).
     pub scheduler_name: String,
+    /// Set when the spec could not be interpreted; the pod is then reported unschedulable.
     pub error: Option<SchedulerError>,
     creation: Option<k8s_openapi::jiff::Timestamp>,
 }

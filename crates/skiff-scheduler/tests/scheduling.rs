@@ -1,6 +1,7 @@
 //! Whole-pass behaviour: spreading, resource scores, batch accounting, queue order, determinism.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use skiff_scheduler::harness::{node, pod, Harness};
 use skiff_scheduler::plugins::{BalancedAllocation, LeastAllocated, NodeResourcesFit, ReplicaSpread};
@@ -286,14 +287,14 @@ fn snapshots_from_kept_entries_decide_as_from_objects() {
         PodEntry::new(p, &mut groups);
     }
     let nodes: Vec<NodeInfo> = h.nodes.iter().map(NodeInfo::new).collect();
-    let entries: Vec<PodEntry> = h.pods.iter().rev().map(|p| PodEntry::new(p, &mut groups)).collect();
+    let entries: Vec<Arc<PodEntry>> = h.pods.iter().rev().map(|p| Arc::new(PodEntry::new(p, &mut groups))).collect();
     let kept = s.schedule(&ClusterSnapshot::from_entries(&nodes, &entries));
     assert_eq!(direct, kept);
     assert!(!direct.is_empty());
 }
 
-/// Node infos kept across passes are shared, not copied, by the snapshots built from them, and
-/// what a snapshot or a pass places on a node never shows in the kept infos.
+/// Node infos and pod entries kept across passes are shared, not copied, by the snapshots built
+/// from them, and what a snapshot or a pass places on a node never shows in the kept infos.
 #[test]
 fn kept_node_infos_are_shared_and_never_charged() {
     use skiff_scheduler::{NodeInfo, PodEntry, SpreadGroups};
@@ -301,12 +302,15 @@ fn kept_node_infos_are_shared_and_never_charged() {
     h.add_nodes("n", 3, |n| n.cpu("4")).add_pod(pod("bound").cpu("1").on_node("n-1")).add_pod(pod("new").cpu("1"));
     let nodes: Vec<NodeInfo> = h.nodes.iter().map(NodeInfo::new).collect();
     let mut groups = SpreadGroups::default();
-    let entries: Vec<PodEntry> = h.pods.iter().map(|p| PodEntry::new(p, &mut groups)).collect();
+    let entries: Vec<Arc<PodEntry>> = h.pods.iter().map(|p| Arc::new(PodEntry::new(p, &mut groups))).collect();
     let snapshot = ClusterSnapshot::from_entries(&nodes, &entries);
     for n in snapshot.nodes() {
         let kept = nodes.iter().find(|k| k.name == n.name).unwrap();
         assert!(n.same_facts(kept), "{} was copied", n.name);
     }
+    // The pending pod is the kept entry itself, not a copy of its facts.
+    assert_eq!(snapshot.pending().len(), 1);
+    assert!(std::ptr::eq::<PodEntry>(&*snapshot.pending()[0], &*entries[1]), "the pending entry was copied");
     let on_n1 = snapshot.nodes().iter().find(|n| n.name == "n-1").unwrap();
     assert_eq!(on_n1.pod_count, 1);
     let decisions = Scheduler::new(h.config.clone()).schedule(&snapshot);
