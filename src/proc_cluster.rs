@@ -189,11 +189,10 @@ fn untrack(child: &Child) {
     spawned().lock().unwrap_or_else(|e| e.into_inner()).remove(&child.id());
 }
 
-/// Free loopback ports (bound then released; the OS does not hand them out again soon).
+/// Free loopback ports that no outgoing connection takes before the servers bind them
+/// (`skiff_testkit::free_ports`: below the kernel's ephemeral range).
 pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?)
+    Ok(skiff_testkit::free_ports(n))
 }
 
 impl ProcCluster {

@@ -74,7 +74,7 @@ async fn pod_runs_ready_serves_and_is_deleted() {
         ])),
         ..Default::default()
     });
-    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let host_port = skiff_testkit::free_port();
     web.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
         container_port: 8080,
         host_port: Some(host_port.into()),

@@ -79,7 +79,7 @@ async fn process_containers_share_localhost_and_empty_dir() {
     }
     let s = setup().await;
     let h = &s.h;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = skiff_testkit::free_port();
     let mount = Some(vec![VolumeMount { name: "shared".into(), mount_path: "/shared".into(), ..Default::default() }]);
     let mut server = container(
         "server",

@@ -48,8 +48,7 @@ async fn backend(name: &'static str) -> Backend {
 
 /// A loopback port nobody listens on (connections are refused).
 async fn dead_port() -> u16 {
-    let l = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
-    l.local_addr().unwrap().port()
+    skiff_testkit::free_port()
 }
 
 fn service(name: &str, node_port: u16) -> Value {
@@ -79,9 +78,10 @@ fn proxy() -> ServiceProxy {
     })
 }
 
-/// A free loopback port for a node port (the proxy binds it right after).
+/// A free loopback port for a node port (the proxy binds it right after; no other test's
+/// connection takes it meanwhile).
 async fn free_port() -> u16 {
-    dead_port().await
+    skiff_testkit::free_port()
 }
 
 /// One open connection through the proxy, with the greeting already read.
@@ -223,7 +223,7 @@ async fn wait_refused(port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_port_is_reported_and_retried() {
     let a = backend("a").await;
-    let squatter = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let squatter = std::net::TcpListener::bind((LOCALHOST, free_port().await)).unwrap();
     let port = squatter.local_addr().unwrap().port();
     let p = proxy();
     let svcs = [service("web", port)];

@@ -347,8 +347,8 @@ async fn request_shape_deadlines_and_unreachable_servers() {
         .expect("watch must time out");
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
 
-    // Nothing listens on a port we just released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Nothing listens on this port.
+    let port = skiff_testkit::free_port();
     let client = Client::new(&format!("127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
     let e = client.get(&skiff_api::registry::PODS, Some("default"), "web").await.unwrap_err();
     assert_eq!(

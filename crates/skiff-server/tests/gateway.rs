@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tonic::Streaming;
 
 async fn one_replica(dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = skiff_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     let store = StoreConfig { id: 1, addr: addr.clone(), data_dir: dir.join("r1"), ..StoreConfig::default() };
     let cfg = ServerConfig {
