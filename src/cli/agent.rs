@@ -7,9 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use skiff_agent::runtime::podnet::PodNetworkConfig;
 use skiff_agent::{
     Agent, AgentConfig, DockerConfig, DockerRuntime, FakeRuntime, ProcessConfig, ProcessRuntime, Runtime,
 };
+
+/// Which network the docker runtime's pods get (`--pod-network`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodNetworkMode {
+    /// The agent's bridge when it can set it up (root, `ip`, `nsenter`, `iptables`), else Docker's.
+    Auto,
+    /// The agent's bridge (`--pod-bridge`, `--pod-cidr`); the agent refuses to start without it.
+    Bridge,
+    /// Docker's default bridge network.
+    Docker,
+}
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeKind {
@@ -73,6 +85,45 @@ pub struct AgentArgs {
     /// Wait between a pod leaving its Services' endpoints and SIGTERM to its containers.
     #[arg(long, env = "SKIFF_TERMINATION_PROPAGATION_DELAY_MS", default_value_t = 2000)]
     termination_propagation_delay_ms: u64,
+    /// Docker runtime: the pods' network. `bridge`: the agent's own bridge and addresses (a
+    /// sandbox starts without Docker's network hook, much cheaper); `docker`: Docker's
+    /// default bridge; `auto`: `bridge` when the agent can set it up, else `docker`.
+    #[arg(long, env = "SKIFF_POD_NETWORK", value_enum, default_value = "auto")]
+    pod_network: PodNetworkMode,
+    /// The pod subnet of `--pod-network bridge` (the bridge takes its first address). Every
+    /// agent of a machine must use the same.
+    #[arg(long, env = "SKIFF_POD_CIDR", default_value = "10.222.0.0/16")]
+    pod_cidr: String,
+    /// The Linux bridge of `--pod-network bridge` (created when missing, shared by the
+    /// machine's agents).
+    #[arg(long, env = "SKIFF_POD_BRIDGE", default_value = "skiff0")]
+    pod_bridge: String,
+    /// MTU of the pods' interfaces on the bridge (default: the default route's interface's).
+    #[arg(long, env = "SKIFF_POD_MTU")]
+    pod_mtu: Option<u32>,
+}
+
+/// The docker runtime's pod network for `mode` (`None`: Docker's own network).
+pub async fn pod_network(
+    mode: PodNetworkMode,
+    cfg: PodNetworkConfig,
+) -> anyhow::Result<Option<Arc<skiff_agent::runtime::podnet::PodNetwork>>> {
+    if mode == PodNetworkMode::Docker {
+        return Ok(None);
+    }
+    match skiff_agent::runtime::podnet::PodNetwork::setup(cfg.clone()).await {
+        Ok(net) => Ok(Some(Arc::new(net))),
+        Err(e) if mode == PodNetworkMode::Bridge => {
+            bail!("--pod-network bridge: setting up bridge {} for {} failed: {e}", cfg.bridge, cfg.cidr)
+        }
+        Err(e) => {
+            eprintln!(
+                "skiff agent: pods use Docker's bridge network: the agent's pod network ({} on {}) could not be set up: {e}",
+                cfg.cidr, cfg.bridge
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The proxy configuration for `--proxy-address` (`None`: no proxy).
@@ -128,10 +179,16 @@ fn parse_labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Connects the runtime and returns it with its `containerRuntimeVersion`.
-pub async fn runtime(kind: RuntimeKind, data_dir: &Path) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
+pub async fn runtime(
+    kind: RuntimeKind,
+    data_dir: &Path,
+    pod_network: Option<Arc<skiff_agent::runtime::podnet::PodNetwork>>,
+) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
     Ok(match kind {
         RuntimeKind::Docker => {
-            let d = DockerRuntime::connect(DockerConfig::new(data_dir))
+            let mut config = DockerConfig::new(data_dir);
+            config.pod_network = pod_network;
+            let d = DockerRuntime::connect(config)
                 .await
                 .context("connecting to Docker (is it running? try --runtime process)")?;
             let v = d.server_version().await.unwrap_or_default();
@@ -153,7 +210,11 @@ pub async fn start(
     data_dir: &Path,
 ) -> anyhow::Result<Agent> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let (rt, version) = runtime(kind, data_dir).await?;
+    let net = match kind {
+        RuntimeKind::Docker => pod_network(PodNetworkMode::Auto, PodNetworkConfig::default()).await?,
+        _ => None,
+    };
+    let (rt, version) = runtime(kind, data_dir, net).await?;
     let mut cfg = AgentConfig::new(name, servers);
     cfg.listen = listen;
     cfg.runtime_version = version;
@@ -169,6 +230,14 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
         Some(n) => n,
         None => 1,
     };
+    let net = match a.runtime {
+        RuntimeKind::Docker => {
+            let cidr = a.pod_cidr.parse().map_err(|e: String| anyhow::anyhow!("--pod-cidr: {e}"))?;
+            let cfg = PodNetworkConfig { bridge: a.pod_bridge.clone(), cidr, mtu: a.pod_mtu, ..Default::default() };
+            pod_network(a.pod_network, cfg).await?
+        }
+        _ => None,
+    };
     let mut agents = Vec::new();
     for i in 0..count {
         let (name, port, dir) = match a.fake_nodes {
@@ -180,7 +249,7 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
             None => (base.clone(), a.port, a.data_dir.clone()),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (rt, version) = runtime(a.runtime, &dir).await?;
+        let (rt, version) = runtime(a.runtime, &dir, net.clone()).await?;
         let mut cfg = AgentConfig::new(&name, a.servers.clone());
         cfg.listen =
             if a.address.contains(':') { format!("[{}]:{port}", a.address) } else { format!("{}:{port}", a.address) };

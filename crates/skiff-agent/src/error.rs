@@ -30,6 +30,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The agent's pod network could not reserve an address or plug a sandbox in.
+    #[error("pod network: {0}")]
+    Network(String),
     /// The pod manager has shut down.
     #[error("pod manager is shut down")]
     Shutdown,

@@ -5,6 +5,7 @@
 //! emits. Nothing here knows about Raft or the store.
 
 pub mod backoff;
+mod command;
 pub mod connection;
 pub mod error;
 pub mod http;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use skiff_api::quantity::Quantity;
 
+use crate::runtime::podnet::DnsSettings;
 use crate::runtime::{ContainerSpec, Mount, MountSource, PodRef, PortMapping, SandboxSpec};
 
 /// Default `terminationGracePeriodSeconds`.
@@ -58,7 +59,16 @@ pub fn sandbox_spec(pod: &Pod, pod_ref: &PodRef, attempt: u32) -> SandboxSpec {
         })
         .collect();
     let empty_dirs = spec.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()).map(|v| v.name.clone()).collect();
-    SandboxSpec { pod: pod_ref.clone(), attempt, hostname, ports, empty_dirs }
+    let host_aliases =
+        spec.host_aliases.iter().flatten().map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default())).collect();
+    let dns_config = spec.dns_config.clone().unwrap_or_default();
+    let dns = DnsSettings {
+        policy: spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into()),
+        nameservers: dns_config.nameservers.unwrap_or_default(),
+        searches: dns_config.searches.unwrap_or_default(),
+        options: dns_config.options.unwrap_or_default().into_iter().filter_map(|o| Some((o.name?, o.value))).collect(),
+    };
+    SandboxSpec { pod: pod_ref.clone(), attempt, hostname, ports, empty_dirs, host_aliases, dns }
 }
 
 /// Values of the downward-API `fieldRef`s this agent supports.

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use skiff_agent::runtime::podnet::{PodNetwork, PodNetworkConfig};
 use skiff_agent::{DockerConfig, DockerRuntime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,6 +24,31 @@ struct Setup {
     h: Harness,
     _cleanup: DockerCleanup,
     dir: tempfile::TempDir,
+}
+
+/// The agent's pod network (the default bridge and subnet, shared with every agent of this
+/// machine). Required as root, which can set it up (CI runs as root); elsewhere the pods use
+/// Docker's network, with a message.
+async fn pod_network() -> Option<Arc<PodNetwork>> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    match PodNetwork::setup(PodNetworkConfig::default()).await {
+        Ok(net) => Some(Arc::new(net)),
+        Err(e) if root => panic!("setting up the pod network as root failed: {e}"),
+        Err(e) => {
+            eprintln!("NOTE: no pod network ({e}); pods use Docker's bridge network");
+            None
+        }
+    }
+}
+
+/// The runtime configuration the agent uses: its pod network when it can have one.
+async fn docker_config(dir: &std::path::Path) -> DockerConfig {
+    let mut cfg = DockerConfig::new(dir);
+    cfg.pod_network = pod_network().await;
+    cfg
 }
 
 async fn setup() -> Option<Setup> {
@@ -35,7 +61,7 @@ async fn setup() -> Option<Setup> {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = unique("docker-node");
     let cleanup = DockerCleanup { node: node.clone() };
-    let rt = DockerRuntime::connect(DockerConfig::new(dir.path())).await.expect("connect to docker");
+    let rt = DockerRuntime::connect(docker_config(dir.path()).await).await.expect("connect to docker");
     let h = Harness::start(Arc::new(rt), test_config(&node)).await;
     Some(Setup { h, _cleanup: cleanup, dir })
 }
@@ -101,6 +127,8 @@ async fn pod_runs_ready_serves_and_is_deleted() {
     assert!(st.start_time.is_some() && st.host_ip.is_some());
     let ip = st.pod_ip.clone().expect("pod ip");
     assert_eq!(st.pod_ips.as_ref().unwrap()[0].ip, ip);
+    let on_pod_network = PodNetworkConfig::default().cidr.contains(ip.parse().unwrap());
+    assert!(!on_pod_network, "a pod with host ports is on Docker's network, which publishes them: {ip}");
     assert_eq!(http_get(&ip, 8080).await.trim(), "web-1", "the index is the pod's hostname");
     assert_eq!(http_get("127.0.0.1", host_port).await.trim(), "web-1", "hostPort published on the sandbox");
 
@@ -311,7 +339,7 @@ async fn new_manager_adopts_running_containers() {
     let Setup { h, _cleanup, dir } = s;
     let node = h.node.clone();
     drop(h);
-    let rt = DockerRuntime::connect(DockerConfig::new(dir.path())).await.unwrap();
+    let rt = DockerRuntime::connect(docker_config(dir.path()).await).await.unwrap();
     let h = Harness::start(Arc::new(rt), test_config(&node)).await;
     h.manager.sync(vec![keep.clone()]);
     let after = h.wait_status("keep", Duration::from_secs(30), "Ready again", is_ready).await;
@@ -424,9 +452,79 @@ async fn missing_sandbox_image_is_reported_as_not_present() {
     let node = unique("docker-node");
     let _cleanup = DockerCleanup { node: node.clone() };
     let pod = PodRef { uid: unique("uid"), namespace: "default".into(), name: "p".into(), node_name: node };
-    let spec = SandboxSpec { pod, attempt: 0, hostname: "p".into(), ports: vec![], empty_dirs: vec![] };
+    let spec = SandboxSpec {
+        pod,
+        attempt: 0,
+        hostname: "p".into(),
+        ports: vec![],
+        empty_dirs: vec![],
+        host_aliases: vec![],
+        dns: Default::default(),
+    };
     match rt.create_sandbox(&spec).await {
         Err(skiff_agent::AgentError::ImageNotPresent { image }) => assert_eq!(image, "skiff/no-such-pause:1"),
         other => panic!("expected ImageNotPresent, got {other:?}"),
     }
+}
+
+/// `docker exec ID sh -c SCRIPT`, its stdout.
+fn docker_exec(id: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker").args(["exec", id, "sh", "-c", script]).output().unwrap();
+    assert!(out.status.success(), "docker exec {script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_on_the_agent_network_get_addresses_hosts_and_resolver() {
+    use k8s_openapi::api::core::v1::{HostAlias, PodDNSConfig};
+    let Some(s) = setup().await else { return };
+    if pod_network().await.is_none() {
+        eprintln!("SKIPPED: no pod network here (not root)");
+        return;
+    }
+    let cidr = PodNetworkConfig::default().cidr;
+    let h = &s.h;
+    let a = pod("net-a", vec![container("web", BUSYBOX, vec!["serve-hostname".into()])]);
+    let mut b = pod("net-b", vec![container("c", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"))]);
+    let spec = b.spec.as_mut().unwrap();
+    spec.host_aliases = Some(vec![HostAlias { ip: "10.1.2.3".into(), hostnames: Some(vec!["db.example".into()]) }]);
+    spec.dns_config = Some(PodDNSConfig {
+        nameservers: Some(vec!["198.51.100.7".into()]),
+        searches: Some(vec!["svc.example".into()]),
+        ..Default::default()
+    });
+    h.manager.sync(vec![a.clone(), b.clone()]);
+    let sa = h.wait_status("net-a", Duration::from_secs(30), "Ready", is_ready).await;
+    let sb = h.wait_status("net-b", Duration::from_secs(30), "Ready", is_ready).await;
+    let (ip_a, ip_b) = (sa.pod_ip.clone().unwrap(), sb.pod_ip.clone().unwrap());
+    for ip in [&ip_a, &ip_b] {
+        assert!(cidr.contains(ip.parse().unwrap()), "{ip} is not in the pod network {cidr}");
+    }
+    assert_ne!(ip_a, ip_b);
+    // The host reaches a pod; a pod reaches another over the bridge.
+    wait_until(Duration::from_secs(10), "net-a serving", || {
+        std::net::TcpStream::connect((ip_a.as_str(), 8080)).is_ok()
+    })
+    .await;
+    assert_eq!(http_get(&ip_a, 8080).await.trim(), "net-a");
+    let id_b = docker_id(&cstatus(&sb, "c").container_id);
+    assert_eq!(docker_exec(&id_b, &format!("wget -q -O- http://{ip_a}:8080/")).trim(), "net-a");
+    // The files kubelet would write, and the hostname.
+    let hosts = docker_exec(&id_b, "cat /etc/hosts");
+    assert!(hosts.contains(&format!("\n{ip_b}\tnet-b\n")), "{hosts}");
+    assert!(hosts.contains("10.1.2.3\tdb.example"), "{hosts}");
+    let resolv = docker_exec(&id_b, "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 198.51.100.7") && resolv.contains("svc.example"), "{resolv}");
+    assert!(!resolv.contains("nameserver 127."), "loopback resolvers are unreachable from a pod: {resolv}");
+    assert_eq!(docker_exec(&id_b, "hostname").trim(), "net-b");
+    let route = docker_exec(&id_b, "ip route");
+    assert!(route.contains(&format!("default via {}", cidr.gateway())), "{route}");
+
+    // Deleting the pods frees their addresses.
+    let reservation = |ip: &str| PodNetworkConfig::default().state_dir.join("skiff0").join(ip);
+    assert!(reservation(&ip_a).exists() && reservation(&ip_b).exists());
+    h.manager.sync(vec![deleted(a, 0), deleted(b, 0)]);
+    h.wait_removed("net-a", Duration::from_secs(30)).await;
+    h.wait_removed("net-b", Duration::from_secs(30)).await;
+    assert!(!reservation(&ip_a).exists() && !reservation(&ip_b).exists(), "addresses freed with the pods");
 }

@@ -27,18 +27,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::command::{run, run_blocking};
+
 /// Marks a connection proxied by Skiff (kube-proxy uses 0x4000).
 const MARK: &str = "0x2000/0x2000";
-/// Deadline of one iptables command.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Node port → ready endpoints.
 pub(super) type Table = BTreeMap<u16, Vec<SocketAddr>>;
@@ -139,63 +137,6 @@ fn render(chains: &Chains, bind: IpAddr, table: &Table, stale: &BTreeSet<u16>) -
     let _ = writeln!(out, "-A {} -m mark --mark {MARK} -j ACCEPT", chains.fw);
     out.push_str("COMMIT\n");
     out
-}
-
-/// Runs `program args`, feeding `input` to stdin, within [`COMMAND_TIMEOUT`].
-async fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let what = format!("{program} {}", args.join(" "));
-    let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
-    let work = async {
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(input.as_bytes()).await.map_err(|e| format!("{what}: writing rules: {e}"))?;
-        }
-        child.wait_with_output().await.map_err(|e| format!("{what}: {e}"))
-    };
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, work).await.map_err(|_| format!("{what}: timed out"))??;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{what}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// The same, blocking (for `Drop`, which may run outside a runtime): stdout on success.
-fn run_blocking(program: &str, args: &[&str]) -> Option<String> {
-    use std::io::Read;
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    // Drained on its own thread so a large listing cannot fill the pipe and stall the child.
-    let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-    let ok = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status.success(),
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break false;
-            }
-        }
-    };
-    let out = reader.join().unwrap_or_default();
-    ok.then_some(out)
 }
 
 /// The node ports whose chains exist now (left by an earlier run of this agent).

@@ -1,7 +1,9 @@
 //! `DockerRuntime`: pods as a pause-like sandbox container plus app containers sharing its network namespace.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
+use super::podnet::{self, PodNetwork};
 use super::{
     labels, parse_rfc3339, ContainerInfo, ContainerSpec, ContainerState, ExecResult, LogOptions, LogStream,
     MountSource, ObjectKind, Runtime, SandboxSpec, MAX_EXEC_OUTPUT_BYTES,
@@ -32,6 +35,9 @@ pub struct DockerConfig {
     pub sandbox_image: String,
     /// Deadline of one Docker API call that is not a stop (stops get grace + this).
     pub api_timeout: Duration,
+    /// The agent's own pod network ([`podnet`]); `None`: Docker's default bridge network for
+    /// every pod. Pods with `hostPort`s always use Docker's, which publishes the ports.
+    pub pod_network: Option<Arc<PodNetwork>>,
 }
 
 impl DockerConfig {
@@ -40,6 +46,7 @@ impl DockerConfig {
             data_dir: data_dir.into(),
             sandbox_image: "skiff/pause:1".into(),
             api_timeout: Duration::from_secs(30),
+            pod_network: None,
         }
     }
 }
@@ -48,6 +55,8 @@ impl DockerConfig {
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,
+    /// Sandbox container id → (its address on the pod network, its name: the reservation's owner).
+    addresses: Mutex<HashMap<String, (Ipv4Addr, String)>>,
 }
 
 impl DockerRuntime {
@@ -58,7 +67,64 @@ impl DockerRuntime {
             Ok(docker.negotiate_version().await?)
         })
         .await?;
-        Ok(DockerRuntime { docker, config })
+        let rt = DockerRuntime { docker, config, addresses: Mutex::default() };
+        rt.collect_address_garbage().await;
+        Ok(rt)
+    }
+
+    /// Frees the pod-network reservations whose sandbox container no longer exists.
+    async fn collect_address_garbage(&self) {
+        let Some(net) = &self.config.pod_network else { return };
+        let filters = HashMap::from([("label".to_string(), vec![format!("{}=sandbox", labels::KIND)])]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        match self.call("list sandboxes", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await {
+            Ok(list) => {
+                let names: HashSet<String> = list
+                    .into_iter()
+                    .flat_map(|c| c.names.unwrap_or_default())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .collect();
+                net.collect_garbage(&names);
+            }
+            Err(e) => tracing::warn!(error = %e, "listing sandboxes for the pod network's garbage collection failed"),
+        }
+    }
+
+    /// Reserves a pod-network address for the sandbox `name` (collecting garbage once when the
+    /// subnet looks full).
+    async fn reserve_address(&self, net: &PodNetwork, name: &str) -> Result<Ipv4Addr> {
+        match net.allocate(name) {
+            Ok(ip) => Ok(ip),
+            Err(_) => {
+                self.collect_address_garbage().await;
+                net.allocate(name).map_err(AgentError::Network)
+            }
+        }
+    }
+
+    /// Remembers the address of a sandbox plugged into the pod network (freed on removal).
+    fn note_address(&self, info: &ContainerInfo) {
+        let (Some(net), Some(ip)) = (&self.config.pod_network, info.label(labels::POD_IP)) else { return };
+        let Ok(ip) = ip.parse::<Ipv4Addr>() else { return };
+        if net.config().cidr.contains(ip) && info.kind == ObjectKind::Sandbox {
+            let name = docker_name(&[
+                "k8s",
+                "POD",
+                info.label(labels::POD_NAME).unwrap_or_default(),
+                info.label(labels::POD_NAMESPACE).unwrap_or_default(),
+                info.pod_uid().unwrap_or_default(),
+                &info.attempt().to_string(),
+            ]);
+            self.addresses.lock().unwrap_or_else(|e| e.into_inner()).insert(info.id.clone(), (ip, name));
+        }
+    }
+
+    /// Frees the address of a removed sandbox.
+    fn free_address(&self, id: &str) {
+        let held = self.addresses.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        if let (Some(net), Some((ip, owner))) = (&self.config.pod_network, held) {
+            net.release(ip, &owner);
+        }
     }
 
     /// The engine's version (`20.10.24`), for the Node's `containerRuntimeVersion`.
@@ -80,6 +146,18 @@ impl DockerRuntime {
 
     fn empty_dir(&self, uid: &str, volume: &str) -> PathBuf {
         self.pod_dir(uid).join("volumes").join(volume)
+    }
+
+    /// Writes the pod's `/etc/hosts` and `/etc/resolv.conf` (for a sandbox with address `ip`).
+    fn write_pod_files(&self, spec: &SandboxSpec, ip: Ipv4Addr) -> Result<()> {
+        let dir = self.pod_dir(&spec.pod.uid);
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
+        let (hosts, resolv) = podnet::pod_files(&dir);
+        let write = |path: &Path, text: String| {
+            std::fs::write(path, text).map_err(|e| AgentError::io(format!("write {}", path.display()), e))
+        };
+        write(&hosts, podnet::hosts_file(ip, &spec.hostname, &spec.host_aliases))?;
+        write(&resolv, podnet::resolv_conf(&podnet::host_resolv_conf(), &spec.dns))
     }
 
     async fn call<T>(&self, op: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -143,7 +221,8 @@ fn to_info(r: ContainerInspectResponse) -> ContainerInfo {
         finished_at: if exited { st.finished_at.as_deref().and_then(parse_rfc3339) } else { None },
         image: r.config.and_then(|c| c.image).unwrap_or_default(),
         image_id: r.image.unwrap_or_default(),
-        ip: if kind == ObjectKind::Sandbox { ip } else { None },
+        // A sandbox on the agent's pod network has its address in a label, not in Docker's view.
+        ip: if kind == ObjectKind::Sandbox { ip.or_else(|| labels.get(labels::POD_IP).cloned()) } else { None },
         labels: labels.into(),
     }
 }
@@ -187,11 +266,29 @@ impl Runtime for DockerRuntime {
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding { host_ip: p.host_ip.clone(), host_port: Some(p.host_port.to_string()) });
         }
+        let name =
+            docker_name(&["k8s", "POD", &spec.pod.name, &spec.pod.namespace, &spec.pod.uid, &spec.attempt.to_string()]);
+        // The agent's pod network, unless the pod publishes host ports (Docker's network does).
+        let net = self.config.pod_network.clone().filter(|_| spec.ports.is_empty());
+        let ip = match &net {
+            Some(net) => {
+                let ip = self.reserve_address(net, &name).await?;
+                if let Err(e) = self.write_pod_files(spec, ip) {
+                    net.release(ip, &name);
+                    return Err(e);
+                }
+                labels.insert(labels::POD_IP.into(), ip.to_string());
+                Some(ip)
+            }
+            None => None,
+        };
         let body = ContainerCreateBody {
             image: Some(image),
             hostname: Some(spec.hostname.clone()),
             labels: Some(labels.into_iter().collect()),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            // A namespace with only `lo`, plugged in below: no `dockerd` re-executed as a hook.
+            network_disabled: ip.map(|_| true),
             host_config: Some(HostConfig {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
                 ipc_mode: Some("shareable".into()),
@@ -199,17 +296,44 @@ impl Runtime for DockerRuntime {
             }),
             ..Default::default()
         };
-        let name =
-            docker_name(&["k8s", "POD", &spec.pod.name, &spec.pod.namespace, &spec.pod.uid, &spec.attempt.to_string()]);
-        let id = self.call("create sandbox", self.create(&name, body)).await?;
-        if let Err(e) = self.start_container(&id).await {
-            let _ = self.remove_container(&id).await;
-            return Err(e);
+        let started = async {
+            let id = self.call("create sandbox", self.create(&name, body)).await?;
+            let plugged = async {
+                self.start_container(&id).await?;
+                let raw =
+                    self.call("inspect sandbox", async { Ok(self.docker.inspect_container(&id, None).await?) }).await?;
+                if let (Some(net), Some(ip)) = (&net, ip) {
+                    let pid = raw.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 0).ok_or_else(|| {
+                        AgentError::Network(format!("sandbox {name} has no process to plug into the pod network"))
+                    })?;
+                    net.attach(pid as u32, ip, &name).await.map_err(AgentError::Network)?;
+                }
+                Ok(to_info(raw))
+            };
+            match plugged.await {
+                Ok(info) => Ok(info),
+                Err(e) => {
+                    let _ = self.remove_container(&id).await;
+                    Err(e)
+                }
+            }
+        };
+        match started.await {
+            Ok(info) => {
+                self.note_address(&info);
+                Ok(info)
+            }
+            Err(e) => {
+                if let (Some(net), Some(ip)) = (&net, ip) {
+                    net.release(ip, &name);
+                }
+                Err(e)
+            }
         }
-        self.inspect(&id).await
     }
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        // (The inspect below also notes the sandbox's pod-network address, which the removal frees.)
         let uid = match self.inspect(id).await {
             Ok(info) => info.pod_uid().map(str::to_string),
             Err(e) if e.is_not_found() => None,
@@ -248,6 +372,13 @@ impl Runtime for DockerRuntime {
             };
             let mode = if m.read_only { "ro" } else { "rw" };
             binds.push(format!("{}:{}:{mode}", host.display(), m.container_path));
+        }
+        // A pod on the agent's pod network gets the hosts and resolver files written for it
+        // (Docker writes them only for containers on its own networks).
+        let (hosts, resolv) = podnet::pod_files(&self.pod_dir(&spec.pod.uid));
+        if hosts.is_file() && resolv.is_file() {
+            binds.push(format!("{}:/etc/hosts:rw", hosts.display()));
+            binds.push(format!("{}:/etc/resolv.conf:rw", resolv.display()));
         }
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -303,20 +434,31 @@ impl Runtime for DockerRuntime {
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        match self.call("remove container", async { Ok(self.docker.remove_container(id, Some(opts)).await?) }).await {
+        let r = match self
+            .call("remove container", async { Ok(self.docker.remove_container(id, Some(opts)).await?) })
+            .await
+        {
             Err(e) if e.is_not_found() => Ok(()),
             // 409: removal already in progress.
             Err(AgentError::Docker(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })) => {
                 Ok(())
             }
             r => r,
+        };
+        if r.is_ok() {
+            self.free_address(id);
         }
+        r
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
         let r = self.call("inspect container", async { Ok(self.docker.inspect_container(id, None).await?) }).await;
         match r {
-            Ok(r) => Ok(to_info(r)),
+            Ok(r) => {
+                let info = to_info(r);
+                self.note_address(&info);
+                Ok(info)
+            }
             Err(e) if e.is_not_found() => Err(AgentError::NotFound { id: id.to_string() }),
             Err(e) => Err(e),
         }

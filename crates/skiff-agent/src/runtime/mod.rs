@@ -17,6 +17,7 @@ use crate::error::Result;
 
 pub mod docker;
 pub mod fake;
+pub mod podnet;
 pub mod process;
 
 pub use docker::{DockerConfig, DockerRuntime};
@@ -39,6 +40,8 @@ pub mod labels {
     pub const ATTEMPT: &str = "io.skiff.attempt";
     /// Hash-free fingerprint of the container spec, to notice spec changes on adoption.
     pub const SPEC_HASH: &str = "io.skiff.spec-hash";
+    /// On sandboxes plugged into the agent's pod network: the pod's address.
+    pub const POD_IP: &str = "io.skiff.pod-ip";
 }
 
 /// Identifies the pod an object belongs to.
@@ -83,6 +86,10 @@ pub struct SandboxSpec {
     pub ports: Vec<PortMapping>,
     /// Names of the pod's `emptyDir` volumes, created with the sandbox and removed with it.
     pub empty_dirs: Vec<String>,
+    /// `spec.hostAliases`: `(ip, hostnames)` lines for the pod's `/etc/hosts`.
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    /// `spec.dnsPolicy` and `spec.dnsConfig`.
+    pub dns: podnet::DnsSettings,
 }
 
 /// Where a mount comes from.
