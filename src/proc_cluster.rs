@@ -439,10 +439,14 @@ impl Drop for ProcAgent {
 
 impl ProcCluster {
     /// Starts `skiff agent --node-name NAME --runtime RUNTIME` against every member, its log
-    /// endpoint on a free 127.0.0.1 port, its data and log under the cluster directory.
+    /// endpoint on a free 127.0.0.1 port, its data and log under the cluster directory. Its
+    /// service proxy is the userspace one on 127.0.0.1 unless `extra_args` say otherwise
+    /// (`--proxy-mode`, `--proxy-address`): netfilter rules of an agent that a test SIGKILLs
+    /// would stay and take that node port from later tests.
     pub fn spawn_agent(&self, name: &str, runtime: &str, extra_args: &[&str]) -> anyhow::Result<ProcAgent> {
         // `--port` among `extra_args` (e.g. 0 for many fake nodes) replaces the free port.
         let own_port = extra_args.contains(&"--port");
+        let mode = extra_args.windows(2).find(|w| w[0] == "--proxy-mode").map_or("userspace", |w| w[1]);
         let port = if own_port { 0 } else { free_ports(1)?[0] };
         let data_dir = self.dir.join(format!("agent-{name}"));
         let log_path = self.dir.join(format!("agent-{name}.log"));
@@ -452,6 +456,7 @@ impl ProcCluster {
             .args(["--node-name", name, "--runtime", runtime, "--address", "127.0.0.1"])
             .args(if own_port { vec![] } else { vec!["--port".to_string(), port.to_string()] })
             .args(["--servers", &self.endpoints().join(",")])
+            .args(if extra_args.contains(&"--proxy-mode") { vec![] } else { vec!["--proxy-mode", "userspace"] })
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra_args)
@@ -468,7 +473,8 @@ impl ProcCluster {
             data_dir,
             log: log_path,
             child: Some(child),
-            iptables_proxy: extra_args.windows(2).any(|w| w == ["--proxy-mode", "iptables"]),
+            // `auto` may have chosen iptables.
+            iptables_proxy: mode != "userspace",
         })
     }
 }

@@ -96,17 +96,27 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let cache = c.dir().join("kcache");
     let k = |args: &[&str], stdin: &str| kubectl(&kc, &cache, args, stdin);
     // Two agents on this machine: node ports on 127.0.0.1 (userspace proxy) and 127.0.0.2
-    // (iptables proxy: netfilter rules), so both modes serve the same Service.
+    // (the default `auto`, which is the iptables proxy as root: netfilter rules), so both
+    // modes serve the same Service.
     let node_a = format!("svc-a-{}", std::process::id());
     let node_b = format!("svc-b-{}", std::process::id());
     let fast = ["--termination-propagation-delay-ms", "1500"];
-    let _a = c.spawn_agent(&node_a, "docker", &[&["--proxy-address", "127.0.0.1"], &fast[..]].concat()).unwrap();
-    let iptables = ["--proxy-address", "127.0.0.2", "--proxy-mode", "iptables"];
+    let userspace = ["--proxy-address", "127.0.0.1", "--proxy-mode", "userspace"];
+    let _a = c.spawn_agent(&node_a, "docker", &[&userspace[..], &fast[..]].concat()).unwrap();
+    let iptables = ["--proxy-address", "127.0.0.2", "--proxy-mode", "auto"];
     let mut b = c.spawn_agent(&node_b, "docker", &[&iptables[..], &fast[..]].concat()).unwrap();
     wait_for(Duration::from_secs(30), "two Ready nodes", || {
         let (_, out, _) = k(&["get", "nodes", "--no-headers"], "");
         (out.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
     });
+    // As root (CI), `auto` is the kernel's forwarding and the agent's own pod network.
+    let started = wait_for(Duration::from_secs(10), "agent b's start line", || {
+        b.log_tail(50).lines().find(|l| l.starts_with(&format!("skiff agent {node_b}:"))).map(str::to_string)
+    });
+    assert!(
+        started.contains("iptables proxy on 127.0.0.2") && started.contains("pod network 10.222.0.0/16 on skiff0"),
+        "{started}"
+    );
 
     // A unique node port so a cluster left running on this machine does not collide.
     let port = 30000 + (std::process::id() % 2000) as u16;

@@ -12,6 +12,15 @@ use skiff_agent::{
     Agent, AgentConfig, DockerConfig, DockerRuntime, FakeRuntime, ProcessConfig, ProcessRuntime, Runtime,
 };
 
+/// `--proxy-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyModeArg {
+    /// `iptables` when `iptables -t nat -S` works (root, iptables installed), else `userspace`.
+    Auto,
+    Userspace,
+    Iptables,
+}
+
 /// Which network the docker runtime's pods get (`--pod-network`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodNetworkMode {
@@ -77,11 +86,13 @@ pub struct AgentArgs {
     /// proxy. Fake nodes never run one.
     #[arg(long, env = "SKIFF_PROXY_ADDRESS")]
     proxy_address: Option<String>,
-    /// How node ports are forwarded: `userspace` (a listener in the agent; an endpoint that
-    /// refuses is skipped for the next) or `iptables` (netfilter DNAT rules, kube-proxy's
-    /// default; faster, needs root and `iptables`, no retry of a refusing endpoint).
-    #[arg(long, env = "SKIFF_PROXY_MODE", default_value = "userspace")]
-    proxy_mode: skiff_agent::proxy::ProxyMode,
+    /// How node ports are forwarded: `iptables` (netfilter DNAT rules, as kube-proxy's default
+    /// mode: the kernel forwards; needs root and `iptables`; an endpoint that refuses fails that
+    /// connection), `userspace` (a listener in the agent copies every connection; an endpoint
+    /// that refuses is skipped for the next), or `auto`: `iptables` when the agent can use it,
+    /// else `userspace`.
+    #[arg(long, env = "SKIFF_PROXY_MODE", value_enum, default_value = "auto")]
+    proxy_mode: ProxyModeArg,
     /// Wait between a pod leaving its Services' endpoints and SIGTERM to its containers.
     #[arg(long, env = "SKIFF_TERMINATION_PROPAGATION_DELAY_MS", default_value_t = 2000)]
     termination_propagation_delay_ms: u64,
@@ -136,26 +147,39 @@ fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_a
         return Ok(None);
     }
     let ip = addr.parse().with_context(|| format!("--proxy-address {addr:?} is not an IP address"))?;
-    if a.proxy_mode == skiff_agent::proxy::ProxyMode::Iptables {
+    use skiff_agent::proxy::ProxyMode;
+    let mode = match a.proxy_mode {
+        ProxyModeArg::Userspace => ProxyMode::Userspace,
         // Fail at start, not with a warning per second later.
-        let mut probe = std::process::Command::new("iptables");
-        probe.args(["-t", "nat", "-S"]);
-        match crate::proc_cluster::run_bounded(&mut probe, b"", Duration::from_secs(10)) {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => bail!(
-                "--proxy-mode iptables: `iptables -t nat -S` failed ({}): {}; run the agent as root or use --proxy-mode userspace",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => bail!("--proxy-mode iptables: cannot run iptables ({e:#}); install it or use --proxy-mode userspace"),
-        }
-    }
+        ProxyModeArg::Iptables => match iptables_usable() {
+            Ok(()) => ProxyMode::Iptables,
+            Err(e) => bail!("--proxy-mode iptables: {e}; run the agent as root or use --proxy-mode userspace"),
+        },
+        ProxyModeArg::Auto => match iptables_usable() {
+            Ok(()) => ProxyMode::Iptables,
+            Err(e) => {
+                eprintln!("skiff agent {node_name}: node ports use the userspace proxy: {e}");
+                ProxyMode::Userspace
+            }
+        },
+    };
     Ok(Some(skiff_agent::proxy::ProxyConfig {
-        mode: a.proxy_mode,
+        mode,
         node_name: node_name.to_string(),
         bind_address: ip,
         ..Default::default()
     }))
+}
+
+/// Whether this agent can program netfilter: `iptables -t nat -S` works.
+fn iptables_usable() -> anyhow::Result<()> {
+    let mut probe = std::process::Command::new("iptables");
+    probe.args(["-t", "nat", "-S"]);
+    match crate::proc_cluster::run_bounded(&mut probe, b"", Duration::from_secs(10)) {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => bail!("`iptables -t nat -S` failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => bail!("cannot run iptables ({e:#})"),
+    }
 }
 
 /// This machine's hostname, lower-cased (a valid node name).
@@ -218,6 +242,13 @@ pub async fn start(
     let mut cfg = AgentConfig::new(name, servers);
     cfg.listen = listen;
     cfg.runtime_version = version;
+    // As `skiff agent`'s `--proxy-mode auto`: node ports on every address, forwarded by the
+    // kernel when the agent can program it.
+    let mode = match iptables_usable() {
+        Ok(()) => skiff_agent::proxy::ProxyMode::Iptables,
+        Err(_) => skiff_agent::proxy::ProxyMode::Userspace,
+    };
+    cfg.proxy = Some(skiff_agent::proxy::ProxyConfig { mode, node_name: name.to_string(), ..Default::default() });
     Ok(Agent::start(cfg, rt).await?)
 }
 
@@ -267,9 +298,19 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
         cfg.runtime_version = version;
         cfg.proxy = proxy_config(&a, &name)?;
         cfg.pod_manager.termination_propagation_delay = Duration::from_millis(a.termination_propagation_delay_ms);
+        let proxy = match &cfg.proxy {
+            Some(p) => format!("{} proxy on {}", p.mode.as_str(), p.bind_address),
+            None => "no service proxy".to_string(),
+        };
+        let network = match (&net, a.runtime) {
+            (Some(n), _) => format!("pod network {} on {}", n.config().cidr, n.config().bridge),
+            (None, RuntimeKind::Docker) => "Docker's pod network".to_string(),
+            (None, RuntimeKind::Process) => "host network".to_string(),
+            (None, RuntimeKind::Fake) => "fake pods".to_string(),
+        };
         let agent = Agent::start(cfg, rt).await.with_context(|| format!("starting agent {name}"))?;
         eprintln!(
-            "skiff agent {name}: runtime {:?}, logs on http://{}, control plane {}",
+            "skiff agent {name}: runtime {:?}, {network}, {proxy}, logs on http://{}, control plane {}",
             a.runtime,
             agent.http_addr,
             a.servers.join(",")

@@ -88,6 +88,9 @@ pub enum BenchCmd {
         /// The agent's `--proxy-mode` (userspace or iptables).
         #[arg(long, default_value = "userspace")]
         proxy_mode: skiff_agent::proxy::ProxyMode,
+        /// Alternating rounds (node port, then the pod) the duration is split into.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Scheduler throughput: the pure core, then end to end (3 replicas, one process of
     /// `fake` agents, pods created through the API → bound through Raft) for each node count.
@@ -161,8 +164,8 @@ async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
             api(Duration::from_secs(duration), churn, list_size, &target).await
         }
         BenchCmd::Pods { pods, agents, rate } => super::bench_cluster::pods(pods, agents, rate).await,
-        BenchCmd::Proxy { duration, connections, proxy_mode } => {
-            super::bench_cluster::proxy(duration, connections.max(1), proxy_mode).await
+        BenchCmd::Proxy { duration, connections, proxy_mode, rounds } => {
+            super::bench_cluster::proxy(duration, connections.max(1), proxy_mode, rounds.max(1)).await
         }
         BenchCmd::Rollout { replicas, rate, proxy_mode } => {
             super::bench_cluster::rollout(replicas, rate, proxy_mode).await

@@ -87,6 +87,27 @@ where
     }
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`; `None` where
+/// that cannot be read (another OS, a process gone).
+pub(super) fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // The kernel reports clock ticks of USER_HZ, 100 on every Linux target.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time the whole machine has spent busy (every state but idle and iowait) so far, from
+/// `/proc/stat`.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let busy: u64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(Duration::from_millis(busy * 10))
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -332,7 +353,54 @@ async fn setup_proxied(mode: ProxyMode) -> anyhow::Result<Setup> {
     setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into(), "--proxy-mode".into(), mode.as_str().into()]).await
 }
 
-pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode) -> anyhow::Result<ExitCode> {
+/// What one target (the node port or the pod) got over all rounds.
+#[derive(Default)]
+struct Leg {
+    hist: Option<Histogram<u64>>,
+    errors: u64,
+    secs: f64,
+    agent_cpu: Duration,
+    machine_cpu: Duration,
+}
+
+impl Leg {
+    /// Runs the closed loop against `addr` for `dur`, adding its figures and the CPU the agent
+    /// and the whole machine spent meanwhile.
+    async fn run(&mut self, addr: &str, conns: usize, dur: Duration, agent: Option<u32>) {
+        let (a0, m0) = (cpu_time(agent), machine_busy());
+        let (h, e, secs) = closed_loop(addr, conns, dur).await;
+        let (a1, m1) = (cpu_time(agent), machine_busy());
+        self.agent_cpu += a1.zip(a0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        self.machine_cpu += m1.zip(m0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        match &mut self.hist {
+            Some(all) => {
+                let _ = all.add(h);
+            }
+            None => self.hist = Some(h),
+        }
+        self.errors += e;
+        self.secs += secs;
+    }
+
+    fn requests(&self) -> u64 {
+        self.hist.as_ref().map_or(0, |h| h.len())
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests() as f64 / self.secs.max(1e-9)
+    }
+
+    fn p99_ms(&self) -> f64 {
+        self.hist.as_ref().map_or(0.0, |h| ms(h.value_at_quantile(0.99)))
+    }
+
+    /// CPU µs per request.
+    fn per_request_us(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e6 / self.requests().max(1) as f64
+    }
+}
+
+pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode, rounds: usize) -> anyhow::Result<ExitCode> {
     let mode_arg = mode.as_str();
     let s = setup_proxied(mode).await?;
     let port = unique_port();
@@ -349,28 +417,47 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode) -> anyhow::Resu
     let direct_addr = format!("{pod_ip}:8080");
     get(&direct_addr).await.map_err(|e| anyhow::anyhow!("pod {direct_addr} not reachable from the host: {e}"))?;
     println!(
-        "proxy bench: web (3 replicas) on 1 docker agent, proxy mode {mode_arg}, {conns} connections, {duration} s each; load average before: {}",
+        "proxy bench: web (3 replicas) on 1 docker agent, proxy mode {mode_arg}, {conns} connections, {duration} s \
+         per target in {rounds} alternating rounds; load average before: {}",
         load_line()
     );
-    let dur = Duration::from_secs(duration);
-    let (hn, en, sn) = closed_loop(&node_addr, conns, dur).await;
-    let (hd, ed, sd) = closed_loop(&direct_addr, conns, dur).await;
-    let (rn, rd) = (hn.len() as f64 / sn, hd.len() as f64 / sd);
-    let line = |what: &str, h: &Histogram<u64>, r: f64, e: u64| {
+    // Alternating rounds, so a drift of the machine's speed hits both targets alike.
+    let segment = Duration::from_secs_f64(duration as f64 / rounds as f64);
+    let agent = s.agents.first().and_then(ProcAgent::pid);
+    let (mut node, mut direct) = (Leg::default(), Leg::default());
+    for _ in 0..rounds {
+        node.run(&node_addr, conns, segment, agent).await;
+        direct.run(&direct_addr, conns, segment, agent).await;
+    }
+    let line = |what: &str, leg: &Leg| {
+        let h = leg.hist.as_ref().expect("at least one round");
         println!(
-            "  {what:<26} {r:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  errors={e}",
+            "  {what:<26} {:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  errors={}  CPU per request: machine {:.0} µs, agent {:.0} µs",
+            leg.rate(),
             ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99))
+            leg.p99_ms(),
+            leg.errors,
+            leg.per_request_us(leg.machine_cpu),
+            leg.per_request_us(leg.agent_cpu),
         )
     };
-    line(&format!("node port {node_addr}"), &hn, rn, en);
-    line(&format!("one pod {direct_addr}"), &hd, rd, ed);
-    println!("  ratio node port / direct: {:.2} req/s   (target >= 0.8)", rn / rd);
+    line(&format!("node port {node_addr}"), &node);
+    line(&format!("one pod {direct_addr}"), &direct);
+    let ratio = node.rate() / direct.rate();
+    let cpu_ratio = node.per_request_us(node.machine_cpu) / direct.per_request_us(direct.machine_cpu);
     println!(
-        "RESULT proxy mode={mode_arg} conns={conns} nodeport_rps={rn:.0} nodeport_p99_ms={:.2} direct_rps={rd:.0} direct_p99_ms={:.2} ratio={:.2}",
-        ms(hn.value_at_quantile(0.99)),
-        ms(hd.value_at_quantile(0.99)),
-        rn / rd
+        "  ratio node port / direct: {ratio:.2} req/s   (target >= 0.8); machine CPU per request: {cpu_ratio:.2}x"
+    );
+    println!(
+        "RESULT proxy mode={mode_arg} conns={conns} nodeport_rps={:.0} nodeport_p99_ms={:.2} direct_rps={:.0} direct_p99_ms={:.2} ratio={ratio:.2} \
+         nodeport_machine_us_per_req={:.0} direct_machine_us_per_req={:.0} agent_us_per_req={:.0}",
+        node.rate(),
+        node.p99_ms(),
+        direct.rate(),
+        direct.p99_ms(),
+        node.per_request_us(node.machine_cpu),
+        direct.per_request_us(direct.machine_cpu),
+        node.per_request_us(node.agent_cpu),
     );
     delete_web(&s).await;
     Ok(ExitCode::SUCCESS)

@@ -16,20 +16,8 @@ use skiff_scheduler::harness::{node, pod, Harness};
 use skiff_scheduler::{ClusterSnapshot, Scheduler};
 use tokio_stream::StreamExt;
 
-use super::bench_cluster::{condition_true, hist, ms, wait_until};
+use super::bench_cluster::{condition_true, cpu_time, hist, ms, wait_until};
 use crate::proc_cluster::{ProcAgent, ProcCluster};
-
-/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`; `None` where
-/// that cannot be read (another OS, a process gone).
-fn cpu_time(pid: Option<u32>) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the command name (which may hold spaces) start after its closing ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // The kernel reports clock ticks of USER_HZ, 100 on every Linux target.
-    Some(Duration::from_millis(ticks * 10))
-}
 
 /// CPU time of the leader, the followers (summed), the agent process and this bench process
 /// (the creating clients and the watch).

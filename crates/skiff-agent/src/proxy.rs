@@ -15,7 +15,8 @@
 //! either side closes. Concurrent connections are bounded (`max_connections`, over all
 //! listeners); at the bound a listener keeps at most one accepted client waiting for a free
 //! slot and accepts no more, so the kernel's backlog holds the rest (nothing is refused or
-//! reset). UDP ports are ignored.
+//! reset). UDP ports are ignored. Listeners and connections run on the proxy's own
+//! single-threaded runtime (its `service-proxy` thread), not on the agent's.
 //!
 //! With [`ProxyMode::Iptables`] the same wanted set is programmed into netfilter instead (see
 //! [`iptables`]): the kernel forwards, no userspace copy, but no retry of a refusing endpoint.
@@ -118,6 +119,32 @@ pub struct ServiceProxy {
     connections: Arc<Semaphore>,
     /// Set in iptables mode, where there are no listeners.
     kernel: Option<iptables::Iptables>,
+    /// Userspace mode: the thread whose runtime runs the listeners and connections.
+    io: Option<IoThread>,
+}
+
+/// A single-threaded runtime on its own thread for the userspace proxy's sockets. A proxied
+/// request is a handful of tiny socket events; spread over the agent's multi-threaded runtime
+/// each one could wake another idle thread (a sixth of the agent's CPU went to sleeping in and
+/// waking from `epoll_wait`), while one busy thread collects many ready sockets per wait.
+struct IoThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped to stop the runtime (its tasks: listeners and open connections, are dropped).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl IoThread {
+    fn start() -> io::Result<IoThread> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("service-proxy".into()).spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(IoThread { handle, _stop: stop })
+    }
 }
 
 /// What one node port should forward to.
@@ -197,7 +224,15 @@ impl ServiceProxy {
         let kernel = (config.mode == ProxyMode::Iptables).then(|| {
             iptables::Iptables::start(config.bind_address, iptables::tag(&config.node_name, config.bind_address))
         });
-        ServiceProxy { config, listeners: Mutex::default(), connections, kernel }
+        let io = match config.mode {
+            ProxyMode::Iptables => None,
+            ProxyMode::Userspace => IoThread::start()
+                .map_err(
+                    |e| tracing::warn!(error = %e, "service proxy: no thread of its own; using the agent's runtime"),
+                )
+                .ok(),
+        };
+        ServiceProxy { config, listeners: Mutex::default(), connections, kernel, io }
     }
 
     /// Make the listeners match `services` and their `endpoints` (the full desired set, every
@@ -234,10 +269,7 @@ impl ServiceProxy {
                 continue;
             }
             let addr = SocketAddr::new(self.config.bind_address, port);
-            let listener = match std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|_| l))
-                .and_then(TcpListener::from_std)
-            {
+            let listener = match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
                 Ok(l) => l,
                 Err(error) => {
                     tracing::warn!(%addr, service = w.service, %error, "cannot open node port");
@@ -247,13 +279,12 @@ impl ServiceProxy {
             };
             tracing::info!(%addr, service = w.service, backends = w.backends.len(), "opened node port");
             let (tx, rx) = watch::channel(Arc::new(w.backends));
-            let task = tokio::spawn(accept_loop(
-                listener,
-                rx,
-                self.connections.clone(),
-                self.config.connect_timeout,
-                w.service.clone(),
-            ));
+            let accept =
+                accept_loop(listener, rx, self.connections.clone(), self.config.connect_timeout, w.service.clone());
+            let task = match &self.io {
+                Some(io) => io.handle.spawn(accept),
+                None => tokio::spawn(accept),
+            };
             listeners.insert(port, Listener { service: w.service, backends: tx, task });
         }
         errors
@@ -293,12 +324,20 @@ impl Drop for ServiceProxy {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     backends: watch::Receiver<Backends>,
     connections: Arc<Semaphore>,
     connect_timeout: Duration,
     service: String,
 ) {
+    // Registered with the runtime this task runs on.
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(service, error = %e, "service proxy: cannot register the node port's listener");
+            return;
+        }
+    };
     let next = Arc::new(AtomicUsize::new(0));
     loop {
         let (client, peer) = match listener.accept().await {
