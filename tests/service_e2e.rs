@@ -95,15 +95,17 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let kc = c.kubeconfig(leader).unwrap();
     let cache = c.dir().join("kcache");
     let k = |args: &[&str], stdin: &str| kubectl(&kc, &cache, args, stdin);
-    // Two agents on this machine: node ports on 127.0.0.1 (userspace proxy) and 127.0.0.2
-    // (the default `auto`, which is the iptables proxy as root: netfilter rules), so both
-    // modes serve the same Service.
+    // Two agents on this machine: node ports on 127.0.0.1 (userspace proxy) and on this host's
+    // address (127.0.0.2 if it has none) with the default `auto`, which is the iptables proxy as
+    // root (netfilter rules), so both modes serve the same Service. Clients of the host's
+    // address reach the pods unmasqueraded; loopback clients are masqueraded.
     let node_a = format!("svc-a-{}", std::process::id());
     let node_b = format!("svc-b-{}", std::process::id());
     let fast = ["--termination-propagation-delay-ms", "1500"];
     let userspace = ["--proxy-address", "127.0.0.1", "--proxy-mode", "userspace"];
     let _a = c.spawn_agent(&node_a, "docker", &[&userspace[..], &fast[..]].concat()).unwrap();
-    let iptables = ["--proxy-address", "127.0.0.2", "--proxy-mode", "auto"];
+    let b_ip = skiff_testkit::host_address().map_or("127.0.0.2".to_string(), |ip| ip.to_string());
+    let iptables = ["--proxy-address", b_ip.as_str(), "--proxy-mode", "auto"];
     let mut b = c.spawn_agent(&node_b, "docker", &[&iptables[..], &fast[..]].concat()).unwrap();
     wait_for(Duration::from_secs(30), "two Ready nodes", || {
         let (_, out, _) = k(&["get", "nodes", "--no-headers"], "");
@@ -114,7 +116,8 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
         b.log_tail(50).lines().find(|l| l.starts_with(&format!("skiff agent {node_b}:"))).map(str::to_string)
     });
     assert!(
-        started.contains("iptables proxy on 127.0.0.2") && started.contains("pod network 10.222.0.0/16 on skiff0"),
+        started.contains(&format!("iptables proxy on {b_ip}"))
+            && started.contains("pod network 10.222.0.0/16 on skiff0"),
         "{started}"
     );
 
@@ -127,7 +130,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     assert!(ok, "{err}");
     let (ok, _, err) = k(&["rollout", "status", "deployment/web", "--timeout=90s"], "");
     assert!(ok, "first rollout: {err}");
-    let addrs = [format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}")];
+    let addrs = [format!("127.0.0.1:{port}"), format!("{b_ip}:{port}")];
     let seen = wait_for(Duration::from_secs(30), "responses from 2 distinct pods through the node port", || {
         let mut names = std::collections::BTreeSet::new();
         for i in 0..30 {
@@ -174,7 +177,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     });
     // A cleanly stopped agent removes its iptables rules.
     b.stop().unwrap();
-    let tag = skiff_agent::proxy::iptables::tag(&node_b, "127.0.0.2".parse().unwrap());
+    let tag = skiff_agent::proxy::iptables::tag(&node_b, b_ip.parse().unwrap());
     let rules = skiff::proc_cluster::run_bounded(
         std::process::Command::new("iptables").args(["-t", "nat", "-S"]),
         b"",

@@ -138,7 +138,11 @@ pub async fn pod_network(
 }
 
 /// The proxy configuration for `--proxy-address` (`None`: no proxy).
-fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_agent::proxy::ProxyConfig>> {
+fn proxy_config(
+    a: &AgentArgs,
+    node_name: &str,
+    net: Option<&skiff_agent::runtime::podnet::PodNetwork>,
+) -> anyhow::Result<Option<skiff_agent::proxy::ProxyConfig>> {
     if a.runtime == RuntimeKind::Fake {
         return Ok(None);
     }
@@ -167,8 +171,14 @@ fn proxy_config(a: &AgentArgs, node_name: &str) -> anyhow::Result<Option<skiff_a
         mode,
         node_name: node_name.to_string(),
         bind_address: ip,
+        pod_bridge: net.map(pod_bridge),
         ..Default::default()
     }))
+}
+
+/// The pod bridge and subnet the service proxy forwards into without masquerading.
+fn pod_bridge(net: &skiff_agent::runtime::podnet::PodNetwork) -> (String, String) {
+    (net.config().bridge.clone(), net.config().cidr.to_string())
 }
 
 /// Whether this agent can program netfilter: `iptables -t nat -S` works.
@@ -238,6 +248,7 @@ pub async fn start(
         RuntimeKind::Docker => pod_network(PodNetworkMode::Auto, PodNetworkConfig::default()).await?,
         _ => None,
     };
+    let bridge = net.as_deref().map(pod_bridge);
     let (rt, version) = runtime(kind, data_dir, net).await?;
     let mut cfg = AgentConfig::new(name, servers);
     cfg.listen = listen;
@@ -248,7 +259,12 @@ pub async fn start(
         Ok(()) => skiff_agent::proxy::ProxyMode::Iptables,
         Err(_) => skiff_agent::proxy::ProxyMode::Userspace,
     };
-    cfg.proxy = Some(skiff_agent::proxy::ProxyConfig { mode, node_name: name.to_string(), ..Default::default() });
+    cfg.proxy = Some(skiff_agent::proxy::ProxyConfig {
+        mode,
+        node_name: name.to_string(),
+        pod_bridge: bridge,
+        ..Default::default()
+    });
     Ok(Agent::start(cfg, rt).await?)
 }
 
@@ -296,7 +312,7 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<ExitCode> {
         cfg.pod_manager.max_pods = a.max_pods as usize;
         cfg.labels = labels.clone();
         cfg.runtime_version = version;
-        cfg.proxy = proxy_config(&a, &name)?;
+        cfg.proxy = proxy_config(&a, &name, net.as_deref())?;
         cfg.pod_manager.termination_propagation_delay = Duration::from_millis(a.termination_propagation_delay_ms);
         let proxy = match &cfg.proxy {
             Some(p) => format!("{} proxy on {}", p.mode.as_str(), p.bind_address),

@@ -80,16 +80,16 @@ pub enum BenchCmd {
     /// directly to one pod, and the ratio.
     Proxy {
         /// Seconds per target.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 20)]
         duration: u64,
         /// Concurrent request loops.
         #[arg(long, default_value_t = 16)]
         connections: usize,
-        /// The agent's `--proxy-mode` (userspace or iptables).
-        #[arg(long, default_value = "userspace")]
-        proxy_mode: skiff_agent::proxy::ProxyMode,
+        /// The agent's `--proxy-mode` (auto, userspace or iptables).
+        #[arg(long, value_enum, default_value = "auto")]
+        proxy_mode: super::agent::ProxyModeArg,
         /// Alternating rounds (node port, then the pod) the duration is split into.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 4)]
         rounds: usize,
     },
     /// Scheduler throughput: the pure core, then end to end (3 replicas, one process of
@@ -135,9 +135,9 @@ pub enum BenchCmd {
         /// Requests per second.
         #[arg(long, default_value_t = 200)]
         rate: u64,
-        /// The agent's `--proxy-mode` (userspace or iptables).
-        #[arg(long, default_value = "userspace")]
-        proxy_mode: skiff_agent::proxy::ProxyMode,
+        /// The agent's `--proxy-mode` (auto, userspace or iptables).
+        #[arg(long, value_enum, default_value = "auto")]
+        proxy_mode: super::agent::ProxyModeArg,
     },
 }
 

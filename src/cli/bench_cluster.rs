@@ -8,9 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use skiff_agent::proxy::ProxyMode;
+
+use super::agent::ProxyModeArg;
 use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS, SERVICES};
 use skiff_api::PatchType;
 use skiff_client::{Client, DeleteParams, ListParams};
@@ -106,6 +109,16 @@ fn machine_busy() -> Option<Duration> {
     let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
     let busy: u64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
     Some(Duration::from_millis(busy * 10))
+}
+
+/// The host's count of retransmitted SYNs and SYN-ACKs (`TcpExt: TCPSynRetrans` in
+/// `/proc/net/netstat`): a dropped SYN costs its client a 1 s retransmission timeout.
+fn syn_retransmits() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == "TCPSynRetrans")?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -348,9 +361,24 @@ async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>
     (h, errors, start.elapsed().as_secs_f64())
 }
 
-/// One Docker agent whose proxy serves node ports on 127.0.0.1 in `mode`.
-async fn setup_proxied(mode: ProxyMode) -> anyhow::Result<Setup> {
-    setup(1, |_| vec!["--proxy-address".into(), "127.0.0.1".into(), "--proxy-mode".into(), mode.as_str().into()]).await
+/// One Docker agent whose proxy serves node ports on this host's address (as clients on other
+/// machines reach a node; 127.0.0.1 when the host has no other) in `mode`; also the mode it
+/// runs (what `auto` chose, from its start line) and that address.
+async fn setup_proxied(mode: ProxyModeArg) -> anyhow::Result<(Setup, &'static str, std::net::IpAddr)> {
+    let arg = mode.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    let node_ip = skiff_testkit::host_address().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let s =
+        setup(1, |_| vec!["--proxy-address".into(), node_ip.to_string(), "--proxy-mode".into(), arg.clone()]).await?;
+    let agent = s.agents.first().context("no agent")?;
+    let line = wait_until(Duration::from_secs(10), "the agent's start line", || async {
+        agent.log_tail(100).lines().find(|l| l.starts_with(&format!("skiff agent {}:", agent.name))).map(str::to_string)
+    })
+    .await?;
+    let running = [ProxyMode::Iptables, ProxyMode::Userspace]
+        .into_iter()
+        .find(|m| line.contains(&format!("{} proxy on", m.as_str())))
+        .with_context(|| format!("no proxy mode in the agent's start line: {line}"))?;
+    Ok((s, running.as_str(), node_ip))
 }
 
 /// What one target (the node port or the pod) got over all rounds.
@@ -361,15 +389,17 @@ struct Leg {
     secs: f64,
     agent_cpu: Duration,
     machine_cpu: Duration,
+    syn_retransmits: u64,
 }
 
 impl Leg {
     /// Runs the closed loop against `addr` for `dur`, adding its figures and the CPU the agent
     /// and the whole machine spent meanwhile.
     async fn run(&mut self, addr: &str, conns: usize, dur: Duration, agent: Option<u32>) {
-        let (a0, m0) = (cpu_time(agent), machine_busy());
+        let (a0, m0, s0) = (cpu_time(agent), machine_busy(), syn_retransmits());
         let (h, e, secs) = closed_loop(addr, conns, dur).await;
-        let (a1, m1) = (cpu_time(agent), machine_busy());
+        let (a1, m1, s1) = (cpu_time(agent), machine_busy(), syn_retransmits());
+        self.syn_retransmits += s1.zip(s0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
         self.agent_cpu += a1.zip(a0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
         self.machine_cpu += m1.zip(m0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
         match &mut self.hist {
@@ -400,12 +430,11 @@ impl Leg {
     }
 }
 
-pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode, rounds: usize) -> anyhow::Result<ExitCode> {
-    let mode_arg = mode.as_str();
-    let s = setup_proxied(mode).await?;
+pub async fn proxy(duration: u64, conns: usize, mode: ProxyModeArg, rounds: usize) -> anyhow::Result<ExitCode> {
+    let (s, mode_arg, node_ip) = setup_proxied(mode).await?;
     let port = unique_port();
     create_web(&s.client, 3, port).await?;
-    let node_addr = format!("127.0.0.1:{port}");
+    let node_addr = format!("{node_ip}:{port}");
     wait_until(Duration::from_secs(30), "the node port answers", || async { get(&node_addr).await.ok() }).await?;
     let sel = ListParams { label_selector: Some("app=web".into()), ..Default::default() };
     let l = s.client.list(&PODS, Some("default"), &sel).await?;
@@ -425,18 +454,25 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode, rounds: usize) 
     let segment = Duration::from_secs_f64(duration as f64 / rounds as f64);
     let agent = s.agents.first().and_then(ProcAgent::pid);
     let (mut node, mut direct) = (Leg::default(), Leg::default());
-    for _ in 0..rounds {
+    for round in 1..=rounds {
+        let (n0, d0) = ((node.requests(), node.secs), (direct.requests(), direct.secs));
         node.run(&node_addr, conns, segment, agent).await;
         direct.run(&direct_addr, conns, segment, agent).await;
+        let rate = |leg: &Leg, (n, s): (u64, f64)| (leg.requests() - n) as f64 / (leg.secs - s).max(1e-9);
+        if rounds > 1 {
+            println!("  round {round}: node port {:.0} req/s, one pod {:.0} req/s", rate(&node, n0), rate(&direct, d0));
+        }
     }
     let line = |what: &str, leg: &Leg| {
         let h = leg.hist.as_ref().expect("at least one round");
         println!(
-            "  {what:<26} {:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  errors={}  CPU per request: machine {:.0} µs, agent {:.0} µs",
+            "  {what:<26} {:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  max={:.0} ms  errors={}  SYN retransmits={}  CPU per request: machine {:.0} µs, agent {:.0} µs",
             leg.rate(),
             ms(h.value_at_quantile(0.5)),
             leg.p99_ms(),
+            ms(h.max()),
             leg.errors,
+            leg.syn_retransmits,
             leg.per_request_us(leg.machine_cpu),
             leg.per_request_us(leg.agent_cpu),
         )
@@ -466,15 +502,14 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyMode, rounds: usize) 
 // ---------------------------------------------------------------------------------------
 // rollout
 
-pub async fn rollout(replicas: u64, rate: u64, mode: ProxyMode) -> anyhow::Result<ExitCode> {
-    let s = setup_proxied(mode).await?;
+pub async fn rollout(replicas: u64, rate: u64, mode: ProxyModeArg) -> anyhow::Result<ExitCode> {
+    let (s, mode, node_ip) = setup_proxied(mode).await?;
     let port = unique_port();
     create_web(&s.client, replicas, port).await?;
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("{node_ip}:{port}");
     wait_until(Duration::from_secs(30), "the node port answers", || async { get(&addr).await.ok() }).await?;
     println!(
-        "rollout bench: web ({replicas} replicas) on 1 docker agent, proxy mode {}, {rate} req/s paced through the node port",
-        mode.as_str()
+        "rollout bench: web ({replicas} replicas) on 1 docker agent, proxy mode {mode}, {rate} req/s paced through the node port"
     );
     // Paced load: one request per tick, each in its own task (at most 512 in flight).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -545,8 +580,7 @@ pub async fn rollout(replicas: u64, rate: u64, mode: ProxyMode) -> anyhow::Resul
         println!("  error: {e}");
     }
     println!(
-        "RESULT rollout mode={} replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
-        mode.as_str(),
+        "RESULT rollout mode={mode} replicas={replicas} rate={rate} total={total} failed={failed} rollout_s={took:.1} p99_ms={:.2}",
         ms(h.value_at_quantile(0.99))
     );
     delete_web(&s).await;

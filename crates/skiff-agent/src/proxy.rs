@@ -80,6 +80,10 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Concurrent proxied connections over all listeners.
     pub max_connections: usize,
+    /// Iptables mode: the agent's pod bridge and subnet (`("skiff0", "10.222.0.0/16")`);
+    /// connections forwarded into it from elsewhere keep their client's address (see
+    /// [`iptables::Snat`]). `None`: every forwarded connection is masqueraded.
+    pub pod_bridge: Option<(String, String)>,
 }
 
 impl Default for ProxyConfig {
@@ -90,6 +94,7 @@ impl Default for ProxyConfig {
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             connect_timeout: Duration::from_secs(1),
             max_connections: 4096,
+            pod_bridge: None,
         }
     }
 }
@@ -222,7 +227,11 @@ impl ServiceProxy {
     pub fn new(config: ProxyConfig) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let kernel = (config.mode == ProxyMode::Iptables).then(|| {
-            iptables::Iptables::start(config.bind_address, iptables::tag(&config.node_name, config.bind_address))
+            iptables::Iptables::start(
+                config.bind_address,
+                iptables::tag(&config.node_name, config.bind_address),
+                config.pod_bridge.clone(),
+            )
         });
         let io = match config.mode {
             ProxyMode::Iptables => None,

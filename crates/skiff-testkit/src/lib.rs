@@ -1,4 +1,4 @@
-//! Helpers shared by Skiff's tests and benches: free loopback ports that stay free until used.
+//! Helpers shared by Skiff's tests and benches: free loopback ports that stay free until used, this host's address.
 //!
 //! A port found with `bind(127.0.0.1:0)` and released comes from the kernel's ephemeral range,
 //! the same range the kernel draws the source port of every outgoing connection from: another
@@ -53,6 +53,14 @@ pub fn free_port() -> u16 {
         }
     }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// This host's IPv4 source address towards its default route, unless that is a loopback
+/// address (no packet is sent): the address clients on other machines reach it at.
+pub fn host_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("8.8.8.8:53").ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
 }
 
 /// `n` distinct [`free_port`]s.

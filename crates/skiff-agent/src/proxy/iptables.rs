@@ -96,7 +96,41 @@ impl Chains {
 
 /// The `iptables-restore --noflush` input for `table`; `stale` are node ports whose chains
 /// exist from an earlier load and are deleted.
-fn render(chains: &Chains, bind: IpAddr, table: &Table, stale: &BTreeSet<u16>) -> String {
+/// Which forwarded connections get their source rewritten (masqueraded) to this node's
+/// address, and how.
+///
+/// Masquerading is what lets a reply return through the node that rewrote the destination, but
+/// it folds every client onto one address: many clients' connections then reuse the same
+/// (node address, port) towards a pod, whose TIME_WAIT entries of earlier connections drop a
+/// new SYN whose TCP timestamp is older (PAWS), and each such drop costs its client a 1 s
+/// retransmission (measured: 5 % of the connections of a busy node port). So, as kube-proxy
+/// does for local endpoints with `externalTrafficPolicy: Local`, a connection that leaves
+/// through the agent's own pod bridge keeps its client's address: the pod's reply goes to its
+/// gateway, this node, anyway. Loopback clients (unroutable from a pod) and pods of that
+/// bridge itself (whose replies would bypass the node) are still masqueraded, and so is
+/// everything leaving through another interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snat {
+    /// `--random-fully` (iptables 1.6.2 and later): a masqueraded source port drawn at random
+    /// rather than the client's, which would follow the host's own port sequence.
+    pub random_fully: bool,
+    /// The agent's pod bridge and its subnet, e.g. `("skiff0", "10.222.0.0/16")`.
+    pub pod_bridge: Option<(String, String)>,
+}
+
+/// Whether this iptables has `--random-fully` (1.6.2 and later), from `iptables -V`.
+fn has_random_fully(version: &str) -> bool {
+    let digits: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .find(|w| w.contains('.'))
+        .unwrap_or("")
+        .split('.')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    digits.as_slice() >= [1, 6, 2].as_slice()
+}
+
+fn render(chains: &Chains, bind: IpAddr, table: &Table, stale: &BTreeSet<u16>, snat: &Snat) -> String {
     let mut out = String::from("*nat\n");
     let _ = writeln!(out, ":{} - [0:0]", chains.np);
     let _ = writeln!(out, ":{} - [0:0]", chains.masq);
@@ -110,7 +144,12 @@ fn render(chains: &Chains, bind: IpAddr, table: &Table, stale: &BTreeSet<u16>) -
     for port in &dead {
         let _ = writeln!(out, ":{} - [0:0]", chains.svc(*port));
     }
-    let _ = writeln!(out, "-A {} -m mark --mark {MARK} -j MASQUERADE", chains.masq);
+    let masq = if snat.random_fully { "MASQUERADE --random-fully" } else { "MASQUERADE" };
+    let _ = writeln!(out, "-A {} -m mark --mark {MARK} -s 127.0.0.0/8 -j {masq}", chains.masq);
+    if let Some((bridge, cidr)) = &snat.pod_bridge {
+        let _ = writeln!(out, "-A {} -m mark --mark {MARK} -o {bridge} ! -s {cidr} -j RETURN", chains.masq);
+    }
+    let _ = writeln!(out, "-A {} -m mark --mark {MARK} -j {masq}", chains.masq);
     let dst = if bind.is_unspecified() { "-m addrtype --dst-type LOCAL".to_string() } else { format!("-d {bind}/32") };
     for (port, backends) in &ports {
         let svc = chains.svc(*port);
@@ -164,7 +203,7 @@ pub(super) struct Iptables {
 
 impl Iptables {
     /// Must be called inside a tokio runtime.
-    pub(super) fn start(bind: IpAddr, tag: String) -> Self {
+    pub(super) fn start(bind: IpAddr, tag: String, pod_bridge: Option<(String, String)>) -> Self {
         if bind.is_loopback() || bind.is_unspecified() {
             // Loopback clients DNATed to pod addresses need routable 127/8 sources.
             if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
@@ -178,6 +217,8 @@ impl Iptables {
         let loaded: Arc<Mutex<Option<Table>>> = Arc::default();
         let done = loaded.clone();
         let task = tokio::spawn(async move {
+            let random_fully = has_random_fully(&run("iptables", &["-V"], None).await.unwrap_or_default());
+            let snat = Snat { random_fully, pod_bridge };
             let mut loaded = existing_ports(&chains).await;
             let mut jumps_ok = false;
             // The first load happens at once (an empty table removes a crashed run's rules).
@@ -187,7 +228,7 @@ impl Iptables {
                     return;
                 }
                 let table = rx.borrow_and_update().clone();
-                let rules = render(&chains, bind, &table, &loaded);
+                let rules = render(&chains, bind, &table, &loaded, &snat);
                 let res = match run("iptables-restore", &["--noflush"], Some(&rules)).await {
                     Ok(_) if !jumps_ok => ensure_jumps(&chains).await,
                     other => other.map(|_| ()),
@@ -266,6 +307,15 @@ mod tests {
     }
 
     #[test]
+    fn random_fully_from_iptables_1_6_2() {
+        assert!(has_random_fully("iptables v1.8.9 (nf_tables)\n"));
+        assert!(has_random_fully("iptables v1.6.2"));
+        assert!(!has_random_fully("iptables v1.6.1"));
+        assert!(!has_random_fully("iptables v1.4.21"));
+        assert!(!has_random_fully(""));
+    }
+
+    #[test]
     fn tags_differ_per_node_and_address_and_fit_chain_names() {
         let a = tag("node-a", "127.0.0.1".parse().unwrap());
         assert_eq!(a.len(), 8);
@@ -279,7 +329,8 @@ mod tests {
         let c = Chains::new("abcd0123");
         let table: Table =
             [(30080, vec![sa("10.0.0.1:8080"), sa("10.0.0.2:8080"), sa("10.0.0.3:8080")]), (30081, vec![])].into();
-        let rules = render(&c, "127.0.0.2".parse().unwrap(), &table, &[30081, 30099].into());
+        let snat = Snat { random_fully: true, pod_bridge: Some(("skiff0".into(), "10.222.0.0/16".into())) };
+        let rules = render(&c, "127.0.0.2".parse().unwrap(), &table, &[30081, 30099].into(), &snat);
         let expected = "\
 *nat
 :SKIFF-NP-abcd0123 - [0:0]
@@ -287,7 +338,9 @@ mod tests {
 :SKIFF-S-abcd0123-30080 - [0:0]
 :SKIFF-S-abcd0123-30081 - [0:0]
 :SKIFF-S-abcd0123-30099 - [0:0]
--A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -s 127.0.0.0/8 -j MASQUERADE --random-fully
+-A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -o skiff0 ! -s 10.222.0.0/16 -j RETURN
+-A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -j MASQUERADE --random-fully
 -A SKIFF-NP-abcd0123 -d 127.0.0.2/32 -p tcp -m tcp --dport 30080 -j SKIFF-S-abcd0123-30080
 -A SKIFF-S-abcd0123-30080 -j MARK --set-xmark 0x2000/0x2000
 -A SKIFF-S-abcd0123-30080 -p tcp -m statistic --mode nth --every 3 --packet 0 -j DNAT --to-destination 10.0.0.1:8080
@@ -302,10 +355,13 @@ COMMIT
 COMMIT
 ";
         assert_eq!(rules, expected);
-        let any = render(&c, "0.0.0.0".parse().unwrap(), &table, &BTreeSet::new());
+        let any = render(&c, "0.0.0.0".parse().unwrap(), &table, &BTreeSet::new(), &Snat::default());
         assert!(
             any.contains("-A SKIFF-NP-abcd0123 -m addrtype --dst-type LOCAL -p tcp -m tcp --dport 30080 "),
             "{any}"
         );
+        // Without a pod bridge of its own every forwarded connection is masqueraded.
+        assert!(any.contains("-A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -j MASQUERADE\n"), "{any}");
+        assert!(!any.contains("RETURN"), "{any}");
     }
 }
