@@ -144,6 +144,17 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     for n in &seen {
         assert!(pods.contains(n.as_str()), "{n} is not one of the pods: {pods}");
     }
+    // kubectl shows the node port and the ready endpoints (`describe svc` reads EndpointSlices).
+    let (_, ips, _) = k(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"], "");
+    let (ok, described, err) = k(&["describe", "svc", "web"], "");
+    assert!(ok, "{err}");
+    assert!(described.contains(&format!("{port}/TCP")), "{described}");
+    let endpoints_line = described.lines().find(|l| l.starts_with("Endpoints:")).unwrap_or_default().to_string();
+    for ip in ips.split_whitespace() {
+        assert!(endpoints_line.contains(&format!("{ip}:8080")), "{ip} missing from {endpoints_line:?}:\n{described}");
+    }
+    let (ok, slices, err) = k(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"], "");
+    assert!(ok && slices.contains("IPv4") && slices.contains("8080"), "{slices}{err}");
 
     // Deleting a pod under load fails no request.
     let load = Load::start(addrs[0].clone());

@@ -127,6 +127,9 @@ pub enum BenchCmd {
         #[arg(long, default_value = "docker")]
         runtime: String,
     },
+    /// Internal: one measurement of `bench proxy`, which runs it in a client network namespace.
+    #[command(hide = true)]
+    ProxyMeasure(super::bench_cluster::Measure),
     /// The web Deployment behind its node port under a paced load while `rollout restart`
     /// runs to completion: total and failed requests, rollout duration.
     Rollout {
@@ -166,6 +169,10 @@ async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Pods { pods, agents, rate } => super::bench_cluster::pods(pods, agents, rate).await,
         BenchCmd::Proxy { duration, connections, proxy_mode, rounds } => {
             super::bench_cluster::proxy(duration, connections.max(1), proxy_mode, rounds.max(1)).await
+        }
+        BenchCmd::ProxyMeasure(m) => {
+            super::bench_cluster::measure(m).await;
+            Ok(ExitCode::SUCCESS)
         }
         BenchCmd::Rollout { replicas, rate, proxy_mode } => {
             super::bench_cluster::rollout(replicas, rate, proxy_mode).await

@@ -304,9 +304,23 @@ async fn delete_web(s: &Setup) {
 
 /// One HTTP/1.0 GET (busybox httpd closes the connection); Ok(latency µs).
 async fn get(addr: &str) -> Result<u64, String> {
+    get_from(addr, None).await
+}
+
+/// [`get`] from source address `from` (any when `None`).
+async fn get_from(addr: &str, from: Option<std::net::IpAddr>) -> Result<u64, String> {
     let t = Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut s = match from {
+            None => tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?,
+            Some(ip) => {
+                let to: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+                let sock = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+                    .map_err(|e| e.to_string())?;
+                sock.bind(std::net::SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+                sock.connect(to).await.map_err(|e| e.to_string())?
+            }
+        };
         s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await.map_err(|e| e.to_string())?;
         let mut buf = Vec::with_capacity(512);
         s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
@@ -332,7 +346,12 @@ fn unique_port() -> u16 {
 // proxy
 
 /// Closed-loop load: `conns` tasks each issue GETs back to back for `dur`.
-async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>, u64, f64) {
+async fn closed_loop(
+    addr: &str,
+    from: Option<std::net::IpAddr>,
+    conns: usize,
+    dur: Duration,
+) -> (Histogram<u64>, u64, f64) {
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::new();
@@ -341,7 +360,7 @@ async fn closed_loop(addr: &str, conns: usize, dur: Duration) -> (Histogram<u64>
         tasks.push(tokio::spawn(async move {
             let (mut h, mut errors) = (hist(), 0u64);
             while Instant::now() < deadline {
-                match get(&addr).await {
+                match get_from(&addr, from).await {
                     Ok(us) => {
                         let _ = h.record(us);
                     }
@@ -395,9 +414,16 @@ struct Leg {
 impl Leg {
     /// Runs the closed loop against `addr` for `dur`, adding its figures and the CPU the agent
     /// and the whole machine spent meanwhile.
-    async fn run(&mut self, addr: &str, conns: usize, dur: Duration, agent: Option<u32>) {
+    async fn run(
+        &mut self,
+        addr: &str,
+        from: Option<std::net::IpAddr>,
+        conns: usize,
+        dur: Duration,
+        agent: Option<u32>,
+    ) {
         let (a0, m0, s0) = (cpu_time(agent), machine_busy(), syn_retransmits());
-        let (h, e, secs) = closed_loop(addr, conns, dur).await;
+        let (h, e, secs) = closed_loop(addr, from, conns, dur).await;
         let (a1, m1, s1) = (cpu_time(agent), machine_busy(), syn_retransmits());
         self.syn_retransmits += s1.zip(s0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
         self.agent_cpu += a1.zip(a0).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
@@ -430,6 +456,80 @@ impl Leg {
     }
 }
 
+/// Where the proxy bench's load comes from: a network namespace of its own, plugged into this
+/// host through a veth pair, so the load reaches the node port as a client on another machine
+/// would (the node forwards it without masquerading). It has two addresses, one per target, so
+/// that a pod never sees one client address with two streams of connections whose TCP
+/// timestamps differ (the node port's and the direct one's): it would drop new SYNs meeting
+/// TIME_WAIT entries of the other stream. Removed when dropped.
+struct ClientNetns {
+    name: String,
+    node_from: std::net::IpAddr,
+    direct_from: std::net::IpAddr,
+}
+
+impl ClientNetns {
+    fn create() -> anyhow::Result<ClientNetns> {
+        let id = std::process::id() % 10_000;
+        let (name, host_if, ns_if) = (format!("skiff-bench-{id}"), format!("sbh{id}"), format!("sbc{id}"));
+        // 192.168.251.0/29: .1 the host end, .2 and .3 the client.
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let mut cmd = Command::new("ip");
+            cmd.args(args);
+            let out = crate::proc_cluster::run_bounded(&mut cmd, b"", Duration::from_secs(10))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            Ok(())
+        };
+        run(&["netns", "add", &name])?;
+        let ns = ClientNetns {
+            name: name.clone(),
+            node_from: "192.168.251.2".parse()?,
+            direct_from: "192.168.251.3".parse()?,
+        };
+        run(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &name])?;
+        run(&["addr", "add", "192.168.251.1/29", "dev", &host_if])?;
+        run(&["link", "set", &host_if, "up"])?;
+        for args in [
+            vec!["addr", "add", "192.168.251.2/29", "dev", ns_if.as_str()],
+            vec!["addr", "add", "192.168.251.3/29", "dev", ns_if.as_str()],
+            vec!["link", "set", ns_if.as_str(), "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", "192.168.251.1"],
+        ] {
+            let mut full = vec!["-n", name.as_str()];
+            full.extend(args);
+            run(&full)?;
+        }
+        // The host forwards the client's traffic to the pod bridge and back.
+        for rule in [["-i", host_if.as_str()], ["-o", host_if.as_str()]] {
+            let mut cmd = Command::new("iptables");
+            cmd.args(["-w", "-I", "FORWARD", "1"]).args(rule).args(["-j", "ACCEPT"]);
+            crate::proc_cluster::run_bounded(&mut cmd, b"", Duration::from_secs(10))?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for ClientNetns {
+    fn drop(&mut self) {
+        let host_if = self.name.replace("skiff-bench-", "sbh");
+        for rule in [["-i", host_if.as_str()], ["-o", host_if.as_str()]] {
+            let mut cmd = Command::new("iptables");
+            cmd.args(["-w", "-D", "FORWARD"]).args(rule).args(["-j", "ACCEPT"]);
+            let _ = crate::proc_cluster::run_bounded(&mut cmd, b"", Duration::from_secs(10));
+        }
+        // Deleting the namespace deletes its veth end, and with it the host's.
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "del", &self.name]);
+        let _ = crate::proc_cluster::run_bounded(&mut cmd, b"", Duration::from_secs(10));
+    }
+}
+
 pub async fn proxy(duration: u64, conns: usize, mode: ProxyModeArg, rounds: usize) -> anyhow::Result<ExitCode> {
     let (s, mode_arg, node_ip) = setup_proxied(mode).await?;
     let port = unique_port();
@@ -445,26 +545,128 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyModeArg, rounds: usiz
         .to_string();
     let direct_addr = format!("{pod_ip}:8080");
     get(&direct_addr).await.map_err(|e| anyhow::anyhow!("pod {direct_addr} not reachable from the host: {e}"))?;
+    let netns = if node_ip.is_loopback() {
+        None
+    } else {
+        ClientNetns::create()
+            .map_err(|e| eprintln!("no client network namespace ({e:#}); the load comes from this host"))
+            .ok()
+    };
     println!(
         "proxy bench: web (3 replicas) on 1 docker agent, proxy mode {mode_arg}, {conns} connections, {duration} s \
-         per target in {rounds} alternating rounds; load average before: {}",
+         per target in {rounds} alternating rounds, load from {}; load average before: {}",
+        match &netns {
+            Some(ns) => format!(
+                "network namespace {} ({} to the node port, {} to the pod)",
+                ns.name, ns.node_from, ns.direct_from
+            ),
+            None => "this host".to_string(),
+        },
         load_line()
     );
+    let agent = s.agents.first().and_then(ProcAgent::pid);
+    let m = Measure {
+        node_addr: node_addr.clone(),
+        direct_addr: direct_addr.clone(),
+        node_from: netns.as_ref().map(|n| n.node_from),
+        direct_from: netns.as_ref().map(|n| n.direct_from),
+        conns,
+        duration,
+        rounds,
+        agent_pid: agent,
+        mode: mode_arg.to_string(),
+    };
+    match &netns {
+        // The load generator runs in the namespace: this binary again, measuring and printing.
+        Some(ns) => {
+            let exe = std::env::current_exe()?;
+            let mut cmd = tokio::process::Command::new("ip");
+            cmd.args(["netns", "exec", &ns.name]).arg(exe).args(["bench", "proxy-measure"]).args(m.args());
+            cmd.kill_on_drop(true);
+            let status = tokio::time::timeout(Duration::from_secs(duration * 2 + 120), cmd.status())
+                .await
+                .context("the load generator in the client namespace did not finish")??;
+            anyhow::ensure!(status.success(), "the load generator in the client namespace failed: {status}");
+        }
+        None => measure(m).await,
+    }
+    drop(netns);
+    delete_web(&s).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One proxy measurement: alternating rounds of the node port and one pod.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Measure {
+    #[arg(long)]
+    pub node_addr: String,
+    #[arg(long)]
+    pub direct_addr: String,
+    /// Source address of the node port's connections (any when absent).
+    #[arg(long)]
+    pub node_from: Option<std::net::IpAddr>,
+    /// Source address of the pod's connections (any when absent).
+    #[arg(long)]
+    pub direct_from: Option<std::net::IpAddr>,
+    #[arg(long)]
+    pub conns: usize,
+    #[arg(long)]
+    pub duration: u64,
+    #[arg(long)]
+    pub rounds: usize,
+    /// The agent whose CPU time is reported.
+    #[arg(long)]
+    pub agent_pid: Option<u32>,
+    #[arg(long)]
+    pub mode: String,
+}
+
+impl Measure {
+    fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--node-addr".into(),
+            self.node_addr.clone(),
+            "--direct-addr".into(),
+            self.direct_addr.clone(),
+            "--conns".into(),
+            self.conns.to_string(),
+            "--duration".into(),
+            self.duration.to_string(),
+            "--rounds".into(),
+            self.rounds.to_string(),
+            "--mode".into(),
+            self.mode.clone(),
+        ];
+        for (flag, v) in [("--node-from", self.node_from), ("--direct-from", self.direct_from)] {
+            if let Some(ip) = v {
+                a.extend([flag.to_string(), ip.to_string()]);
+            }
+        }
+        if let Some(pid) = self.agent_pid {
+            a.extend(["--agent-pid".to_string(), pid.to_string()]);
+        }
+        a
+    }
+}
+
+/// Runs the rounds of `m` and prints the figures.
+pub async fn measure(m: Measure) {
+    let Measure { node_addr, direct_addr, node_from, direct_from, conns, duration, rounds, agent_pid, mode } = m;
+    let rounds = rounds.max(1);
     // Alternating rounds, so a drift of the machine's speed hits both targets alike.
     let segment = Duration::from_secs_f64(duration as f64 / rounds as f64);
-    let agent = s.agents.first().and_then(ProcAgent::pid);
     let (mut node, mut direct) = (Leg::default(), Leg::default());
     for round in 1..=rounds {
         let (n0, d0) = ((node.requests(), node.secs), (direct.requests(), direct.secs));
-        node.run(&node_addr, conns, segment, agent).await;
-        direct.run(&direct_addr, conns, segment, agent).await;
+        node.run(&node_addr, node_from, conns, segment, agent_pid).await;
+        direct.run(&direct_addr, direct_from, conns, segment, agent_pid).await;
         let rate = |leg: &Leg, (n, s): (u64, f64)| (leg.requests() - n) as f64 / (leg.secs - s).max(1e-9);
         if rounds > 1 {
             println!("  round {round}: node port {:.0} req/s, one pod {:.0} req/s", rate(&node, n0), rate(&direct, d0));
         }
     }
     let line = |what: &str, leg: &Leg| {
-        let h = leg.hist.as_ref().expect("at least one round");
+        let Some(h) = leg.hist.as_ref() else { return };
         println!(
             "  {what:<26} {:>7.0} req/s  p50={:.2} ms  p99={:.2} ms  max={:.0} ms  errors={}  SYN retransmits={}  CPU per request: machine {:.0} µs, agent {:.0} µs",
             leg.rate(),
@@ -485,7 +687,7 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyModeArg, rounds: usiz
         "  ratio node port / direct: {ratio:.2} req/s   (target >= 0.8); machine CPU per request: {cpu_ratio:.2}x"
     );
     println!(
-        "RESULT proxy mode={mode_arg} conns={conns} nodeport_rps={:.0} nodeport_p99_ms={:.2} direct_rps={:.0} direct_p99_ms={:.2} ratio={ratio:.2} \
+        "RESULT proxy mode={mode} conns={conns} nodeport_rps={:.0} nodeport_p99_ms={:.2} direct_rps={:.0} direct_p99_ms={:.2} ratio={ratio:.2} \
          nodeport_machine_us_per_req={:.0} direct_machine_us_per_req={:.0} agent_us_per_req={:.0}",
         node.rate(),
         node.p99_ms(),
@@ -495,8 +697,6 @@ pub async fn proxy(duration: u64, conns: usize, mode: ProxyModeArg, rounds: usiz
         direct.per_request_us(direct.machine_cpu),
         node.per_request_us(node.agent_cpu),
     );
-    delete_web(&s).await;
-    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------

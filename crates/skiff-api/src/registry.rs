@@ -90,10 +90,13 @@ pub static REPLICASETS: ResourceInfo =
     res("apps", "ReplicaSet", "replicasets", "replicaset", &["rs"], true, STANDARD_VERBS, &["status", "scale"]);
 pub static LEASES: ResourceInfo =
     res("coordination.k8s.io", "Lease", "leases", "lease", &[], true, STANDARD_VERBS, &[]);
+/// What kubectl (1.28 and later) reads a Service's endpoints from, e.g. for `describe svc`.
+pub static ENDPOINTSLICES: ResourceInfo =
+    res("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", &[], true, STANDARD_VERBS, &[]);
 
 /// Every served resource, core group first.
-pub static RESOURCES: [&ResourceInfo; 9] =
-    [&NAMESPACES, &PODS, &NODES, &SERVICES, &ENDPOINTS, &EVENTS, &DEPLOYMENTS, &REPLICASETS, &LEASES];
+pub static RESOURCES: [&ResourceInfo; 10] =
+    [&NAMESPACES, &PODS, &NODES, &SERVICES, &ENDPOINTS, &EVENTS, &DEPLOYMENTS, &REPLICASETS, &LEASES, &ENDPOINTSLICES];
 
 /// Find a resource by plural, singular, kind (case-insensitive) or short name.
 pub fn lookup(name: &str) -> Option<&'static ResourceInfo> {
@@ -207,6 +210,7 @@ mod tests {
         check::<apps::Deployment>(&DEPLOYMENTS);
         check::<apps::ReplicaSet>(&REPLICASETS);
         check::<coord::Lease>(&LEASES);
+        check::<k8s_openapi::api::discovery::v1::EndpointSlice>(&ENDPOINTSLICES);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
 
 use crate::registry::ResourceInfo;
@@ -22,6 +23,7 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Result<Vec<String
         "Deployment" => skipped_by::<Deployment>(obj),
         "ReplicaSet" => skipped_by::<ReplicaSet>(obj),
         "Lease" => skipped_by::<Lease>(obj),
+        "EndpointSlice" => skipped_by::<EndpointSlice>(obj),
         _ => return Ok(Vec::new()),
     }
     .map_err(|e| {

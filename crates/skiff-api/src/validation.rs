@@ -309,6 +309,7 @@ pub fn field_errors(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptio
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "Event" => validate_event(obj, &mut errs),
         "Lease" => validate_lease(spec, &mut errs),
+        "EndpointSlice" => validate_endpoint_slice(obj, &mut errs),
         _ => {}
     }
     errs
@@ -888,6 +889,57 @@ fn validate_service_spec(spec: Option<&Value>, opts: &ValidationOptions, errs: &
         }
     }
     validate_labels(spec.get("selector"), "spec.selector", errs);
+}
+
+/// `discovery.k8s.io/v1` EndpointSlice: Kubernetes' limits (1,000 endpoints of 1–100 addresses,
+/// 100 ports) and address types.
+fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
+    const TYPES: &[&str] = &["IPv4", "IPv6", "FQDN"];
+    let address_type = obj.get("addressType").and_then(Value::as_str);
+    match address_type {
+        None => errs.push(FieldError::required("addressType", "")),
+        Some(t) if !TYPES.contains(&t) => errs.push(FieldError::not_supported("addressType", t, TYPES)),
+        Some(_) => {}
+    }
+    let endpoints = array(obj.get("endpoints"), "endpoints", errs);
+    if endpoints.len() > 1000 {
+        errs.push(FieldError::invalid("endpoints", endpoints.len(), "must have at most 1000 items"));
+    }
+    for (i, ep) in endpoints.iter().enumerate() {
+        let path = format!("endpoints[{i}].addresses");
+        let addresses = array(ep.get("addresses"), &path, errs);
+        if addresses.is_empty() {
+            errs.push(FieldError::required(&path, "must contain at least 1 address"));
+        } else if addresses.len() > 100 {
+            errs.push(FieldError::invalid(&path, addresses.len(), "must have at most 100 items"));
+        }
+        for (j, a) in addresses.iter().enumerate() {
+            let ok = match (address_type, a.as_str()) {
+                (Some("IPv4"), Some(s)) => s.parse::<std::net::Ipv4Addr>().is_ok(),
+                (Some("IPv6"), Some(s)) => s.parse::<std::net::Ipv6Addr>().is_ok(),
+                (_, Some(s)) => !s.is_empty(),
+                (_, None) => false,
+            };
+            if !ok {
+                let detail = match address_type {
+                    Some("IPv4") => "must be a valid IPv4 address",
+                    Some("IPv6") => "must be a valid IPv6 address",
+                    _ => "must be a non-empty string",
+                };
+                errs.push(FieldError::invalid(format!("{path}[{j}]"), a.clone(), detail));
+            }
+        }
+    }
+    let ports = array(obj.get("ports"), "ports", errs);
+    if ports.len() > 100 {
+        errs.push(FieldError::invalid("ports", ports.len(), "must have at most 100 items"));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(v) = p.get("port").filter(|v| !v.is_null()) {
+            check_port(v, &format!("ports[{i}].port"), false, errs);
+        }
+        check_protocol(p.get("protocol"), &format!("ports[{i}].protocol"), errs);
+    }
 }
 
 fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {

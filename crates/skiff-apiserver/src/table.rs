@@ -106,6 +106,13 @@ fn columns(kind: &str) -> Vec<Col> {
         "Namespace" => vec![name, col("Status", "string", 0, "The status of the namespace."), age],
         "Endpoints" => vec![name, col("Endpoints", "string", 0, "Endpoints of the service."), age],
         "Lease" => vec![name, col("Holder", "string", 0, "The holder of the lease."), age],
+        "EndpointSlice" => vec![
+            name,
+            col("AddressType", "string", 0, "The type of address of the endpoints."),
+            col("Ports", "string", 0, "The ports of the endpoints."),
+            col("Endpoints", "string", 0, "The addresses of the endpoints."),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -348,6 +355,29 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             vec![name, json!(or_none(shown)), created]
         }
         "Lease" => vec![name, json!(s(o.pointer("/spec/holderIdentity"))), created],
+        "EndpointSlice" => {
+            let list = |key: &str, f: &dyn Fn(&Value) -> Vec<String>| -> Vec<String> {
+                o.get(key).and_then(Value::as_array).into_iter().flatten().flat_map(f).collect()
+            };
+            let ports = list("ports", &|p| vec![p.get("port").map_or_else(|| "<unset>".into(), |v| s(Some(v)))]);
+            let addrs = list("endpoints", &|e| {
+                e.get("addresses").and_then(Value::as_array).into_iter().flatten().map(|a| s(Some(a))).collect()
+            });
+            let shorten = |v: Vec<String>| {
+                if v.len() > 3 {
+                    format!("{} + {} more...", v[..3].join(","), v.len() - 3)
+                } else {
+                    v.join(",")
+                }
+            };
+            vec![
+                name,
+                json!(s(o.get("addressType"))),
+                json!(or_none(shorten(ports))),
+                json!(or_none(shorten(addrs))),
+                created,
+            ]
+        }
         _ => vec![name, created],
     }
 }

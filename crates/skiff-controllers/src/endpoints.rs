@@ -12,13 +12,20 @@
 //! content changed, marks what it writes with the label [`MANAGED_BY_LABEL`], and deletes marked
 //! Endpoints whose Service is gone. Endpoints of Services without a selector belong to the user
 //! and are never touched.
+//!
+//! It also keeps the Service's `discovery.k8s.io/v1` EndpointSlices, which is where `kubectl`
+//! (1.28 and later) reads a Service's endpoints from (`describe svc`): one slice per port set
+//! and address family of those Endpoints, named `<service>-<hash of both>`, labelled
+//! `kubernetes.io/service-name` and [`SLICE_MANAGED_BY_LABEL`], owned by the Service; ready
+//! addresses have `conditions.ready` (and `serving`) true, not-ready ones false; a Service
+//! without pods has one slice without endpoints, as in Kubernetes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skiff_api::registry::ENDPOINTS;
+use skiff_api::registry::{ENDPOINTS, ENDPOINTSLICES, SERVICES};
 
 use crate::api::ObjectApi;
 use crate::error::Error;
@@ -34,12 +41,19 @@ pub const MANAGED_BY_VALUE: &str = COMPONENT;
 /// kept first and the object is annotated with [`OVER_CAPACITY_ANNOTATION`]` = truncated`.
 pub const MAX_ADDRESSES: usize = 1000;
 pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
+/// The label tying an EndpointSlice to its Service (what `kubectl describe svc` selects on).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label naming the controller of an EndpointSlice; only slices with
+/// [`SLICE_MANAGED_BY_VALUE`] are written or deleted here.
+pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub const SLICE_MANAGED_BY_VALUE: &str = "endpointslice-controller.skiff.io";
 
 pub struct EndpointsController {
     api: Arc<dyn ObjectApi>,
     services: Cache,
     pods: Cache,
     endpoints: Cache,
+    slices: Cache,
     cache_sync_timeout: Duration,
 }
 
@@ -58,18 +72,27 @@ fn is_managed(ep: &Value) -> bool {
     ep["metadata"]["labels"][MANAGED_BY_LABEL].as_str() == Some(MANAGED_BY_VALUE)
 }
 
+/// Whether `slice` is one this controller keeps for Service `service`.
+fn is_our_slice(slice: &Value, service: &str) -> bool {
+    let labels = &slice["metadata"]["labels"];
+    labels[SLICE_MANAGED_BY_LABEL].as_str() == Some(SLICE_MANAGED_BY_VALUE)
+        && labels[SERVICE_NAME_LABEL].as_str() == Some(service)
+}
+
 impl EndpointsController {
     pub fn new(
         api: Arc<dyn ObjectApi>,
         services: Cache,
         pods: Cache,
         endpoints: Cache,
+        slices: Cache,
         cache_sync_timeout: Duration,
     ) -> Arc<Self> {
-        Arc::new(EndpointsController { api, services, pods, endpoints, cache_sync_timeout })
+        Arc::new(EndpointsController { api, services, pods, endpoints, slices, cache_sync_timeout })
     }
 
-    /// Enqueue a Service when it, its Endpoints or a pod it selects (before or after) changes.
+    /// Enqueue a Service when it, its Endpoints, one of its EndpointSlices or a pod it selects
+    /// (before or after) changes.
     pub fn register_triggers(&self, queue: &Arc<WorkQueue>) {
         for cache in [&self.services, &self.endpoints] {
             let q = queue.clone();
@@ -79,6 +102,14 @@ impl EndpointsController {
                 }
             });
         }
+        let q = queue.clone();
+        self.slices.on_change(move |old, new| {
+            for s in [old, new].into_iter().flatten() {
+                if let Some(svc) = s["metadata"]["labels"][SERVICE_NAME_LABEL].as_str() {
+                    q.add(ObjKey::new(util::namespace(s), svc));
+                }
+            }
+        });
         let q = queue.clone();
         let services = self.services.clone();
         self.pods.on_change(move |old, new| {
@@ -206,6 +237,77 @@ pub fn truncate_subsets(subsets: &mut Vec<Value>, max: usize) -> bool {
     truncated
 }
 
+/// The EndpointSlices Service `svc` should have for its Endpoints `subsets` (as written): one per
+/// port set and address family, sorted by name; one without endpoints when there are none.
+pub fn desired_slices(svc: &Value, subsets: &[Value]) -> Vec<Value> {
+    let service = util::name(svc);
+    // (ports, family) -> endpoints
+    let mut groups: BTreeMap<(String, &'static str), Vec<Value>> = BTreeMap::new();
+    for subset in subsets {
+        let ports = subset.get("ports").cloned().unwrap_or(json!([]));
+        let ports_key = ports.to_string();
+        for (key, ready) in [("addresses", true), ("notReadyAddresses", false)] {
+            for a in subset[key].as_array().into_iter().flatten() {
+                let Some(ip) = a["ip"].as_str() else { continue };
+                let family = if ip.parse::<std::net::Ipv6Addr>().is_ok() { "IPv6" } else { "IPv4" };
+                let mut ep = json!({
+                    "addresses": [ip],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                });
+                if let Some(node) = a.get("nodeName").filter(|n| n.is_string()) {
+                    ep["nodeName"] = node.clone();
+                }
+                if let Some(target) = a.get("targetRef").filter(|t| t.is_object()) {
+                    ep["targetRef"] = target.clone();
+                }
+                groups.entry((ports_key.clone(), family)).or_default().push(ep);
+            }
+        }
+    }
+    if groups.is_empty() {
+        groups.insert(("[]".to_string(), "IPv4"), Vec::new());
+    }
+    let mut slices: Vec<Value> = groups
+        .into_iter()
+        .map(|((ports, family), mut endpoints)| {
+            endpoints.sort_by(|a, b| a["addresses"][0].as_str().cmp(&b["addresses"][0].as_str()));
+            json!({
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": format!("{service}-{}", fnv_hex(&format!("{family}{ports}"))),
+                    "namespace": util::namespace(svc).unwrap_or("default"),
+                    "labels": {SERVICE_NAME_LABEL: service, SLICE_MANAGED_BY_LABEL: SLICE_MANAGED_BY_VALUE},
+                    "ownerReferences": [util::controller_owner_ref(&SERVICES, svc)],
+                },
+                "addressType": family,
+                "endpoints": endpoints,
+                "ports": serde_json::from_str::<Value>(&ports).unwrap_or(json!([])),
+            })
+        })
+        .collect();
+    slices.sort_by(|a, b| util::name(a).cmp(util::name(b)));
+    slices
+}
+
+/// 8 hex digits of FNV-1a: a short, stable name suffix.
+fn fnv_hex(s: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// Whether an existing slice already says what `want` says.
+fn slice_matches(cur: &Value, want: &Value) -> bool {
+    ["addressType", "endpoints", "ports"].iter().all(|k| {
+        util::strip_nulls(&cur[*k]) == util::strip_nulls(&want[*k]) || (cur[*k].is_null() && want[*k] == json!([]))
+    }) && cur["metadata"]["labels"] == want["metadata"]["labels"]
+        && cur["metadata"]["ownerReferences"] == want["metadata"]["ownerReferences"]
+}
+
 /// `subsets` of an existing Endpoints, normalized for comparison (absent = empty).
 fn current_subsets(ep: &Value) -> Value {
     util::strip_nulls(&ep["subsets"].as_array().map(|a| Value::Array(a.clone())).unwrap_or(json!([])))
@@ -227,8 +329,54 @@ impl EndpointsController {
         Ok(())
     }
 
-    /// Delete our Endpoints at `key` (its Service is gone).
+    /// Make the Service's EndpointSlices say what its Endpoints `subsets` say.
+    async fn sync_slices(&self, svc: &Value, key: &ObjKey, subsets: &[Value]) -> Result<(), Error> {
+        let desired = desired_slices(svc, subsets);
+        let existing: Vec<Arc<Value>> =
+            self.slices.list(key.ns()).into_iter().filter(|s| is_our_slice(s, &key.name)).collect();
+        for want in &desired {
+            let written = match existing.iter().find(|s| util::name(s) == util::name(want)) {
+                Some(cur) if slice_matches(cur, want) => continue,
+                Some(cur) => {
+                    let mut next = (**cur).clone();
+                    for k in ["addressType", "endpoints", "ports"] {
+                        next[k] = want[k].clone();
+                    }
+                    next["metadata"]["labels"] = want["metadata"]["labels"].clone();
+                    next["metadata"]["ownerReferences"] = want["metadata"]["ownerReferences"].clone();
+                    self.api.update(&ENDPOINTSLICES, next).await?
+                }
+                None => self.api.create(&ENDPOINTSLICES, want.clone()).await?,
+            };
+            if let Some(rv) = util::resource_version(&written) {
+                if !self.slices.wait_for_revision(rv, self.cache_sync_timeout).await {
+                    return Err(Error::StaleCache("endpointslices"));
+                }
+            }
+        }
+        for cur in existing.iter().filter(|c| !desired.iter().any(|d| util::name(d) == util::name(c))) {
+            self.delete_slice(cur).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_slice(&self, slice: &Value) -> Result<(), Error> {
+        match self
+            .api
+            .delete(&ENDPOINTSLICES, util::namespace(slice), util::name(slice), Some(util::uid(slice)), None)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Delete our Endpoints and EndpointSlices of `key` (its Service is gone).
     async fn delete_managed(&self, key: &ObjKey) -> Result<Action, Error> {
+        for slice in self.slices.list(key.ns()).into_iter().filter(|s| is_our_slice(s, &key.name)) {
+            self.delete_slice(&slice).await?;
+        }
         let Some(ep) = self.endpoints.get_key(key) else { return Ok(Action::await_change()) };
         if !is_managed(&ep) {
             return Ok(Action::await_change());
@@ -262,14 +410,17 @@ impl Reconciler for EndpointsController {
         let pods = self.pods.list(key.ns());
         let mut subsets = desired_subsets(&svc, pods.iter().map(|p| p.as_ref()));
         let over_capacity = truncate_subsets(&mut subsets, MAX_ADDRESSES).then_some("truncated");
+        let slices_from = subsets.clone();
         let subsets = Value::Array(subsets);
         let labels = desired_labels(&svc);
+        // The Endpoints first: service proxies follow them; the slices are for kubectl.
         match self.endpoints.get_key(key) {
             Some(ep) => {
                 if current_subsets(&ep) == subsets
                     && ep["metadata"]["labels"] == labels
                     && util::annotation(&ep, OVER_CAPACITY_ANNOTATION) == over_capacity
                 {
+                    self.sync_slices(&svc, key, &slices_from).await?;
                     return Ok(Action::await_change());
                 }
                 let mut next = (*ep).clone();
@@ -293,6 +444,7 @@ impl Reconciler for EndpointsController {
                 self.wait_for_write(&written).await?;
             }
         }
+        self.sync_slices(&svc, key, &slices_from).await?;
         Ok(Action::await_change())
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use skiff_api::registry::{DEPLOYMENTS, ENDPOINTS, NODES, PODS, REPLICASETS, SERVICES};
+use skiff_api::registry::{DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, NODES, PODS, REPLICASETS, SERVICES};
 use tokio::sync::watch;
 
 pub use api::{ApiCallError, EventType, ObjEvent, ObjectApi};
@@ -138,6 +138,7 @@ pub async fn run_all_with(
     let nodes = Cache::new(&NODES);
     let services = Cache::new(&SERVICES);
     let endpoints = Cache::new(&ENDPOINTS);
+    let slices = Cache::new(&ENDPOINTSLICES);
 
     let (events, sink) = EventRecorder::new(api.clone(), stop.clone());
     tasks.spawn(sink);
@@ -162,19 +163,20 @@ pub async fn run_all_with(
         services.clone(),
         pods.clone(),
         endpoints.clone(),
+        slices.clone(),
         cache_timeout,
     );
     let ep_queue = WorkQueue::new(cfg.queue_capacity);
     ep_ctl.register_triggers(&ep_queue);
 
-    for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints] {
+    for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints, &slices] {
         tasks.spawn(run_informer(api.clone(), cache.clone(), stop.clone()));
     }
 
     // Nothing decides anything before every cache holds a full list: an empty pod cache would
     // make the ReplicaSet controller create duplicates.
     let synced = async {
-        for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints] {
+        for cache in [&pods, &rsets, &deploys, &nodes, &services, &endpoints, &slices] {
             while !cache.wait_synced(Duration::from_secs(3600)).await {}
         }
     };

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use skiff_api::registry::{ENDPOINTS, PODS, SERVICES};
-use skiff_controllers::endpoints::MANAGED_BY_LABEL;
+use skiff_api::registry::{ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES};
+use skiff_controllers::endpoints::{
+    MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE,
+};
 use skiff_controllers::testing::FakeApi;
 use skiff_controllers::{run_all, ControllerConfig, HeartbeatTable, ObjectApi};
 use tokio::sync::watch;
@@ -235,5 +237,80 @@ async fn managed_endpoints_left_by_a_service_deleted_earlier_are_removed_at_star
     let h = Harness::start_with(api);
     h.wait_endpoints("ghost endpoints deleted", "ghost", DEADLINE, |ep| ep.is_none()).await;
     assert!(h.endpoints("mine").is_some());
+    h.shutdown().await;
+}
+
+/// The EndpointSlices labelled for Service `service`.
+fn slices_of(api: &FakeApi, service: &str) -> Vec<Value> {
+    api.objects(&ENDPOINTSLICES)
+        .into_iter()
+        .filter(|s| s["metadata"]["labels"][SERVICE_NAME_LABEL].as_str() == Some(service))
+        .collect()
+}
+
+/// (address, ready) of every endpoint of `slices`, sorted.
+fn slice_endpoints(slices: &[Value]) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = slices
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| (e["addresses"][0].as_str().unwrap().to_string(), e["conditions"]["ready"].as_bool().unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_slices(api: &FakeApi, what: &str, service: &str, f: impl Fn(&[Value]) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let slices = slices_of(api, service);
+        if f(&slices) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; slices: {:#}", json!(slices));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// kubectl (1.28 and later) reads a Service's endpoints from its EndpointSlices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_follow_the_endpoints() {
+    let h = Harness::start();
+    h.api.create(&PODS, pod("a", "10.0.0.1", true)).await.unwrap();
+    h.api.create(&PODS, pod("b", "10.0.0.2", false)).await.unwrap();
+    let svc = h.api.create(&SERVICES, service("web", json!("web"))).await.unwrap();
+    // A slice someone else manages for the same Service is left alone.
+    let foreign = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-manual", "namespace": "default", "labels": {SERVICE_NAME_LABEL: "web"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["192.168.1.1"]}]});
+    h.api.create(&ENDPOINTSLICES, foreign).await.unwrap();
+
+    let ours = |slices: &[Value]| -> Vec<Value> {
+        slices
+            .iter()
+            .filter(|s| s["metadata"]["labels"][SLICE_MANAGED_BY_LABEL] == SLICE_MANAGED_BY_VALUE)
+            .cloned()
+            .collect()
+    };
+    wait_slices(&h.api, "a ready, b not ready", "web", |s| {
+        slice_endpoints(&ours(s)) == [("10.0.0.1".to_string(), true), ("10.0.0.2".to_string(), false)]
+    })
+    .await;
+    let slice = ours(&slices_of(&h.api, "web")).pop().unwrap();
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]));
+    let owner = &slice["metadata"]["ownerReferences"][0];
+    assert_eq!((owner["kind"].as_str(), owner["uid"].as_str()), (Some("Service"), svc["metadata"]["uid"].as_str()));
+    let target = &slice["endpoints"][0]["targetRef"];
+    assert_eq!((target["kind"].as_str(), target["name"].as_str()), (Some("Pod"), Some("a")));
+
+    set_ready(&h.api, "b", true);
+    wait_slices(&h.api, "b ready", "web", |s| slice_endpoints(&ours(s)).iter().all(|(_, ready)| *ready)).await;
+    // The slice is updated in place: one slice of ours, same name.
+    assert_eq!(ours(&slices_of(&h.api, "web")).len(), 1);
+    assert_eq!(ours(&slices_of(&h.api, "web"))[0]["metadata"]["name"], slice["metadata"]["name"]);
+
+    h.api.delete(&SERVICES, Some("default"), "web", None, None).await.unwrap();
+    wait_slices(&h.api, "our slices deleted with the Service", "web", |s| ours(s).is_empty()).await;
+    assert_eq!(slices_of(&h.api, "web").len(), 1, "the foreign slice stays");
     h.shutdown().await;
 }

@@ -145,7 +145,7 @@ fn render(chains: &Chains, bind: IpAddr, table: &Table, stale: &BTreeSet<u16>, s
         let _ = writeln!(out, ":{} - [0:0]", chains.svc(*port));
     }
     let masq = if snat.random_fully { "MASQUERADE --random-fully" } else { "MASQUERADE" };
-    let _ = writeln!(out, "-A {} -m mark --mark {MARK} -s 127.0.0.0/8 -j {masq}", chains.masq);
+    let _ = writeln!(out, "-A {} -m mark --mark {MARK} -m addrtype --src-type LOCAL -j {masq}", chains.masq);
     if let Some((bridge, cidr)) = &snat.pod_bridge {
         let _ = writeln!(out, "-A {} -m mark --mark {MARK} -o {bridge} ! -s {cidr} -j RETURN", chains.masq);
     }
@@ -338,7 +338,7 @@ mod tests {
 :SKIFF-S-abcd0123-30080 - [0:0]
 :SKIFF-S-abcd0123-30081 - [0:0]
 :SKIFF-S-abcd0123-30099 - [0:0]
--A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -s 127.0.0.0/8 -j MASQUERADE --random-fully
+-A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -m addrtype --src-type LOCAL -j MASQUERADE --random-fully
 -A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -o skiff0 ! -s 10.222.0.0/16 -j RETURN
 -A SKIFF-MASQ-abcd0123 -m mark --mark 0x2000/0x2000 -j MASQUERADE --random-fully
 -A SKIFF-NP-abcd0123 -d 127.0.0.2/32 -p tcp -m tcp --dport 30080 -j SKIFF-S-abcd0123-30080
