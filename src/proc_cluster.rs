@@ -195,6 +195,80 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     Ok(skiff_testkit::free_ports(n))
 }
 
+/// A client on "another machine" for node-port benches and tests: a network namespace of its
+/// own, plugged into this host through a veth pair, so its connections reach a node port as a
+/// client on another machine's would (the node forwards them without masquerading). Needs root. It has two addresses, one per target, so
+/// that a pod never sees one client address with two streams of connections whose TCP
+/// timestamps differ (the node port's and the direct one's): it would drop new SYNs meeting
+/// TIME_WAIT entries of the other stream. Removed when dropped.
+pub struct ClientNetns {
+    pub name: String,
+    pub node_from: std::net::IpAddr,
+    pub direct_from: std::net::IpAddr,
+}
+
+impl ClientNetns {
+    pub fn create() -> anyhow::Result<ClientNetns> {
+        let id = std::process::id() % 10_000;
+        let (name, host_if, ns_if) = (format!("skiff-bench-{id}"), format!("sbh{id}"), format!("sbc{id}"));
+        // 192.168.251.0/29: .1 the host end, .2 and .3 the client.
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let mut cmd = Command::new("ip");
+            cmd.args(args);
+            let out = run_bounded(&mut cmd, b"", Duration::from_secs(10))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            Ok(())
+        };
+        run(&["netns", "add", &name])?;
+        let ns = ClientNetns {
+            name: name.clone(),
+            node_from: "192.168.251.2".parse()?,
+            direct_from: "192.168.251.3".parse()?,
+        };
+        run(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &name])?;
+        run(&["addr", "add", "192.168.251.1/29", "dev", &host_if])?;
+        run(&["link", "set", &host_if, "up"])?;
+        for args in [
+            vec!["addr", "add", "192.168.251.2/29", "dev", ns_if.as_str()],
+            vec!["addr", "add", "192.168.251.3/29", "dev", ns_if.as_str()],
+            vec!["link", "set", ns_if.as_str(), "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", "192.168.251.1"],
+        ] {
+            let mut full = vec!["-n", name.as_str()];
+            full.extend(args);
+            run(&full)?;
+        }
+        // The host forwards the client's traffic to the pod bridge and back.
+        for rule in [["-i", host_if.as_str()], ["-o", host_if.as_str()]] {
+            let mut cmd = Command::new("iptables");
+            cmd.args(["-w", "-I", "FORWARD", "1"]).args(rule).args(["-j", "ACCEPT"]);
+            run_bounded(&mut cmd, b"", Duration::from_secs(10))?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for ClientNetns {
+    fn drop(&mut self) {
+        let host_if = self.name.replace("skiff-bench-", "sbh");
+        for rule in [["-i", host_if.as_str()], ["-o", host_if.as_str()]] {
+            let mut cmd = Command::new("iptables");
+            cmd.args(["-w", "-D", "FORWARD"]).args(rule).args(["-j", "ACCEPT"]);
+            let _ = run_bounded(&mut cmd, b"", Duration::from_secs(10));
+        }
+        // Deleting the namespace deletes its veth end, and with it the host's.
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "del", &self.name]);
+        let _ = run_bounded(&mut cmd, b"", Duration::from_secs(10));
+    }
+}
+
 impl ProcCluster {
     /// Starts `n` replicas of `bin` in a fresh temporary directory.
     pub fn start(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {

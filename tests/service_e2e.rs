@@ -97,8 +97,8 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let k = |args: &[&str], stdin: &str| kubectl(&kc, &cache, args, stdin);
     // Two agents on this machine: node ports on 127.0.0.1 (userspace proxy) and on this host's
     // address (127.0.0.2 if it has none) with the default `auto`, which is the iptables proxy as
-    // root (netfilter rules), so both modes serve the same Service. Clients of the host's
-    // address reach the pods unmasqueraded; loopback clients are masqueraded.
+    // root (netfilter rules), so both modes serve the same Service. Clients on this host are
+    // masqueraded; a client on "another machine" (a network namespace) is not.
     let node_a = format!("svc-a-{}", std::process::id());
     let node_b = format!("svc-b-{}", std::process::id());
     let fast = ["--termination-propagation-delay-ms", "1500"];
@@ -179,6 +179,29 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     assert_eq!(failed, 0, "requests failed during the rolling update: {errors:?}");
     let (_, rs, _) = k(&["get", "rs", "-l", "app=web", "--no-headers"], "");
     assert_eq!(rs.lines().count(), 2, "old and new ReplicaSet: {rs}");
+
+    // A client on another machine (a network namespace of its own) through the iptables node
+    // port, which forwards it unmasqueraded, and to a pod directly: no request fails.
+    if !b_ip.starts_with("127.") {
+        let ns =
+            skiff::proc_cluster::ClientNetns::create().expect("a client network namespace (the test runs as root)");
+        let (_, pod_ips, _) = k(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"], "");
+        let pod_ip = pod_ips.split_whitespace().next().expect("a pod IP").to_string();
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name]).arg(bin()).args(["bench", "proxy-measure", "--mode", "iptables"]);
+        cmd.args(["--node-addr", &addrs[1], "--direct-addr", &format!("{pod_ip}:8080"), "--conns", "4"]);
+        cmd.args(["--duration", "2", "--rounds", "1"]);
+        cmd.args(["--node-from", &ns.node_from.to_string(), "--direct-from", &ns.direct_from.to_string()]);
+        let out = skiff::proc_cluster::run_bounded(&mut cmd, b"", Duration::from_secs(60)).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        let rps = |key: &str| -> f64 {
+            let field = text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or("0");
+            field.parse().unwrap_or(0.0)
+        };
+        assert!(rps("nodeport_rps") > 10.0 && rps("direct_rps") > 10.0, "{text}");
+        assert!(text.matches("errors=0").count() == 2, "requests failed from the client namespace:\n{text}");
+    }
 
     // Clean up the containers: delete the Deployment and wait for its pods to go.
     k(&["delete", "-f", "-"], &manifest);

@@ -104,11 +104,12 @@ impl Chains {
 /// (node address, port) towards a pod, whose TIME_WAIT entries of earlier connections drop a
 /// new SYN whose TCP timestamp is older (PAWS), and each such drop costs its client a 1 s
 /// retransmission (measured: 5 % of the connections of a busy node port). So, as kube-proxy
-/// does for local endpoints with `externalTrafficPolicy: Local`, a connection that leaves
-/// through the agent's own pod bridge keeps its client's address: the pod's reply goes to its
-/// gateway, this node, anyway. Loopback clients (unroutable from a pod) and pods of that
-/// bridge itself (whose replies would bypass the node) are still masqueraded, and so is
-/// everything leaving through another interface.
+/// does for local endpoints with `externalTrafficPolicy: Local`, a connection from another
+/// machine that leaves through the agent's own pod bridge keeps its client's address: the pod's
+/// reply goes to its gateway, this node, anyway. Clients on the node itself (loopback addresses
+/// are unroutable from a pod; a local client's connections to a pod that had just started were
+/// seen to stall unmasqueraded), pods of that bridge itself (whose replies would bypass the
+/// node) and everything leaving through another interface are still masqueraded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snat {
     /// `--random-fully` (iptables 1.6.2 and later): a masqueraded source port drawn at random
