@@ -548,30 +548,20 @@ pub struct Measure {
 }
 
 impl Measure {
+    /// The command-line flags that give back this measurement.
     fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--node-addr".into(),
-            self.node_addr.clone(),
-            "--direct-addr".into(),
-            self.direct_addr.clone(),
-            "--conns".into(),
-            self.conns.to_string(),
-            "--duration".into(),
-            self.duration.to_string(),
-            "--rounds".into(),
-            self.rounds.to_string(),
-            "--mode".into(),
-            self.mode.clone(),
+        let flags = [
+            ("--node-addr", Some(self.node_addr.clone())),
+            ("--direct-addr", Some(self.direct_addr.clone())),
+            ("--conns", Some(self.conns.to_string())),
+            ("--duration", Some(self.duration.to_string())),
+            ("--rounds", Some(self.rounds.to_string())),
+            ("--mode", Some(self.mode.clone())),
+            ("--node-from", self.node_from.map(|ip| ip.to_string())),
+            ("--direct-from", self.direct_from.map(|ip| ip.to_string())),
+            ("--agent-pid", self.agent_pid.map(|p| p.to_string())),
         ];
-        for (flag, v) in [("--node-from", self.node_from), ("--direct-from", self.direct_from)] {
-            if let Some(ip) = v {
-                a.extend([flag.to_string(), ip.to_string()]);
-            }
-        }
-        if let Some(pid) = self.agent_pid {
-            a.extend(["--agent-pid".to_string(), pid.to_string()]);
-        }
-        a
+        flags.into_iter().filter_map(|(f, v)| Some([f.to_string(), v?])).flatten().collect()
     }
 }
 

@@ -1,6 +1,18 @@
-//! Storage-key layout: `/registry/<resource>/[<namespace>/]<name>` and list prefixes.
+//! Storage-key layout: `/registry/<resource>/[<namespace>/]<name>` and list prefixes; short stable hashes for generated names.
 
 use crate::registry::ResourceInfo;
+
+/// 8 hex digits of a 32-bit FNV-1a hash of `s`: a short suffix for generated names (an
+/// EndpointSlice per port set, a veth per sandbox, iptables chains per agent) that stays the
+/// same from one process to the next.
+pub fn short_hash(s: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
 
 /// Root of every object key.
 pub const REGISTRY_ROOT: &str = "/registry/";
@@ -47,6 +59,14 @@ pub fn parse_key(key: &str) -> Option<(&str, Option<&str>, &str)> {
 mod tests {
     use super::*;
     use crate::registry::{DEPLOYMENTS, NODES, PODS};
+
+    /// FNV-1a's published values: names made from it must not change between releases.
+    #[test]
+    fn short_hash_is_fnv1a() {
+        assert_eq!(short_hash(""), "811c9dc5");
+        assert_eq!(short_hash("a"), "e40c292c");
+        assert_eq!(short_hash("foobar"), "bf9cf968");
+    }
 
     #[test]
     fn namespaced_and_cluster_keys() {

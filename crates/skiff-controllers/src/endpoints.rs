@@ -275,7 +275,7 @@ pub fn desired_slices(svc: &Value, subsets: &[Value]) -> Vec<Value> {
                 "apiVersion": "discovery.k8s.io/v1",
                 "kind": "EndpointSlice",
                 "metadata": {
-                    "name": format!("{service}-{}", fnv_hex(&format!("{family}{ports}"))),
+                    "name": format!("{service}-{}", skiff_api::keys::short_hash(&format!("{family}{ports}"))),
                     "namespace": util::namespace(svc).unwrap_or("default"),
                     "labels": {SERVICE_NAME_LABEL: service, SLICE_MANAGED_BY_LABEL: SLICE_MANAGED_BY_VALUE},
                     "ownerReferences": [util::controller_owner_ref(&SERVICES, svc)],
@@ -288,16 +288,6 @@ pub fn desired_slices(svc: &Value, subsets: &[Value]) -> Vec<Value> {
         .collect();
     slices.sort_by(|a, b| util::name(a).cmp(util::name(b)));
     slices
-}
-
-/// 8 hex digits of FNV-1a: a short, stable name suffix.
-fn fnv_hex(s: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in s.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
 }
 
 /// Whether an existing slice already says what `want` says.

@@ -44,12 +44,7 @@ pub(super) type Table = BTreeMap<u16, Vec<SocketAddr>>;
 /// The chain-name tag of an agent: 8 hex digits of a hash (FNV-1a) of its node name and
 /// proxy address, so chain names stay under iptables' 28 characters.
 pub fn tag(node_name: &str, bind: IpAddr) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in node_name.bytes().chain([0]).chain(bind.to_string().bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
+    skiff_api::keys::short_hash(&format!("{node_name}\0{bind}"))
 }
 
 struct Chains {

@@ -265,12 +265,7 @@ impl PodNetwork {
 /// `veth` and 8 hex digits of a hash (FNV-1a) of the sandbox's name: 12 characters, within
 /// the kernel's 15.
 fn veth_name(owner: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in owner.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("veth{h:08x}")
+    format!("veth{}", skiff_api::keys::short_hash(owner))
 }
 
 /// The MTU of the interface the default route goes through (1500 when unknown).
