@@ -180,6 +180,36 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let (_, rs, _) = k(&["get", "rs", "-l", "app=web", "--no-headers"], "");
     assert_eq!(rs.lines().count(), 2, "old and new ReplicaSet: {rs}");
 
+    // A pod that is Ready but refuses connections (its server is not running: no readiness
+    // probe tells): through either proxy no request fails, the iptables one retrying it too.
+    let refuser = "apiVersion: v1\nkind: Pod\nmetadata: {name: refuser, labels: {app: web}}\nspec:\n  \
+                   terminationGracePeriodSeconds: 1\n  containers:\n  - name: idle\n    image: skiff/busybox:1\n    \
+                   imagePullPolicy: Never\n    command: [sleep, \"3600\"]\n";
+    let (ok, _, err) = k(&["apply", "-f", "-"], refuser);
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(60), "the refusing pod among the ready endpoints", || {
+        let (_, ip, _) = k(&["get", "pod", "refuser", "-o", "jsonpath={.status.podIP}"], "");
+        let (_, ready, _) = k(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[*].addresses[*].ip}"], "");
+        (!ip.is_empty() && ready.split_whitespace().any(|r| r == ip)).then_some(())
+    });
+    for addr in &addrs {
+        for i in 0..12 {
+            let name = get(addr).unwrap_or_else(|e| panic!("request {i} to {addr} with a refusing endpoint: {e}"));
+            assert!(name.starts_with("web-"), "request {i} to {addr} answered by {name}");
+        }
+    }
+    assert!(
+        b.log_tail(1_000_000).contains("endpoint refused a connection"),
+        "agent {node_b} never saw the refusal:\n{}",
+        b.log_tail(100)
+    );
+    let (ok, _, err) = k(&["delete", "pod", "refuser", "--wait=false"], "");
+    assert!(ok, "{err}");
+    wait_for(Duration::from_secs(30), "the refusing pod gone", || {
+        let (_, names, _) = k(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"], "");
+        (!names.split_whitespace().any(|n| n == "refuser")).then_some(())
+    });
+
     // A client on another machine (a network namespace of its own) through the iptables node
     // port, which forwards it unmasqueraded, and to a pod directly: no request fails.
     if !b_ip.starts_with("127.") {

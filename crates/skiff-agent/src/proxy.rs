@@ -19,7 +19,9 @@
 //! single-threaded runtime (its `service-proxy` thread), not on the agent's.
 //!
 //! With [`ProxyMode::Iptables`] the same wanted set is programmed into netfilter instead (see
-//! [`iptables`]): the kernel forwards, no userspace copy, but no retry of a refusing endpoint.
+//! [`iptables`]): the kernel forwards, no userspace copy; a connection an endpoint refuses is
+//! retried by its client's own SYN retransmission, after the agent has deleted its conntrack
+//! entry and taken the endpoint out of the rules (one second late rather than failed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -34,6 +36,7 @@ use tokio::sync::{watch, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 pub mod iptables;
+mod netlink;
 
 /// How node ports are forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -277,6 +277,21 @@ fn nat_rules() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An iptables-mode proxy on `ip` for a node named after `node` and this process, and its
+/// chain tag.
+fn iptables_proxy(node: &str, ip: IpAddr) -> (ServiceProxy, String) {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("skiff_agent=debug").try_init();
+    let node = format!("{node}-{}", std::process::id());
+    let tag = skiff_agent::proxy::iptables::tag(&node, ip);
+    let p = ServiceProxy::new(ProxyConfig {
+        mode: ProxyMode::Iptables,
+        node_name: node,
+        bind_address: ip,
+        ..ProxyConfig::default()
+    });
+    (p, tag)
+}
+
 /// Rules load asynchronously: wait until the kernel has the last synced set.
 async fn wait_loaded(p: &ServiceProxy) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -294,14 +309,7 @@ async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
     let (a, b, c, unready) = (backend("a").await, backend("b").await, backend("c").await, backend("unready").await);
     // A loopback address of its own: the rules match it, and nothing listens there.
     let ip: IpAddr = "127.0.0.77".parse().unwrap();
-    let node = format!("iptables-test-{}", std::process::id());
-    let tag = skiff_agent::proxy::iptables::tag(&node, ip);
-    let p = ServiceProxy::new(ProxyConfig {
-        mode: ProxyMode::Iptables,
-        node_name: node,
-        bind_address: ip,
-        ..ProxyConfig::default()
-    });
+    let (p, tag) = iptables_proxy("iptables-test", ip);
     let port = free_port().await;
     let svcs = [service("web", port)];
     let eps = [endpoints("web", &[a.addr.port(), b.addr.port(), c.addr.port()], &[unready.addr.port()])];
@@ -342,4 +350,65 @@ async fn iptables_mode_forwards_round_robin_follows_changes_and_cleans_up() {
     drop(p);
     let rules = nat_rules();
     assert!(!rules.contains(&tag), "rules left behind:\n{rules}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iptables_mode_sends_a_refused_connection_to_another_endpoint() {
+    if !iptables_available() {
+        return;
+    }
+    let (a, b) = (backend("a").await, backend("b").await);
+    let dead = dead_port().await;
+    let ip: IpAddr = "127.0.0.78".parse().unwrap();
+    let (p, tag) = iptables_proxy("iptables-refusals", ip);
+    let port = free_port().await;
+    let svcs = [service("web", port)];
+    assert!(p.sync(&svcs, &[endpoints("web", &[a.addr.port(), dead, b.addr.port()], &[])]).is_empty());
+    wait_loaded(&p).await;
+    // Every connection is answered: the one the kernel sends to the refusing endpoint is
+    // retried (its client retransmits its SYN a second later) and goes elsewhere.
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for i in 0..9 {
+        let name =
+            connect_at(ip, port).await.unwrap_or_else(|e| panic!("connection {i} through the node port: {e}")).greeting;
+        assert!(name == "a" || name == "b", "connection {i} answered by {name}");
+        seen.push(name);
+    }
+    assert!(seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()), "{seen:?}");
+    // The refusing endpoint left the rules after its first refusal: at most one connection
+    // waited for a retransmission (generous bound: 2 of them).
+    assert!(started.elapsed() < Duration::from_millis(2500), "9 connections took {:?}", started.elapsed());
+
+    // Once it accepts connections it is back in the rules (the agent connects every second).
+    let late = TcpListener::bind((LOCALHOST, dead)).await.unwrap();
+    let late_task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = late.accept().await {
+            let _ = sock.write_all(b"late\n").await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if connect_at(ip, port).await.expect("connection through the node port").greeting == "late" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint that accepts again never got a connection");
+    }
+    late_task.abort();
+    let _ = late_task.await;
+
+    // The only endpoint refuses: nothing to retry, so its client is refused at once.
+    p.sync(&svcs, &[endpoints("web", &[dead], &[])]);
+    wait_loaded(&p).await;
+    let t = Instant::now();
+    let refused = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((ip, port))).await.unwrap();
+    assert_eq!(refused.map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(t.elapsed() < Duration::from_millis(900), "refusal took {:?}", t.elapsed());
+
+    drop(p);
+    let mangle = String::from_utf8_lossy(
+        &std::process::Command::new("iptables").args(["-t", "mangle", "-S"]).output().unwrap().stdout,
+    )
+    .into_owned();
+    assert!(!mangle.contains(&tag), "mangle rules left behind:\n{mangle}");
 }
