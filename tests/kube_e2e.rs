@@ -580,3 +580,50 @@ async fn kubectl_typed_creates_and_drain_evict() {
     let left = k.ok(&["get", "pods", "-A", "--field-selector", &format!("spec.nodeName={node}"), "-o", "name"]);
     assert!(left.trim().is_empty(), "pods left on the node after skiff drain: {left}");
 }
+
+/// What a replica acknowledged is usable through every replica at once: a follower that has
+/// not applied a namespace (or a pod) yet must not answer a create in it (an update of it)
+/// with NotFound or a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_creates_are_usable_at_once_through_the_other_replicas() {
+    use serde_json::json;
+    use skiff_api::registry::{NAMESPACES, PODS};
+    use skiff_client::Client;
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let (c, leader) = cluster().await;
+    let client = |id: u64| {
+        let m = c.members.iter().find(|m| m.id == id).unwrap();
+        Client::new(&format!("http://{}", m.api), Duration::from_secs(10)).unwrap()
+    };
+    let lc = client(leader);
+    let followers: Vec<Client> = c.members.iter().filter(|m| m.id != leader).map(|m| client(m.id)).collect();
+    wait_for(Duration::from_secs(20), "namespace default", || {
+        let out = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "l").run(&["get", "namespace", "default"]);
+        out.ok.then_some(())
+    });
+    for i in 0..30 {
+        let ns = format!("fresh-{i}");
+        lc.create(&NAMESPACES, None, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+            .await
+            .unwrap();
+        // Bound to a node that does not exist, so no scheduler or agent writes it meanwhile.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "skiff/busybox:1"}]}});
+        let f = &followers[i % followers.len()];
+        let mut created = match f.create(&PODS, Some(&ns), &pod).await {
+            Ok(p) => p,
+            Err(e) => panic!("creating a pod in namespace {ns} through a follower right after the namespace: {e}"),
+        };
+        // Replaced at once through the other follower, with the resourceVersion just returned.
+        created["metadata"]["labels"] = json!({"round": i.to_string()});
+        let other = &followers[(i + 1) % followers.len()];
+        if let Err(e) = other.replace(&PODS, Some(&ns), "p", &created).await {
+            panic!("replacing pod {ns}/p through the other follower right after its create: {e}");
+        }
+    }
+    // A namespace that does not exist is still refused, naming it.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "skiff/busybox:1"}]}});
+    let err = followers[0].create(&PODS, Some("never-made"), &pod).await.unwrap_err().to_string();
+    assert!(err.contains("namespaces \"never-made\" not found"), "{err}");
+}

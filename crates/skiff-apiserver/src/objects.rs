@@ -381,6 +381,16 @@ impl ObjectStore {
         Ok(self.node.get(key, serializable).await?)
     }
 
+    /// A local (serializable) read, confirmed by a linearizable one when it finds nothing:
+    /// this replica may not have applied yet a create that was already acknowledged, and
+    /// "not found" must not be answered from such a stale copy.
+    async fn read_confirming_miss(&self, key: &str) -> ApiResult<(Option<KeyValue>, u64)> {
+        match self.read(key, true).await? {
+            (None, _) => self.read(key, false).await,
+            hit => Ok(hit),
+        }
+    }
+
     // ---- reads ----------------------------------------------------------------------
 
     /// Reads one object (linearizable unless `serializable`).
@@ -568,7 +578,8 @@ impl ObjectStore {
         }
         let ns = meta_str(obj, "namespace").unwrap_or(skiff_api::defaults::DEFAULT_NAMESPACE);
         let key = keys::object_key(&NAMESPACES, None, ns);
-        match self.read(&key, true).await? {
+        // (kube-apiserver's lifecycle admission, too, looks a namespace its cache lacks up live.)
+        match self.read_confirming_miss(&key).await? {
             (None, _) => Err(st::not_found(&NAMESPACES, ns).into()),
             (Some(kv), _) => {
                 let nso = decode(&NAMESPACES, &kv, kv.mod_revision)?;
@@ -668,7 +679,7 @@ impl ObjectStore {
         let precondition = meta_str(&body, "resourceVersion").map(str::to_string);
         let key = keys::object_key(res, ns_for(res, ns), name);
         for _ in 0..MAX_CAS_RETRIES {
-            let (cur, _) = self.read(&key, true).await?;
+            let (cur, _) = self.read_confirming_miss(&key).await?;
             let Some(cur) = cur else {
                 if sub == Subresource::Main && matches!(res.kind, "Lease" | "Endpoints" | "Event") {
                     // Kubernetes allows create-on-update for these.
@@ -714,7 +725,7 @@ impl ObjectStore {
         }
         let key = keys::object_key(res, ns_for(res, ns), name);
         for _ in 0..MAX_CAS_RETRIES {
-            let (cur, _) = self.read(&key, true).await?;
+            let (cur, _) = self.read_confirming_miss(&key).await?;
             let Some(cur) = cur else { return Ok(None) };
             let mut obj = decode(res, &cur, cur.mod_revision)?;
             let Some(status) = f(&obj) else { return Ok(None) };
@@ -1112,11 +1123,16 @@ impl ObjectStore {
         let res = &registry::PODS;
         let key = keys::object_key(res, Some(ns), name);
         for _ in 0..MAX_CAS_RETRIES {
-            let (cur, _) = self.read(&key, true).await?;
+            let (cur, _) = self.read_confirming_miss(&key).await?;
             let Some(cur) = cur else { return Err(st::not_found(res, name).into()) };
             let mut obj = decode(res, &cur, cur.mod_revision)?;
-            if resource_version.is_some_and(|rv| rv != cur.mod_revision.to_string()) {
-                return Err(st::conflict_modified(res, name).into());
+            if let Some(rv) = resource_version.filter(|rv| *rv != cur.mod_revision.to_string()) {
+                // Our local copy may be behind: confirm with a linearizable read.
+                let (fresh, _) = self.read(&key, false).await?;
+                if fresh.map(|f| f.mod_revision.to_string()).as_deref() != Some(rv) {
+                    return Err(st::conflict_modified(res, name).into());
+                }
+                continue;
             }
             if uid.is_some_and(|u| u != meta::uid_of(&obj)) {
                 return Err(st::conflict(res, name, "the pod's UID has changed").into());
