@@ -87,8 +87,8 @@ pub struct AgentArgs {
     #[arg(long, env = "SKIFF_PROXY_ADDRESS")]
     proxy_address: Option<String>,
     /// How node ports are forwarded: `iptables` (netfilter DNAT rules, as kube-proxy's default
-    /// mode: the kernel forwards; needs root and `iptables`; an endpoint that refuses fails that
-    /// connection), `userspace` (a listener in the agent copies every connection; an endpoint
+    /// mode: the kernel forwards; needs root and `iptables`; a connection an endpoint refuses
+    /// goes to another on its client's SYN retransmission), `userspace` (a listener in the agent copies every connection; an endpoint
     /// that refuses is skipped for the next), or `auto`: `iptables` when the agent can use it,
     /// else `userspace`.
     #[arg(long, env = "SKIFF_PROXY_MODE", value_enum, default_value = "auto")]
