@@ -271,7 +271,8 @@ fn first_queue(tag: &str) -> u16 {
 }
 
 /// Binds the agent's queue (trying 16 numbers from [`first_queue`]) and opens a ctnetlink
-/// socket.
+/// socket. A number another process holds fails with `EPERM` (as does every number without
+/// `CAP_NET_ADMIN`), one this process holds with `EBUSY`: both move on to the next.
 fn bind_queue(tag: &str) -> std::io::Result<(Queue, Conntrack)> {
     let ct = Conntrack::open()?;
     let first = first_queue(tag);
@@ -279,7 +280,7 @@ fn bind_queue(tag: &str) -> std::io::Result<(Queue, Conntrack)> {
     for num in first..first + 16 {
         match Queue::bind(num) {
             Ok(q) => return Ok((q, ct)),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EPERM)) => last = Some(e),
             Err(e) => return Err(e),
         }
     }
@@ -648,6 +649,26 @@ COMMIT
         // Endpoints that leave the table are forgotten.
         r.set_table([(30081, vec![b, c])].into());
         assert_eq!(r.refusing.keys().collect::<Vec<_>>(), [&b]);
+    }
+
+    /// Needs root (CI runs as root); elsewhere there is no queue to bind.
+    #[test]
+    fn a_taken_queue_number_is_skipped() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: skipping the NFQUEUE bind test");
+            return;
+        }
+        let tag = short_hash_tag("queue-test");
+        let taken = Queue::bind(first_queue(&tag)).expect("binding a free queue number as root");
+        let (second, _ct) = bind_queue(&tag).expect("the next queue number");
+        assert_eq!(taken.num(), first_queue(&tag));
+        assert_eq!(second.num(), first_queue(&tag) + 1);
+    }
+
+    /// A tag for a test, distinct per process so parallel test runs do not collide.
+    fn short_hash_tag(what: &str) -> String {
+        skiff_api::keys::short_hash(&format!("{what}-{}", std::process::id()))
     }
 
     #[test]

@@ -283,8 +283,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Binds queue `num`, copying the first bytes of each packet. `EBUSY`: another process
-    /// holds it; `EPERM`: the agent lacks `CAP_NET_ADMIN`.
+    /// Binds queue `num`, copying the first bytes of each packet. `EPERM`: another socket
+    /// holds it, or the agent lacks `CAP_NET_ADMIN`; `EBUSY`: this socket holds it already.
     pub fn bind(num: u16) -> io::Result<Queue> {
         let mut sock = Socket::open(Duration::from_millis(250))?;
         let mut cmd = Vec::new();
