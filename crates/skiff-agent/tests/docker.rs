@@ -61,9 +61,22 @@ async fn setup() -> Option<Setup> {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = unique("docker-node");
     let cleanup = DockerCleanup { node: node.clone() };
-    let rt = DockerRuntime::connect(docker_config(dir.path()).await).await.expect("connect to docker");
+    // A relative data directory, as `skiff up` gives its agent (`./skiff-data/agent`): Docker
+    // takes only absolute host paths for the bind mounts made under it.
+    let rt =
+        DockerRuntime::connect(docker_config(&relative_to_cwd(dir.path())).await).await.expect("connect to docker");
     let h = Harness::start(Arc::new(rt), test_config(&node)).await;
     Some(Setup { h, _cleanup: cleanup, dir })
+}
+
+/// `path` (absolute) as a path relative to the current directory.
+fn relative_to_cwd(path: &std::path::Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.components().count() - 1;
+    let rel: std::path::PathBuf =
+        std::iter::repeat_n("..", up).collect::<std::path::PathBuf>().join(path.strip_prefix("/").unwrap());
+    assert!(rel.is_relative() && rel.canonicalize().unwrap() == path.canonicalize().unwrap());
+    rel
 }
 
 fn docker_id(container_id: &Option<String>) -> String {

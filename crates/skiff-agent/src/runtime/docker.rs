@@ -29,7 +29,8 @@ use crate::error::{with_deadline, AgentError, Result};
 /// How to reach Docker and where to keep pod volumes.
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
-    /// Holds `pods/<uid>/volumes/<name>` for `emptyDir` volumes.
+    /// Holds `pods/<uid>/volumes/<name>` for `emptyDir` volumes (a relative path is taken
+    /// from the agent's working directory when it connects).
     pub data_dir: PathBuf,
     /// The image of sandbox containers; must sleep until SIGTERM.
     pub sandbox_image: String,
@@ -61,7 +62,13 @@ pub struct DockerRuntime {
 
 impl DockerRuntime {
     /// Connect through `DOCKER_HOST` (or the default unix socket) and negotiate the API version.
-    pub async fn connect(config: DockerConfig) -> Result<Self> {
+    pub async fn connect(mut config: DockerConfig) -> Result<Self> {
+        // Docker takes only absolute host paths for bind mounts (a relative one is read as a
+        // volume name), and `emptyDir`s and pod-network files are bind-mounted from under here.
+        config.data_dir = std::path::absolute(&config.data_dir).map_err(|source| AgentError::Io {
+            context: format!("resolving the data directory {}", config.data_dir.display()),
+            source,
+        })?;
         let docker = Docker::connect_with_defaults()?.with_timeout(Duration::from_secs(600));
         let docker = with_deadline("docker version negotiation", config.api_timeout, async {
             Ok(docker.negotiate_version().await?)
