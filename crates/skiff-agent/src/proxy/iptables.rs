@@ -344,8 +344,8 @@ fn watch_refusals(
 }
 
 /// Forgets the refusals of endpoints that accept a connection now, or that refused longer
-/// than [`MAX_QUARANTINE`] ago.
-async fn readmit(refusals: &Mutex<Refusals>) {
+/// than [`MAX_QUARANTINE`] ago; whether it forgot any.
+async fn readmit(refusals: &Mutex<Refusals>) -> bool {
     let refusing: Vec<(SocketAddr, Instant)> =
         refusals.lock().unwrap_or_else(|e| e.into_inner()).refusing.iter().map(|(a, t)| (*a, *t)).collect();
     let checks = refusing.into_iter().map(|(addr, since)| async move {
@@ -358,13 +358,16 @@ async fn readmit(refusals: &Mutex<Refusals>) {
     });
     let results = futures::future::join_all(checks).await;
     let mut r = refusals.lock().unwrap_or_else(|e| e.into_inner());
+    let mut any = false;
     for (addr, since, accepts) in results {
         // Unless it refused again meanwhile.
         if accepts && r.refusing.get(&addr) == Some(&since) {
             r.refusing.remove(&addr);
+            any = true;
             tracing::info!(endpoint = %addr, "service proxy: endpoint back in the rules");
         }
     }
+    any
 }
 
 /// The node ports whose chains exist now (left by an earlier run of this agent).
@@ -397,6 +400,9 @@ pub(super) struct Iptables {
     /// The table the kernel has (the last successful load).
     loaded: Arc<Mutex<Option<Table>>>,
     task: JoinHandle<()>,
+    /// Tries the refusing endpoints every second, apart from the loads (a connect may take
+    /// its whole timeout).
+    readmitter: JoinHandle<()>,
     /// Stops the refusal thread (it notices within its queue's receive timeout).
     stop: Arc<AtomicBool>,
     tag: String,
@@ -443,6 +449,18 @@ impl Iptables {
         let chains = Chains::new(&tag);
         let loaded: Arc<Mutex<Option<Table>>> = Arc::default();
         let done = loaded.clone();
+        let readmitter = {
+            let (refusals, changed) = (refusals.clone(), changed.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(READMIT_EVERY).await;
+                    let any = !refusals.lock().unwrap_or_else(|e| e.into_inner()).refusing.is_empty();
+                    if any && readmit(&refusals).await {
+                        changed.notify_one();
+                    }
+                }
+            })
+        };
         let task = tokio::spawn(async move {
             let random_fully = has_random_fully(&run("iptables", &["-V"], None).await.unwrap_or_default());
             let snat = Snat { random_fully, pod_bridge };
@@ -452,11 +470,9 @@ impl Iptables {
             // The first load happens at once (an empty table removes a crashed run's rules).
             rx.mark_changed();
             loop {
-                let quarantined = !refusals.lock().unwrap_or_else(|e| e.into_inner()).refusing.is_empty();
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return },
                     () = changed.notified() => {}
-                    () = tokio::time::sleep(READMIT_EVERY), if quarantined => readmit(&refusals).await,
                 }
                 let table = rx.borrow_and_update().clone();
                 let effective = {
@@ -499,7 +515,7 @@ impl Iptables {
                 }
             }
         });
-        Iptables { wanted: tx, loaded, task, stop, tag }
+        Iptables { wanted: tx, loaded, task, readmitter, stop, tag }
     }
 
     /// Whether the kernel has the latest wanted table.
@@ -526,6 +542,7 @@ impl Drop for Iptables {
     /// Removes the jumps, then every chain of this agent.
     fn drop(&mut self) {
         self.task.abort();
+        self.readmitter.abort();
         self.stop.store(true, Ordering::Relaxed);
         let chains = Chains::new(&self.tag);
         for (table, builtin, ours) in chains.jumps() {
