@@ -149,6 +149,41 @@ pub struct TestDeadline {
     done: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// Polls `f` every 200 ms until it returns a value; fails the test after `timeout`, naming
+/// `what` and the last thing `f` wrote into its argument (what it saw instead).
+pub fn wait_for_reporting<T>(timeout: Duration, what: &str, mut f: impl FnMut(&mut String) -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Some(v) = f(&mut last) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// [`wait_for_reporting`] for conditions with nothing to report.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    wait_for_reporting(timeout, what, |_| f())
+}
+
+/// One HTTP/1.0 `GET /` to `addr` (connect within 2 s, answer within 5 s): the body of a
+/// 200 response, trimmed (the web example's pod name), or what went wrong.
+pub fn http_get(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    if !buf.starts_with("HTTP/1.") || !buf.contains(" 200 ") {
+        return Err(format!("bad response: {buf:?}"));
+    }
+    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+}
+
 pub fn test_deadline() -> TestDeadline {
     let limit = E2E_TEST_LIMIT;
     let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff::proc_cluster::{
-    build_images, docker, docker_available, kubectl_path, run_bounded, run_kubectl, KubectlOut, ProcAgent, ProcCluster,
+    build_images, docker, docker_available, kubectl_path, run_bounded, run_kubectl, wait_for_reporting, KubectlOut,
+    ProcAgent, ProcCluster,
 };
 
 fn bin() -> PathBuf {
@@ -61,20 +62,6 @@ impl Kubectl {
     }
 }
 
-/// Retries `f` until it returns `Some` or the deadline passes; `last` describes the last
-/// observed state for the failure message.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut(&mut String) -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        if let Some(v) = f(&mut last) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}-{}-{}", std::process::id(), nanos % 100_000)
@@ -108,7 +95,7 @@ fn condition(obj: &Value, ty: &str) -> Option<String> {
 
 /// Waits until the Node is Ready and reports capacity.
 fn wait_node_ready(k: &Kubectl, agent: &ProcAgent) -> Value {
-    wait_for(Duration::from_secs(60), &format!("node {} Ready", agent.name), |last| {
+    wait_for_reporting(Duration::from_secs(60), &format!("node {} Ready", agent.name), |last| {
         let n = k.json(&["node", &agent.name]);
         *last = format!("{n:?}\nagent log:\n{}", agent.log_tail(20));
         let n = n?;
@@ -133,7 +120,7 @@ fn wait_pod_ready(k: &Kubectl, name: &str, agent: &ProcAgent) -> Value {
 }
 
 fn wait_logs(k: &Kubectl, name: &str, want: &str) {
-    wait_for(Duration::from_secs(30), &format!("logs of {name} to show {want:?}"), |last| {
+    wait_for_reporting(Duration::from_secs(30), &format!("logs of {name} to show {want:?}"), |last| {
         let o = k.run(&["logs", name]);
         *last = format!("{}{}", o.stdout, o.stderr);
         o.stdout.contains(want).then_some(())
@@ -141,7 +128,7 @@ fn wait_logs(k: &Kubectl, name: &str, want: &str) {
 }
 
 fn wait_pod_gone(k: &Kubectl, name: &str) {
-    wait_for(Duration::from_secs(60), &format!("pod {name} deleted"), |last| {
+    wait_for_reporting(Duration::from_secs(60), &format!("pod {name} deleted"), |last| {
         let o = k.run(&["get", "pod", name, "-o", "name"]);
         *last = format!("{}{}", o.stdout, o.stderr);
         (!o.ok && o.stderr.contains("NotFound")).then_some(())
@@ -244,7 +231,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     let mut old_agent = agent;
     old_agent.kill().unwrap();
     let agent = c.spawn_agent(&node, "docker", &[]).unwrap();
-    wait_for(Duration::from_secs(60), "the Node to report the new agent's port", |last| {
+    wait_for_reporting(Duration::from_secs(60), "the Node to report the new agent's port", |last| {
         let n = k.json(&["node", &node]);
         *last = format!("{n:?}\nagent log:\n{}", agent.log_tail(20));
         (n?["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port as i64).then_some(())
@@ -261,7 +248,7 @@ async fn docker_agent_runs_pods_and_survives_leader_kill() {
     k.ok(&["delete", "pod", "second", "--wait=false"]);
     wait_pod_gone(&k, "web");
     wait_pod_gone(&k, "second");
-    wait_for(Duration::from_secs(30), "the pod's containers removed", |last| {
+    wait_for_reporting(Duration::from_secs(30), "the pod's containers removed", |last| {
         *last = docker(&["ps", "-aq", "--filter", &format!("label=io.skiff.node-name={node}")]).unwrap();
         last.trim().is_empty().then_some(())
     });
@@ -375,7 +362,7 @@ async fn process_agent_runs_pods_with_logs() {
     for id in &ids {
         c.kill(*id).unwrap();
     }
-    wait_for(Duration::from_secs(30), "the agent to notice the outage", |last| {
+    wait_for_reporting(Duration::from_secs(30), "the agent to notice the outage", |last| {
         *last = agent.log_tail(5);
         last.contains("control-plane connection").then_some(())
     });
@@ -395,7 +382,7 @@ async fn process_agent_runs_pods_with_logs() {
     let fakes = c.spawn_agent(&fake, "fake", &["--fake-nodes", "3"]).unwrap();
     for i in 1..=3 {
         let name = format!("{fake}-{i}");
-        wait_for(Duration::from_secs(60), &format!("fake node {name} Ready"), |last| {
+        wait_for_reporting(Duration::from_secs(60), &format!("fake node {name} Ready"), |last| {
             let n = k.json(&["node", &name]);
             *last = format!("{n:?}\nagent log:\n{}", fakes.log_tail(20));
             (condition(&n?, "Ready").as_deref() == Some("True")).then_some(())
@@ -471,7 +458,7 @@ spec:
             "Back-off restarting failed container crash in pod noisy_default(",
         ),
     ];
-    let events = wait_for(Duration::from_secs(60), "the pod's events", |last| {
+    let events = wait_for_reporting(Duration::from_secs(60), "the pod's events", |last| {
         let evs = pod_events(&k, "noisy");
         *last = format!("{evs:#?}\nagent log:\n{}", agent.log_tail(20));
         want.iter()
@@ -495,7 +482,7 @@ spec:
         assert!(d.contains(needle), "describe lacks {needle:?}:\n{d}");
     }
     // Repeats are counted in one Event, not one per failure.
-    wait_for(Duration::from_secs(30), "the readiness failures counted in one Event", |last| {
+    wait_for_reporting(Duration::from_secs(30), "the readiness failures counted in one Event", |last| {
         let selector = "involvedObject.name=noisy,reason=Unhealthy";
         let l = k.json(&["events", "--field-selector", selector])?;
         *last = l.to_string();
@@ -506,7 +493,7 @@ spec:
 
     // Deleting the pod stops its running container: Killing.
     k.ok(&["delete", "pod", "noisy", "--wait=false"]);
-    wait_for(Duration::from_secs(60), "the Killing event", |last| {
+    wait_for_reporting(Duration::from_secs(60), "the Killing event", |last| {
         let evs = pod_events(&k, "noisy");
         *last = format!("{evs:#?}");
         evs.iter()

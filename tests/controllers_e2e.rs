@@ -3,10 +3,10 @@
 //! update to a missing image halts at its progress deadline and `rollout undo` restores it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use skiff::proc_cluster::{build_images, docker_available, run_kubectl, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, run_kubectl, wait_for_reporting, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -33,19 +33,6 @@ impl Kube {
         let out = self.ok(&["get", "pods", "-l", selector, "-o", "json"], "");
         let v: Value = serde_json::from_str(&out).unwrap();
         v["items"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-/// Polls `f` until it yields `Some`; on timeout fails with the last state it described.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut(&mut String) -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        if let Some(v) = f(&mut last) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -93,13 +80,13 @@ async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
     let tag = std::process::id();
     let names: Vec<String> = (1..=3).map(|i| format!("fake{i}-{tag}")).collect();
     let mut agents: Vec<_> = names.iter().map(|n| c.spawn_agent(n, "fake", &[]).unwrap()).collect();
-    wait_for(Duration::from_secs(30), "3 Ready nodes", |last| {
+    wait_for_reporting(Duration::from_secs(30), "3 Ready nodes", |last| {
         *last = k.run(&["get", "nodes", "--no-headers"], "").1;
         (last.lines().filter(|l| l.contains(" Ready ")).count() == 3).then_some(())
     });
 
     k.ok(&["apply", "-f", "-"], &deployment("spread", 6, "skiff/busybox:1", 600));
-    let per = wait_for(Duration::from_secs(30), "6 running pods", |last| {
+    let per = wait_for_reporting(Duration::from_secs(30), "6 running pods", |last| {
         let per = running_on(&k.pods("app=spread"));
         *last = format!("{per:?}");
         (per.values().sum::<usize>() == 6).then_some(per)
@@ -111,7 +98,7 @@ async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
     // deleted and recreated on the two live nodes.
     let dead = names[0].clone();
     agents[0].kill().unwrap();
-    wait_for(Duration::from_secs(60), "the dead node's pods recreated elsewhere", |last| {
+    wait_for_reporting(Duration::from_secs(60), "the dead node's pods recreated elsewhere", |last| {
         let pods = k.pods("app=spread");
         let per = running_on(&pods);
         *last = format!("{per:?} ({} pods)", pods.len());
@@ -133,7 +120,7 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     let k = Kube { kubeconfig: c.kubeconfig(follower).unwrap(), cache: c.dir().join("kcache") };
     let tag = std::process::id();
     let _agents: Vec<_> = (1..=2).map(|i| c.spawn_agent(&format!("roll{i}-{tag}"), "fake", &[]).unwrap()).collect();
-    wait_for(Duration::from_secs(30), "2 Ready nodes", |last| {
+    wait_for_reporting(Duration::from_secs(30), "2 Ready nodes", |last| {
         *last = k.run(&["get", "nodes", "--no-headers"], "").1;
         (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
     });
@@ -146,12 +133,12 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     let new_leader = c.leader(Duration::from_secs(30)).await.unwrap();
     assert_ne!(new_leader, leader);
     let k2 = Kube { kubeconfig: c.kubeconfig(new_leader).unwrap(), cache: c.dir().join("kcache2") };
-    wait_for(Duration::from_secs(60), "the rollout to finish under the new leader", |last| {
+    wait_for_reporting(Duration::from_secs(60), "the rollout to finish under the new leader", |last| {
         let (ok, out, err) = k2.run(&["rollout", "status", "deployment/roll", "--timeout=5s"], "");
         *last = format!("{out}{err}");
         ok.then_some(())
     });
-    wait_for(Duration::from_secs(30), "exactly 6 pods, all on the new image", |last| {
+    wait_for_reporting(Duration::from_secs(30), "exactly 6 pods, all on the new image", |last| {
         let pods = k2.pods("app=roll");
         let live: Vec<&Value> = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
         *last = format!("{} pods, {} live", pods.len(), live.len());
@@ -172,7 +159,7 @@ async fn missing_image_halts_at_the_deadline_and_undo_restores() {
     let k = Kube { kubeconfig: c.kubeconfig(leader).unwrap(), cache: c.dir().join("kcache") };
     let node = format!("undo-{}", std::process::id());
     let _agent = c.spawn_agent(&node, "docker", &["--proxy-address", "none"]).unwrap();
-    wait_for(Duration::from_secs(30), "a Ready node", |last| {
+    wait_for_reporting(Duration::from_secs(30), "a Ready node", |last| {
         *last = k.run(&["get", "nodes", "--no-headers"], "").1;
         last.contains(" Ready ").then_some(())
     });
@@ -207,13 +194,13 @@ async fn missing_image_halts_at_the_deadline_and_undo_restores() {
     k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"], "");
     let image = k.ok(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].image}"], "");
     assert_eq!(image, "skiff/busybox:1");
-    wait_for(Duration::from_secs(30), "only the 2 working pods left", |last| {
+    wait_for_reporting(Duration::from_secs(30), "only the 2 working pods left", |last| {
         let pods = k.pods("app=app");
         *last = format!("{} pods", pods.len());
         (pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "skiff/busybox:1")).then_some(())
     });
     k.ok(&["delete", "deployment", "app"], "");
-    wait_for(Duration::from_secs(60), "pods gone", |last| {
+    wait_for_reporting(Duration::from_secs(60), "pods gone", |last| {
         *last = k.run(&["get", "pods", "--no-headers"], "").1;
         last.trim().is_empty().then_some(())
     });

@@ -4,9 +4,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skiff::proc_cluster::{kubectl_path, run_kubectl, KubectlOut, ProcCluster};
+use skiff::proc_cluster::{kubectl_path, run_kubectl, wait_for, KubectlOut, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -57,18 +57,6 @@ impl Kubectl {
         let o = self.run_stdin(args, stdin);
         assert!(!o.ok, "kubectl {args:?} should have failed:\nstdout: {}", o.stdout);
         o.stderr
-    }
-}
-
-/// Retries `f` until it returns `Some` or the deadline passes.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

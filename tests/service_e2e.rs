@@ -2,14 +2,12 @@
 //! three `skiff server` replicas. Requests reach several pods; deleting a pod and a rolling
 //! update under continuous requests fail none.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skiff::proc_cluster::{build_images, docker_available, run_kubectl, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, http_get, run_kubectl, wait_for, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -18,31 +16,6 @@ fn bin() -> PathBuf {
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
     let o = run_kubectl(kubeconfig, cache, args, stdin);
     (o.ok, o.stdout, o.stderr)
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// One HTTP GET through the node port; the body (the serving pod's name) or an error.
-fn get(addr: &str) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-    if !buf.starts_with("HTTP/1.") || !buf.contains(" 200 ") {
-        return Err(format!("bad response: {buf:?}"));
-    }
-    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
 }
 
 /// Continuous requests in the background; counts successes and failures.
@@ -62,7 +35,7 @@ impl Load {
         let (s, o, f, e) = (stop.clone(), ok.clone(), failed.clone(), errors.clone());
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                match get(&addr) {
+                match http_get(&addr) {
                     Ok(_) => o.fetch_add(1, Ordering::Relaxed),
                     Err(err) => {
                         e.lock().unwrap().push(err);
@@ -134,7 +107,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     let seen = wait_for(Duration::from_secs(30), "responses from 2 distinct pods through the node port", || {
         let mut names = std::collections::BTreeSet::new();
         for i in 0..30 {
-            if let Ok(n) = get(&addrs[i % 2]) {
+            if let Ok(n) = http_get(&addrs[i % 2]) {
                 names.insert(n);
             }
         }
@@ -194,7 +167,7 @@ async fn nodeport_service_balances_and_rolling_update_drops_no_request() {
     });
     for addr in &addrs {
         for i in 0..12 {
-            let name = get(addr).unwrap_or_else(|e| panic!("request {i} to {addr} with a refusing endpoint: {e}"));
+            let name = http_get(addr).unwrap_or_else(|e| panic!("request {i} to {addr} with a refusing endpoint: {e}"));
             assert!(name.starts_with("web-"), "request {i} to {addr} answered by {name}");
         }
     }

@@ -2,14 +2,13 @@
 //! brings up a cluster whose agent runs `examples/web.yaml` on Docker, reachable on its node
 //! port; Ctrl-C (SIGINT) stops it cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use skiff::proc_cluster::{build_images, docker_available, run_kubectl};
+use skiff::proc_cluster::{build_images, docker_available, http_get, run_kubectl, wait_for};
 
 /// Kills `skiff up` if the test ends early, and removes the containers of its node.
 struct Up {
@@ -27,27 +26,6 @@ impl Drop for Up {
                 let _ = Command::new("docker").args(["rm", "-f", id]).output();
             }
         }
-    }
-}
-
-fn get(addr: &str) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-    buf.split("\r\n\r\n").nth(1).map(|b| b.trim().to_string()).ok_or_else(|| format!("bad response {buf:?}"))
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -114,7 +92,7 @@ fn skiff_up_runs_the_example_web_app_and_stops_on_ctrl_c() {
     let pods = k(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"], "").stdout;
     let addr = format!("127.0.0.1:{port}");
     let seen = wait_for(Duration::from_secs(30), "answers from 2 pods through the node port", || {
-        let names: std::collections::BTreeSet<String> = (0..12).filter_map(|_| get(&addr).ok()).collect();
+        let names: std::collections::BTreeSet<String> = (0..12).filter_map(|_| http_get(&addr).ok()).collect();
         (names.len() >= 2).then_some(names)
     });
     for n in &seen {
