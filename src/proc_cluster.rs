@@ -240,6 +240,8 @@ pub struct ClientNetns {
     pub name: String,
     pub node_from: std::net::IpAddr,
     pub direct_from: std::net::IpAddr,
+    /// The host's end of the veth pair.
+    host_if: String,
 }
 
 impl ClientNetns {
@@ -264,6 +266,7 @@ impl ClientNetns {
             name: name.clone(),
             node_from: "192.168.251.2".parse()?,
             direct_from: "192.168.251.3".parse()?,
+            host_if: host_if.clone(),
         };
         run(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &name])?;
         run(&["addr", "add", "192.168.251.1/29", "dev", &host_if])?;
@@ -291,8 +294,7 @@ impl ClientNetns {
 
 impl Drop for ClientNetns {
     fn drop(&mut self) {
-        let host_if = self.name.replace("skiff-bench-", "sbh");
-        for rule in [["-i", host_if.as_str()], ["-o", host_if.as_str()]] {
+        for rule in [["-i", self.host_if.as_str()], ["-o", self.host_if.as_str()]] {
             let mut cmd = Command::new("iptables");
             cmd.args(["-w", "-D", "FORWARD"]).args(rule).args(["-j", "ACCEPT"]);
             let _ = run_bounded(&mut cmd, b"", Duration::from_secs(10));

@@ -66,3 +66,14 @@ pub(crate) fn run_blocking(program: &str, args: &[&str]) -> Option<String> {
     let out = reader.join().unwrap_or_default();
     ok.then_some(out)
 }
+
+/// Makes `rule` (e.g. `["-j", "SKIFF-NP-1234abcd"]`) present in `table`'s `chain`: checked with
+/// `iptables -C`, inserted first in the chain when missing.
+pub(crate) async fn ensure_iptables_rule(table: &str, chain: &str, rule: &[&str]) -> Result<(), String> {
+    let check: Vec<&str> = ["-w", "-t", table, "-C", chain].into_iter().chain(rule.iter().copied()).collect();
+    if run("iptables", &check, None).await.is_err() {
+        let insert: Vec<&str> = ["-w", "-t", table, "-I", chain, "1"].into_iter().chain(rule.iter().copied()).collect();
+        run("iptables", &insert, None).await?;
+    }
+    Ok(())
+}

@@ -51,7 +51,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::netlink::{Conntrack, Queue, Verdict};
-use crate::command::{run, run_blocking};
+use crate::command::{ensure_iptables_rule, run, run_blocking};
 
 /// The longest an endpoint that refused a connection stays out of the rules without a
 /// successful connect from the agent (it may be unreachable from the agent yet not refusing).
@@ -121,8 +121,6 @@ impl Chains {
     }
 }
 
-/// The `iptables-restore --noflush` input for `table`; `stale` are node ports whose chains
-/// exist from an earlier load and are deleted.
 /// Which forwarded connections get their source rewritten (masqueraded) to this node's
 /// address, and how.
 ///
@@ -158,7 +156,9 @@ fn has_random_fully(version: &str) -> bool {
     digits.as_slice() >= [1, 6, 2].as_slice()
 }
 
-/// `queue`: the NFQUEUE queue that gets endpoints' refusals (none: refusals pass).
+/// The `iptables-restore --noflush` input for `table`; `stale` are node ports whose chains
+/// exist from an earlier load and are deleted; `queue` is the NFQUEUE queue that gets
+/// endpoints' refusals (none: refusals pass).
 fn render(
     chains: &Chains,
     bind: IpAddr,
@@ -377,9 +377,7 @@ async fn existing_ports(chains: &Chains) -> BTreeSet<u16> {
 
 async fn ensure_jumps(chains: &Chains) -> Result<(), String> {
     for (table, builtin, ours) in chains.jumps() {
-        if run("iptables", &["-t", table, "-C", builtin, "-j", ours], None).await.is_err() {
-            run("iptables", &["-t", table, "-I", builtin, "1", "-j", ours], None).await?;
-        }
+        ensure_iptables_rule(table, builtin, &["-j", ours]).await?;
     }
     Ok(())
 }

@@ -114,14 +114,12 @@ impl DockerRuntime {
         let (Some(net), Some(ip)) = (&self.config.pod_network, info.label(labels::POD_IP)) else { return };
         let Ok(ip) = ip.parse::<Ipv4Addr>() else { return };
         if net.config().cidr.contains(ip) && info.kind == ObjectKind::Sandbox {
-            let name = docker_name(&[
-                "k8s",
-                "POD",
+            let name = sandbox_name(
                 info.label(labels::POD_NAME).unwrap_or_default(),
                 info.label(labels::POD_NAMESPACE).unwrap_or_default(),
                 info.pod_uid().unwrap_or_default(),
-                &info.attempt().to_string(),
-            ]);
+                info.attempt(),
+            );
             self.addresses.lock().unwrap_or_else(|e| e.into_inner()).insert(info.id.clone(), (ip, name));
         }
     }
@@ -234,6 +232,12 @@ fn to_info(r: ContainerInspectResponse) -> ContainerInfo {
     }
 }
 
+/// A sandbox's container name, `k8s_POD_<pod>_<namespace>_<uid>_<attempt>` as kubelet's
+/// dockershim named them; it also owns the sandbox's pod-network address.
+fn sandbox_name(pod: &str, namespace: &str, uid: &str, attempt: u32) -> String {
+    docker_name(&["k8s", "POD", pod, namespace, uid, &attempt.to_string()])
+}
+
 fn docker_name(parts: &[&str]) -> String {
     parts
         .iter()
@@ -273,8 +277,7 @@ impl Runtime for DockerRuntime {
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding { host_ip: p.host_ip.clone(), host_port: Some(p.host_port.to_string()) });
         }
-        let name =
-            docker_name(&["k8s", "POD", &spec.pod.name, &spec.pod.namespace, &spec.pod.uid, &spec.attempt.to_string()]);
+        let name = sandbox_name(&spec.pod.name, &spec.pod.namespace, &spec.pod.uid, spec.attempt);
         // The agent's pod network, unless the pod publishes host ports (Docker's network does).
         let net = self.config.pod_network.clone().filter(|_| spec.ports.is_empty());
         let ip = match &net {

@@ -30,7 +30,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::command::run;
+use crate::command::{ensure_iptables_rule, run};
 
 /// An IPv4 subnet such as `10.222.0.0/16`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,12 +162,7 @@ impl PodNetwork {
             ("filter", "FORWARD", vec!["-o", bridge, "-m", "comment", "--comment", &comment, "-j", "ACCEPT"]),
         ];
         for (table, chain, rule) in rules {
-            let check: Vec<&str> = ["-w", "-t", table, "-C", chain].into_iter().chain(rule.iter().copied()).collect();
-            if run("iptables", &check, None).await.is_err() {
-                let insert: Vec<&str> =
-                    ["-w", "-t", table, "-I", chain, "1"].into_iter().chain(rule.iter().copied()).collect();
-                run("iptables", &insert, None).await?;
-            }
+            ensure_iptables_rule(table, chain, &rule).await?;
         }
         let mtu = cfg.mtu.unwrap_or_else(default_route_mtu);
         let seed = std::process::id().wrapping_mul(2_654_435_761)
