@@ -24,7 +24,27 @@ fn reexec_agent_with_lazy_commit() {
     eprintln!("skiff agent: re-running with {VAR}=0 failed ({err}); continuing");
 }
 
+/// mimalloc asks the kernel for transparent huge pages on its regions (`MADV_HUGEPAGE`), and
+/// gives memory back in smaller pieces; each later touch of such a region then faults in, and
+/// zeroes, a whole 2 MiB page. Under load that churn was the largest single cost of the whole
+/// control plane: `clear_page_erms` under `do_huge_pmd_anonymous_page` took 10-11 % of both
+/// cores in `bench schedule`, and under 1 % with huge pages off for the process. Children
+/// inherit the flag; the `process` runtime clears it again for the containers it starts.
+/// `SKIFF_HUGE_PAGES=1` keeps the system's setting.
+fn disable_transparent_huge_pages() {
+    if std::env::var_os("SKIFF_HUGE_PAGES").is_some_and(|v| v == "1") {
+        return;
+    }
+    // SAFETY: prctl with integer arguments only changes this process's THP flag.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        // Old kernels lack the option: huge pages stay as the system configures them.
+        eprintln!("skiff: could not disable transparent huge pages: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    disable_transparent_huge_pages();
     reexec_agent_with_lazy_commit();
     skiff::cli::main()
 }

@@ -71,6 +71,27 @@ async fn process_pod_runs_with_env_workdir_and_logs() {
     assert_eq!(h.node_objects().await, 0);
 }
 
+/// `skiff` turns transparent huge pages off for itself, which children inherit: the process
+/// runtime gives its containers the system's setting back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_containers_do_not_inherit_the_agents_huge_page_setting() {
+    // What `skiff`'s main does (the test binary is not `skiff`).
+    // SAFETY: prctl with integer arguments only changes this process's THP flag.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) }, 0);
+    let s = setup().await;
+    let h = &s.h;
+    let c = container("app", "ignored", sh(&format!("grep THP_enabled /proc/self/status; {POLITE}")));
+    let p = pod("proc-thp", vec![c]);
+    h.manager.sync(vec![p.clone()]);
+    h.wait_status("proc-thp", Duration::from_secs(20), "Ready", is_ready).await;
+    let mut follow = h.manager.logs("default", "proc-thp", "app", true, None, false).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("first chunk").unwrap();
+    let line = String::from_utf8_lossy(&first.unwrap()).trim().to_string();
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["THP_enabled:", "1"], "{line}");
+    h.manager.sync(vec![deleted(p, 5)]);
+    h.wait_removed("proc-thp", Duration::from_secs(20)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_containers_share_localhost_and_empty_dir() {
     if !std::path::Path::new("/usr/bin/python3").exists() {

@@ -224,6 +224,16 @@ impl Runtime for ProcessRuntime {
         if let Some(wd) = &spec.working_dir {
             cmd.current_dir(wd);
         }
+        // `skiff` turns transparent huge pages off for itself (see its `main`), and children
+        // inherit that: give the container the system's setting back.
+        // SAFETY: the closure runs between fork and exec and makes one prctl system call,
+        // which is async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                Ok(())
+            });
+        }
         let spawned = cmd.spawn();
         let now = SystemTime::now();
         let mut child = match spawned {
