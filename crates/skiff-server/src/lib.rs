@@ -22,6 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Streams a client may reset before this server accepted them, per gRPC connection, before
+/// the server closes the connection (h2's rapid-reset guard; its default is 20).
+const GRPC_MAX_PENDING_ACCEPT_RESETS: usize = 1024;
+
 pub use transport::GrpcTransport;
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,14 @@ impl Server {
         let grpc = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(1024)
             .tcp_nodelay(true)
+            // openraft 0.9 gives each AppendEntries the heartbeat interval (50 ms) to answer
+            // and cancels it after that: under a saturated CPU, cancelled RPCs queue up as
+            // streams reset before this server accepted them. At h2's default limit of 20 the
+            // server closes the whole connection (GOAWAY), every RPC on it fails, the leader
+            // backs off and the followers elect: a storm of elections under load (terms past
+            // 50 in one `bench schedule` run). The port is the cluster's own (replicas and
+            // agents), so the limit is raised, not removed.
+            .http2_max_pending_accept_reset_streams(Some(GRPC_MAX_PENDING_ACCEPT_RESETS))
             .add_service(
                 RaftServer::new(grpc::RaftSvc(node.clone()))
                     .max_decoding_message_size(max)

@@ -53,7 +53,10 @@ impl Default for StoreConfig {
             id: 1,
             addr: "127.0.0.1:7001".into(),
             data_dir: PathBuf::from("./data"),
-            heartbeat_interval_ms: 50,
+            // Also openraft 0.9's deadline for each AppendEntries: at 50 ms a saturated
+            // 2-core machine timed out hundreds of them per `bench schedule` run (each one
+            // sent again, some runs ending in elections); at 100 ms, 0-74.
+            heartbeat_interval_ms: 100,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
             snapshot_every_entries: 10_000,
