@@ -398,3 +398,45 @@ async fn services_come_before_the_first_pod_set() {
     }
     server.shutdown().await;
 }
+
+/// openraft 0.9 drops an AppendEntries that outlives the heartbeat interval, which resets its
+/// HTTP/2 stream; on a saturated machine the server has often not accepted the stream yet. h2
+/// closes a connection after 20 such resets by default (GOAWAY), which took every Raft RPC on
+/// it down with it and set off elections. The cluster's gRPC port allows many more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connection_survives_streams_reset_before_the_server_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_replica(dir.path()).await;
+    let tcp = tokio::net::TcpStream::connect(server.grpc_addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = || {
+        http::Request::post(format!("http://{}/skiff.v1.Cluster/Status", server.grpc_addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
+    };
+    // Opened and reset without yielding: the frames leave together, so the server reads all
+    // of them before it accepts any of the streams.
+    for _ in 0..100 {
+        let (_response, mut body) = client.send_request(request(), false).unwrap();
+        body.send_reset(h2::Reason::CANCEL);
+    }
+    // The same connection still answers: a StatusRequest with no fields is 5 bytes of gRPC
+    // framing (not compressed, length 0).
+    let mut client = tokio::time::timeout(Duration::from_secs(10), client.ready())
+        .await
+        .expect("the connection is ready again within 10 s")
+        .expect("the server kept the connection open");
+    let (response, mut body) = client.send_request(request(), false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .expect("the server kept the connection open");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("content-type").map(|v| v.as_bytes()), Some(&b"application/grpc"[..]));
+    assert!(!connection.is_finished(), "the connection is still open");
+}
