@@ -160,8 +160,8 @@ impl Server {
         let grpc = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(1024)
             .tcp_nodelay(true)
-            // openraft 0.9 gives each AppendEntries the heartbeat interval (50 ms) to answer
-            // and cancels it after that: under a saturated CPU, cancelled RPCs queue up as
+            // openraft 0.9 gives each AppendEntries the heartbeat interval (`StoreConfig`) to
+            // answer and cancels it after that: under a saturated CPU, cancelled RPCs queue up as
             // streams reset before this server accepted them. At h2's default limit of 20 the
             // server closes the whole connection (GOAWAY), every RPC on it fails, the leader
             // backs off and the followers elect: a storm of elections under load (terms past
