@@ -88,6 +88,14 @@ async fn process_containers_do_not_inherit_the_agents_huge_page_setting() {
     let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("first chunk").unwrap();
     let line = String::from_utf8_lossy(&first.unwrap()).trim().to_string();
     assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["THP_enabled:", "1"], "{line}");
+    // And a command run in the container (an exec probe, `kubectl exec`) the same.
+    let st = h.wait_status("proc-thp", Duration::from_secs(5), "Ready", is_ready).await;
+    let id = cstatus(&st, "app").container_id.clone().unwrap();
+    let id = id.strip_prefix("process://").expect("process container id");
+    let cmd = ["grep".to_string(), "THP_enabled".into(), "/proc/self/status".into()];
+    let r = s.runtime.exec(id, &cmd, Duration::from_secs(10)).await.unwrap();
+    let out = String::from_utf8_lossy(&r.output).trim().to_string();
+    assert_eq!((r.exit_code, out.split_whitespace().collect::<Vec<_>>()), (0, vec!["THP_enabled:", "1"]), "{out}");
     h.manager.sync(vec![deleted(p, 5)]);
     h.wait_removed("proc-thp", Duration::from_secs(20)).await;
 }

@@ -114,6 +114,20 @@ async fn signal_group(pgid: u32, signal: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), fut).await;
 }
 
+/// `skiff` turns transparent huge pages off for itself (see its `main`), and children inherit
+/// that: gives what `cmd` starts (a container, or a command run in one) the system's setting
+/// back.
+fn system_huge_pages(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and makes one prctl system call, which is
+    // async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            Ok(())
+        });
+    }
+}
+
 #[async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
@@ -224,16 +238,7 @@ impl Runtime for ProcessRuntime {
         if let Some(wd) = &spec.working_dir {
             cmd.current_dir(wd);
         }
-        // `skiff` turns transparent huge pages off for itself (see its `main`), and children
-        // inherit that: give the container the system's setting back.
-        // SAFETY: the closure runs between fork and exec and makes one prctl system call,
-        // which is async-signal-safe; it allocates nothing and takes no lock.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
-                Ok(())
-            });
-        }
+        system_huge_pages(&mut cmd);
         let spawned = cmd.spawn();
         let now = SystemTime::now();
         let mut child = match spawned {
@@ -342,6 +347,7 @@ impl Runtime for ProcessRuntime {
                 c.current_dir(wd);
             }
         }
+        system_huge_pages(&mut c);
         let mut child = c.spawn().map_err(|e| AgentError::io(format!("exec {program:?}"), e))?;
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
