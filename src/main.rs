@@ -44,7 +44,8 @@ fn disable_transparent_huge_pages() {
 }
 
 fn main() -> std::process::ExitCode {
-    disable_transparent_huge_pages();
+    // After the agent's re-execution (when there is one), so the flag is set once.
     reexec_agent_with_lazy_commit();
+    disable_transparent_huge_pages();
     skiff::cli::main()
 }

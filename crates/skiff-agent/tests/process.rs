@@ -83,13 +83,12 @@ async fn process_containers_do_not_inherit_the_agents_huge_page_setting() {
     let c = container("app", "ignored", sh(&format!("grep THP_enabled /proc/self/status; {POLITE}")));
     let p = pod("proc-thp", vec![c]);
     h.manager.sync(vec![p.clone()]);
-    h.wait_status("proc-thp", Duration::from_secs(20), "Ready", is_ready).await;
+    let st = h.wait_status("proc-thp", Duration::from_secs(20), "Ready", is_ready).await;
     let mut follow = h.manager.logs("default", "proc-thp", "app", true, None, false).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("first chunk").unwrap();
     let line = String::from_utf8_lossy(&first.unwrap()).trim().to_string();
     assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["THP_enabled:", "1"], "{line}");
     // And a command run in the container (an exec probe, `kubectl exec`) the same.
-    let st = h.wait_status("proc-thp", Duration::from_secs(5), "Ready", is_ready).await;
     let id = cstatus(&st, "app").container_id.clone().unwrap();
     let id = id.strip_prefix("process://").expect("process container id");
     let cmd = ["grep".to_string(), "THP_enabled".into(), "/proc/self/status".into()];
