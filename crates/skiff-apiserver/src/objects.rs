@@ -207,6 +207,29 @@ fn decode(res: &ResourceInfo, kv: &KeyValue, rev: u64) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// Whether a stored Namespace has `metadata.deletionTimestamp`. Every namespaced create asks
+/// this; a Namespace whose bytes do not even contain the field name is not read further, and
+/// one that does is parsed for that field alone (no `Value` tree is built).
+fn namespace_terminating(kv: &KeyValue) -> ApiResult<bool> {
+    #[derive(serde::Deserialize)]
+    struct Ns {
+        #[serde(default)]
+        metadata: NsMeta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct NsMeta {
+        #[serde(default, rename = "deletionTimestamp")]
+        deletion_timestamp: Option<serde::de::IgnoredAny>,
+    }
+    const FIELD: &[u8] = b"\"deletionTimestamp\"";
+    if !kv.value.windows(FIELD.len()).any(|w| w == FIELD) {
+        return Ok(false);
+    }
+    let ns: Ns = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored namespaces {} is not a Namespace: {e}", kv.key)))?;
+    Ok(ns.metadata.deletion_timestamp.is_some())
+}
+
 fn encode(obj: &Value) -> Vec<u8> {
     if obj.pointer("/metadata/resourceVersion").is_none() {
         return serde_json::to_vec(obj).expect("JSON values serialize");
@@ -582,8 +605,7 @@ impl ObjectStore {
         match self.read_confirming_miss(&key).await? {
             (None, _) => Err(st::not_found(&NAMESPACES, ns).into()),
             (Some(kv), _) => {
-                let nso = decode(&NAMESPACES, &kv, kv.mod_revision)?;
-                if meta_str(&nso, "deletionTimestamp").is_some() {
+                if namespace_terminating(&kv)? {
                     Err(st::forbidden(format!(
                         "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         res.qualified_plural(),
@@ -1772,6 +1794,31 @@ pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only `metadata.deletionTimestamp` makes a namespace Terminating: not the same words in
+    /// an annotation, not a null; stored bytes that are not a Namespace are an error.
+    #[test]
+    fn a_namespace_is_terminating_only_with_a_deletion_timestamp() {
+        let check = |json: &str| {
+            let kv = KeyValue {
+                key: "/registry/namespaces/n".into(),
+                value: json.as_bytes().to_vec(),
+                create_revision: 1,
+                mod_revision: 1,
+                version: 1,
+            };
+            namespace_terminating(&kv)
+        };
+        let live = r#"{"metadata":{"name":"n","uid":"u"},"spec":{"finalizers":["kubernetes"]}}"#;
+        assert!(!check(live).unwrap());
+        let ending =
+            r#"{"metadata":{"name":"n","deletionTimestamp":"2026-01-01T00:00:00Z"},"status":{"phase":"Terminating"}}"#;
+        assert!(check(ending).unwrap());
+        assert!(!check(r#"{"metadata":{"name":"n","deletionTimestamp":null}}"#).unwrap());
+        let annotated = r#"{"metadata":{"name":"n","annotations":{"deletionTimestamp":"x"}}}"#;
+        assert!(!check(annotated).unwrap());
+        assert!(check(r#"{"metadata":{"deletionTimestamp":"#).is_err());
+    }
 
     /// Watches on many threads delivering one version at the same moment get one decoded
     /// value, parsed once; a version that does not parse is an error for each of them.

@@ -611,6 +611,10 @@ async fn deleting_a_terminating_namespace_again_resumes_emptying_it() {
     ns["metadata"].as_object_mut().unwrap().remove("resourceVersion");
     api.node.put("/registry/namespaces/left", serde_json::to_vec(&ns).unwrap()).await.unwrap();
     assert_eq!(api.get("/api/v1/namespaces/left/pods/p").await.0, 200, "nothing empties it by itself here");
+    // Nothing new goes into a Terminating namespace.
+    let (code, e) = api.post("/api/v1/namespaces/left/pods", pod("q")).await;
+    assert_eq!((code, e["reason"].as_str()), (403, Some("Forbidden")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("because it is being terminated"), "{e}");
 
     let (code, ns) = api.delete("/api/v1/namespaces/left", None).await;
     assert_eq!(code, 200, "{ns}");
