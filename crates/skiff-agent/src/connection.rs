@@ -399,6 +399,37 @@ enum SessionEnd {
     Failed(String, bool),
 }
 
+/// When the next heartbeat is due: one period after the last message the gateway took as a
+/// sign of life. A busy agent's status batches stand in for its heartbeats (a node running
+/// thousands of pod changes sends few of them), an idle agent's heartbeats keep the period.
+struct HeartbeatClock {
+    interval: tokio::time::Interval,
+}
+
+impl HeartbeatClock {
+    fn new(period: Duration) -> HeartbeatClock {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        HeartbeatClock { interval }
+    }
+
+    /// Completes when a heartbeat is due (at once for the first one).
+    async fn due(&mut self) {
+        self.interval.tick().await;
+    }
+
+    /// A message that counts as a heartbeat went out: the next one is due a period from now.
+    fn spoke(&mut self) {
+        self.interval.reset();
+    }
+}
+
+/// Whether every gateway records `m` as a sign of life, as it does a heartbeat: status batches
+/// (gateways before this agent count only those and heartbeats, so nothing else replaces one).
+fn counts_as_heartbeat(m: &AgentMessage) -> bool {
+    matches!(m.msg, Some(agent_message::Msg::Statuses(_)))
+}
+
 const OUTBOUND_CAPACITY: usize = 16;
 const STATUS_BATCH: usize = 256;
 
@@ -518,12 +549,11 @@ async fn session(
     reporter.mark_all_dirty();
     let mut healthy = false;
     let mut seq = 0u64;
-    let mut beat = tokio::time::interval(cfg.heartbeat_interval);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = HeartbeatClock::new(cfg.heartbeat_interval);
     loop {
         tokio::select! {
             _ = stopped(stop) => return SessionEnd::Stopped,
-            _ = beat.tick() => {
+            _ = beat.due() => {
                 seq += 1;
                 // A full buffer already tells the gateway we are alive: skip this beat.
                 let _ = tx.try_send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq })) });
@@ -535,7 +565,11 @@ async fn session(
             permit = tx.reserve(), if reporter.has_pending() => match permit {
                 Ok(p) => {
                     if let Some(m) = reporter.next_message(STATUS_BATCH) {
+                        let alive = counts_as_heartbeat(&m);
                         p.send(m);
+                        if alive {
+                            beat.spoke();
+                        }
                     }
                 }
                 Err(_) => {
@@ -591,6 +625,41 @@ mod tests {
             uid: uid.into(),
             status: k8s_openapi::api::core::v1::PodStatus { phase: Some(phase.into()), ..Default::default() },
         })
+    }
+
+    /// While status batches go out more often than the period no heartbeat is due; once they
+    /// stop, heartbeats come every period again, the first one period after the last batch.
+    #[tokio::test(start_paused = true)]
+    async fn status_batches_stand_in_for_heartbeats() {
+        let period = Duration::from_secs(1);
+        let mut clock = HeartbeatClock::new(period);
+        let start = tokio::time::Instant::now();
+        clock.due().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "the first heartbeat goes at once");
+        let mut beats = 0;
+        let mut last_status = start;
+        for _ in 0..10 {
+            // A status batch every 600 ms: the clock must not fire in between.
+            tokio::select! {
+                _ = clock.due() => beats += 1,
+                _ = tokio::time::sleep(Duration::from_millis(600)) => {
+                    let batch = AgentMessage { msg: Some(agent_message::Msg::Statuses(PodStatusBatch::default())) };
+                    assert!(counts_as_heartbeat(&batch));
+                    clock.spoke();
+                    last_status = tokio::time::Instant::now();
+                }
+            }
+        }
+        assert_eq!(beats, 0, "status batches every 600 ms left no heartbeat due");
+        clock.due().await;
+        assert_eq!(last_status.elapsed(), period, "the next heartbeat is due a period after the last batch");
+        let before = tokio::time::Instant::now();
+        clock.due().await;
+        assert_eq!(before.elapsed(), period, "an idle agent beats every period");
+        // Events do not stand in: a gateway from before this change does not count them.
+        let events = AgentMessage { msg: Some(agent_message::Msg::Events(PodEventBatch::default())) };
+        assert!(!counts_as_heartbeat(&events));
+        assert!(!counts_as_heartbeat(&AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq: 1 })) }));
     }
 
     #[test]

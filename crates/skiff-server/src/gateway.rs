@@ -268,10 +268,14 @@ async fn session(
 }
 
 async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
+    // Whatever the agent sends shows it alive, as a heartbeat does (a busy agent sends status
+    // batches instead of heartbeats).
+    if m.msg.is_some() {
+        svc.heartbeats.record(node_name);
+    }
     match m.msg {
-        Some(agent_message::Msg::Heartbeat(_)) => svc.heartbeats.record(node_name),
+        Some(agent_message::Msg::Heartbeat(_)) => {}
         Some(agent_message::Msg::Statuses(batch)) => {
-            svc.heartbeats.record(node_name);
             // One status per pod (the latest wins), written concurrently: the store's group
             // commit turns them into a few Raft entries instead of one round trip each.
             let mut latest: std::collections::HashMap<(String, String), PodStatus> = std::collections::HashMap::new();

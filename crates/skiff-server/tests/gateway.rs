@@ -201,6 +201,7 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
         reason: reason.into(),
         message: message.into(),
     };
+    let seen_before_events = server.heartbeats.last_seen("n1").unwrap();
     let long = "x".repeat(5000);
     let events = vec![
         event("Started", "Started container c"),
@@ -226,6 +227,10 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(evs.len(), 3, "{evs:?}");
+    assert!(
+        server.heartbeats.last_seen("n1").unwrap() > seen_before_events,
+        "any message from the agent shows it alive, as a heartbeat does"
+    );
     for e in &evs {
         assert_eq!(e["source"]["component"], "kubelet", "{e}");
         assert_eq!(e["source"]["host"], "n1", "{e}");
