@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use skiff_api::registry::PODS;
-use skiff_scheduler::{ClusterSnapshot, Decision, NodeInfo, PodEntry, SchedulerConfig, SpreadGroups};
+use skiff_scheduler::{ClusterState, Decision, NodeInfo, PodEntry, SchedulerConfig, SpreadGroups};
 use tokio::sync::Notify;
 
 use crate::informer::{sleep_or_stop, stopped};
@@ -95,9 +95,11 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
     let sched = skiff_scheduler::Scheduler::new(SchedulerConfig { seed: cfg.seed, ..SchedulerConfig::default() });
     let retry = Duration::from_millis(cfg.retry_interval_ms);
     let mut pods = PodEntries::default();
-    // Ordered by name, the snapshot's node order: building a snapshot need not sort.
     let mut typed_nodes: BTreeMap<ObjKey, (u64, NodeInfo)> = BTreeMap::new();
     let mut nodes_full: Option<std::time::Instant> = None;
+    // Nodes with their bound pods accounted, kept across passes and changed only by what
+    // changed; rebuilt from `pods` and `typed_nodes` at every full refresh.
+    let mut state: ClusterState<ObjKey> = ClusterState::default();
     loop {
         if *stop.borrow() {
             return;
@@ -105,27 +107,48 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
         let pass_started = std::time::Instant::now();
         let mut pass_took = Duration::ZERO;
         let changed = std::mem::take(&mut *dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut rebuild = false;
         if pods.last_full.is_none_or(|t| t.elapsed() >= FULL_REFRESH) {
             pods.refresh(&ctx.pods.list(None));
+            rebuild = true;
         } else {
-            pods.refresh_keys(&ctx.pods, changed);
+            for key in pods.refresh_keys(&ctx.pods, changed) {
+                match pods.entries.get(&key) {
+                    Some((_, entry)) => state.set_pod(key, entry.clone()),
+                    None => state.remove_pod(&key),
+                }
+            }
         }
-        if pods.entries.values().any(|(_, e)| e.is_pending()) {
+        // Nodes are decoded only while some pod waits for one.
+        let waiting = if rebuild { pods.entries.values().any(|(_, e)| e.is_pending()) } else { state.has_pending() };
+        if waiting {
             let changed_nodes = std::mem::take(&mut *dirty_nodes.lock().unwrap_or_else(|e| e.into_inner()));
             if nodes_full.is_none_or(|t| t.elapsed() >= FULL_REFRESH) {
                 typed_nodes = decode_changed(&ctx.nodes.list(None), typed_nodes, |n: &Node| NodeInfo::new(n));
                 nodes_full = Some(std::time::Instant::now());
+                rebuild = true;
             } else {
                 for key in changed_nodes {
                     let cached = ctx.nodes.get_key(&key);
-                    let previous = typed_nodes.remove(&key).into_iter().map(|e| (key.clone(), e)).collect();
+                    let previous = typed_nodes.remove(&key);
+                    let gone = previous.as_ref().map(|(_, n)| n.name.clone());
+                    let previous = previous.into_iter().map(|e| (key.clone(), e)).collect();
                     typed_nodes.extend(decode_changed(cached.as_slice(), previous, |n: &Node| NodeInfo::new(n)));
+                    match typed_nodes.get(&key) {
+                        Some((_, info)) => state.set_node(info.clone()),
+                        None => gone.iter().for_each(|name| state.remove_node(name)),
+                    }
                 }
             }
-            let snapshot = ClusterSnapshot::from_entries(
-                typed_nodes.values().map(|(_, n)| n),
-                pods.entries.values().map(|(_, e)| e),
+        }
+        if rebuild {
+            state = ClusterState::from_entries(
+                typed_nodes.values().map(|(_, n)| n.clone()),
+                pods.entries.iter().map(|(k, (_, e))| (k.clone(), e.clone())),
             );
+        }
+        if waiting {
+            let snapshot = state.snapshot();
             let decisions = sched.schedule(&snapshot);
             // The CPU part of the pass (the writes below only wait).
             pass_took = pass_started.elapsed();
@@ -136,6 +159,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
                 decisions = decisions.len(),
                 "scheduling pass"
             );
+            // The state's nodes are no longer shared: the next changes update them in place.
+            drop(snapshot);
             let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) =
                 decisions.into_iter().partition(|d| matches!(d, Decision::Bind(_)));
             let batches: Vec<Vec<(Value, String)>> = {
@@ -247,14 +272,22 @@ impl PodEntries {
         self.last_full = Some(std::time::Instant::now());
     }
 
-    /// Looks at the pods in `keys` only, as `cache` has them now (gone: forgotten).
-    fn refresh_keys(&mut self, cache: &crate::Cache, keys: HashSet<ObjKey>) {
+    /// Looks at the pods in `keys` only, as `cache` has them now (gone: forgotten). Returns
+    /// the keys whose entry changed or went.
+    fn refresh_keys(&mut self, cache: &crate::Cache, keys: HashSet<ObjKey>) -> Vec<ObjKey> {
+        let mut changed = Vec::new();
         for key in keys {
             let old = self.entries.remove(&key);
+            let old_entry = old.as_ref().map(|(_, e)| e.clone());
             if let Some(o) = cache.get_key(&key) {
-                self.update(key, old, &o);
+                self.update(key.clone(), old, &o);
+            }
+            let new_entry = self.entries.get(&key).map(|(_, e)| e);
+            if !matches!((&old_entry, new_entry), (Some(a), Some(b)) if Arc::ptr_eq(a, b)) {
+                changed.push(key);
             }
         }
+        changed
     }
 
     /// Keeps `old`'s entry when `o` gives the same one, else extracts it from `o`.
@@ -403,14 +436,14 @@ mod tests {
         a1["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
         cache.apply(EventType::Modified, Arc::new(a1));
         cache.apply(EventType::Modified, Arc::new(pod("b", 4, "Succeeded")));
-        entries.refresh_keys(&cache, [ka.clone()].into());
+        assert!(entries.refresh_keys(&cache, [ka.clone()].into()).is_empty(), "a's entry did not change");
         assert!(Arc::ptr_eq(&a0, &entry(&entries, &ka).unwrap()));
         assert!(!entry(&entries, &kb).unwrap().terminated);
-        entries.refresh_keys(&cache, [kb.clone()].into());
+        assert_eq!(entries.refresh_keys(&cache, [kb.clone()].into()), std::slice::from_ref(&kb));
         assert!(entry(&entries, &kb).unwrap().terminated);
         // A deleted pod is forgotten when reported.
         cache.apply(EventType::Deleted, Arc::new(pod("a", 5, "Pending")));
-        entries.refresh_keys(&cache, [ka.clone()].into());
+        assert_eq!(entries.refresh_keys(&cache, [ka.clone()].into()), std::slice::from_ref(&ka));
         assert!(entry(&entries, &ka).is_none());
         assert_eq!(entries.entries.len(), 1);
     }

@@ -21,9 +21,11 @@ pub mod plugins;
 pub mod resources;
 pub mod scheduler;
 pub mod snapshot;
+pub mod state;
 
 pub use decision::{Binding, Decision, Unschedulable};
 pub use error::SchedulerError;
 pub use framework::{Code, FilterPlugin, Rejection, ScorePlugin, MAX_NODE_SCORE};
 pub use scheduler::{schedule, Profile, Scheduler, SchedulerConfig, DEFAULT_SCHEDULER_NAME};
 pub use snapshot::{ClusterSnapshot, NodeInfo, PendingPod, PodEntry, PodInfo, PodRef, Readiness, SpreadGroups};
+pub use state::ClusterState;

@@ -49,6 +49,13 @@ impl std::ops::AddAssign for Resources {
     }
 }
 
+impl std::ops::SubAssign for Resources {
+    fn sub_assign(&mut self, o: Resources) {
+        self.cpu_millis = self.cpu_millis.saturating_sub(o.cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_sub(o.memory_bytes);
+    }
+}
+
 /// What a node offers to pods: `status.allocatable`, falling back to `status.capacity` per
 /// resource. A missing resource is zero, so nothing that requests it fits (as in Kubernetes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -131,7 +131,7 @@ impl Scheduler {
     /// Among the best-scored nodes the choice is a hash of (seed, pod identity, node name):
     /// deterministic, yet different pods do not all break ties toward the same node.
     pub fn schedule(&self, snapshot: &ClusterSnapshot) -> Vec<Decision> {
-        let mut nodes: Vec<NodeInfo> = snapshot.nodes().to_vec();
+        let mut nodes = Placed::new(snapshot.nodes());
         let mut scratch = Scratch::default();
         let mut decisions = Vec::with_capacity(snapshot.pending().len());
         // Where the next pod's node search starts: rotates over the pass, as kube-scheduler's
@@ -147,8 +147,8 @@ impl Scheduler {
             let (decision, evaluated) = self.schedule_one(pending, &nodes, start, &mut scratch);
             start = (start + evaluated) % nodes.len().max(1);
             if let Decision::Bind(b) = &decision {
-                if let Ok(i) = nodes.binary_search_by(|n| n.name.as_str().cmp(&b.node)) {
-                    nodes[i].add_pod(&pending.info);
+                if let Ok(i) = nodes.base.binary_search_by(|n| n.name.as_str().cmp(&b.node)) {
+                    nodes.add_pod(i, &pending.info);
                 }
             }
             decisions.push(decision);
@@ -162,7 +162,7 @@ impl Scheduler {
     fn schedule_one(
         &self,
         pending: &PendingPod,
-        nodes: &[NodeInfo],
+        nodes: &Placed<'_>,
         start: usize,
         scratch: &mut Scratch,
     ) -> (Decision, usize) {
@@ -186,7 +186,7 @@ impl Scheduler {
                 break;
             }
             evaluated += 1;
-            let node = &nodes[i];
+            let node = nodes.get(i);
             for filter in &self.profile.filters {
                 if let Err(rejection) = filter.filter(pod, node) {
                     if rejection.code == Code::UnschedulableAndUnresolvable {
@@ -206,17 +206,19 @@ impl Scheduler {
             [only] => *only,
             _ => self.pick(pod, nodes, scratch),
         };
-        (Decision::Bind(Binding { pod: pod.pod.clone(), node: nodes[best].name.clone() }), evaluated)
+        (Decision::Bind(Binding { pod: pod.pod.clone(), node: nodes.get(best).name.clone() }), evaluated)
     }
 
     /// Scores the feasible nodes and returns the index of the best one.
-    fn pick(&self, pod: &PodInfo, nodes: &[NodeInfo], scratch: &mut Scratch) -> usize {
+    fn pick(&self, pod: &PodInfo, nodes: &Placed<'_>, scratch: &mut Scratch) -> usize {
         let Scratch { feasible, totals, scores } = scratch;
         totals.clear();
         totals.resize(feasible.len(), 0);
+        // Looked up once, read by every score plugin.
+        let candidates: Vec<&NodeInfo> = feasible.iter().map(|&i| nodes.get(i)).collect();
         for (plugin, weight) in &self.profile.scores {
             scores.clear();
-            scores.extend(feasible.iter().map(|&i| plugin.score(pod, &nodes[i])));
+            scores.extend(candidates.iter().map(|node| plugin.score(pod, node)));
             plugin.normalize(scores);
             for (t, s) in totals.iter_mut().zip(scores.iter()) {
                 *t += weight * s;
@@ -225,11 +227,48 @@ impl Scheduler {
         let salt = mix(self.config.seed ^ pod.identity_hash);
         let (_, _, best) = feasible
             .iter()
+            .zip(candidates.iter())
             .zip(totals.iter())
-            .map(|(&i, &total)| (total, mix(salt ^ nodes[i].identity_hash), i))
+            .map(|((&i, node), &total)| (total, mix(salt ^ node.identity_hash), i))
             .max()
             .expect("at least two feasible nodes");
         best
+    }
+}
+
+/// A pass's view of the snapshot's nodes with the pass's own bindings accounted: a node is
+/// copied the first time a pod is placed on it, the others are read where they are.
+struct Placed<'a> {
+    base: &'a [NodeInfo],
+    /// Per node, its index in `changed`, or `UNCHANGED`.
+    slot: Vec<u32>,
+    changed: Vec<NodeInfo>,
+}
+
+const UNCHANGED: u32 = u32::MAX;
+
+impl<'a> Placed<'a> {
+    fn new(base: &'a [NodeInfo]) -> Placed<'a> {
+        Placed { base, slot: vec![UNCHANGED; base.len()], changed: Vec::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+
+    fn get(&self, i: usize) -> &NodeInfo {
+        match self.slot[i] {
+            UNCHANGED => &self.base[i],
+            k => &self.changed[k as usize],
+        }
+    }
+
+    fn add_pod(&mut self, i: usize, pod: &PodInfo) {
+        if self.slot[i] == UNCHANGED {
+            self.slot[i] = self.changed.len() as u32;
+            self.changed.push(self.base[i].clone());
+        }
+        self.changed[self.slot[i] as usize].add_pod(pod);
     }
 }
 

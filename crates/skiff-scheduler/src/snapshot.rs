@@ -75,7 +75,7 @@ pub struct PodInfo {
 /// [`PodEntry`], shared with whoever keeps entries across passes and read through `Deref`
 /// (`pending.info`, `pending.scheduler_name`, `pending.error`).
 #[derive(Debug, Clone)]
-pub struct PendingPod(Arc<PodEntry>);
+pub struct PendingPod(pub(crate) Arc<PodEntry>);
 
 impl std::ops::Deref for PendingPod {
     type Target = PodEntry;
@@ -173,6 +173,35 @@ impl NodeInfo {
         Arc::ptr_eq(&self.facts, &other.facts)
     }
 
+    /// Takes over what is placed on `old` (the same node, an earlier version of its object).
+    pub(crate) fn keep_placements_of(&mut self, old: NodeInfo) {
+        self.requested = old.requested;
+        self.scoring_requested = old.scoring_requested;
+        self.pod_count = old.pod_count;
+        self.used_ports = old.used_ports;
+        self.group_counts = old.group_counts;
+    }
+
+    /// Undoes [`NodeInfo::add_pod`] of the same pod.
+    pub fn remove_pod(&mut self, pod: &PodInfo) {
+        self.requested -= pod.requests.requests;
+        self.scoring_requested -= pod.requests.scoring;
+        self.pod_count -= 1;
+        for port in &pod.host_ports {
+            if let Some(i) = self.used_ports.iter().position(|p| p == port) {
+                self.used_ports.swap_remove(i);
+            }
+        }
+        if let Some(g) = pod.spread_group {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = self.group_counts.entry(g) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+
     /// Accounts a pod as running on this node.
     pub fn add_pod(&mut self, pod: &PodInfo) {
         self.requested += pod.requests.requests;
@@ -186,10 +215,11 @@ impl NodeInfo {
 }
 
 /// Immutable input to one scheduling pass: nodes (sorted by name, each with its bound pods
-/// accounted) and the pending pods in queue order.
+/// accounted) and the pending pods in queue order. The nodes may be shared with the
+/// [`crate::ClusterState`] the snapshot was taken of.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterSnapshot {
-    nodes: Vec<NodeInfo>,
+    nodes: Arc<Vec<NodeInfo>>,
     pending: Vec<PendingPod>,
 }
 
@@ -254,6 +284,12 @@ impl ClusterSnapshot {
         for (i, info) in placed {
             node_infos[i].add_pod(info);
         }
+        Self::with_pending(Arc::new(node_infos), pending)
+    }
+
+    /// A snapshot of `nodes` (sorted by unique name, bound pods accounted) and `pending`, which
+    /// is put in queue order.
+    pub(crate) fn with_pending(nodes: Arc<Vec<NodeInfo>>, mut pending: Vec<PendingPod>) -> ClusterSnapshot {
         pending.sort_by(|a, b| {
             b.info
                 .priority
@@ -261,7 +297,7 @@ impl ClusterSnapshot {
                 .then_with(|| creation_key(a).cmp(&creation_key(b)))
                 .then_with(|| a.info.pod.cmp(&b.info.pod))
         });
-        ClusterSnapshot { nodes: node_infos, pending }
+        ClusterSnapshot { nodes, pending }
     }
 
     pub fn nodes(&self) -> &[NodeInfo] {
