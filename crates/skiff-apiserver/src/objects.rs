@@ -669,15 +669,20 @@ impl ObjectStore {
         }
         for _ in 0..MAX_CAS_RETRIES {
             let mut txn = Txn { compare: vec![Compare::missing(&key)], success: vec![], failure: vec![] };
-            let mut attempt = obj.clone();
+            // Only a Service changes per attempt (its node ports); anything else is written
+            // as it is, without a copy.
+            let mut with_ports = None;
             if res.kind == "Service" {
+                let mut attempt = obj.clone();
                 self.reserve_node_ports(&mut attempt, None, &mut txn).await?;
+                with_ports = Some(attempt);
             }
-            txn.success.insert(0, Op::put(&key, self.encode_checked(&attempt)?));
+            txn.success.insert(0, Op::put(&key, self.encode_checked(with_ports.as_ref().unwrap_or(&obj))?));
             let resp = self.txn(txn).await?;
             if resp.succeeded {
-                set_rv(&mut attempt, resp.revision);
-                return Ok(Written { object: attempt, warnings, changed: true });
+                let mut written = with_ports.unwrap_or(obj);
+                set_rv(&mut written, resp.revision);
+                return Ok(Written { object: written, warnings, changed: true });
             }
             if self.read(&key, false).await?.0.is_some() {
                 return Err(st::already_exists(res, &name).into());

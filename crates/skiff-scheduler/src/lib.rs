@@ -27,5 +27,7 @@ pub use decision::{Binding, Decision, Unschedulable};
 pub use error::SchedulerError;
 pub use framework::{Code, FilterPlugin, Rejection, ScorePlugin, MAX_NODE_SCORE};
 pub use scheduler::{schedule, Profile, Scheduler, SchedulerConfig, DEFAULT_SCHEDULER_NAME};
-pub use snapshot::{ClusterSnapshot, NodeInfo, PendingPod, PodEntry, PodInfo, PodRef, Readiness, SpreadGroups};
+pub use snapshot::{
+    ClusterSnapshot, GroupCounts, NodeInfo, PendingPod, PodEntry, PodInfo, PodRef, Readiness, SpreadGroups,
+};
 pub use state::ClusterState;

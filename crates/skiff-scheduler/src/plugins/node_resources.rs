@@ -58,7 +58,14 @@ impl ScorePlugin for LeastAllocated {
             if allocatable <= 0 || requested > allocatable {
                 0
             } else {
-                ((allocatable - requested) as i128 * i128::from(MAX_NODE_SCORE) / allocatable as i128) as i64
+                // In i64 unless the product overflows (allocatable beyond ~92 PB): 128-bit
+                // division is a tenth of a pass over thousands of nodes.
+                match (allocatable - requested).checked_mul(MAX_NODE_SCORE) {
+                    Some(scaled) => scaled / allocatable,
+                    None => {
+                        ((allocatable - requested) as i128 * i128::from(MAX_NODE_SCORE) / allocatable as i128) as i64
+                    }
+                }
             }
         });
         per_resource.iter().sum::<i64>() / per_resource.len() as i64
@@ -89,5 +96,28 @@ impl ScorePlugin for BalancedAllocation {
             );
         let std_dev = (cpu - mem).abs() / 2.0;
         ((1.0 - std_dev) * MAX_NODE_SCORE as f64) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{node, pod};
+    use crate::snapshot::{PodEntry, SpreadGroups};
+
+    fn least_allocated(node_memory: &str, pod_memory: &str) -> i64 {
+        let n = NodeInfo::new(&node("n").cpu("4").memory(node_memory).build());
+        let p = PodEntry::new(&pod("p").cpu("2").memory(pod_memory).build(), &mut SpreadGroups::default());
+        LeastAllocated.score(&p.info, &n)
+    }
+
+    /// The score is the same whether it is computed in 64 bits or, for exabyte nodes whose
+    /// product would overflow, in 128.
+    #[test]
+    fn least_allocated_scores_huge_nodes_without_overflow() {
+        assert_eq!(least_allocated("4Gi", "1Gi"), (50 + 75) / 2);
+        assert_eq!(least_allocated("4Ei", "1Ei"), (50 + 75) / 2);
+        assert_eq!(least_allocated("7Ei", "6Ei"), (50 + 14) / 2);
+        assert_eq!(least_allocated("1Gi", "2Gi"), 50 / 2, "a resource over allocatable scores 0");
     }
 }
