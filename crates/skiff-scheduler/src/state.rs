@@ -53,19 +53,9 @@ impl<K: Hash + Eq + Clone> ClusterState<K> {
         list.sort_by(|a, b| a.name.cmp(&b.name));
         let mut state = ClusterState { nodes: Arc::new(list), ..ClusterState::default() };
         state.reindex();
-        let nodes = Arc::make_mut(&mut state.nodes);
+        // The nodes are not shared yet: each pod is accounted in place.
         for (key, entry) in pods {
-            if let Some(old) = state.pods.insert(key.clone(), entry.clone()) {
-                if let Some(&i) = holds(&old).and_then(|n| state.index.get(n)) {
-                    nodes[i].remove_pod(&old.info);
-                }
-                state.pending.remove(&key);
-            }
-            if let Some(&i) = holds(&entry).and_then(|n| state.index.get(n)) {
-                nodes[i].add_pod(&entry.info);
-            } else if entry.is_pending() {
-                state.pending.insert(key, entry);
-            }
+            state.set_pod(key, entry);
         }
         state
     }
