@@ -247,12 +247,38 @@ struct PodEntries {
     last_full: Option<std::time::Instant>,
 }
 
-/// Whether two versions of a pod give the same [`PodEntry`].
-fn same_for_scheduling(a: &Value, b: &Value) -> bool {
+/// How two versions of a pod differ in what their [`PodEntry`] holds.
+#[derive(Debug, PartialEq, Eq)]
+enum EntryChange {
+    /// The same entry.
+    None,
+    /// Only `spec.nodeName` differs (a binding): the entry but for its node.
+    Node,
+    /// Anything else: extract it again.
+    Other,
+}
+
+fn entry_change(a: &Value, b: &Value) -> EntryChange {
     const META: [&str; 6] = ["uid", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp", "name"];
-    a.get("spec") == b.get("spec")
-        && a.pointer("/status/phase") == b.pointer("/status/phase")
-        && META.iter().all(|f| a["metadata"].get(f) == b["metadata"].get(f))
+    let same_rest = a.pointer("/status/phase") == b.pointer("/status/phase")
+        && META.iter().all(|f| a["metadata"].get(f) == b["metadata"].get(f));
+    if !same_rest {
+        return EntryChange::Other;
+    }
+    match (a.get("spec"), b.get("spec")) {
+        (sa, sb) if sa == sb => EntryChange::None,
+        (Some(Value::Object(sa)), Some(Value::Object(sb))) => {
+            let others = |m: &'_ serde_json::Map<String, Value>| m.iter().filter(|(k, _)| *k != "nodeName").count();
+            let same_but_node = others(sa) == others(sb)
+                && sa.iter().filter(|(k, _)| *k != "nodeName").all(|(k, v)| sb.get(k) == Some(v));
+            if same_but_node {
+                EntryChange::Node
+            } else {
+                EntryChange::Other
+            }
+        }
+        _ => EntryChange::Other,
+    }
 }
 
 impl PodEntries {
@@ -292,8 +318,17 @@ impl PodEntries {
 
     /// Keeps `old`'s entry when `o` gives the same one, else extracts it from `o`.
     fn update(&mut self, key: ObjKey, old: Option<(Arc<Value>, Arc<PodEntry>)>, o: &Arc<Value>) {
-        let entry = match old {
-            Some((prev, e)) if Arc::ptr_eq(&prev, o) || same_for_scheduling(&prev, o) => e,
+        let change =
+            old.as_ref().map(|(prev, _)| if Arc::ptr_eq(prev, o) { EntryChange::None } else { entry_change(prev, o) });
+        let entry = match (old, change) {
+            (Some((_, e)), Some(EntryChange::None)) => e,
+            // A binding (the scheduler's own or another's): no need to decode the pod again.
+            (Some((_, e)), Some(EntryChange::Node)) => {
+                let mut bound = (*e).clone();
+                bound.node =
+                    o.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_string);
+                Arc::new(bound)
+            }
             _ => match <Pod as serde::Deserialize>::deserialize(&**o) {
                 Ok(p) => Arc::new(PodEntry::new(&p, &mut self.groups)),
                 Err(e) => {
@@ -479,6 +514,42 @@ mod tests {
         assert!(!Arc::ptr_eq(&done, &entry(&entries)));
         entries.refresh(&[]);
         assert!(entries.entries.is_empty());
+    }
+
+    /// A binding changes only the entry's node: the entry is the one a fresh extraction of the
+    /// bound pod gives, without decoding the pod again; any other spec change is extracted.
+    #[test]
+    fn a_binding_moves_the_entry_to_its_node() {
+        let pending = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1", "resourceVersion": "5",
+                         "labels": {"app": "a"}, "creationTimestamp": "2026-12-06T10:00:00Z"},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}],
+                     "resources": {"requests": {"cpu": "100m"}}}], "tolerations": [{"operator": "Exists"}]},
+            "status": {"phase": "Pending"}});
+        let mut bound = pending.clone();
+        bound["spec"]["nodeName"] = json!("n1");
+        bound["metadata"]["resourceVersion"] = json!("6");
+        bound["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
+        assert_eq!(entry_change(&pending, &bound), EntryChange::Node);
+        assert_eq!(entry_change(&bound, &bound.clone()), EntryChange::None);
+        let mut moved_image = bound.clone();
+        moved_image["spec"]["containers"][0]["image"] = json!("j");
+        assert_eq!(entry_change(&bound, &moved_image), EntryChange::Other);
+        let mut unbound = bound.clone();
+        unbound["spec"].as_object_mut().unwrap().remove("nodeName");
+        unbound["spec"]["schedulerName"] = json!("other");
+        assert_eq!(entry_change(&bound, &unbound), EntryChange::Other, "nodeName and another field changed");
+
+        let key = ObjKey::of(&pending);
+        let mut entries = PodEntries::default();
+        entries.refresh(&[Arc::new(pending)]);
+        let before = entries.entries.get(&key).map(|(_, e)| e.clone()).unwrap();
+        entries.refresh(&[Arc::new(bound.clone())]);
+        let kept = entries.entries.get(&key).map(|(_, e)| e.clone()).unwrap();
+        let fresh = PodEntry::new(&serde_json::from_value(bound).unwrap(), &mut entries.groups);
+        assert_eq!((before.node.as_deref(), kept.node.as_deref()), (None, Some("n1")));
+        assert!(before.is_pending() && !kept.is_pending());
+        assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "the moved entry is what extraction gives");
     }
 
     #[test]
