@@ -130,13 +130,12 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             } else {
                 for key in changed_nodes {
                     let cached = ctx.nodes.get_key(&key);
-                    let previous = typed_nodes.remove(&key);
-                    let gone = previous.as_ref().map(|(_, n)| n.name.clone());
-                    let previous = previous.into_iter().map(|e| (key.clone(), e)).collect();
+                    let previous = typed_nodes.remove(&key).into_iter().map(|e| (key.clone(), e)).collect();
                     typed_nodes.extend(decode_changed(cached.as_slice(), previous, |n: &Node| NodeInfo::new(n)));
+                    // A Node's key is its name.
                     match typed_nodes.get(&key) {
                         Some((_, info)) => state.set_node(info.clone()),
-                        None => gone.iter().for_each(|name| state.remove_node(name)),
+                        None => state.remove_node(&key.name),
                     }
                 }
             }
@@ -159,8 +158,6 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
                 decisions = decisions.len(),
                 "scheduling pass"
             );
-            // The state's nodes are no longer shared: the next changes update them in place.
-            drop(snapshot);
             let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) =
                 decisions.into_iter().partition(|d| matches!(d, Decision::Bind(_)));
             let batches: Vec<Vec<(Value, String)>> = {
