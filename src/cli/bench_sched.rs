@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use skiff_api::registry::{DEPLOYMENTS, NAMESPACES, NODES, PODS};
+use skiff_api::registry::{DEPLOYMENTS, EVENTS, NAMESPACES, NODES, PODS};
 use skiff_api::PatchType;
 use skiff_client::{Client, DeleteParams, ListParams};
 use skiff_scheduler::harness::{node, pod, Harness};
@@ -171,9 +171,13 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     // Binding times, from a watch on the leader.
     let mut watch = lc.watch(&PODS, Some(ns), &ListParams::default(), None, false).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    // Every change of a pod (create, binding, the agents' statuses): writes per pod.
+    let pod_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = pod_changes.clone();
     let watcher = tokio::spawn(async move {
         while let Some(ev) = watch.next().await {
             let Ok(ev) = ev else { break };
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if ev.object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
                 let name = ev.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
                 if tx.send((name, Instant::now())).is_err() {
@@ -184,6 +188,7 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     });
 
     let created: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rev0 = store_revision(&lc).await?;
     let cpu0 = cluster_cpu(&cluster, leader, &agent);
     let t0 = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -233,6 +238,7 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         }
     }
     let cpu1 = cluster_cpu(&cluster, leader, &agent);
+    let rev1 = store_revision(&lc).await?;
     watcher.abort();
     // An election during the run (a replica starved of CPU long enough to miss the leader's
     // heartbeats) moves the scheduler and controllers: say so, the CPU split is then mixed.
@@ -272,8 +278,33 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         per_pod(2),
         per_pod(3)
     );
+    // What the cluster wrote meanwhile (each transaction is one revision): the pods' own
+    // changes, and everything else (events above all; events are best effort, and a full
+    // recorder queue drops them).
+    let writes = rev1.saturating_sub(rev0) as f64 / pods as f64;
+    let pod_writes = pod_changes.load(std::sync::atomic::Ordering::Relaxed) as f64 / pods as f64;
+    let events = lc.list(&EVENTS, Some(ns), &ListParams::default()).await?;
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in events["items"].as_array().into_iter().flatten() {
+        *reasons.entry(e["reason"].as_str().unwrap_or("").to_string()).or_default() += 1;
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {:.2}", *n as f64 / pods as f64)).collect();
+    println!(
+        "  store transactions per pod, first create -> last bound: {writes:.2} ({pod_writes:.2} of them changes of \
+         the pod); events per pod in the namespace just after: {}",
+        reasons.join(", ")
+    );
     drop(agent);
     Ok(rate)
+}
+
+/// The store's revision (a list's `resourceVersion`): it grows by one per write.
+async fn store_revision(c: &Client) -> anyhow::Result<u64> {
+    let list = c.list(&NAMESPACES, None, &ListParams::default()).await?;
+    list.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+        .context("a list without a numeric resourceVersion")
 }
 
 // ---------------------------------------------------------------------------------------
