@@ -118,7 +118,10 @@ type SeriesKey = (String, EventKind, String, String);
 
 /// Events taken from the queue and written at once: distinct series are written concurrently
 /// (the store's group commit makes few Raft entries of them), repeats of one series in order.
-const SINK_CHUNK: usize = 64;
+/// A round lasts about one commit, so this bounds the rate the sink keeps up with: at 64,
+/// pods started at 1,700/s on 5,000 fake nodes (four events each) filled the queue and 62 %
+/// of the agents' events were dropped.
+const SINK_CHUNK: usize = 512;
 
 /// `now` in nanoseconds, or one more than the last value handed out when that is not later.
 fn unique_nanos(now: Timestamp) -> u64 {
