@@ -205,6 +205,14 @@ impl StoreNode {
         &self,
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        // Contact counts from the moment a current leader's call arrives, not only once it is
+        // accepted: openraft gives each AppendEntries the heartbeat interval (100 ms), and
+        // when a CPU-starved follower takes longer, the leader gives up, the transport cancels
+        // this handler (the Raft core still appends the entries) and no contact was recorded.
+        // A few such calls in a row made a follower campaign against a live leader under load.
+        if from_current_leader(&req.vote, &self.raft.metrics().borrow().vote) {
+            self.elector.contact();
+        }
         let resp = self.raft.append_entries(req).await;
         if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
             self.elector.contact();
@@ -652,4 +660,29 @@ fn follow_leadership(raft: &Raft) -> tokio::sync::watch::Receiver<bool> {
         }
     });
     rx
+}
+
+/// Whether an AppendEntries carrying `theirs` comes from a leader at least as recent as the
+/// one this replica knows (`ours`): a committed vote (granted by a quorum) not below ours. A
+/// deposed leader's older term, or a candidate's uncommitted vote, is no contact.
+fn from_current_leader(theirs: &Vote, ours: &Vote) -> bool {
+    theirs.is_committed() && theirs >= ours
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_current_committed_leader_counts_as_contact_on_arrival() {
+        let ours = Vote::new_committed(5, 1);
+        assert!(from_current_leader(&Vote::new_committed(5, 1), &ours), "the known leader");
+        assert!(from_current_leader(&Vote::new_committed(6, 2), &ours), "a newer leader");
+        assert!(!from_current_leader(&Vote::new_committed(4, 2), &ours), "a deposed leader's older term");
+        assert!(!from_current_leader(&Vote::new(6, 2), &ours), "a candidate's vote, not yet granted");
+        // openraft orders the leaders of one term by node id: a lower one is a deposed leader.
+        assert!(!from_current_leader(&Vote::new_committed(5, 0), &ours), "a lower leader id of the same term");
+        // A replica that has voted for a candidate (uncommitted) hears from the winner.
+        assert!(from_current_leader(&Vote::new_committed(6, 2), &Vote::new(6, 2)));
+    }
 }
