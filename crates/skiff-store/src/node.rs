@@ -209,7 +209,7 @@ impl StoreNode {
         // accepted: openraft gives each AppendEntries the heartbeat interval (100 ms), and
         // when a CPU-starved follower takes longer, the leader gives up, the transport cancels
         // this handler (the Raft core still appends the entries) and no contact was recorded.
-        // A few such calls in a row made a follower campaign against a live leader under load.
+        // A few such calls in a row could make a follower campaign against a live leader.
         if from_current_leader(&req.vote, &self.raft.metrics().borrow().vote) {
             self.elector.contact();
         }
