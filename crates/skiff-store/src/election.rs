@@ -91,6 +91,11 @@ impl Elector {
         s.deadline = now + self.follower_timeout();
     }
 
+    /// When a leader (or a candidate this replica voted for) was last heard from.
+    pub(crate) fn last_contact(&self) -> Instant {
+        self.state.lock().last_contact
+    }
+
     /// A vote request of ours was refused by a peer whose log is longer: give it room.
     pub(crate) fn peer_has_longer_log(&self) {
         let mut s = self.state.lock();

@@ -199,6 +199,12 @@ impl StoreNode {
         &self.raft
     }
 
+    /// When this replica last heard from a leader (or granted a vote): what its election
+    /// timer counts from.
+    pub fn last_leader_contact(&self) -> tokio::time::Instant {
+        self.elector.last_contact()
+    }
+
     // ---- peer RPCs (the transports' server side) ---------------------------------------
 
     pub async fn handle_append_entries(

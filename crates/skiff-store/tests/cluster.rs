@@ -420,3 +420,51 @@ async fn the_leadership_watch_follows_who_leads() {
         .expect("the watch ends when Raft stops")
         .unwrap_err();
 }
+
+/// openraft gives each AppendEntries the heartbeat interval and drops the call when it
+/// passes; over gRPC that cancels the follower's handler. Such a call from the current
+/// leader still counts as contact (the follower must not campaign against a live leader it
+/// hears from); one carrying a deposed leader's vote does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_entries_the_leader_gave_up_on_still_counts_as_contact() {
+    use futures::FutureExt;
+    use openraft::raft::AppendEntriesRequest;
+
+    // Election timeouts well beyond what the test needs, so the cut-off follower does not
+    // campaign meanwhile.
+    let cfg = StoreConfig { election_timeout_min_ms: 2_000, election_timeout_max_ms: 4_000, ..fast_config() };
+    let c = TestCluster::start(3, cfg).await;
+    // Every replica follows one leader (a replica that campaigned at bootstrap and lost may
+    // hold its own vote for a retry interval, and its higher leader id can still depose the
+    // first winner).
+    let vote = wait_for(Duration::from_secs(20), "every replica to follow one leader", || {
+        let votes: Vec<_> = c.nodes.values().map(|n| n.raft().metrics().borrow().vote).collect();
+        let one = votes[0].is_committed() && votes.iter().all(|v| *v == votes[0]);
+        async move { one.then_some(votes[0]) }
+    })
+    .await;
+    let leader = c.leader().await;
+    c.node(leader).put("k", "v").await.unwrap();
+    assert_eq!(c.node(leader).raft().metrics().borrow().vote, vote);
+    let f = *c.nodes.keys().find(|id| **id != leader).unwrap();
+    let follower = c.node(f);
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != f).collect();
+    // From now on only the calls made below reach the follower.
+    c.router.partition(&[&others, &[f]]);
+    let quiet = Duration::from_millis(200);
+    wait_for(Duration::from_secs(5), "the follower not to hear from the leader", || {
+        let since = follower.last_leader_contact().elapsed();
+        async move { (since >= quiet).then_some(()) }
+    })
+    .await;
+    assert_eq!(follower.raft().metrics().borrow().vote, vote, "the follower has not campaigned");
+    let heartbeat = |vote| AppendEntriesRequest { vote, prev_log_id: None, leader_commit: None, entries: vec![] };
+
+    // Polled once and dropped, as the transport drops a call the leader gave up on.
+    let before = follower.last_leader_contact();
+    let stale = skiff_store::Vote::new_committed(vote.leader_id().term - 1, leader);
+    let _ = follower.handle_append_entries(heartbeat(stale)).now_or_never();
+    assert_eq!(follower.last_leader_contact(), before, "a deposed leader's call is no contact");
+    let _ = follower.handle_append_entries(heartbeat(vote)).now_or_never();
+    assert!(follower.last_leader_contact() > before, "the current leader's call is contact on arrival");
+}
