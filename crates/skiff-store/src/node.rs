@@ -212,10 +212,12 @@ impl StoreNode {
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
         // Contact counts from the moment a current leader's call arrives, not only once it is
-        // accepted: openraft gives each AppendEntries the heartbeat interval (100 ms), and
-        // when a CPU-starved follower takes longer, the leader gives up, the transport cancels
-        // this handler (the Raft core still appends the entries) and no contact was recorded.
-        // A few such calls in a row could make a follower campaign against a live leader.
+        // accepted: openraft gives each AppendEntries the heartbeat interval (100 ms by
+        // default), and when a CPU-starved follower takes longer, the leader gives up, the
+        // transport cancels this handler (the Raft core still appends the entries) and no
+        // contact was recorded. A few such calls in a row could make a follower campaign
+        // against a live leader. Accepted calls count again when answered: a slow one moves
+        // the deadline on from its end.
         if from_current_leader(&req.vote, &self.raft.metrics().borrow().vote) {
             self.elector.contact();
         }
