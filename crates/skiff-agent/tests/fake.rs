@@ -58,6 +58,42 @@ async fn scripted_exit_restarts_with_backoff() {
     assert_eq!(st.phase.as_deref(), Some("Running"));
 }
 
+/// Running pods cost one relist per node per period, not two inspects each: once every pod
+/// is Ready and nothing changes, relists go on with no inspect in between (with a per-pod
+/// resync of 100 ms there would be dozens); a container that exits is noticed by the next
+/// relist, which wakes its pod to restart it (the steady resync is a minute away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_pods_are_woken_by_the_relist_not_a_resync() {
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let pods: Vec<_> = (0..5).map(|i| pod(&format!("p{i}"), vec![container("c", "img", sh("true"))])).collect();
+    h.manager.sync(pods);
+    wait_until(Duration::from_secs(10), "5 pods Ready", || {
+        (0..5).all(|i| h.manager.status("default", &format!("p{i}")).is_some_and(|s| is_ready(&s)))
+    })
+    .await;
+    // The relist that first sees the new containers wakes their pods once; after that, five
+    // consecutive relists (500 ms) pass without a single inspect.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (inspects, lists) = rt.calls();
+        wait_until(Duration::from_secs(5), "five more relists", || rt.calls().1 >= lists + 5).await;
+        if rt.calls().0 == inspects {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "running pods are still inspected: {:?}", rt.calls());
+    }
+    assert_eq!(rt.exit_container(None, "c", 3), 5);
+    wait_until(Duration::from_secs(10), "every pod restarted and Ready", || {
+        (0..5).all(|i| {
+            h.manager
+                .status("default", &format!("p{i}"))
+                .is_some_and(|s| is_ready(&s) && cstatus(&s, "c").restart_count == 1)
+        })
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_missing_image_and_exec_probe_script() {
     let rt = fake();

@@ -7,7 +7,7 @@
 //! the receiver is slow, newer statuses replace older ones, so memory stays bounded by the
 //! number of pods.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{with_deadline, AgentError, Result};
-use crate::runtime::{labels, ContainerInfo, LogOptions, LogStream, ObjectKind, Runtime};
+use crate::runtime::{labels, ContainerInfo, LogOptions, LogStream, ObjectKind, ObjectState, Runtime};
 
 pub mod service_env;
 pub mod status;
@@ -32,8 +32,17 @@ pub struct PodManagerConfig {
     pub backoff_initial: Duration,
     /// Backoff cap (Kubernetes: 5 min).
     pub backoff_max: Duration,
-    /// How often a pod worker re-inspects its containers when nothing else wakes it.
+    /// How often a pod worker that is still getting its containers running (creating them,
+    /// waiting for an image, retrying a failed start) looks again when nothing else wakes it.
     pub resync_interval: Duration,
+    /// How often the node's containers are listed, in one runtime call, while it has pods; a
+    /// pod whose sandbox or containers appeared, changed state or vanished since the last list
+    /// is woken (kubelet's PLEG relist). A pod whose containers all run is not looked at
+    /// otherwise, except every `steady_resync_interval`.
+    pub relist_interval: Duration,
+    /// How often a pod whose containers all run (or have finished for good) is inspected
+    /// anyway: the safety net under the relist.
+    pub steady_resync_interval: Duration,
     /// After a failed pod sandbox creation the next try waits this long, doubling per
     /// failure up to `sandbox_retry_max` (an overloaded runtime is not hammered).
     pub sandbox_retry_initial: Duration,
@@ -65,6 +74,8 @@ impl PodManagerConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(1),
+            relist_interval: Duration::from_secs(1),
+            steady_resync_interval: Duration::from_secs(10),
             sandbox_retry_initial: Duration::from_secs(1),
             sandbox_retry_max: Duration::from_secs(30),
             runtime_timeout: Duration::from_secs(30),
@@ -156,6 +167,8 @@ struct PodHandle {
     namespace: String,
     name: String,
     desired: watch::Sender<Desired>,
+    /// Wakes the pod's worker (the relist, when its containers changed in the runtime).
+    wake: Arc<Notify>,
     status: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
     task: tokio::task::JoinHandle<()>,
@@ -235,6 +248,7 @@ impl Shared {
 pub struct PodManager {
     shared: Arc<Shared>,
     dispatcher: tokio::task::JoinHandle<()>,
+    relister: tokio::task::JoinHandle<()>,
 }
 
 impl PodManager {
@@ -269,7 +283,8 @@ impl PodManager {
             services: Mutex::default(),
         });
         let dispatcher = tokio::spawn(dispatch(shared.clone(), tx));
-        Ok((PodManager { shared, dispatcher }, rx))
+        let relister = tokio::spawn(relist(shared.clone(), selector));
+        Ok((PodManager { shared, dispatcher, relister }, rx))
     }
 
     /// Set the full desired set of pods bound to this node. Idempotent; call it on every change
@@ -310,17 +325,19 @@ impl PodManager {
             let (desired, desired_rx) = watch::channel(Desired { pod, removed: false });
             let status = Arc::new(Mutex::new(None));
             let instances = Arc::new(Mutex::new(Instances::default()));
+            let wake = Arc::new(Notify::new());
             let task = tokio::spawn(worker::run(
                 shared.clone(),
                 pod_ref.clone(),
                 desired_rx,
+                wake.clone(),
                 adopted.remove(&pod_ref.uid).unwrap_or_default(),
                 status.clone(),
                 instances.clone(),
             ));
             map.insert(
                 pod_ref.uid.clone(),
-                PodHandle { namespace: pod_ref.namespace, name: pod_ref.name, desired, status, instances, task },
+                PodHandle { namespace: pod_ref.namespace, name: pod_ref.name, desired, wake, status, instances, task },
             );
         }
         for (uid, h) in map.iter() {
@@ -403,6 +420,7 @@ impl PodManager {
 impl Drop for PodManager {
     fn drop(&mut self) {
         self.dispatcher.abort();
+        self.relister.abort();
         let map = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
         for h in map.values() {
             h.task.abort();
@@ -436,6 +454,52 @@ async fn dispatch(shared: Arc<Shared>, tx: mpsc::Sender<Vec<PodEvent>>) {
         if tx.send(batch).await.is_err() {
             tracing::debug!("status receiver dropped; dispatcher stops");
             return;
+        }
+    }
+}
+
+/// Lists the node's objects every `relist_interval` while it has pods and wakes the worker of
+/// every pod with an object that appeared, changed state or vanished since the previous list:
+/// one runtime call per node per period instead of two inspects per pod (kubelet's PLEG).
+/// A failed list is logged and the next one compares with the last good one.
+async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
+    let mut last: HashMap<String, ObjectState> = HashMap::new();
+    let mut tick = tokio::time::interval(shared.config.relist_interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.pods.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            last.clear();
+            continue;
+        }
+        let now = match shared.call("list containers", shared.runtime.list_states(&selector)).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "relisting the node's containers failed");
+                continue;
+            }
+        };
+        let mut now: HashMap<String, ObjectState> = now.into_iter().map(|o| (o.id.clone(), o)).collect();
+        let mut changed: HashSet<String> = HashSet::new();
+        for (id, o) in &now {
+            if last.get(id) != Some(o) {
+                changed.extend(o.pod_uid.clone());
+            }
+        }
+        for (id, o) in last.drain() {
+            if !now.contains_key(&id) {
+                changed.extend(o.pod_uid);
+            }
+        }
+        std::mem::swap(&mut last, &mut now);
+        if changed.is_empty() {
+            continue;
+        }
+        let pods = shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        for uid in &changed {
+            if let Some(h) = pods.get(uid) {
+                h.wake.notify_one();
+            }
         }
     }
 }

@@ -120,6 +120,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     pod_ref: PodRef,
     mut desired: watch::Receiver<Desired>,
+    wake: Arc<Notify>,
     adopted: Vec<ContainerInfo>,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
@@ -129,7 +130,7 @@ pub(crate) async fn run(
         shared: shared.clone(),
         pod_ref: pod_ref.clone(),
         pod,
-        wake: Arc::new(Notify::new()),
+        wake,
         sandbox: None,
         sandbox_attempt: 0,
         sandbox_error: None,
@@ -251,11 +252,14 @@ impl Worker {
         }
     }
 
-    /// One pass toward the desired state; returns when to look again.
+    /// One pass toward the desired state; returns when to look again: soon while something
+    /// is pending, else (see [`Worker::steady`]) at the steady resync, the node's relist
+    /// waking the pod earlier when its containers change in the runtime.
     async fn reconcile(&mut self) -> Instant {
-        let mut next = Instant::now() + self.shared.config.resync_interval;
+        let start = Instant::now();
+        let mut next = start + self.shared.config.resync_interval;
         if self.terminal {
-            return next;
+            return start + self.shared.config.steady_resync_interval;
         }
         self.ensure_sandbox().await;
         let Some(sandbox) = self.sandbox.clone().filter(|s| s.state == ContainerState::Running) else {
@@ -265,7 +269,28 @@ impl Worker {
         for c in spec::containers(&pod) {
             self.reconcile_container(c, &sandbox, &mut next).await;
         }
+        if self.steady() {
+            next = start + self.shared.config.steady_resync_interval;
+        }
         next
+    }
+
+    /// The sandbox and every container run (or have finished for good), their probes are set
+    /// up, and no start, restart or stop is pending: nothing changes until the runtime does
+    /// (the relist's wake), a probe result does (the prober's wake) or the spec does.
+    fn steady(&self) -> bool {
+        self.sandbox.as_ref().is_some_and(|s| s.state == ContainerState::Running)
+            && spec::containers(&self.pod).iter().all(|c| {
+                self.containers.get(&c.name).is_some_and(|st| {
+                    st.done
+                        || (st.current.as_ref().is_some_and(|cur| {
+                            cur.state == ContainerState::Running && st.probes_for.as_deref() == Some(cur.id.as_str())
+                        }) && !st.start_pending
+                            && st.waiting.is_none()
+                            && !st.killing
+                            && st.restart_at.is_none())
+                })
+            })
     }
 
     async fn ensure_sandbox(&mut self) {

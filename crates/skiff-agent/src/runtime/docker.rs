@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
+    PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -22,7 +23,7 @@ use futures::StreamExt;
 use super::podnet::{self, PodNetwork};
 use super::{
     labels, parse_rfc3339, ContainerInfo, ContainerSpec, ContainerState, ExecResult, LogOptions, LogStream,
-    MountSource, ObjectKind, Runtime, SandboxSpec, MAX_EXEC_OUTPUT_BYTES,
+    MountSource, ObjectKind, ObjectState, Runtime, SandboxSpec, MAX_EXEC_OUTPUT_BYTES,
 };
 use crate::error::{with_deadline, AgentError, Result};
 
@@ -489,6 +490,32 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(out)
+    }
+
+    /// One `GET /containers/json`: the summaries carry the id, labels and state, so no
+    /// container is inspected.
+    async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
+        let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries =
+            self.call("list containers", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let state = match s.state {
+                    Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+                    Some(ContainerSummaryStateEnum::RUNNING)
+                    | Some(ContainerSummaryStateEnum::PAUSED)
+                    | Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Running,
+                    Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD) => {
+                        ContainerState::Exited
+                    }
+                    _ => ContainerState::Unknown,
+                };
+                let pod_uid = s.labels.as_ref().and_then(|l| l.get(labels::POD_UID)).cloned();
+                Some(ObjectState { id: s.id?, pod_uid, state })
+            })
+            .collect())
     }
 
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult> {

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{
-    labels, ContainerInfo, ContainerSpec, ContainerState, ExecResult, LogOptions, LogStream, ObjectKind, Runtime,
-    SandboxSpec,
+    labels, ContainerInfo, ContainerSpec, ContainerState, ExecResult, LogOptions, LogStream, ObjectKind, ObjectState,
+    Runtime, SandboxSpec,
 };
 use crate::error::{AgentError, Result};
 
@@ -37,6 +37,9 @@ struct State {
     /// How many of the next `create_sandbox` calls fail (for tests), and all calls so far.
     failing_sandboxes: usize,
     sandbox_creates: u64,
+    /// Calls of `inspect` and of `list_states`, for tests of what the pod manager asks.
+    inspects: u64,
+    state_lists: u64,
 }
 
 /// A runtime that only keeps records; one process can host hundreds of fake pods.
@@ -113,6 +116,12 @@ impl FakeRuntime {
     /// How many times containers named `container` were started.
     pub fn start_count(&self, container: &str) -> u64 {
         self.lock().starts.get(container).copied().unwrap_or(0)
+    }
+
+    /// How many times `inspect` and `list_states` were called so far.
+    pub fn calls(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.inspects, s.state_lists)
     }
 
     /// Number of objects (sandboxes and containers) currently known.
@@ -227,12 +236,24 @@ impl Runtime for FakeRuntime {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
-        self.lock().objects.get(id).cloned().ok_or_else(|| AgentError::NotFound { id: id.into() })
+        let mut s = self.lock();
+        s.inspects += 1;
+        s.objects.get(id).cloned().ok_or_else(|| AgentError::NotFound { id: id.into() })
     }
 
     async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
         let s = self.lock();
         Ok(s.objects.values().filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v))).cloned().collect())
+    }
+
+    async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
+        let mut s = self.lock();
+        s.state_lists += 1;
+        Ok(s.objects
+            .values()
+            .filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+            .map(ObjectState::of)
+            .collect())
     }
 
     async fn exec(&self, id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecResult> {

@@ -185,6 +185,22 @@ impl ContainerInfo {
     }
 }
 
+/// One object's state as a listing gives it, for the pod manager's relist: enough to see
+/// that something changed (a new, exited or vanished container), not what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectState {
+    pub id: String,
+    /// The [`labels::POD_UID`] label (`None` without one).
+    pub pod_uid: Option<String>,
+    pub state: ContainerState,
+}
+
+impl ObjectState {
+    pub fn of(info: &ContainerInfo) -> ObjectState {
+        ObjectState { id: info.id.clone(), pod_uid: info.pod_uid().map(str::to_string), state: info.state }
+    }
+}
+
 /// Result of running a command in a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecResult {
@@ -237,6 +253,13 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Every object (sandboxes included) whose labels contain all of `labels`, any state.
     async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>>;
+
+    /// The id, pod and state of every object whose labels contain all of `labels`, from one
+    /// call where the runtime allows (Docker's list, without inspecting each container):
+    /// what the pod manager's relist compares every second.
+    async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
+        Ok(self.list(labels).await?.iter().map(ObjectState::of).collect())
+    }
 
     /// Run `cmd` inside a running container, killing it after `timeout`.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult>;

@@ -75,6 +75,10 @@ pub fn test_config(node: &str) -> PodManagerConfig {
     c.backoff_initial = Duration::from_millis(200);
     c.backoff_max = Duration::from_millis(800);
     c.resync_interval = Duration::from_millis(100);
+    // A running pod is looked at again only when the relist sees its containers change: the
+    // tests of exits and restarts go through the relist.
+    c.relist_interval = Duration::from_millis(100);
+    c.steady_resync_interval = Duration::from_secs(60);
     c.orphan_grace = Duration::from_secs(1);
     c.runtime_timeout = Duration::from_secs(20);
     c.termination_propagation_delay = Duration::ZERO;
