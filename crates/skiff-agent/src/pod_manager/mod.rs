@@ -7,7 +7,7 @@
 //! the receiver is slow, newer statuses replace older ones, so memory stays bounded by the
 //! number of pods.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{with_deadline, AgentError, Result};
-use crate::runtime::{labels, ContainerInfo, LogOptions, LogStream, ObjectKind, ObjectState, Runtime};
+use crate::runtime::{labels, ContainerInfo, ContainerState, LogOptions, LogStream, ObjectKind, Runtime};
 
 pub mod service_env;
 pub mod status;
@@ -163,12 +163,17 @@ pub(crate) struct Instances {
     pub by_name: HashMap<String, (Option<String>, Option<String>)>,
 }
 
+/// A pod's objects (id, state; sorted by id) as its worker saw them at the end of its last
+/// pass: what the relist compares the runtime with.
+pub(crate) type Seen = Arc<Mutex<Vec<(String, ContainerState)>>>;
+
 struct PodHandle {
     namespace: String,
     name: String,
     desired: watch::Sender<Desired>,
-    /// Wakes the pod's worker (the relist, when its containers changed in the runtime).
+    /// Wakes the pod's worker (the relist, when its objects in the runtime differ from `seen`).
     wake: Arc<Notify>,
+    seen: Seen,
     status: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
     task: tokio::task::JoinHandle<()>,
@@ -326,18 +331,28 @@ impl PodManager {
             let status = Arc::new(Mutex::new(None));
             let instances = Arc::new(Mutex::new(Instances::default()));
             let wake = Arc::new(Notify::new());
+            let seen: Seen = Arc::default();
             let task = tokio::spawn(worker::run(
                 shared.clone(),
                 pod_ref.clone(),
                 desired_rx,
-                wake.clone(),
+                (wake.clone(), seen.clone()),
                 adopted.remove(&pod_ref.uid).unwrap_or_default(),
                 status.clone(),
                 instances.clone(),
             ));
             map.insert(
                 pod_ref.uid.clone(),
-                PodHandle { namespace: pod_ref.namespace, name: pod_ref.name, desired, wake, status, instances, task },
+                PodHandle {
+                    namespace: pod_ref.namespace,
+                    name: pod_ref.name,
+                    desired,
+                    wake,
+                    seen,
+                    status,
+                    instances,
+                    task,
+                },
             );
         }
         for (uid, h) in map.iter() {
@@ -459,45 +474,37 @@ async fn dispatch(shared: Arc<Shared>, tx: mpsc::Sender<Vec<PodEvent>>) {
 }
 
 /// Lists the node's objects every `relist_interval` while it has pods and wakes the worker of
-/// every pod with an object that appeared, changed state or vanished since the previous list:
-/// one runtime call per node per period instead of two inspects per pod (kubelet's PLEG).
-/// A failed list is logged and the next one compares with the last good one.
+/// every pod whose objects in the runtime (ids and states) differ from what the worker saw at
+/// the end of its last pass: one runtime call per node per period instead of two inspects per
+/// pod, and no wake for what a worker did itself (kubelet's PLEG, compared with the workers'
+/// own view rather than with the previous list). A failed list is logged and retried at the
+/// next period.
 async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
-    let mut last: HashMap<String, ObjectState> = HashMap::new();
     let mut tick = tokio::time::interval(shared.config.relist_interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if shared.pods.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-            last.clear();
             continue;
         }
-        let now = match shared.call("list containers", shared.runtime.list_states(&selector)).await {
-            Ok(now) => now,
+        let listed = match shared.call("list containers", shared.runtime.list_states(&selector)).await {
+            Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!(error = %e, "relisting the node's containers failed");
                 continue;
             }
         };
-        let mut now: HashMap<String, ObjectState> = now.into_iter().map(|o| (o.id.clone(), o)).collect();
-        let mut changed: HashSet<String> = HashSet::new();
-        for (id, o) in &now {
-            if last.get(id) != Some(o) {
-                changed.extend(o.pod_uid.clone());
+        let mut by_pod: HashMap<String, Vec<(String, ContainerState)>> = HashMap::new();
+        for o in listed {
+            if let Some(uid) = o.pod_uid {
+                by_pod.entry(uid).or_default().push((o.id, o.state));
             }
-        }
-        for (id, o) in last.drain() {
-            if !now.contains_key(&id) {
-                changed.extend(o.pod_uid);
-            }
-        }
-        std::mem::swap(&mut last, &mut now);
-        if changed.is_empty() {
-            continue;
         }
         let pods = shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-        for uid in &changed {
-            if let Some(h) = pods.get(uid) {
+        for (uid, h) in pods.iter() {
+            let mut now = by_pod.remove(uid).unwrap_or_default();
+            now.sort_by(|a, b| a.0.cmp(&b.0));
+            if *h.seen.lock().unwrap_or_else(|e| e.into_inner()) != now {
                 h.wake.notify_one();
             }
         }

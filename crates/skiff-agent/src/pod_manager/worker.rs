@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{watch, Notify};
 
 use super::status::{condition, now, pod_phase, terminated, to_time};
-use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, Shared};
+use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, Seen, Shared};
 use crate::backoff::Backoff;
 use crate::error::AgentError;
 use crate::probe::{ProbeKind, ProbeSettings, Prober};
@@ -99,6 +99,8 @@ struct Worker {
     pod_ref: PodRef,
     pod: Arc<Pod>,
     wake: Arc<Notify>,
+    /// What this worker saw of its objects at the end of its last pass, for the relist.
+    seen: Seen,
     sandbox: Option<ContainerInfo>,
     sandbox_attempt: u32,
     sandbox_error: Option<(String, String)>,
@@ -120,7 +122,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     pod_ref: PodRef,
     mut desired: watch::Receiver<Desired>,
-    wake: Arc<Notify>,
+    (wake, seen): (Arc<Notify>, Seen),
     adopted: Vec<ContainerInfo>,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
@@ -131,6 +133,7 @@ pub(crate) async fn run(
         pod_ref: pod_ref.clone(),
         pod,
         wake,
+        seen,
         sandbox: None,
         sandbox_attempt: 0,
         sandbox_error: None,
@@ -171,6 +174,7 @@ pub(crate) async fn run(
         w.pod = d.pod;
         let next = w.reconcile().await;
         w.publish_status();
+        w.publish_seen();
         let wake = w.wake.clone();
         tokio::select! {
             r = desired.changed() => if r.is_err() { return },
@@ -737,6 +741,16 @@ impl Worker {
             name.to_string(),
             (st.current.as_ref().map(|c| c.id.clone()), st.previous.as_ref().map(|c| c.id.clone())),
         );
+    }
+
+    /// Hands the relist the ids and states of the sandbox and of every container's current and
+    /// previous instance, as this pass left them.
+    fn publish_seen(&self) {
+        let instances = self.containers.values().flat_map(|st| st.current.iter().chain(st.previous.iter()));
+        let mut seen: Vec<(String, ContainerState)> =
+            self.sandbox.iter().chain(instances).map(|o| (o.id.clone(), o.state)).collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = seen;
     }
 
     fn publish_instances(&self) {
