@@ -36,9 +36,9 @@ pub struct PodManagerConfig {
     /// waiting for an image, retrying a failed start) looks again when nothing else wakes it.
     pub resync_interval: Duration,
     /// How often the node's containers are listed, in one runtime call, while it has pods; a
-    /// pod whose sandbox or containers appeared, changed state or vanished since the last list
-    /// is woken (kubelet's PLEG relist). A pod whose containers all run is not looked at
-    /// otherwise, except every `steady_resync_interval`.
+    /// pod whose objects there (ids and states) differ from what its worker last saw is woken
+    /// (kubelet's PLEG relist). A pod whose containers all run is not looked at otherwise,
+    /// except every `steady_resync_interval`.
     pub relist_interval: Duration,
     /// How often a pod whose containers all run (or have finished for good) is inspected
     /// anyway: the safety net under the relist.

@@ -166,6 +166,14 @@ impl DockerRuntime {
         write(&resolv, podnet::resolv_conf(&podnet::host_resolv_conf(), &spec.dns))
     }
 
+    /// Every container (any state) whose labels contain all of `labels`, as Docker's list
+    /// summarizes them.
+    async fn summaries(&self, labels: &BTreeMap<String, String>) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        self.call("list containers", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await
+    }
+
     async fn call<T>(&self, op: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         with_deadline(op, self.config.api_timeout, fut).await
     }
@@ -476,10 +484,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
-        let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
-        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let summaries =
-            self.call("list containers", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await?;
+        let summaries = self.summaries(labels).await?;
         let mut out = Vec::with_capacity(summaries.len());
         for s in summaries {
             let Some(id) = s.id else { continue };
@@ -495,11 +500,9 @@ impl Runtime for DockerRuntime {
     /// One `GET /containers/json`: the summaries carry the id, labels and state, so no
     /// container is inspected.
     async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
-        let filters = HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
-        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let summaries =
-            self.call("list containers", async { Ok(self.docker.list_containers(Some(opts)).await?) }).await?;
-        Ok(summaries
+        Ok(self
+            .summaries(labels)
+            .await?
             .into_iter()
             .filter_map(|s| {
                 let state = match s.state {
