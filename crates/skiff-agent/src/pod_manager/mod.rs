@@ -167,13 +167,19 @@ pub(crate) struct Instances {
 /// pass: what the relist compares the runtime with.
 pub(crate) type Seen = Arc<Mutex<Vec<(String, ContainerState)>>>;
 
+/// What a pod's worker shares with the relist: the worker publishes `seen`, the relist
+/// notifies `wake` when the runtime's objects of the pod differ from it.
+#[derive(Clone, Default)]
+pub(crate) struct RelistLink {
+    pub wake: Arc<Notify>,
+    pub seen: Seen,
+}
+
 struct PodHandle {
     namespace: String,
     name: String,
     desired: watch::Sender<Desired>,
-    /// Wakes the pod's worker (the relist, when its objects in the runtime differ from `seen`).
-    wake: Arc<Notify>,
-    seen: Seen,
+    relist: RelistLink,
     status: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
     task: tokio::task::JoinHandle<()>,
@@ -330,13 +336,12 @@ impl PodManager {
             let (desired, desired_rx) = watch::channel(Desired { pod, removed: false });
             let status = Arc::new(Mutex::new(None));
             let instances = Arc::new(Mutex::new(Instances::default()));
-            let wake = Arc::new(Notify::new());
-            let seen: Seen = Arc::default();
+            let relist = RelistLink::default();
             let task = tokio::spawn(worker::run(
                 shared.clone(),
                 pod_ref.clone(),
                 desired_rx,
-                (wake.clone(), seen.clone()),
+                relist.clone(),
                 adopted.remove(&pod_ref.uid).unwrap_or_default(),
                 status.clone(),
                 instances.clone(),
@@ -347,8 +352,7 @@ impl PodManager {
                     namespace: pod_ref.namespace,
                     name: pod_ref.name,
                     desired,
-                    wake,
-                    seen,
+                    relist,
                     status,
                     instances,
                     task,
@@ -504,8 +508,8 @@ async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
         for (uid, h) in pods.iter() {
             let mut now = by_pod.remove(uid).unwrap_or_default();
             now.sort_by(|a, b| a.0.cmp(&b.0));
-            if *h.seen.lock().unwrap_or_else(|e| e.into_inner()) != now {
-                h.wake.notify_one();
+            if *h.relist.seen.lock().unwrap_or_else(|e| e.into_inner()) != now {
+                h.relist.wake.notify_one();
             }
         }
     }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{watch, Notify};
 
 use super::status::{condition, now, pod_phase, terminated, to_time};
-use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, Seen, Shared};
+use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, RelistLink, Seen, Shared};
 use crate::backoff::Backoff;
 use crate::error::AgentError;
 use crate::probe::{ProbeKind, ProbeSettings, Prober};
@@ -84,6 +84,20 @@ impl CState {
         self.readiness = None;
     }
 
+    /// Finished for good, or running with its probes set up and no start, restart or stop
+    /// pending: only a change in the runtime or a probe result can move it on.
+    fn settled(&self) -> bool {
+        let running_probed = self.current.as_ref().is_some_and(|cur| {
+            cur.state == ContainerState::Running && self.probes_for.as_deref() == Some(cur.id.as_str())
+        });
+        self.done
+            || (running_probed
+                && !self.start_pending
+                && self.waiting.is_none()
+                && !self.killing
+                && self.restart_at.is_none())
+    }
+
     fn ready(&self) -> bool {
         let running = self.current.as_ref().is_some_and(|c| c.state == ContainerState::Running);
         running
@@ -122,7 +136,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     pod_ref: PodRef,
     mut desired: watch::Receiver<Desired>,
-    (wake, seen): (Arc<Notify>, Seen),
+    RelistLink { wake, seen }: RelistLink,
     adopted: Vec<ContainerInfo>,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
@@ -284,17 +298,7 @@ impl Worker {
     /// (the relist's wake), a probe result does (the prober's wake) or the spec does.
     fn steady(&self) -> bool {
         self.sandbox.as_ref().is_some_and(|s| s.state == ContainerState::Running)
-            && spec::containers(&self.pod).iter().all(|c| {
-                self.containers.get(&c.name).is_some_and(|st| {
-                    st.done
-                        || (st.current.as_ref().is_some_and(|cur| {
-                            cur.state == ContainerState::Running && st.probes_for.as_deref() == Some(cur.id.as_str())
-                        }) && !st.start_pending
-                            && st.waiting.is_none()
-                            && !st.killing
-                            && st.restart_at.is_none())
-                })
-            })
+            && spec::containers(&self.pod).iter().all(|c| self.containers.get(&c.name).is_some_and(CState::settled))
     }
 
     async fn ensure_sandbox(&mut self) {

@@ -42,6 +42,13 @@ struct State {
     state_lists: u64,
 }
 
+impl State {
+    /// The objects whose labels contain all of `labels`.
+    fn matching<'a>(&'a self, labels: &'a BTreeMap<String, String>) -> impl Iterator<Item = &'a ContainerInfo> + 'a {
+        self.objects.values().filter(move |i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+    }
+}
+
 /// A runtime that only keeps records; one process can host hundreds of fake pods.
 #[derive(Default)]
 pub struct FakeRuntime {
@@ -242,18 +249,13 @@ impl Runtime for FakeRuntime {
     }
 
     async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
-        let s = self.lock();
-        Ok(s.objects.values().filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v))).cloned().collect())
+        Ok(self.lock().matching(labels).cloned().collect())
     }
 
     async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
         let mut s = self.lock();
         s.state_lists += 1;
-        Ok(s.objects
-            .values()
-            .filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
-            .map(ObjectState::of)
-            .collect())
+        Ok(s.matching(labels).map(ObjectState::of).collect())
     }
 
     async fn exec(&self, id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecResult> {
