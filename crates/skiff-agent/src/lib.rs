@@ -20,5 +20,5 @@ pub use error::{AgentError, Result};
 pub use pod_manager::{PodEvent, PodManager, PodManagerConfig, PodStatusUpdate, RecordedEvent};
 pub use runtime::{
     ContainerInfo, DockerConfig, DockerRuntime, FakeRuntime, FakeStart, LogOptions, LogStream, ProcessConfig,
-    ProcessRuntime, Runtime,
+    ProcessRuntime, Runtime, RuntimeCalls,
 };

@@ -235,25 +235,31 @@ async fn write_event(
         }
     }
     let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), unique_nanos(now));
-    let mut ev = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name, "namespace": ns},
-        "involvedObject": req.involved,
-        "reason": req.reason,
-        "message": req.message,
-        "type": req.kind.as_str(),
-        "count": 1,
-        "firstTimestamp": format_time(now),
-        "lastTimestamp": format_time(now),
-        "source": {"component": req.component},
-        "reportingComponent": req.component,
-        "reportingInstance": req.host.as_deref().unwrap_or(""),
-    });
+    let at = format_time(now);
+    let mut source = serde_json::Map::new();
+    source.insert("component".into(), Value::from(req.component));
     if let Some(host) = &req.host {
-        ev["source"]["host"] = json!(host);
+        source.insert("host".into(), Value::from(host.as_str()));
     }
-    api.create(&EVENTS, ev).await?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("name".into(), Value::from(name.as_str()));
+    metadata.insert("namespace".into(), Value::from(ns.as_str()));
+    // Built field by field: `json!` would copy `involvedObject` through serde, value by value.
+    let mut ev = serde_json::Map::new();
+    ev.insert("apiVersion".into(), Value::from("v1"));
+    ev.insert("kind".into(), Value::from("Event"));
+    ev.insert("metadata".into(), Value::Object(metadata));
+    ev.insert("involvedObject".into(), req.involved);
+    ev.insert("reason".into(), Value::String(req.reason));
+    ev.insert("message".into(), Value::String(req.message));
+    ev.insert("type".into(), Value::from(req.kind.as_str()));
+    ev.insert("count".into(), Value::from(1));
+    ev.insert("firstTimestamp".into(), Value::String(at.clone()));
+    ev.insert("lastTimestamp".into(), Value::String(at));
+    ev.insert("source".into(), Value::Object(source));
+    ev.insert("reportingComponent".into(), Value::from(req.component));
+    ev.insert("reportingInstance".into(), Value::String(req.host.unwrap_or_default()));
+    api.create(&EVENTS, Value::Object(ev)).await?;
     Ok((ns, name))
 }
 
@@ -325,7 +331,15 @@ mod tests {
                 assert_eq!(e["involvedObject"]["kind"], "ReplicaSet");
                 assert_eq!(e["involvedObject"]["uid"], "u1");
                 assert_eq!(e["source"]["component"], "replicaset-controller");
+                assert_eq!(e["source"].get("host"), None, "a controller's event has no host: {e}");
                 assert_eq!(e["type"], "Normal");
+                assert_eq!(e["reason"], "SuccessfulCreate");
+                assert_eq!(e["message"], "Created pod: web-1-abcde");
+                assert_eq!(e["metadata"]["namespace"], "default");
+                assert_eq!(e["reportingComponent"], "replicaset-controller");
+                assert_eq!(e["reportingInstance"], "");
+                assert!(util::parse_time(&e["firstTimestamp"]).is_some(), "{e}");
+                assert!(util::parse_time(&e["lastTimestamp"]).is_some(), "{e}");
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "events: {evs:?}");

@@ -234,6 +234,7 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     for e in &evs {
         assert_eq!(e["source"]["component"], "kubelet", "{e}");
         assert_eq!(e["source"]["host"], "n1", "{e}");
+        assert_eq!(e["reportingInstance"], "n1", "{e}");
         assert_eq!(e["involvedObject"]["kind"], "Pod", "{e}");
         assert_eq!(e["involvedObject"]["uid"], uid.as_str(), "{e}");
         assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{c}", "{e}");

@@ -482,13 +482,22 @@ async fn dispatch(shared: Arc<Shared>, tx: mpsc::Sender<Vec<PodEvent>>) {
 /// the end of its last pass: one runtime call per node per period instead of two inspects per
 /// pod, and no wake for what a worker did itself (kubelet's PLEG, compared with the workers'
 /// own view rather than with the previous list). A failed list is logged and retried at the
-/// next period.
+/// next period. A runtime that tells when nothing changed ([`Runtime::generation`]) is not
+/// listed again until something did: a worker's own changes are woken for once, at the
+/// relist after them, and its view matches the runtime from its next pass on.
 async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
     let mut tick = tokio::time::interval(shared.config.relist_interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The runtime's generation at the start of the last successful list.
+    let mut listed_at: Option<u64> = None;
     loop {
         tick.tick().await;
         if shared.pods.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            continue;
+        }
+        // Read before listing: a change during the list moves it on, and the next period lists.
+        let generation = shared.runtime.generation();
+        if generation.is_some() && generation == listed_at {
             continue;
         }
         let listed = match shared.call("list containers", shared.runtime.list_states(&selector)).await {
@@ -498,6 +507,7 @@ async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
                 continue;
             }
         };
+        listed_at = generation;
         let mut by_pod: HashMap<String, Vec<(String, ContainerState)>> = HashMap::new();
         for o in listed {
             if let Some(uid) = o.pod_uid {

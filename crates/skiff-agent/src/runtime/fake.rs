@@ -22,6 +22,14 @@ pub enum FakeStart {
     Exit(i32),
 }
 
+/// What the pod manager asked of a [`FakeRuntime`] so far (for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeCalls {
+    pub inspects: u64,
+    pub state_lists: u64,
+    pub generation_reads: u64,
+}
+
 #[derive(Default)]
 struct State {
     objects: HashMap<String, ContainerInfo>,
@@ -37,15 +45,24 @@ struct State {
     /// How many of the next `create_sandbox` calls fail (for tests), and all calls so far.
     failing_sandboxes: usize,
     sandbox_creates: u64,
-    /// Calls of `inspect` and of `list_states`, for tests of what the pod manager asks.
+    /// Calls of `inspect`, `list_states` and `generation`, for tests of what the pod manager asks.
     inspects: u64,
     state_lists: u64,
+    generation_reads: u64,
+    /// Bumped by every change to `objects` (see [`Runtime::generation`]).
+    generation: u64,
 }
 
 impl State {
     /// The objects whose labels contain all of `labels`.
     fn matching<'a>(&'a self, labels: &'a BTreeMap<String, String>) -> impl Iterator<Item = &'a ContainerInfo> + 'a {
         self.objects.values().filter(move |i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+    }
+
+    /// The objects, to change: every change goes through here and moves the generation on.
+    fn objects_mut(&mut self) -> &mut HashMap<String, ContainerInfo> {
+        self.generation += 1;
+        &mut self.objects
     }
 }
 
@@ -101,7 +118,7 @@ impl FakeRuntime {
     pub fn exit_container(&self, pod_uid: Option<&str>, container: &str, code: i32) -> usize {
         let mut s = self.lock();
         let mut n = 0;
-        for info in s.objects.values_mut() {
+        for info in s.objects_mut().values_mut() {
             let matches = info.label(labels::CONTAINER_NAME) == Some(container)
                 && pod_uid.is_none_or(|u| info.pod_uid() == Some(u))
                 && info.state == ContainerState::Running;
@@ -125,10 +142,10 @@ impl FakeRuntime {
         self.lock().starts.get(container).copied().unwrap_or(0)
     }
 
-    /// How many times `inspect` and `list_states` were called so far.
-    pub fn calls(&self) -> (u64, u64) {
+    /// How many times `inspect`, `list_states` and `generation` were called so far.
+    pub fn calls(&self) -> RuntimeCalls {
         let s = self.lock();
-        (s.inspects, s.state_lists)
+        RuntimeCalls { inspects: s.inspects, state_lists: s.state_lists, generation_reads: s.generation_reads }
     }
 
     /// Number of objects (sandboxes and containers) currently known.
@@ -181,12 +198,12 @@ impl Runtime for FakeRuntime {
         info.state = ContainerState::Running;
         info.started_at = info.created_at;
         info.ip = Some(self.pod_ip.clone());
-        self.lock().objects.insert(info.id.clone(), info.clone());
+        self.lock().objects_mut().insert(info.id.clone(), info.clone());
         Ok(info)
     }
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
-        self.lock().objects.remove(id);
+        self.lock().objects_mut().remove(id);
         Ok(())
     }
 
@@ -201,7 +218,7 @@ impl Runtime for FakeRuntime {
         labels.insert(labels::SPEC_HASH.into(), spec.spec_hash.clone());
         let info = self.blank(ObjectKind::Container, labels, &spec.image);
         let id = info.id.clone();
-        self.lock().objects.insert(id.clone(), info);
+        self.lock().objects_mut().insert(id.clone(), info);
         Ok(id)
     }
 
@@ -210,7 +227,7 @@ impl Runtime for FakeRuntime {
         let name = s.objects.get(id).and_then(|i| i.label(labels::CONTAINER_NAME)).unwrap_or_default().to_string();
         let behaviour = s.on_start.get(&name).copied().unwrap_or(FakeStart::Run);
         *s.starts.entry(name).or_default() += 1;
-        let info = s.objects.get_mut(id).ok_or_else(|| AgentError::NotFound { id: id.into() })?;
+        let info = s.objects_mut().get_mut(id).ok_or_else(|| AgentError::NotFound { id: id.into() })?;
         let now = SystemTime::now();
         info.started_at = Some(now);
         match behaviour {
@@ -226,7 +243,7 @@ impl Runtime for FakeRuntime {
 
     async fn stop_container(&self, id: &str, _grace: Duration) -> Result<()> {
         let mut s = self.lock();
-        let info = s.objects.get_mut(id).ok_or_else(|| AgentError::NotFound { id: id.into() })?;
+        let info = s.objects_mut().get_mut(id).ok_or_else(|| AgentError::NotFound { id: id.into() })?;
         if info.state == ContainerState::Running {
             info.state = ContainerState::Exited;
             info.exit_code = Some(0);
@@ -237,7 +254,7 @@ impl Runtime for FakeRuntime {
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let mut s = self.lock();
-        s.objects.remove(id);
+        s.objects_mut().remove(id);
         s.logs.remove(id);
         Ok(())
     }
@@ -256,6 +273,14 @@ impl Runtime for FakeRuntime {
         let mut s = self.lock();
         s.state_lists += 1;
         Ok(s.matching(labels).map(ObjectState::of).collect())
+    }
+
+    /// Every object changes through this runtime's own methods (or a test's script), so it
+    /// always knows: the relist of a node whose fake objects did not change lists nothing.
+    fn generation(&self) -> Option<u64> {
+        let mut s = self.lock();
+        s.generation_reads += 1;
+        Some(s.generation)
     }
 
     async fn exec(&self, id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecResult> {

@@ -21,7 +21,7 @@ pub mod podnet;
 pub mod process;
 
 pub use docker::{DockerConfig, DockerRuntime};
-pub use fake::{FakeRuntime, FakeStart};
+pub use fake::{FakeRuntime, FakeStart, RuntimeCalls};
 pub use process::{ProcessConfig, ProcessRuntime};
 
 /// Label keys put on every runtime object (sandboxes and app containers).
@@ -259,6 +259,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// what the pod manager's relist compares every second.
     async fn list_states(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ObjectState>> {
         Ok(self.list(labels).await?.iter().map(ObjectState::of).collect())
+    }
+
+    /// A number that moves on whenever any object's state may have changed, for a runtime
+    /// that sees every change (the fake runtime changes only through its own calls); `None`
+    /// (the default: Docker's and the process runtime's containers exit by themselves) when
+    /// it cannot tell. While it stays the same, the relist does not list the runtime again.
+    fn generation(&self) -> Option<u64> {
+        None
     }
 
     /// Run `cmd` inside a running container, killing it after `timeout`.
