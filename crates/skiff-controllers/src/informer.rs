@@ -70,6 +70,14 @@ impl Cache {
         }
     }
 
+    /// Calls `f` with every object and its key, in key order, under the cache's read lock (a
+    /// pass over thousands of objects without copying the list; `f` must not wait).
+    pub fn for_each(&self, mut f: impl FnMut(&ObjKey, &Arc<Value>)) {
+        for (k, v) in self.read().iter() {
+            f(k, v);
+        }
+    }
+
     pub fn keys(&self) -> Vec<ObjKey> {
         self.read().keys().cloned().collect()
     }

@@ -45,13 +45,12 @@ impl HeartbeatTable {
     }
 
     pub fn last_seen(&self, node: &str) -> Option<Instant> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(node).copied()
+        self.lock().get(node).copied()
     }
 
-    /// [`HeartbeatTable::last_seen`] of many nodes under one lock.
-    pub fn last_seen_all<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> Vec<Option<Instant>> {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        nodes.into_iter().map(|n| m.get(n).copied()).collect()
+    /// The whole table, locked: one lock for a pass over every node.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drop a node (deregistered).
@@ -111,15 +110,33 @@ pub struct NodeLifecycle {
     heartbeats: HeartbeatTable,
     events: EventRecorder,
     cfg: NodeLifecycleConfig,
-    /// When this controller first saw each node: a new leader judges nobody before a full TTL.
-    first_seen: HashMap<String, Instant>,
-    /// When each node was found unreachable (the eviction clock).
-    unreachable_since: HashMap<String, Instant>,
-    /// The version of each node last found Ready (known) and untainted: while the cache holds
-    /// that same version, a heard-from node needs no look at its conditions or taints.
-    settled: HashMap<String, Arc<Value>>,
-    /// The node cache's revision when forgotten nodes were last dropped from the maps above.
+    /// What this controller keeps about each node, by name.
+    tracks: HashMap<String, NodeTrack>,
+    /// Passes so far: a track not visited by the latest pass belongs to a deleted node.
+    passes: u64,
+    /// The node cache's revision when forgotten nodes were last dropped from `tracks`.
     pruned_at: Option<u64>,
+}
+
+/// One node as the lifecycle controller follows it.
+struct NodeTrack {
+    /// When this controller first saw the node: a new leader judges nobody before a full TTL.
+    first_seen: Instant,
+    /// When the node was found unreachable (the eviction clock).
+    unreachable_since: Option<Instant>,
+    /// The version of the node last found Ready (known) and untainted: while the cache holds
+    /// that same version, a heard-from node needs no look at its conditions or taints.
+    settled: Option<Arc<Value>>,
+    /// The pass that last visited it.
+    pass: u64,
+}
+
+/// What a pass found a node to need (most nodes need nothing).
+enum NodeWork {
+    /// Silent past its lease, unreachable for this long.
+    Unreachable(Duration),
+    /// Heard from, and not known to be Ready and untainted in this version.
+    Alive,
 }
 
 impl NodeLifecycle {
@@ -138,9 +155,8 @@ impl NodeLifecycle {
             heartbeats,
             events: events.for_component(COMPONENT),
             cfg,
-            first_seen: HashMap::new(),
-            unreachable_since: HashMap::new(),
-            settled: HashMap::new(),
+            tracks: HashMap::new(),
+            passes: 0,
             pruned_at: None,
         }
     }
@@ -173,44 +189,65 @@ impl NodeLifecycle {
                 next_due = Some(next_due.map_or(at, |d| d.min(at)));
             }
         };
-        let nodes = self.nodes.list(None);
+        self.passes += 1;
+        let pass = self.passes;
+        let (lease_ttl, eviction_timeout) = (self.cfg.lease_ttl, self.cfg.eviction_timeout);
+        // Every healthy node is visited at every pass, by the name the cache keys it with (no
+        // look into its JSON) and one lookup of its track: no allocation on that path. The
+        // few nodes that need a write are collected and handled after the locks are released.
+        let mut work: Vec<(String, Arc<Value>, NodeWork)> = Vec::new();
+        {
+            let beats = self.heartbeats.lock();
+            let tracks = &mut self.tracks;
+            self.nodes.for_each(|key, node| {
+                let name = key.name.as_str();
+                let track = match tracks.get_mut(name) {
+                    Some(t) => t,
+                    None => tracks.entry(name.to_string()).or_insert(NodeTrack {
+                        first_seen: now,
+                        unreachable_since: None,
+                        settled: None,
+                        pass,
+                    }),
+                };
+                track.pass = pass;
+                let last_beat = beats.get(name).copied();
+                let heard = last_beat.map_or(track.first_seen, |b| b.max(track.first_seen));
+                if now.saturating_duration_since(heard) >= lease_ttl {
+                    // Unreachable since the lease ran out (not since this pass noticed it).
+                    let since = *track.unreachable_since.get_or_insert(heard + lease_ttl);
+                    due_at(since + eviction_timeout);
+                    work.push((
+                        name.to_string(),
+                        node.clone(),
+                        NodeWork::Unreachable(now.saturating_duration_since(since)),
+                    ));
+                } else {
+                    due_at(heard + lease_ttl);
+                    track.unreachable_since = None;
+                    let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < lease_ttl);
+                    let settled = track.settled.as_ref().is_some_and(|v| Arc::ptr_eq(v, node));
+                    if heard_recently && !settled {
+                        work.push((name.to_string(), node.clone(), NodeWork::Alive));
+                    }
+                }
+            });
+        }
         // Deleted nodes are forgotten when the node set changed, not at every pass.
         let revision = self.nodes.revision();
         if self.pruned_at != Some(revision) {
-            let names: std::collections::HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
-            self.first_seen.retain(|n, _| names.contains(n.as_str()));
-            self.unreachable_since.retain(|n, _| names.contains(n.as_str()));
-            self.settled.retain(|n, _| names.contains(n.as_str()));
+            self.tracks.retain(|_, t| t.pass == pass);
             self.pruned_at = Some(revision);
         }
-        let beats = self.heartbeats.last_seen_all(nodes.iter().map(|n| util::name(n)));
-        for (node, last_beat) in nodes.into_iter().zip(beats) {
-            // Every healthy node is visited at every pass: no allocation on that path.
-            let name = util::name(&node);
-            let first = match self.first_seen.get(name) {
-                Some(t) => *t,
-                None => {
-                    self.first_seen.insert(name.to_string(), now);
-                    now
-                }
-            };
-            let heard = last_beat.map_or(first, |b| b.max(first));
-            let silent = now.saturating_duration_since(heard) >= self.cfg.lease_ttl;
-            let result = if silent {
-                // Unreachable since the lease ran out (not since this pass noticed it).
-                let since = *self.unreachable_since.entry(name.to_string()).or_insert(heard + self.cfg.lease_ttl);
-                due_at(since + self.cfg.eviction_timeout);
-                self.handle_unreachable(&node, now.saturating_duration_since(since)).await
-            } else {
-                due_at(heard + self.cfg.lease_ttl);
-                self.unreachable_since.remove(name);
-                let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < self.cfg.lease_ttl);
-                if !heard_recently || self.settled.get(name).is_some_and(|v| Arc::ptr_eq(v, &node)) {
-                    Ok(())
-                } else {
+        for (name, node, w) in work {
+            let result = match w {
+                NodeWork::Unreachable(unreachable_for) => self.handle_unreachable(&node, unreachable_for).await,
+                NodeWork::Alive => {
                     let r = self.handle_alive(&node).await;
                     if r.is_ok() && is_settled(&node) {
-                        self.settled.insert(name.to_string(), node.clone());
+                        if let Some(t) = self.tracks.get_mut(&name) {
+                            t.settled = Some(node.clone());
+                        }
                     }
                     r
                 }
