@@ -196,6 +196,9 @@ impl NodeLifecycle {
         // look into its JSON) and one lookup of its track: no allocation on that path. The
         // few nodes that need a write are collected and handled after the locks are released.
         let mut work: Vec<(String, Arc<Value>, NodeWork)> = Vec::new();
+        // Read before the walk: a node deleted during it moves the revision on, and the next
+        // pass prunes again.
+        let revision = self.nodes.revision();
         {
             let beats = self.heartbeats.lock();
             let tracks = &mut self.tracks;
@@ -234,7 +237,6 @@ impl NodeLifecycle {
             });
         }
         // Deleted nodes are forgotten when the node set changed, not at every pass.
-        let revision = self.nodes.revision();
         if self.pruned_at != Some(revision) {
             self.tracks.retain(|_, t| t.pass == pass);
             self.pruned_at = Some(revision);

@@ -483,8 +483,8 @@ async fn dispatch(shared: Arc<Shared>, tx: mpsc::Sender<Vec<PodEvent>>) {
 /// pod, and no wake for what a worker did itself (kubelet's PLEG, compared with the workers'
 /// own view rather than with the previous list). A failed list is logged and retried at the
 /// next period. A runtime that tells when nothing changed ([`Runtime::generation`]) is not
-/// listed again until something did: a worker's own changes are woken for once, at the
-/// relist after them, and its view matches the runtime from its next pass on.
+/// listed again until something did: a worker's own changes cost one list at the next
+/// period, which wakes nobody whose published view already matches.
 async fn relist(shared: Arc<Shared>, selector: BTreeMap<String, String>) {
     let mut tick = tokio::time::interval(shared.config.relist_interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
