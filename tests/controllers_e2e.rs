@@ -146,6 +146,66 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     });
 }
 
+/// A frozen leader (SIGSTOP) keeps its agents' streams open until their HTTP/2 keepalive gives
+/// up (5–10 s); the leader elected meanwhile hears no node until then. It must not judge them
+/// by the plain lease (4 s + 2 s eviction): with `--node-leader-grace-ms 0` every pod here is
+/// deleted and recreated about 7 s into the freeze.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_costs_no_pod_its_place() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kube { kubeconfig: c.kubeconfig(follower).unwrap(), cache: c.dir().join("kcache") };
+    let tag = std::process::id();
+    let _agents: Vec<_> = (1..=2).map(|i| c.spawn_agent(&format!("frz{i}-{tag}"), "fake", &[]).unwrap()).collect();
+    wait_for_reporting(Duration::from_secs(30), "2 Ready nodes", |last| {
+        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
+        (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
+    });
+    k.ok(&["apply", "-f", "-"], &deployment("frz", 4, "skiff/busybox:1", 600));
+    k.ok(&["rollout", "status", "deployment/frz", "--timeout=60s"], "");
+    let uids = |pods: &[Value]| -> std::collections::BTreeSet<String> {
+        pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
+    };
+    let before = uids(&k.pods("app=frz"));
+    assert_eq!(before.len(), 4);
+
+    let pid = c.member_pid(leader).unwrap() as libc::pid_t;
+    // SAFETY: signals to a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    /// Thaws the leader however the test ends.
+    struct Thaw(libc::pid_t);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let thaw = Thaw(pid);
+    // Watch for 14 s, past the agents' keepalive (at most 10 s) and past where the plain lease
+    // and eviction timeout ran out (6 s after the new leader started): the same four pods all
+    // along. A read may fail while the followers elect a leader; those are retried.
+    let watched = std::time::Instant::now();
+    let mut reads = 0;
+    while watched.elapsed() < Duration::from_secs(14) {
+        let (ok, out, _) = k.run(&["get", "pods", "-l", "app=frz", "-o", "json", "--request-timeout=3s"], "");
+        if ok {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            let now = v["items"].as_array().cloned().unwrap_or_default();
+            let live = now.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+            assert_eq!(uids(&now), before, "pods replaced {:?} into the freeze", watched.elapsed());
+            assert_eq!(live, 4, "pods being deleted {:?} into the freeze", watched.elapsed());
+            reads += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(reads >= 10, "only {reads} reads answered during the freeze");
+    drop(thaw);
+    let nodes = k.ok(&["get", "nodes", "--no-headers"], "");
+    assert_eq!(nodes.lines().filter(|l| l.contains(" Ready ")).count(), 2, "{nodes}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_halts_at_the_deadline_and_undo_restores() {
     let _deadline = skiff::proc_cluster::test_deadline();

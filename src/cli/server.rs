@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// Further time before the pods of an unreachable node are deleted (and recreated elsewhere).
     #[arg(long, env = "SKIFF_POD_EVICTION_TIMEOUT_MS", default_value_t = 2_000)]
     pod_eviction_timeout_ms: u64,
+    /// A new leader adds this to the lease of every node it has not heard from yet (its agent
+    /// may still be streaming to the old leader).
+    #[arg(long, env = "SKIFF_NODE_LEADER_GRACE_MS", default_value_t = 10_000)]
+    node_leader_grace_ms: u64,
     /// Ports NodePort Services are given, FIRST-LAST.
     #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = skiff_server::parse_port_range)]
     service_node_port_range: std::ops::RangeInclusive<i64>,
@@ -77,6 +81,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     let controllers = skiff_controllers::ControllerConfig {
         lease_ttl_ms: a.node_lease_ttl_ms,
         eviction_timeout_ms: a.pod_eviction_timeout_ms,
+        leader_grace_ms: a.node_leader_grace_ms,
         ..Default::default()
     };
     let cfg = ServerConfig {

@@ -56,6 +56,11 @@ pub struct ControllerConfig {
     pub lease_ttl_ms: u64,
     /// Further time before an unreachable node's pods are deleted.
     pub eviction_timeout_ms: u64,
+    /// What a new leader adds to the lease of every node it has not heard from yet: their
+    /// agents are still streaming to the old leader, and notice a frozen or cut-off one only
+    /// by their HTTP/2 keepalive (a PING every 5 s, answered within 5 s). Without it a leader
+    /// that froze cost every pod of the cluster its place.
+    pub leader_grace_ms: u64,
     /// How often every node is checked besides the moments a lease or an eviction timeout
     /// runs out (when silent nodes are judged, whatever this is): it bounds how late a new
     /// node gets its first lease and a returning node loses the unreachable taint. A pass
@@ -79,6 +84,7 @@ impl Default for ControllerConfig {
             cache_sync_timeout_ms: 5_000,
             lease_ttl_ms: 4_000,
             eviction_timeout_ms: 2_000,
+            leader_grace_ms: 10_000,
             node_monitor_period_ms: 500,
             gc_interval_ms: 10_000,
             event_ttl_ms: 3_600_000,
@@ -208,6 +214,7 @@ pub async fn run_all_with(
         node_lifecycle::NodeLifecycleConfig {
             lease_ttl: ms(cfg.lease_ttl_ms),
             eviction_timeout: ms(cfg.eviction_timeout_ms),
+            leader_grace: ms(cfg.leader_grace_ms),
             monitor_period: ms(cfg.node_monitor_period_ms),
         },
     );

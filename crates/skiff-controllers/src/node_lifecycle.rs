@@ -66,6 +66,8 @@ pub struct NodeLifecycleConfig {
     pub lease_ttl: Duration,
     /// Further time before an unreachable node's pods are deleted.
     pub eviction_timeout: Duration,
+    /// Added by a new leader to the lease of a node it has not heard from since it started.
+    pub leader_grace: Duration,
     /// How often nodes are checked.
     pub monitor_period: Duration,
 }
@@ -110,6 +112,8 @@ pub struct NodeLifecycle {
     heartbeats: HeartbeatTable,
     events: EventRecorder,
     cfg: NodeLifecycleConfig,
+    /// When this controller (this leader's) started: heartbeats before it are another term's.
+    started: Instant,
     /// What this controller keeps about each node, by name.
     tracks: HashMap<String, NodeTrack>,
     /// Passes so far: a track not visited by the latest pass belongs to a deleted node.
@@ -155,6 +159,7 @@ impl NodeLifecycle {
             heartbeats,
             events: events.for_component(COMPONENT),
             cfg,
+            started: Instant::now(),
             tracks: HashMap::new(),
             passes: 0,
             pruned_at: None,
@@ -192,6 +197,11 @@ impl NodeLifecycle {
         self.passes += 1;
         let pass = self.passes;
         let (lease_ttl, eviction_timeout) = (self.cfg.lease_ttl, self.cfg.eviction_timeout);
+        // A node not heard from in this term counts as heard at the grace's end: its agent may
+        // still be streaming to the old leader (a frozen one holds it until its keepalive
+        // fails), and a new node first seen later gets a full lease from then.
+        let unheard_from = self.started + self.cfg.leader_grace;
+        let started = self.started;
         // Every healthy node is visited at every pass, by the name the cache keys it with (no
         // look into its JSON) and one lookup of its track: no allocation on that path. The
         // few nodes that need a write are collected and handled after the locks are released.
@@ -214,8 +224,11 @@ impl NodeLifecycle {
                     }),
                 };
                 track.pass = pass;
-                let last_beat = beats.get(name).copied();
-                let heard = last_beat.map_or(track.first_seen, |b| b.max(track.first_seen));
+                let last_beat = beats.get(name).copied().filter(|b| *b >= started);
+                let heard = match last_beat {
+                    Some(b) => b.max(track.first_seen),
+                    None => track.first_seen.max(unheard_from),
+                };
                 if now.saturating_duration_since(heard) >= lease_ttl {
                     // Unreachable since the lease ran out (not since this pass noticed it).
                     let since = *track.unreachable_since.get_or_insert(heard + lease_ttl);
