@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff::proc_cluster::{build_images, docker_available, run_kubectl, wait_for_reporting, ProcCluster};
+use skiff::proc_cluster::{build_images, docker_available, run_kubectl, wait_for_reporting, ProcAgent, ProcCluster};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff"))
@@ -111,21 +111,38 @@ async fn deployment_spreads_over_nodes_and_a_dead_nodes_pods_move() {
     drop(agents);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_leader_mid_rollout_still_completes_it() {
-    let _deadline = skiff::proc_cluster::test_deadline();
-    let mut c = ProcCluster::start(&bin(), 3, &[]).unwrap();
+/// What the leader-failure tests start from: a 3-replica cluster driven through a follower, two
+/// fake-runtime agents Ready, and a Deployment rolled out. Bound in field order, the agents
+/// (last) are dropped, and stop, before the cluster.
+struct RolledOut {
+    c: ProcCluster,
+    leader: u64,
+    k: Kube,
+    _agents: Vec<ProcAgent>,
+}
+
+/// Starts [`RolledOut`] with Deployment `name` of `replicas` on `skiff/busybox:1`; nodes are
+/// named after it.
+async fn rolled_out_behind_a_follower(name: &str, replicas: u32) -> RolledOut {
+    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
     let leader = c.leader(Duration::from_secs(30)).await.unwrap();
     let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
     let k = Kube { kubeconfig: c.kubeconfig(follower).unwrap(), cache: c.dir().join("kcache") };
     let tag = std::process::id();
-    let _agents: Vec<_> = (1..=2).map(|i| c.spawn_agent(&format!("roll{i}-{tag}"), "fake", &[]).unwrap()).collect();
+    let agents = (1..=2).map(|i| c.spawn_agent(&format!("{name}{i}-{tag}"), "fake", &[]).unwrap()).collect();
     wait_for_reporting(Duration::from_secs(30), "2 Ready nodes", |last| {
         *last = k.run(&["get", "nodes", "--no-headers"], "").1;
         (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
     });
-    k.ok(&["apply", "-f", "-"], &deployment("roll", 6, "skiff/busybox:1", 600));
-    k.ok(&["rollout", "status", "deployment/roll", "--timeout=60s"], "");
+    k.ok(&["apply", "-f", "-"], &deployment(name, replicas, "skiff/busybox:1", 600));
+    k.ok(&["rollout", "status", &format!("deployment/{name}"), "--timeout=60s"], "");
+    RolledOut { c, leader, k, _agents: agents }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_rollout_still_completes_it() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let RolledOut { mut c, leader, k, _agents } = rolled_out_behind_a_follower("roll", 6).await;
 
     // Start a rolling update, then SIGKILL the leader while it runs.
     k.ok(&["apply", "-f", "-"], &deployment("roll", 6, "skiff/busybox:2", 600));
@@ -153,18 +170,7 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_costs_no_pod_its_place() {
     let _deadline = skiff::proc_cluster::test_deadline();
-    let c = ProcCluster::start(&bin(), 3, &[]).unwrap();
-    let leader = c.leader(Duration::from_secs(30)).await.unwrap();
-    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
-    let k = Kube { kubeconfig: c.kubeconfig(follower).unwrap(), cache: c.dir().join("kcache") };
-    let tag = std::process::id();
-    let _agents: Vec<_> = (1..=2).map(|i| c.spawn_agent(&format!("frz{i}-{tag}"), "fake", &[]).unwrap()).collect();
-    wait_for_reporting(Duration::from_secs(30), "2 Ready nodes", |last| {
-        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
-        (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
-    });
-    k.ok(&["apply", "-f", "-"], &deployment("frz", 4, "skiff/busybox:1", 600));
-    k.ok(&["rollout", "status", "deployment/frz", "--timeout=60s"], "");
+    let RolledOut { c, leader, k, _agents } = rolled_out_behind_a_follower("frz", 4).await;
     let uids = |pods: &[Value]| -> std::collections::BTreeSet<String> {
         pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
     };
