@@ -163,6 +163,29 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     });
 }
 
+/// Processes of this test stopped with SIGSTOP, continued however the test ends.
+struct Frozen(Vec<libc::pid_t>);
+
+impl Frozen {
+    fn stop(pids: &[u32]) -> Frozen {
+        let pids: Vec<libc::pid_t> = pids.iter().map(|p| *p as libc::pid_t).collect();
+        for pid in &pids {
+            // SAFETY: a signal to a child process of this test.
+            assert_eq!(unsafe { libc::kill(*pid, libc::SIGSTOP) }, 0);
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGCONT) };
+        }
+    }
+}
+
 /// A frozen leader (SIGSTOP) keeps its agents' streams open until their HTTP/2 keepalive gives
 /// up (5–10 s); the leader elected meanwhile hears no node until then. It must not judge them
 /// by the plain lease (4 s + 2 s eviction): with `--node-leader-grace-ms 0` every pod here is
@@ -177,18 +200,7 @@ async fn a_frozen_leader_costs_no_pod_its_place() {
     let before = uids(&k.pods("app=frz"));
     assert_eq!(before.len(), 4);
 
-    let pid = c.member_pid(leader).unwrap() as libc::pid_t;
-    // SAFETY: signals to a child process of this test.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    /// Thaws the leader however the test ends.
-    struct Thaw(libc::pid_t);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            // SAFETY: as above.
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
-    let thaw = Thaw(pid);
+    let thaw = Frozen::stop(&[c.member_pid(leader).unwrap()]);
     // Watch for 14 s, past the agents' keepalive (at most 10 s) and past where the plain lease
     // and eviction timeout ran out (6 s after the new leader started): the same four pods all
     // along. A read may fail while the followers elect a leader; those are retried.
@@ -210,6 +222,47 @@ async fn a_frozen_leader_costs_no_pod_its_place() {
     drop(thaw);
     let nodes = k.ok(&["get", "nodes", "--no-headers"], "");
     assert_eq!(nodes.lines().filter(|l| l.contains(" Ready ")).count(), 2, "{nodes}");
+}
+
+/// Every agent silent at once (frozen here; a leader cut off from all its agents sees the
+/// same): the nodes turn NotReady and tainted, but their pods stay, since there is nowhere
+/// healthier to move them and the silence is likelier the leader's own. The agents come back
+/// to the same pods. Without the hold, the pods are deleted 6 s in (lease 4 s + eviction 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_silent_at_once_costs_no_pod_its_place() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let RolledOut { c, k, _agents: agents, .. } = rolled_out_behind_a_follower("hush", 4).await;
+    let uids = |pods: &[Value]| -> std::collections::BTreeSet<String> {
+        pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
+    };
+    let before = uids(&k.pods("app=hush"));
+    assert_eq!(before.len(), 4);
+
+    let frozen = Frozen::stop(&agents.iter().map(|a| a.pid().unwrap()).collect::<Vec<_>>());
+    // Watch for 11 s, well past the plain lease and eviction timeout (6 s).
+    let watched = std::time::Instant::now();
+    let mut silent_seen = None;
+    while watched.elapsed() < Duration::from_secs(11) {
+        let pods = k.pods("app=hush");
+        let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+        assert_eq!(uids(&pods), before, "pods replaced {:?} into the silence", watched.elapsed());
+        assert_eq!(live, 4, "pods being deleted {:?} into the silence", watched.elapsed());
+        let nodes = k.ok(&["get", "nodes", "--no-headers"], "");
+        if silent_seen.is_none() && nodes.lines().filter(|l| l.contains(" NotReady ")).count() == 2 {
+            silent_seen = Some(watched.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let silent_seen = silent_seen.expect("both nodes were judged NotReady during the silence");
+    assert!(silent_seen < Duration::from_secs(8), "nodes judged NotReady only {silent_seen:?} in");
+    drop(frozen);
+    wait_for_reporting(Duration::from_secs(30), "both nodes Ready again", |last| {
+        *last = k.run(&["get", "nodes", "--no-headers"], "").1;
+        (last.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
+    });
+    assert_eq!(uids(&k.pods("app=hush")), before, "the agents came back to the same pods");
+    drop(agents);
+    drop(c);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

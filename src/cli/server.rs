@@ -55,9 +55,24 @@ pub struct ServerArgs {
     /// may still be streaming to the old leader).
     #[arg(long, env = "SKIFF_NODE_LEADER_GRACE_MS", default_value_t = 10_000)]
     node_leader_grace_ms: u64,
+    /// Fraction of a zone's nodes from which, when more than two are silent at once, their pods
+    /// are held instead of evicted (as when every node is silent): the leader is then the likelier
+    /// one cut off. At 1 only a zone whose nodes (more than two) are all silent is held.
+    #[arg(long, env = "SKIFF_NODE_UNHEALTHY_ZONE_THRESHOLD", default_value_t = 0.55, value_parser = parse_zone_threshold)]
+    node_unhealthy_zone_threshold: f64,
     /// Ports NodePort Services are given, FIRST-LAST.
     #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = skiff_server::parse_port_range)]
     service_node_port_range: std::ops::RangeInclusive<i64>,
+}
+
+/// A fraction in (0, 1].
+fn parse_zone_threshold(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a fraction in (0, 1]"))
+    }
 }
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -82,6 +97,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         lease_ttl_ms: a.node_lease_ttl_ms,
         eviction_timeout_ms: a.pod_eviction_timeout_ms,
         leader_grace_ms: a.node_leader_grace_ms,
+        unhealthy_zone_threshold: a.node_unhealthy_zone_threshold,
         ..Default::default()
     };
     let cfg = ServerConfig {

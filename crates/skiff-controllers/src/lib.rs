@@ -61,6 +61,11 @@ pub struct ControllerConfig {
     /// by their HTTP/2 keepalive (a PING every 5 s, answered within 5 s). Without it a leader
     /// that froze cost every pod of the cluster its place.
     pub leader_grace_ms: u64,
+    /// Fraction of a zone's nodes from which, when more than two of them are silent at once,
+    /// their pods are not evicted (Kubernetes' `--unhealthy-zone-threshold`). Evictions are held
+    /// as well when every node of every zone is silent. Zones come from the nodes'
+    /// `topology.kubernetes.io/region` and `zone` labels.
+    pub unhealthy_zone_threshold: f64,
     /// How often every node is checked besides the moments a lease or an eviction timeout
     /// runs out (when silent nodes are judged, whatever this is): it bounds how late a new
     /// node gets its first lease and a returning node loses the unreachable taint. A pass
@@ -85,6 +90,7 @@ impl Default for ControllerConfig {
             lease_ttl_ms: 4_000,
             eviction_timeout_ms: 2_000,
             leader_grace_ms: 10_000,
+            unhealthy_zone_threshold: 0.55,
             node_monitor_period_ms: 500,
             gc_interval_ms: 10_000,
             event_ttl_ms: 3_600_000,
@@ -216,6 +222,7 @@ pub async fn run_all_with(
             eviction_timeout: ms(cfg.eviction_timeout_ms),
             leader_grace: ms(cfg.leader_grace_ms),
             monitor_period: ms(cfg.node_monitor_period_ms),
+            unhealthy_zone_threshold: cfg.unhealthy_zone_threshold,
         },
     );
     tasks.spawn(nl.run(stop.clone()));

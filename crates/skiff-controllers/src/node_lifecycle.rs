@@ -1,5 +1,11 @@
 //! Node lifecycle: judges node liveness from in-memory heartbeats (never written to the store);
 //! a silent node becomes Ready=Unknown with the `unreachable:NoExecute` taint, then loses its pods.
+//!
+//! Evictions are held in a disrupted zone, as Kubernetes' node controller does: when every node
+//! of every zone is silent, or when more than two nodes and at least the unhealthy-zone threshold
+//! of a zone are, the likelier cause is the leader's own network, and deleting the pods would
+//! only move the outage onto the rest of the cluster. Nodes are still marked and tainted (no new
+//! pod goes there); evictions resume, after a fresh eviction timeout, when the zone recovers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,6 +76,59 @@ pub struct NodeLifecycleConfig {
     pub leader_grace: Duration,
     /// How often nodes are checked.
     pub monitor_period: Duration,
+    /// Fraction of a zone's nodes (more than two) silent at once from which its evictions are
+    /// held.
+    pub unhealthy_zone_threshold: f64,
+}
+
+/// The labels whose values make up a node's zone (nodes without them form one zone).
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+fn zone_of(node: &Value) -> String {
+    let labels = &node["metadata"]["labels"];
+    match (labels[REGION_LABEL].as_str(), labels[ZONE_LABEL].as_str()) {
+        (None, None) => String::new(),
+        (region, zone) => format!("{}/{}", region.unwrap_or(""), zone.unwrap_or("")),
+    }
+}
+
+/// How disrupted one zone is, by the nodes silent past their lease (Kubernetes' zone states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    /// More than two nodes, and at least the threshold's fraction, are silent.
+    PartialDisruption,
+    /// Every node is silent.
+    FullDisruption,
+}
+
+impl ZoneState {
+    pub fn of(nodes: usize, silent: usize, threshold: f64) -> ZoneState {
+        if silent > 0 && silent == nodes {
+            ZoneState::FullDisruption
+        } else if silent > 2 && silent as f64 >= threshold * nodes as f64 {
+            ZoneState::PartialDisruption
+        } else {
+            ZoneState::Normal
+        }
+    }
+}
+
+/// Which zones hold their evictions, from each zone's (nodes, silent) count: every zone when
+/// all zones with nodes are fully disrupted (the leader is the likelier one cut off), else each
+/// partially disrupted zone. A fully disrupted zone among healthy ones is a zone that went
+/// down: its pods move.
+pub fn held_zones(counts: &[(usize, usize)], threshold: f64) -> Vec<bool> {
+    let states: Vec<ZoneState> =
+        counts.iter().map(|&(nodes, silent)| ZoneState::of(nodes, silent, threshold)).collect();
+    let mut populated = counts.iter().zip(&states).filter(|((nodes, _), _)| *nodes > 0).peekable();
+    let all_full = populated.peek().is_some() && populated.all(|(_, s)| *s == ZoneState::FullDisruption);
+    counts
+        .iter()
+        .zip(&states)
+        .map(|((nodes, _), s)| *nodes > 0 && (all_full || *s == ZoneState::PartialDisruption))
+        .collect()
 }
 
 /// Does `pod` tolerate the unreachable taint, and for how long (`None` = forever)?
@@ -120,6 +179,10 @@ pub struct NodeLifecycle {
     passes: u64,
     /// The node cache's revision when forgotten nodes were last dropped from `tracks`.
     pruned_at: Option<u64>,
+    /// Every zone seen, by index (never shrinks: zones are few); `""` is the unlabelled one.
+    zones: Vec<String>,
+    /// Zones whose evictions the latest pass held, by index.
+    held: Vec<bool>,
 }
 
 /// One node as the lifecycle controller follows it.
@@ -133,6 +196,10 @@ struct NodeTrack {
     settled: Option<Arc<Value>>,
     /// The pass that last visited it.
     pass: u64,
+    /// Index of its zone in `zones`, read from `zone_from` (a look into the JSON only when the
+    /// node changes).
+    zone: usize,
+    zone_from: Option<Arc<Value>>,
 }
 
 /// What a pass found a node to need (most nodes need nothing).
@@ -163,6 +230,8 @@ impl NodeLifecycle {
             tracks: HashMap::new(),
             passes: 0,
             pruned_at: None,
+            zones: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -206,12 +275,14 @@ impl NodeLifecycle {
         // look into its JSON) and one lookup of its track: no allocation on that path. The
         // few nodes that need a write are collected and handled after the locks are released.
         let mut work: Vec<(String, Arc<Value>, NodeWork)> = Vec::new();
+        // Nodes and silent nodes by zone index.
+        let mut counts: Vec<(usize, usize)> = vec![(0, 0); self.zones.len()];
         // Read before the walk: a node deleted during it moves the revision on, and the next
         // pass prunes again.
         let revision = self.nodes.revision();
         {
             let beats = self.heartbeats.lock();
-            let tracks = &mut self.tracks;
+            let (tracks, zones) = (&mut self.tracks, &mut self.zones);
             self.nodes.for_each(|key, node| {
                 let name = key.name.as_str();
                 let track = match tracks.get_mut(name) {
@@ -221,9 +292,24 @@ impl NodeLifecycle {
                         unreachable_since: None,
                         settled: None,
                         pass,
+                        zone: 0,
+                        zone_from: None,
                     }),
                 };
                 track.pass = pass;
+                if !track.zone_from.as_ref().is_some_and(|v| Arc::ptr_eq(v, node)) {
+                    let zone = zone_of(node);
+                    track.zone = match zones.iter().position(|z| *z == zone) {
+                        Some(i) => i,
+                        None => {
+                            zones.push(zone);
+                            counts.push((0, 0));
+                            zones.len() - 1
+                        }
+                    };
+                    track.zone_from = Some(node.clone());
+                }
+                counts[track.zone].0 += 1;
                 let last_beat = beats.get(name).copied().filter(|b| *b >= started);
                 let heard = match last_beat {
                     Some(b) => b.max(track.first_seen),
@@ -232,6 +318,7 @@ impl NodeLifecycle {
                 if now.saturating_duration_since(heard) >= lease_ttl {
                     // Unreachable since the lease ran out (not since this pass noticed it).
                     let since = *track.unreachable_since.get_or_insert(heard + lease_ttl);
+                    counts[track.zone].1 += 1;
                     due_at(since + eviction_timeout);
                     work.push((
                         name.to_string(),
@@ -254,9 +341,23 @@ impl NodeLifecycle {
             self.tracks.retain(|_, t| t.pass == pass);
             self.pruned_at = Some(revision);
         }
+        let held = held_zones(&counts, self.cfg.unhealthy_zone_threshold);
+        let was_held = self.note_disruption(&counts, held.clone());
         for (name, node, w) in work {
             let result = match w {
-                NodeWork::Unreachable(unreachable_for) => self.handle_unreachable(&node, unreachable_for).await,
+                NodeWork::Unreachable(mut unreachable_for) => {
+                    let Some(track) = self.tracks.get_mut(&name) else { continue };
+                    let zone = track.zone;
+                    if !held[zone] && was_held.get(zone).copied().unwrap_or(false) {
+                        // The zone just recovered: its silent nodes' eviction clocks start now,
+                        // as if they had just turned unreachable.
+                        track.unreachable_since = Some(now);
+                        unreachable_for = Duration::ZERO;
+                        let due = now + eviction_timeout;
+                        next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                    }
+                    self.handle_unreachable(&node, unreachable_for, !held[zone]).await
+                }
                 NodeWork::Alive => {
                     let r = self.handle_alive(&node).await;
                     if r.is_ok() && is_settled(&node) {
@@ -274,7 +375,37 @@ impl NodeLifecycle {
         next_due
     }
 
-    async fn handle_unreachable(&self, node: &Value, unreachable_for: Duration) -> Result<(), crate::ApiCallError> {
+    /// Logs the zones whose evictions start or stop being held; returns the previous pass's.
+    fn note_disruption(&mut self, counts: &[(usize, usize)], held: Vec<bool>) -> Vec<bool> {
+        for (i, &(nodes, silent)) in counts.iter().enumerate() {
+            let (was, is) = (self.held.get(i).copied().unwrap_or(false), held[i]);
+            let zone = if self.zones[i].is_empty() { "(no zone label)" } else { self.zones[i].as_str() };
+            if is && !was {
+                tracing::warn!(
+                    zone,
+                    nodes,
+                    silent,
+                    "{silent} of {nodes} nodes silent at once: holding pod evictions in this zone \
+                     (a leader cut off from its agents looks like this)"
+                );
+            } else if was && !is {
+                tracing::info!(
+                    zone,
+                    nodes,
+                    silent,
+                    "zone no longer disrupted: pod evictions resume after the eviction timeout"
+                );
+            }
+        }
+        std::mem::replace(&mut self.held, held)
+    }
+
+    async fn handle_unreachable(
+        &self,
+        node: &Value,
+        unreachable_for: Duration,
+        evict: bool,
+    ) -> Result<(), crate::ApiCallError> {
         let ready = util::condition(node, "Ready");
         if ready.is_none_or(|c| c["status"] != "Unknown") {
             let mut next = node.clone();
@@ -306,6 +437,9 @@ impl NodeLifecycle {
             }
         } else if !has_unreachable_taint(node) {
             self.add_taint(node.clone()).await?;
+        }
+        if !evict {
+            return Ok(());
         }
         self.evict_pods(util::name(node), unreachable_for).await
     }
@@ -426,6 +560,27 @@ mod tests {
         assert_eq!(unreachable_toleration(&p), Some(None));
         let p = json!({"spec": {"tolerations": [{"key": "other", "operator": "Exists"}]}});
         assert_eq!(unreachable_toleration(&p), None);
+    }
+
+    #[test]
+    fn zone_states_and_holds_follow_kubernetes() {
+        use ZoneState::*;
+        assert_eq!(ZoneState::of(3, 0, 0.55), Normal);
+        assert_eq!(ZoneState::of(1, 1, 0.55), FullDisruption);
+        assert_eq!(ZoneState::of(3, 2, 0.55), Normal, "two silent nodes are never a partial disruption");
+        assert_eq!(ZoneState::of(5, 3, 0.55), PartialDisruption);
+        assert_eq!(ZoneState::of(6, 3, 0.55), Normal, "50 % < 55 %");
+        assert_eq!(ZoneState::of(6, 3, 0.5), PartialDisruption);
+        assert_eq!(ZoneState::of(4, 4, 0.55), FullDisruption);
+        // All populated zones down: the leader is the likelier one cut off; hold everywhere.
+        assert_eq!(held_zones(&[(2, 2), (0, 0), (1, 1)], 0.55), vec![true, false, true]);
+        // One zone down among live ones: it went down, its pods move; a partial one holds.
+        assert_eq!(held_zones(&[(2, 2), (3, 0), (5, 4)], 0.55), vec![false, false, true]);
+        assert_eq!(held_zones(&[(3, 1)], 0.55), vec![false]);
+        assert_eq!(held_zones(&[], 0.55), Vec::<bool>::new());
+        assert_eq!(zone_of(&json!({"metadata": {}})), "");
+        assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1"}}})), "/z1");
+        assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1", REGION_LABEL: "r"}}})), "r/z1");
     }
 
     #[test]

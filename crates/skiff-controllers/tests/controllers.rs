@@ -714,9 +714,12 @@ async fn leases_and_eviction_run_out_on_time_whatever_the_monitor_period() {
     .unwrap();
     // A monitor period far beyond the lease (600 ms) and eviction timeout (400 ms): the
     // controller must wake when they run out, not a period later.
+    // A second node keeps beating: with n1 alone silent, the only node, evictions would be held.
+    create_node(&api, WORKER).await;
     let slow = ControllerConfig { node_monitor_period_ms: 10_000, ..cfg() };
     let started = Instant::now();
     let h = Harness::start_with(api.clone(), HeartbeatTable::new(), slow);
+    let _beat = heartbeat(&h.heartbeats, WORKER);
     wait_for("n1 unknown + tainted", &api, |a| Some(()).filter(|_| node_state(a, "n1") == ("Unknown".into(), true)))
         .await;
     let marked = started.elapsed();
@@ -726,5 +729,89 @@ async fn leases_and_eviction_run_out_on_time_whatever_the_monitor_period() {
     let evicted = started.elapsed();
     assert!(evicted >= Duration::from_millis(950), "evicted before TTL + eviction timeout: {evicted:?}");
     assert!(evicted < Duration::from_secs(3), "evicted a monitor period late: {evicted:?}");
+    h.shutdown().await;
+}
+
+async fn create_zoned_node(api: &FakeApi, name: &str, zone: &str) {
+    api.create(
+        &NODES,
+        json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}}, "status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": now_string()}]}}),
+    )
+    .await
+    .unwrap();
+}
+
+async fn create_bound_pod(api: &FakeApi, name: &str, node: &str) {
+    api.create(
+        &PODS,
+        json!({"metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .await
+    .unwrap();
+}
+
+fn pod_exists(api: &FakeApi, name: &str) -> bool {
+    api.object(&PODS, Some("default"), name).is_some()
+}
+
+/// Waits `window` (a bounded observation, not a wait for a condition) and fails as soon as
+/// `what` no longer holds.
+async fn holds_for(what: &str, window: Duration, api: &FakeApi, f: impl Fn(&FakeApi) -> bool) {
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        assert!(f(api), "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_are_held_while_every_node_is_silent_and_resume_late_when_one_returns() {
+    let api = Arc::new(FakeApi::new());
+    create_node(&api, "n1").await;
+    create_node(&api, "n2").await;
+    create_bound_pod(&api, "p1", "n1").await;
+    create_bound_pod(&api, "p2", "n2").await;
+    // No node beats: to this leader the whole cluster is silent, as when it is the one cut off.
+    let h = Harness::start_with(api.clone(), HeartbeatTable::new(), cfg());
+    wait_for("both nodes unknown + tainted", &api, |a| {
+        (node_state(a, "n1") == ("Unknown".into(), true) && node_state(a, "n2") == ("Unknown".into(), true))
+            .then_some(())
+    })
+    .await;
+    // Four eviction timeouts (400 ms each) later, nothing is evicted.
+    holds_for("both pods kept", Duration::from_millis(1_600), &api, |a| pod_exists(a, "p1") && pod_exists(a, "p2"))
+        .await;
+
+    // n2 comes back: one of two silent is no disruption, and n1's pods go, but only a fresh
+    // eviction timeout after the hold ended (n1 may be a moment behind n2 in coming back).
+    let back = Instant::now();
+    let _beat = heartbeat(&h.heartbeats, "n2");
+    wait_for("p1 evicted", &api, |a| (!pod_exists(a, "p1")).then_some(())).await;
+    let evicted_after = back.elapsed();
+    assert!(evicted_after >= Duration::from_millis(400), "evicted {evicted_after:?} after the hold ended");
+    assert!(pod_exists(&api, "p2"), "n2's pod stays");
+    wait_for("n2 ready", &api, |a| Some(()).filter(|_| node_state(a, "n2") == ("True".into(), false))).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_silent_zone_holds_its_evictions_and_a_wholly_silent_one_among_live_zones_does_not() {
+    let api = Arc::new(FakeApi::new());
+    // Zone a: three of four nodes silent (75 % >= 55 %, more than two): partial disruption.
+    // Zone b: every node silent while zone c lives: the zone is down, its pods move.
+    for (node, zone) in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("a4", "a"), ("b1", "b"), ("b2", "b"), ("c1", "c")] {
+        create_zoned_node(&api, node, zone).await;
+    }
+    create_bound_pod(&api, "on-a1", "a1").await;
+    create_bound_pod(&api, "on-b1", "b1").await;
+    let h = Harness::start_with(api.clone(), HeartbeatTable::new(), cfg());
+    let _a4 = heartbeat(&h.heartbeats, "a4");
+    let _c1 = heartbeat(&h.heartbeats, "c1");
+    wait_for("on-b1 evicted", &api, |a| (!pod_exists(a, "on-b1")).then_some(())).await;
+    assert_eq!(node_state(&api, "a1"), ("Unknown".into(), true), "a1 is still marked and tainted");
+    // a1 turned silent with b1: its pod would have gone in the same pass.
+    holds_for("on-a1 kept", Duration::from_millis(1_200), &api, |a| pod_exists(a, "on-a1")).await;
     h.shutdown().await;
 }
