@@ -308,8 +308,42 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         }
         Err(e) => println!("  events not counted: {e:#}"),
     }
+    // A count short of 4 per pod is a loss only if a queue overflowed, which both sides log.
+    let (leader_drops, agent_drops) =
+        (logged_event_drops(&cluster.log_tail(leader, usize::MAX)), logged_event_drops(&agent.log_tail(usize::MAX)));
+    if leader_drops.is_none() && agent_drops.is_none() {
+        println!("  event queues: no event dropped (none logged)");
+    } else {
+        println!(
+            "  event queues overflowed: leader logged {} dropped, fake agents {} (first and every 1,024th drop of a queue \
+             are logged)",
+            leader_drops.map_or("none".into(), |n| n.to_string()),
+            agent_drops.map_or("none".into(), |n| n.to_string())
+        );
+    }
     drop(agent);
     Ok(rate)
+}
+
+/// The largest `dropped=N` of the "events are being dropped" warnings in `log`, if any.
+fn logged_event_drops(log: &str) -> Option<u64> {
+    log.lines()
+        .filter(|l| l.contains("events are being dropped"))
+        .filter_map(|l| {
+            // Without the terminal colour codes the log may carry.
+            let mut plain = String::with_capacity(l.len());
+            let mut chars = l.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                } else {
+                    plain.push(c);
+                }
+            }
+            let at = plain.find("dropped=")? + "dropped=".len();
+            plain[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .max()
 }
 
 /// The Events in `ns` per pod by reason (`"Created 0.94, Pulled 0.94, ..."`), and how many.
@@ -497,4 +531,17 @@ pub async fn node_failure(trials: usize, pods: usize, runtime: &str) -> anyhow::
     );
     drop(spares);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_drops_are_read_from_the_log() {
+        let log =
+            "2026 \u{1b}[33m WARN\u{1b}[0m skiff_controllers::events: event queue full (4096 pending): events are \
+                   being dropped \u{1b}[3mdropped\u{1b}[0m\u{1b}[2m=\u{1b}[0m1024\nother dropped=99999\n\
+                   WARN x: events are being dropped dropped=1\n";
+        assert_eq!(super::logged_event_drops(log), Some(1024));
+        assert_eq!(super::logged_event_drops("nothing here"), None);
+    }
 }

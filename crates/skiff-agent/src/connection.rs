@@ -285,6 +285,8 @@ struct Reporter {
     records: VecDeque<RecordedEvent>,
     /// The last message sent carried events: statuses go first next time.
     records_sent_last: bool,
+    /// Events dropped so far because `records` was full.
+    records_dropped: u64,
 }
 
 impl Reporter {
@@ -294,7 +296,15 @@ impl Reporter {
                 if self.records.len() < MAX_PENDING_RECORDS {
                     self.records.push_back(r);
                 } else {
-                    tracing::debug!(reason = r.reason, "pending events full; event dropped");
+                    // Told at the first and at every 1,024th: visible, never a log flood.
+                    self.records_dropped += 1;
+                    let n = self.records_dropped;
+                    if n == 1 || n.is_multiple_of(1024) {
+                        tracing::warn!(
+                            dropped = n,
+                            "{MAX_PENDING_RECORDS} events already wait for the control plane: events are being dropped"
+                        );
+                    }
                 }
                 continue;
             }
@@ -760,6 +770,7 @@ mod tests {
         // Bounded: beyond MAX_PENDING_RECORDS events are dropped.
         r.absorb((0..MAX_PENDING_RECORDS + 10).map(|i| recorded(&i.to_string(), "Started")).collect());
         assert_eq!(r.records.len(), MAX_PENDING_RECORDS);
+        assert_eq!(r.records_dropped, 10, "the dropped ones are counted");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Best-effort recording of Kubernetes `v1 Event`s (bounded, never blocks a reconcile) and their expiry.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ struct EventRequest {
 pub struct EventRecorder {
     tx: Option<mpsc::Sender<EventRequest>>,
     component: &'static str,
+    /// Events dropped on a full queue so far, for all handles of this sink.
+    dropped: Arc<AtomicU64>,
 }
 
 impl EventRecorder {
@@ -61,17 +64,23 @@ impl EventRecorder {
         stop: watch::Receiver<bool>,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        (EventRecorder { tx: Some(tx), component: "skiff-controller-manager" }, run_sink(api, rx, stop))
+        let dropped = Arc::new(AtomicU64::new(0));
+        (EventRecorder { tx: Some(tx), component: "skiff-controller-manager", dropped }, run_sink(api, rx, stop))
     }
 
     /// A recorder that drops everything.
     pub fn disabled() -> Self {
-        EventRecorder { tx: None, component: "" }
+        EventRecorder { tx: None, component: "", dropped: Arc::default() }
     }
 
     /// The same sink, reporting as `component` (`source.component`).
     pub fn for_component(&self, component: &'static str) -> Self {
-        EventRecorder { tx: self.tx.clone(), component }
+        EventRecorder { tx: self.tx.clone(), component, dropped: self.dropped.clone() }
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn normal(&self, res: &ResourceInfo, obj: &Value, reason: &str, message: impl Into<String>) {
@@ -110,8 +119,16 @@ impl EventRecorder {
     fn send(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: Option<String>) {
         let Some(tx) = &self.tx else { return };
         let req = EventRequest { involved, kind, reason: reason.to_string(), message, component: self.component, host };
-        if tx.try_send(req).is_err() {
-            tracing::debug!(reason, "event dropped (queue full or recorder stopped)");
+        match tx.try_send(req) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Told at the first and at every 1,024th: a loss is visible, never a log flood.
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n.is_multiple_of(1024) {
+                    tracing::warn!(dropped = n, "event queue full ({EVENT_QUEUE} pending): events are being dropped");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => tracing::debug!(reason, "event dropped (recorder stopped)"),
         }
     }
 }
@@ -350,6 +367,21 @@ mod tests {
         api.modify(&EVENTS, Some("default"), &name, |e| e["lastTimestamp"] = json!("2001-01-01T00:00:00Z"));
         assert_eq!(expire_events(&*api, Duration::from_secs(3600)).await.unwrap(), 1);
         assert!(api.objects(&EVENTS).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_the_rest() {
+        let api = Arc::new(FakeApi::new());
+        let (_tx, rx) = watch::channel(false);
+        // The sink does not run: nothing leaves the queue.
+        let (rec, _sink) = EventRecorder::new(api.clone(), rx);
+        let kubelet = rec.for_component("kubelet");
+        let pod = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"}});
+        for i in 0..EVENT_QUEUE + 5 {
+            kubelet.normal(&skiff_api::registry::PODS, &pod, "Started", format!("Started container c{i}"));
+        }
+        assert_eq!(rec.dropped(), 5, "every handle of the sink shares the count");
+        assert_eq!(EventRecorder::disabled().dropped(), 0);
     }
 
     #[tokio::test]
