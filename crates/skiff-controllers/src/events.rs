@@ -17,8 +17,9 @@ use crate::util::{self, format_time};
 
 /// Pending events beyond this are dropped. One queue takes every agent's events as well as the
 /// control plane's: at 1,024, bursts of 5,000 fake nodes starting pods still overflowed it
-/// (4 % of the events lost); at 4,096 (a few MB) none were.
-const EVENT_QUEUE: usize = 4096;
+/// (4 % of the events lost); at 4,096 (a few MB) runs at 1,600-1,800 pods/s still lost 1-3 %
+/// of them in 2 runs of 6 (logged as drops). At 16,384 it holds the events of 4,000 pods.
+const EVENT_QUEUE: usize = 16_384;
 /// Distinct (object, reason, message) series remembered for aggregation.
 const SERIES_LIMIT: usize = 4096;
 
@@ -139,8 +140,9 @@ type SeriesKey = (String, EventKind, String, String);
 /// (the store's group commit makes few Raft entries of them), repeats of one series in order.
 /// A round lasts about one commit, so this bounds the rate the sink keeps up with: at 64,
 /// pods started at 1,700/s on 5,000 fake nodes (four events each) filled the queue and 62 %
-/// of the agents' events were dropped.
-const SINK_CHUNK: usize = 512;
+/// of the agents' events were dropped; at 512 the sink was still 1-2 % behind when the last
+/// pod was bound, and at 2,048 (two of the store's batches) it is not.
+const SINK_CHUNK: usize = 2048;
 
 /// `now` in nanoseconds, or one more than the last value handed out when that is not later.
 fn unique_nanos(now: Timestamp) -> u64 {
