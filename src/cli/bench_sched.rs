@@ -308,27 +308,28 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
         }
         Err(e) => println!("  events not counted: {e:#}"),
     }
-    // A count short of 4 per pod is a loss only if a queue overflowed, which both sides log.
-    let (leader_drops, agent_drops) =
-        (logged_event_drops(&cluster.log_tail(leader, usize::MAX)), logged_event_drops(&agent.log_tail(usize::MAX)));
-    if leader_drops.is_none() && agent_drops.is_none() {
-        println!("  event queues: no event dropped (none logged)");
+    // A count short of 4 per pod is a loss only if a queue overflowed or a write failed, which
+    // both sides log (at the first, then every 1,024th).
+    let (leader_log, agent_log) = (cluster.log_tail(leader, usize::MAX), agent.log_tail(usize::MAX));
+    let logged = [
+        ("leader queue dropped", logged_count(&leader_log, "events are being dropped", "dropped=")),
+        ("leader writes failed", logged_count(&leader_log, "events not recorded", "failed=")),
+        ("fake agents dropped", logged_count(&agent_log, "events are being dropped", "dropped=")),
+    ];
+    let lost: Vec<String> = logged.iter().filter_map(|(what, n)| n.map(|n| format!("{what} {n}"))).collect();
+    if lost.is_empty() {
+        println!("  events lost: none logged");
     } else {
-        println!(
-            "  event queues overflowed: leader logged {} dropped, fake agents {} (first and every 1,024th drop of a queue \
-             are logged)",
-            leader_drops.map_or("none".into(), |n| n.to_string()),
-            agent_drops.map_or("none".into(), |n| n.to_string())
-        );
+        println!("  events lost, as logged (a lower bound): {}", lost.join(", "));
     }
     drop(agent);
     Ok(rate)
 }
 
-/// The largest `dropped=N` of the "events are being dropped" warnings in `log`, if any.
-fn logged_event_drops(log: &str) -> Option<u64> {
+/// The largest `KEY=N` (`key` is `"KEY="`) of the lines of `log` saying `marker`, if any.
+fn logged_count(log: &str, marker: &str, key: &str) -> Option<u64> {
     log.lines()
-        .filter(|l| l.contains("events are being dropped"))
+        .filter(|l| l.contains(marker))
         .filter_map(|l| {
             // Without the terminal colour codes the log may carry.
             let mut plain = String::with_capacity(l.len());
@@ -340,7 +341,7 @@ fn logged_event_drops(log: &str) -> Option<u64> {
                     plain.push(c);
                 }
             }
-            let at = plain.find("dropped=")? + "dropped=".len();
+            let at = plain.find(key)? + key.len();
             plain[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         })
         .max()
@@ -536,12 +537,15 @@ pub async fn node_failure(trials: usize, pods: usize, runtime: &str) -> anyhow::
 #[cfg(test)]
 mod tests {
     #[test]
-    fn event_drops_are_read_from_the_log() {
+    fn event_losses_are_read_from_the_log() {
         let log =
             "2026 \u{1b}[33m WARN\u{1b}[0m skiff_controllers::events: event queue full (4096 pending): events are \
                    being dropped \u{1b}[3mdropped\u{1b}[0m\u{1b}[2m=\u{1b}[0m1024\nother dropped=99999\n\
                    WARN x: events are being dropped dropped=1\n";
-        assert_eq!(super::logged_event_drops(log), Some(1024));
-        assert_eq!(super::logged_event_drops("nothing here"), None);
+        assert_eq!(super::logged_count(log, "events are being dropped", "dropped="), Some(1024));
+        assert_eq!(super::logged_count("nothing here", "events are being dropped", "dropped="), None);
+        let log =
+            "WARN skiff_controllers::events: event writes failing: events not recorded failed=3 error=no leader\n";
+        assert_eq!(super::logged_count(log, "events not recorded", "failed="), Some(3));
     }
 }

@@ -56,6 +56,8 @@ pub struct EventRecorder {
     component: &'static str,
     /// Events dropped on a full queue so far, for all handles of this sink.
     dropped: Arc<AtomicU64>,
+    /// Events the sink failed to write so far.
+    failed: Arc<AtomicU64>,
 }
 
 impl EventRecorder {
@@ -65,23 +67,29 @@ impl EventRecorder {
         stop: watch::Receiver<bool>,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        (EventRecorder { tx: Some(tx), component: "skiff-controller-manager", dropped }, run_sink(api, rx, stop))
+        let (dropped, failed) = (Arc::default(), Arc::new(AtomicU64::new(0)));
+        let sink = run_sink(api, rx, failed.clone(), stop);
+        (EventRecorder { tx: Some(tx), component: "skiff-controller-manager", dropped, failed }, sink)
     }
 
     /// A recorder that drops everything.
     pub fn disabled() -> Self {
-        EventRecorder { tx: None, component: "", dropped: Arc::default() }
+        EventRecorder { tx: None, component: "", dropped: Arc::default(), failed: Arc::default() }
     }
 
     /// The same sink, reporting as `component` (`source.component`).
     pub fn for_component(&self, component: &'static str) -> Self {
-        EventRecorder { tx: self.tx.clone(), component, dropped: self.dropped.clone() }
+        EventRecorder { tx: self.tx.clone(), component, dropped: self.dropped.clone(), failed: self.failed.clone() }
     }
 
     /// Events dropped so far because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events taken from the queue whose write failed so far (not retried).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     pub fn normal(&self, res: &ResourceInfo, obj: &Value, reason: &str, message: impl Into<String>) {
@@ -177,7 +185,12 @@ fn series_key(req: &EventRequest) -> SeriesKey {
     )
 }
 
-async fn run_sink(api: Arc<dyn ObjectApi>, mut rx: mpsc::Receiver<EventRequest>, mut stop: watch::Receiver<bool>) {
+async fn run_sink(
+    api: Arc<dyn ObjectApi>,
+    mut rx: mpsc::Receiver<EventRequest>,
+    failed: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
     // Series already written: key → (namespace, event name).
     let mut series: HashMap<SeriesKey, (String, String)> = HashMap::new();
     loop {
@@ -207,20 +220,29 @@ async fn run_sink(api: Arc<dyn ObjectApi>, mut rx: mpsc::Receiver<EventRequest>,
         let writes = groups.into_iter().map(|(key, reqs)| {
             let mut cur = series.get(&key).cloned();
             async move {
+                let mut errors = (0u64, None);
                 for req in reqs {
                     match write_event(api, cur.clone(), req).await {
                         Ok(written) => cur = Some(written),
-                        Err(e) => tracing::debug!(error = %e, "event not recorded"),
+                        Err(e) => errors = (errors.0 + 1, Some(e)),
                     }
                 }
-                (key, cur)
+                (key, cur, errors)
             }
         });
         let written = tokio::select! {
             w = futures::future::join_all(writes) => w,
             _ = stopped(&mut stop) => return,
         };
-        for (key, at) in written {
+        for (key, at, (n, error)) in written {
+            if let Some(e) = error {
+                // Told at the first and whenever the count passes a multiple of 1,024.
+                let before = failed.fetch_add(n, Ordering::Relaxed);
+                let now = before + n;
+                if before == 0 || before / 1024 != now / 1024 {
+                    tracing::warn!(failed = now, error = %e, "event writes failing: events not recorded");
+                }
+            }
             if let Some(at) = at {
                 if series.len() >= SERIES_LIMIT && !series.contains_key(&key) {
                     series.clear();
@@ -384,6 +406,27 @@ mod tests {
         }
         assert_eq!(rec.dropped(), 5, "every handle of the sink shares the count");
         assert_eq!(EventRecorder::disabled().dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_writes_are_counted() {
+        let api = Arc::new(FakeApi::new());
+        let (_tx, rx) = watch::channel(false);
+        let (rec, sink) = EventRecorder::new(api.clone(), rx);
+        api.fail_next("create", Some(&EVENTS), crate::ApiCallError::unavailable("no leader"), 2);
+        let pod = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"}});
+        for reason in ["Pulled", "Created", "Started"] {
+            rec.normal(&skiff_api::registry::PODS, &pod, reason, format!("{reason} container c"));
+        }
+        tokio::spawn(sink);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rec.failed() < 2 || api.objects(&EVENTS).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "failed {}, events {:?}", rec.failed(), api.objects(&EVENTS));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(rec.failed(), 2);
+        assert_eq!(api.objects(&EVENTS).len(), 1, "the third was written");
+        assert_eq!(rec.dropped(), 0);
     }
 
     #[tokio::test]
