@@ -148,7 +148,7 @@ type SeriesKey = (String, EventKind, String, String);
 /// (the store's group commit makes few Raft entries of them), repeats of one series in order.
 /// A round lasts about one commit, so this bounds the rate the sink keeps up with: at 64,
 /// pods started at 1,700/s on 5,000 fake nodes (four events each) filled the queue and 62 %
-/// of the agents' events were dropped; at 512 the sink was still 1-2 % behind when the last
+/// of the agents' events were dropped; at 512 the sink was still 1-10 % behind when the last
 /// pod was bound, and at 2,048 (two of the store's batches) it is not.
 const SINK_CHUNK: usize = 2048;
 
