@@ -163,6 +163,18 @@ async fn killing_the_leader_mid_rollout_still_completes_it() {
     });
 }
 
+/// The uids of `pods`.
+fn uids(pods: &[Value]) -> std::collections::BTreeSet<String> {
+    pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
+}
+
+/// `pods` are the pods of `before`, none of them being deleted (`when` names the moment).
+fn assert_kept(pods: &[Value], before: &std::collections::BTreeSet<String>, when: &str) {
+    let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
+    assert_eq!(&uids(pods), before, "pods replaced {when}");
+    assert_eq!(live, before.len(), "pods being deleted {when}");
+}
+
 /// Processes of this test stopped with SIGSTOP, continued however the test ends.
 struct Frozen(Vec<libc::pid_t>);
 
@@ -194,9 +206,6 @@ impl Drop for Frozen {
 async fn a_frozen_leader_costs_no_pod_its_place() {
     let _deadline = skiff::proc_cluster::test_deadline();
     let RolledOut { c, leader, k, _agents } = rolled_out_behind_a_follower("frz", 4).await;
-    let uids = |pods: &[Value]| -> std::collections::BTreeSet<String> {
-        pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
-    };
     let before = uids(&k.pods("app=frz"));
     assert_eq!(before.len(), 4);
 
@@ -211,9 +220,7 @@ async fn a_frozen_leader_costs_no_pod_its_place() {
         if ok {
             let v: Value = serde_json::from_str(&out).unwrap();
             let now = v["items"].as_array().cloned().unwrap_or_default();
-            let live = now.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
-            assert_eq!(uids(&now), before, "pods replaced {:?} into the freeze", watched.elapsed());
-            assert_eq!(live, 4, "pods being deleted {:?} into the freeze", watched.elapsed());
+            assert_kept(&now, &before, &format!("{:?} into the freeze", watched.elapsed()));
             reads += 1;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,9 +239,6 @@ async fn a_frozen_leader_costs_no_pod_its_place() {
 async fn every_node_silent_at_once_costs_no_pod_its_place() {
     let _deadline = skiff::proc_cluster::test_deadline();
     let RolledOut { c, k, _agents: agents, .. } = rolled_out_behind_a_follower("hush", 4).await;
-    let uids = |pods: &[Value]| -> std::collections::BTreeSet<String> {
-        pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect()
-    };
     let before = uids(&k.pods("app=hush"));
     assert_eq!(before.len(), 4);
 
@@ -243,10 +247,7 @@ async fn every_node_silent_at_once_costs_no_pod_its_place() {
     let watched = std::time::Instant::now();
     let mut silent_seen = None;
     while watched.elapsed() < Duration::from_secs(11) {
-        let pods = k.pods("app=hush");
-        let live = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).count();
-        assert_eq!(uids(&pods), before, "pods replaced {:?} into the silence", watched.elapsed());
-        assert_eq!(live, 4, "pods being deleted {:?} into the silence", watched.elapsed());
+        assert_kept(&k.pods("app=hush"), &before, &format!("{:?} into the silence", watched.elapsed()));
         let nodes = k.ok(&["get", "nodes", "--no-headers"], "");
         if silent_seen.is_none() && nodes.lines().filter(|l| l.contains(" NotReady ")).count() == 2 {
             silent_seen = Some(watched.elapsed());

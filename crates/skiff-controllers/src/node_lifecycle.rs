@@ -204,8 +204,8 @@ struct NodeTrack {
 
 /// What a pass found a node to need (most nodes need nothing).
 enum NodeWork {
-    /// Silent past its lease, unreachable for this long.
-    Unreachable(Duration),
+    /// Silent past its lease, unreachable for this long, in this zone (an index of `zones`).
+    Unreachable(Duration, usize),
     /// Heard from, and not known to be Ready and untainted in this version.
     Alive,
 }
@@ -323,7 +323,7 @@ impl NodeLifecycle {
                     work.push((
                         name.to_string(),
                         node.clone(),
-                        NodeWork::Unreachable(now.saturating_duration_since(since)),
+                        NodeWork::Unreachable(now.saturating_duration_since(since), track.zone),
                     ));
                 } else {
                     due_at(heard + lease_ttl);
@@ -345,13 +345,13 @@ impl NodeLifecycle {
         let was_held = self.note_disruption(&counts, held.clone());
         for (name, node, w) in work {
             let result = match w {
-                NodeWork::Unreachable(mut unreachable_for) => {
-                    let Some(track) = self.tracks.get_mut(&name) else { continue };
-                    let zone = track.zone;
+                NodeWork::Unreachable(mut unreachable_for, zone) => {
                     if !held[zone] && was_held.get(zone).copied().unwrap_or(false) {
                         // The zone just recovered: its silent nodes' eviction clocks start now,
                         // as if they had just turned unreachable.
-                        track.unreachable_since = Some(now);
+                        if let Some(t) = self.tracks.get_mut(&name) {
+                            t.unreachable_since = Some(now);
+                        }
                         unreachable_for = Duration::ZERO;
                         let due = now + eviction_timeout;
                         next_due = Some(next_due.map_or(due, |d| d.min(due)));
