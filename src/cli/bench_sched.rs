@@ -326,23 +326,14 @@ async fn schedule_e2e(nodes: usize, pods: usize, concurrency: usize) -> anyhow::
     Ok(rate)
 }
 
-/// The largest `KEY=N` (`key` is `"KEY="`) of the lines of `log` saying `marker`, if any.
+/// The largest `KEY=N` (`key` is `"KEY="`) of the lines of `log` saying `marker`, if any. The
+/// members log without colour codes: their stderr is a file.
 fn logged_count(log: &str, marker: &str, key: &str) -> Option<u64> {
     log.lines()
         .filter(|l| l.contains(marker))
         .filter_map(|l| {
-            // Without the terminal colour codes the log may carry.
-            let mut plain = String::with_capacity(l.len());
-            let mut chars = l.chars();
-            while let Some(c) = chars.next() {
-                if c == '\u{1b}' {
-                    chars.by_ref().find(|c| c.is_ascii_alphabetic());
-                } else {
-                    plain.push(c);
-                }
-            }
-            let at = plain.find(key)? + key.len();
-            plain[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            let at = l.find(key)? + key.len();
+            l[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         })
         .max()
 }
@@ -538,9 +529,8 @@ pub async fn node_failure(trials: usize, pods: usize, runtime: &str) -> anyhow::
 mod tests {
     #[test]
     fn event_losses_are_read_from_the_log() {
-        let log =
-            "2026 \u{1b}[33m WARN\u{1b}[0m skiff_controllers::events: event queue full (4096 pending): events are \
-                   being dropped \u{1b}[3mdropped\u{1b}[0m\u{1b}[2m=\u{1b}[0m1024\nother dropped=99999\n\
+        let log = "2026  WARN skiff_controllers::events: event queue full (4096 pending): events are \
+                   being dropped dropped=1024\nother dropped=99999\n\
                    WARN x: events are being dropped dropped=1\n";
         assert_eq!(super::logged_count(log, "events are being dropped", "dropped="), Some(1024));
         assert_eq!(super::logged_count("nothing here", "events are being dropped", "dropped="), None);

@@ -9,6 +9,7 @@ mod kv;
 mod server;
 mod up;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -74,7 +75,13 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,skiff=info,skiff_server=info,skiff_store=info,skiff_agent=info")
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour only on a terminal: logs redirected to files (`skiff up`'s members, the benches'
+    // clusters) stay plain text that grep and the benches' log readers match as written.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 pub fn main() -> ExitCode {
