@@ -60,6 +60,13 @@ pub struct ServerArgs {
     /// one cut off. At 1 only a zone whose nodes (more than two) are all silent is held.
     #[arg(long, env = "SKIFF_NODE_UNHEALTHY_ZONE_THRESHOLD", default_value_t = 0.55, value_parser = parse_zone_threshold)]
     node_unhealthy_zone_threshold: f64,
+    /// A zone of more nodes than this, partially disrupted, is not held but slowed: its silent
+    /// nodes lose their pods one node at a time, at the secondary eviction rate.
+    #[arg(long, env = "SKIFF_NODE_LARGE_ZONE_THRESHOLD", default_value_t = 50)]
+    node_large_zone_threshold: usize,
+    /// Nodes per second a slowed zone evicts (0: large zones are held as well).
+    #[arg(long, env = "SKIFF_NODE_SECONDARY_EVICTION_RATE", default_value_t = 0.01, value_parser = parse_eviction_rate)]
+    node_secondary_eviction_rate: f64,
     /// Ports NodePort Services are given, FIRST-LAST.
     #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = skiff_server::parse_port_range)]
     service_node_port_range: std::ops::RangeInclusive<i64>,
@@ -72,6 +79,16 @@ fn parse_zone_threshold(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{s} is not a fraction in (0, 1]"))
+    }
+}
+
+/// A number of nodes per second, 0 or more.
+fn parse_eviction_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a rate of nodes per second (0 or more)"))
     }
 }
 
@@ -98,6 +115,8 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         eviction_timeout_ms: a.pod_eviction_timeout_ms,
         leader_grace_ms: a.node_leader_grace_ms,
         unhealthy_zone_threshold: a.node_unhealthy_zone_threshold,
+        large_zone_threshold: a.node_large_zone_threshold,
+        secondary_eviction_rate: a.node_secondary_eviction_rate,
         ..Default::default()
     };
     let cfg = ServerConfig {
@@ -123,5 +142,21 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zone_thresholds_and_eviction_rates_are_checked() {
+        assert_eq!(super::parse_zone_threshold("0.55"), Ok(0.55));
+        assert_eq!(super::parse_zone_threshold("1"), Ok(1.0));
+        assert_eq!(super::parse_zone_threshold("1.5"), Err("1.5 is not a fraction in (0, 1]".into()));
+        assert_eq!(super::parse_zone_threshold("0"), Err("0 is not a fraction in (0, 1]".into()));
+        assert_eq!(super::parse_eviction_rate("0.01"), Ok(0.01));
+        assert_eq!(super::parse_eviction_rate("0"), Ok(0.0));
+        assert_eq!(super::parse_eviction_rate("-1"), Err("-1 is not a rate of nodes per second (0 or more)".into()));
+        assert_eq!(super::parse_eviction_rate("inf"), Err("inf is not a rate of nodes per second (0 or more)".into()));
+        assert_eq!(super::parse_eviction_rate("fast"), Err("\"fast\" is not a number".into()));
     }
 }

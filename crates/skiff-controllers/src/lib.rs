@@ -66,6 +66,12 @@ pub struct ControllerConfig {
     /// as well when every node of every zone is silent. Zones come from the nodes'
     /// `topology.kubernetes.io/region` and `zone` labels.
     pub unhealthy_zone_threshold: f64,
+    /// A partially disrupted zone of more nodes than this is not held but slowed: its silent
+    /// nodes lose their pods one node at a time (Kubernetes' `--large-cluster-size-threshold`).
+    pub large_zone_threshold: usize,
+    /// Nodes per second a slowed zone evicts (Kubernetes' `--secondary-node-eviction-rate`);
+    /// 0 holds large zones as well.
+    pub secondary_eviction_rate: f64,
     /// How often every node is checked besides the moments a lease or an eviction timeout
     /// runs out (when silent nodes are judged, whatever this is): it bounds how late a new
     /// node gets its first lease and a returning node loses the unreachable taint. A pass
@@ -91,12 +97,21 @@ impl Default for ControllerConfig {
             eviction_timeout_ms: 2_000,
             leader_grace_ms: 10_000,
             unhealthy_zone_threshold: 0.55,
+            large_zone_threshold: 50,
+            secondary_eviction_rate: 0.01,
             node_monitor_period_ms: 500,
             gc_interval_ms: 10_000,
             event_ttl_ms: 3_600_000,
             event_expiry_interval_ms: 60_000,
         }
     }
+}
+
+/// The time between two evictions at `rate` nodes per second; `None` (never) at 0 or below.
+/// Intervals beyond a year count as a year.
+pub fn eviction_interval(rate: f64) -> Option<Duration> {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    (rate > 0.0).then(|| Duration::try_from_secs_f64(1.0 / rate).map_or(YEAR, |d| d.min(YEAR)))
 }
 
 /// What leader-only loops living in other crates get from the controller manager: the store,
@@ -223,6 +238,8 @@ pub async fn run_all_with(
             leader_grace: ms(cfg.leader_grace_ms),
             monitor_period: ms(cfg.node_monitor_period_ms),
             unhealthy_zone_threshold: cfg.unhealthy_zone_threshold,
+            large_zone_threshold: cfg.large_zone_threshold,
+            secondary_eviction_interval: eviction_interval(cfg.secondary_eviction_rate),
         },
     );
     tasks.spawn(nl.run(stop.clone()));

@@ -6,6 +6,11 @@
 //! of a zone are, the likelier cause is the leader's own network, and deleting the pods would
 //! only move the outage onto the rest of the cluster. Nodes are still marked and tainted (no new
 //! pod goes there); evictions resume, after a fresh eviction timeout, when the zone recovers.
+//! A partially disrupted zone of more than the large-zone threshold's nodes is not held but
+//! slowed: its silent nodes lose their pods one node at a time, at the secondary eviction rate
+//! (Kubernetes' `--large-cluster-size-threshold` and `--secondary-node-eviction-rate`): in a
+//! large zone a majority of silent nodes is likelier a real failure, and holding for ever would
+//! leave their pods' capacity lost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +84,10 @@ pub struct NodeLifecycleConfig {
     /// Fraction of a zone's nodes (more than two) silent at once from which its evictions are
     /// held.
     pub unhealthy_zone_threshold: f64,
+    /// A partially disrupted zone of more nodes than this is slowed instead of held.
+    pub large_zone_threshold: usize,
+    /// Time between two nodes' evictions in a slowed zone (`None`: slowed zones are held too).
+    pub secondary_eviction_interval: Option<Duration>,
 }
 
 /// The labels whose values make up a node's zone (nodes without them form one zone).
@@ -115,11 +124,22 @@ impl ZoneState {
     }
 }
 
-/// Which zones hold their evictions, from each zone's (nodes, silent) count: every zone when
-/// all zones with nodes are fully disrupted (the leader is the likelier one cut off), else each
-/// partially disrupted zone. A fully disrupted zone among healthy ones is a zone that went
-/// down: its pods move.
-pub fn held_zones(counts: &[(usize, usize)], threshold: f64) -> Vec<bool> {
+/// How a zone's silent nodes lose their pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evictions {
+    /// Each node's as soon as its eviction timeout (or its pods' tolerations) runs out.
+    Free,
+    /// One node at a time, a secondary eviction interval apart.
+    Slow,
+    /// None: the zone's nodes are marked and tainted only.
+    Held,
+}
+
+/// How each zone evicts, from each zone's (nodes, silent) count: every zone holds when all
+/// zones with nodes are fully disrupted (the leader is the likelier one cut off); a partially
+/// disrupted zone holds, or is slowed when it has more than `large_zone` nodes. A fully
+/// disrupted zone among healthy ones is a zone that went down: its pods move freely.
+pub fn zone_evictions(counts: &[(usize, usize)], threshold: f64, large_zone: usize) -> Vec<Evictions> {
     let states: Vec<ZoneState> =
         counts.iter().map(|&(nodes, silent)| ZoneState::of(nodes, silent, threshold)).collect();
     let mut populated = counts.iter().zip(&states).filter(|((nodes, _), _)| *nodes > 0).peekable();
@@ -127,7 +147,13 @@ pub fn held_zones(counts: &[(usize, usize)], threshold: f64) -> Vec<bool> {
     counts
         .iter()
         .zip(&states)
-        .map(|((nodes, _), s)| *nodes > 0 && (all_full || *s == ZoneState::PartialDisruption))
+        .map(|(&(nodes, _), s)| match s {
+            _ if nodes == 0 => Evictions::Free,
+            _ if all_full => Evictions::Held,
+            ZoneState::PartialDisruption if nodes > large_zone => Evictions::Slow,
+            ZoneState::PartialDisruption => Evictions::Held,
+            _ => Evictions::Free,
+        })
         .collect()
 }
 
@@ -181,8 +207,11 @@ pub struct NodeLifecycle {
     pruned_at: Option<u64>,
     /// Every zone seen, by index (never shrinks: zones are few); `""` is the unlabelled one.
     zones: Vec<String>,
-    /// Zones whose evictions the latest pass held, by index.
-    held: Vec<bool>,
+    /// How each zone evicted at the latest pass, by index.
+    modes: Vec<Evictions>,
+    /// By zone index: when a slowed zone may next evict a node (one node per secondary eviction
+    /// interval; kept across mode changes, so a zone flapping in and out of it cannot go faster).
+    slow_next: Vec<Option<Instant>>,
 }
 
 /// One node as the lifecycle controller follows it.
@@ -200,6 +229,9 @@ struct NodeTrack {
     /// node changes).
     zone: usize,
     zone_from: Option<Arc<Value>>,
+    /// In a slowed zone: this node's eviction has had its turn (since it last turned
+    /// unreachable), so its pods go as their tolerations run out without waiting again.
+    slow_turn: bool,
 }
 
 /// What a pass found a node to need (most nodes need nothing).
@@ -231,7 +263,8 @@ impl NodeLifecycle {
             passes: 0,
             pruned_at: None,
             zones: Vec::new(),
-            held: Vec::new(),
+            modes: Vec::new(),
+            slow_next: Vec::new(),
         }
     }
 
@@ -294,6 +327,7 @@ impl NodeLifecycle {
                         pass,
                         zone: 0,
                         zone_from: None,
+                        slow_turn: false,
                     }),
                 };
                 track.pass = pass;
@@ -328,6 +362,7 @@ impl NodeLifecycle {
                 } else {
                     due_at(heard + lease_ttl);
                     track.unreachable_since = None;
+                    track.slow_turn = false;
                     let heard_recently = last_beat.is_some_and(|b| now.saturating_duration_since(b) < lease_ttl);
                     let settled = track.settled.as_ref().is_some_and(|v| Arc::ptr_eq(v, node));
                     if heard_recently && !settled {
@@ -341,12 +376,16 @@ impl NodeLifecycle {
             self.tracks.retain(|_, t| t.pass == pass);
             self.pruned_at = Some(revision);
         }
-        let held = held_zones(&counts, self.cfg.unhealthy_zone_threshold);
-        let was_held = self.note_disruption(&counts, held.clone());
+        // Without a secondary rate, a slowed zone is held.
+        let large_zone =
+            if self.cfg.secondary_eviction_interval.is_some() { self.cfg.large_zone_threshold } else { usize::MAX };
+        let modes = zone_evictions(&counts, self.cfg.unhealthy_zone_threshold, large_zone);
+        let was = self.note_disruption(&counts, modes.clone());
+        self.slow_next.resize(self.zones.len(), None);
         for (name, node, w) in work {
             let result = match w {
                 NodeWork::Unreachable(mut unreachable_for, zone) => {
-                    if !held[zone] && was_held.get(zone).copied().unwrap_or(false) {
+                    if modes[zone] != Evictions::Held && was.get(zone) == Some(&Evictions::Held) {
                         // The zone just recovered: its silent nodes' eviction clocks start now,
                         // as if they had just turned unreachable.
                         if let Some(t) = self.tracks.get_mut(&name) {
@@ -356,7 +395,23 @@ impl NodeLifecycle {
                         let due = now + eviction_timeout;
                         next_due = Some(next_due.map_or(due, |d| d.min(due)));
                     }
-                    self.handle_unreachable(&node, unreachable_for, !held[zone]).await
+                    match self.mark_unreachable(&node).await {
+                        Err(e) => Err(e),
+                        Ok(()) => match modes[zone] {
+                            Evictions::Held => Ok(()),
+                            Evictions::Free => self.evict_pods(&name, self.due_pods(&name, unreachable_for)).await,
+                            Evictions::Slow => {
+                                let due = self.due_pods(&name, unreachable_for);
+                                match self.slow_turn(&name, zone, !due.is_empty(), now) {
+                                    Ok(()) => self.evict_pods(&name, due).await,
+                                    Err(wait_until) => {
+                                        next_due = Some(next_due.map_or(wait_until, |d| d.min(wait_until)));
+                                        Ok(())
+                                    }
+                                }
+                            }
+                        },
+                    }
                 }
                 NodeWork::Alive => {
                     let r = self.handle_alive(&node).await;
@@ -375,37 +430,64 @@ impl NodeLifecycle {
         next_due
     }
 
-    /// Logs the zones whose evictions start or stop being held; returns the previous pass's.
-    fn note_disruption(&mut self, counts: &[(usize, usize)], held: Vec<bool>) -> Vec<bool> {
+    /// Logs the zones whose evictions change mode; returns the previous pass's modes.
+    fn note_disruption(&mut self, counts: &[(usize, usize)], modes: Vec<Evictions>) -> Vec<Evictions> {
         for (i, &(nodes, silent)) in counts.iter().enumerate() {
-            let (was, is) = (self.held.get(i).copied().unwrap_or(false), held[i]);
+            let (was, is) = (self.modes.get(i).copied().unwrap_or(Evictions::Free), modes[i]);
+            if was == is {
+                continue;
+            }
             let zone = if self.zones[i].is_empty() { "(no zone label)" } else { self.zones[i].as_str() };
-            if is && !was {
-                tracing::warn!(
+            match is {
+                Evictions::Held => tracing::warn!(
                     zone,
                     nodes,
                     silent,
                     "{silent} of {nodes} nodes silent at once: holding pod evictions in this zone \
                      (a leader cut off from its agents looks like this)"
-                );
-            } else if was && !is {
-                tracing::info!(
+                ),
+                Evictions::Slow => tracing::warn!(
+                    zone,
+                    nodes,
+                    silent,
+                    interval = ?self.cfg.secondary_eviction_interval,
+                    "{silent} of {nodes} nodes silent at once in a large zone: evicting one node at a time"
+                ),
+                Evictions::Free if was == Evictions::Held => tracing::info!(
                     zone,
                     nodes,
                     silent,
                     "zone no longer disrupted: pod evictions resume after the eviction timeout"
-                );
+                ),
+                Evictions::Free => {
+                    tracing::info!(zone, nodes, silent, "zone no longer disrupted: pod evictions no longer slowed")
+                }
             }
         }
-        std::mem::replace(&mut self.held, held)
+        std::mem::replace(&mut self.modes, modes)
     }
 
-    async fn handle_unreachable(
-        &self,
-        node: &Value,
-        unreachable_for: Duration,
-        evict: bool,
-    ) -> Result<(), crate::ApiCallError> {
+    /// In a slowed zone: whether `node`, with pods due (`wants`), may lose them now. A node
+    /// takes the zone's turn once (until it is heard from again); the next node's turn comes a
+    /// secondary eviction interval later, `Err` with that moment until then.
+    fn slow_turn(&mut self, node: &str, zone: usize, wants: bool, now: Instant) -> Result<(), Instant> {
+        let Some(track) = self.tracks.get_mut(node) else { return Ok(()) };
+        if track.slow_turn || !wants {
+            return Ok(());
+        }
+        if let Some(at) = self.slow_next[zone].filter(|at| *at > now) {
+            return Err(at);
+        }
+        track.slow_turn = true;
+        // An interval too long to add is as good as never.
+        let interval = self.cfg.secondary_eviction_interval.unwrap_or(Duration::MAX);
+        self.slow_next[zone] = Some(now.checked_add(interval).unwrap_or(now + Duration::from_secs(86_400 * 365)));
+        tracing::info!(node, zone = self.zones[zone].as_str(), "slowed zone: this node's pods go now");
+        Ok(())
+    }
+
+    /// Marks an unreachable node `Ready=Unknown` and taints it, once.
+    async fn mark_unreachable(&self, node: &Value) -> Result<(), crate::ApiCallError> {
         let ready = util::condition(node, "Ready");
         if ready.is_none_or(|c| c["status"] != "Unknown") {
             let mut next = node.clone();
@@ -438,10 +520,7 @@ impl NodeLifecycle {
         } else if !has_unreachable_taint(node) {
             self.add_taint(node.clone()).await?;
         }
-        if !evict {
-            return Ok(());
-        }
-        self.evict_pods(util::name(node), unreachable_for).await
+        Ok(())
     }
 
     async fn add_taint(&self, mut node: Value) -> Result<(), crate::ApiCallError> {
@@ -455,11 +534,9 @@ impl NodeLifecycle {
         self.api.update(&NODES, node).await.map(|_| ())
     }
 
-    /// Delete (grace 0) the pods bound to an unreachable node whose tolerations have run out,
-    /// all at once (their replacements wait for these deletes).
-    async fn evict_pods(&self, node: &str, unreachable_for: Duration) -> Result<(), crate::ApiCallError> {
-        let due: Vec<_> = self
-            .pods
+    /// The pods bound to an unreachable node whose tolerations have run out.
+    fn due_pods(&self, node: &str, unreachable_for: Duration) -> Vec<Arc<Value>> {
+        self.pods
             .list(None)
             .into_iter()
             .filter(|pod| pod["spec"]["nodeName"].as_str() == Some(node))
@@ -471,7 +548,12 @@ impl NodeLifecycle {
                 };
                 unreachable_for >= limit
             })
-            .collect();
+            .collect()
+    }
+
+    /// Delete (grace 0) `due`, the pods of unreachable `node`, all at once (their replacements
+    /// wait for these deletes).
+    async fn evict_pods(&self, node: &str, due: Vec<Arc<Value>>) -> Result<(), crate::ApiCallError> {
         let deletes = due.iter().map(|pod| async move {
             let r = self.api.delete(&PODS, util::namespace(pod), util::name(pod), Some(util::uid(pod)), Some(0)).await;
             (pod, r)
@@ -563,7 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn zone_states_and_holds_follow_kubernetes() {
+    fn zone_states_holds_and_slowed_zones_follow_kubernetes() {
         use ZoneState::*;
         assert_eq!(ZoneState::of(3, 0, 0.55), Normal);
         assert_eq!(ZoneState::of(1, 1, 0.55), FullDisruption);
@@ -572,12 +654,17 @@ mod tests {
         assert_eq!(ZoneState::of(6, 3, 0.55), Normal, "50 % < 55 %");
         assert_eq!(ZoneState::of(6, 3, 0.5), PartialDisruption);
         assert_eq!(ZoneState::of(4, 4, 0.55), FullDisruption);
-        // All populated zones down: the leader is the likelier one cut off; hold everywhere.
-        assert_eq!(held_zones(&[(2, 2), (0, 0), (1, 1)], 0.55), vec![true, false, true]);
+        use Evictions::{Free, Held, Slow};
+        // All populated zones down: the leader is the likelier one cut off; hold everywhere,
+        // large zones too.
+        assert_eq!(zone_evictions(&[(2, 2), (0, 0), (1, 1)], 0.55, 50), vec![Held, Free, Held]);
+        assert_eq!(zone_evictions(&[(60, 60), (70, 70)], 0.55, 50), vec![Held, Held]);
         // One zone down among live ones: it went down, its pods move; a partial one holds.
-        assert_eq!(held_zones(&[(2, 2), (3, 0), (5, 4)], 0.55), vec![false, false, true]);
-        assert_eq!(held_zones(&[(3, 1)], 0.55), vec![false]);
-        assert_eq!(held_zones(&[], 0.55), Vec::<bool>::new());
+        assert_eq!(zone_evictions(&[(2, 2), (3, 0), (5, 4)], 0.55, 50), vec![Free, Free, Held]);
+        assert_eq!(zone_evictions(&[(3, 1)], 0.55, 50), vec![Free]);
+        assert_eq!(zone_evictions(&[], 0.55, 50), Vec::<Evictions>::new());
+        // A partial disruption of more nodes than the large-zone threshold is slowed, not held.
+        assert_eq!(zone_evictions(&[(51, 40), (50, 40), (51, 10)], 0.55, 50), vec![Slow, Held, Free]);
         assert_eq!(zone_of(&json!({"metadata": {}})), "");
         assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1"}}})), "/z1");
         assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1", REGION_LABEL: "r"}}})), "r/z1");

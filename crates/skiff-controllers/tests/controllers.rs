@@ -815,3 +815,51 @@ async fn a_partly_silent_zone_holds_its_evictions_and_a_wholly_silent_one_among_
     holds_for("on-a1 kept", Duration::from_millis(1_200), &api, |a| pod_exists(a, "on-a1")).await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_partly_silent_zone_loses_its_pods_one_node_at_a_time() {
+    let api = Arc::new(FakeApi::new());
+    // Zone a: four of five nodes silent, and five is above the large-zone threshold (4): the
+    // zone is slowed, one node's pods every 500 ms. Zone b: a small zone with the same share
+    // silent (three of four) is held as before.
+    let silent = ["a1", "a2", "a3", "a4"];
+    for node in silent.iter().chain(&["a5"]) {
+        create_zoned_node(&api, node, "a").await;
+        create_bound_pod(&api, &format!("on-{node}"), node).await;
+    }
+    for node in ["b1", "b2", "b3", "b4"] {
+        create_zoned_node(&api, node, "b").await;
+    }
+    create_bound_pod(&api, "on-b1", "b1").await;
+    let interval = Duration::from_millis(500);
+    let h = Harness::start_with(
+        api.clone(),
+        HeartbeatTable::new(),
+        ControllerConfig { large_zone_threshold: 4, secondary_eviction_rate: 1.0 / interval.as_secs_f64(), ..cfg() },
+    );
+    let _a5 = heartbeat(&h.heartbeats, "a5");
+    let _b4 = heartbeat(&h.heartbeats, "b4");
+    // When each silent node's pod went, in order.
+    let mut gone: Vec<(&str, Instant)> = Vec::new();
+    while gone.len() < silent.len() {
+        let node = wait_for("the next node's pod evicted", &api, |a| {
+            silent.iter().find(|n| !gone.iter().any(|(g, _)| g == *n) && !pod_exists(a, &format!("on-{n}")))
+        })
+        .await;
+        gone.push((node, Instant::now()));
+    }
+    for pair in gone.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        // The turns are 500 ms apart; polling every 10 ms can see two of them up to ~20 ms closer.
+        assert!(
+            gap >= interval - Duration::from_millis(60),
+            "{} lost its pod {gap:?} after {}: a slowed zone evicts one node per {interval:?}",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+    assert!(pod_exists(&api, "on-a5"), "the live node keeps its pod");
+    assert!(pod_exists(&api, "on-b1"), "the small zone is held");
+    assert_eq!(node_state(&api, "b1"), ("Unknown".into(), true), "b1 is marked and tainted all the same");
+    h.shutdown().await;
+}
