@@ -108,10 +108,10 @@ impl Default for ControllerConfig {
 }
 
 /// The time between two evictions at `rate` nodes per second; `None` (never) at 0 or below.
-/// Intervals beyond a year count as a year.
+/// Intervals beyond [`node_lifecycle::LONGEST_EVICTION_INTERVAL`] (a year) count as that.
 pub fn eviction_interval(rate: f64) -> Option<Duration> {
-    const YEAR: Duration = Duration::from_secs(365 * 86_400);
-    (rate > 0.0).then(|| Duration::try_from_secs_f64(1.0 / rate).map_or(YEAR, |d| d.min(YEAR)))
+    let longest = node_lifecycle::LONGEST_EVICTION_INTERVAL;
+    (rate > 0.0).then(|| Duration::try_from_secs_f64(1.0 / rate).map_or(longest, |d| d.min(longest)))
 }
 
 /// What leader-only loops living in other crates get from the controller manager: the store,

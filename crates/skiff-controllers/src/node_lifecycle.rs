@@ -27,6 +27,8 @@ use crate::util;
 
 pub const COMPONENT: &str = "node-controller";
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// The longest time between two evictions in a slowed zone (a rate below one node a year).
+pub const LONGEST_EVICTION_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
 
 /// Last time each node's agent was heard from, kept in the leader's memory only. Cheap to
 /// clone; the agent gateway calls [`HeartbeatTable::record`] on every heartbeat.
@@ -479,9 +481,8 @@ impl NodeLifecycle {
             return Err(at);
         }
         track.slow_turn = true;
-        // An interval too long to add is as good as never.
-        let interval = self.cfg.secondary_eviction_interval.unwrap_or(Duration::MAX);
-        self.slow_next[zone] = Some(now.checked_add(interval).unwrap_or(now + Duration::from_secs(86_400 * 365)));
+        let interval = self.cfg.secondary_eviction_interval.unwrap_or(LONGEST_EVICTION_INTERVAL);
+        self.slow_next[zone] = Some(now + interval.min(LONGEST_EVICTION_INTERVAL));
         tracing::info!(node, zone = self.zones[zone].as_str(), "slowed zone: this node's pods go now");
         Ok(())
     }
@@ -665,6 +666,10 @@ mod tests {
         assert_eq!(zone_evictions(&[], 0.55, 50), Vec::<Evictions>::new());
         // A partial disruption of more nodes than the large-zone threshold is slowed, not held.
         assert_eq!(zone_evictions(&[(51, 40), (50, 40), (51, 10)], 0.55, 50), vec![Slow, Held, Free]);
+        // Kubernetes' default rate, none, and one too slow to wait for.
+        assert_eq!(crate::eviction_interval(0.01), Some(Duration::from_secs(100)));
+        assert_eq!(crate::eviction_interval(0.0), None);
+        assert_eq!(crate::eviction_interval(1e-300), Some(LONGEST_EVICTION_INTERVAL));
         assert_eq!(zone_of(&json!({"metadata": {}})), "");
         assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1"}}})), "/z1");
         assert_eq!(zone_of(&json!({"metadata": {"labels": {ZONE_LABEL: "z1", REGION_LABEL: "r"}}})), "r/z1");
