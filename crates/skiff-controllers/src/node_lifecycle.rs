@@ -397,23 +397,12 @@ impl NodeLifecycle {
                         let due = now + eviction_timeout;
                         next_due = Some(next_due.map_or(due, |d| d.min(due)));
                     }
-                    match self.mark_unreachable(&node).await {
-                        Err(e) => Err(e),
-                        Ok(()) => match modes[zone] {
-                            Evictions::Held => Ok(()),
-                            Evictions::Free => self.evict_pods(&name, self.due_pods(&name, unreachable_for)).await,
-                            Evictions::Slow => {
-                                let due = self.due_pods(&name, unreachable_for);
-                                match self.slow_turn(&name, zone, !due.is_empty(), now) {
-                                    Ok(()) => self.evict_pods(&name, due).await,
-                                    Err(wait_until) => {
-                                        next_due = Some(next_due.map_or(wait_until, |d| d.min(wait_until)));
-                                        Ok(())
-                                    }
-                                }
-                            }
-                        },
-                    }
+                    let turn = self.handle_unreachable(&name, &node, unreachable_for, zone, modes[zone], now).await;
+                    turn.map(|turn| {
+                        if let Some(at) = turn {
+                            next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                        }
+                    })
                 }
                 NodeWork::Alive => {
                     let r = self.handle_alive(&node).await;
@@ -485,6 +474,31 @@ impl NodeLifecycle {
         self.slow_next[zone] = Some(now + interval.min(LONGEST_EVICTION_INTERVAL));
         tracing::info!(node, zone = self.zones[zone].as_str(), "slowed zone: this node's pods go now");
         Ok(())
+    }
+
+    /// Marks an unreachable node, then deletes its due pods as its zone's mode allows. Returns
+    /// when the zone's next turn comes if the node, in a slowed zone, has to wait for it.
+    async fn handle_unreachable(
+        &mut self,
+        name: &str,
+        node: &Value,
+        unreachable_for: Duration,
+        zone: usize,
+        mode: Evictions,
+        now: Instant,
+    ) -> Result<Option<Instant>, crate::ApiCallError> {
+        self.mark_unreachable(node).await?;
+        if mode == Evictions::Held {
+            return Ok(None);
+        }
+        let due = self.due_pods(name, unreachable_for);
+        if mode == Evictions::Slow {
+            if let Err(turn) = self.slow_turn(name, zone, !due.is_empty(), now) {
+                return Ok(Some(turn));
+            }
+        }
+        self.evict_pods(name, due).await?;
+        Ok(None)
     }
 
     /// Marks an unreachable node `Ready=Unknown` and taints it, once.
