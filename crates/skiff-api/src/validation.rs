@@ -292,12 +292,7 @@ pub fn field_errors(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptio
         errs.push(FieldError::invalid("<root>", type_name(obj), "must be a JSON object"));
         return errs;
     }
-    let name_rule = match resource.kind {
-        "Namespace" => NameRule::Dns1123Label,
-        "Service" => NameRule::Dns1035Label,
-        _ => NameRule::Dns1123Subdomain,
-    };
-    validate_object_meta(obj.get("metadata"), resource.namespaced, name_rule, "metadata", &mut errs);
+    validate_object_meta(obj.get("metadata"), resource.namespaced, name_rule(resource), "metadata", &mut errs);
     let spec = obj.get("spec");
     match resource.kind {
         "Pod" => match spec {
@@ -488,6 +483,24 @@ enum NameRule {
     Dns1035Label,
 }
 
+fn name_rule(resource: &ResourceInfo) -> NameRule {
+    match resource.kind {
+        "Namespace" => NameRule::Dns1123Label,
+        "Service" => NameRule::Dns1035Label,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}
+
+/// The errors of an object's name and namespace alone, as [`field_errors`] reports them: for
+/// objects the server builds and encodes itself (the event sink's Events), whose other fields
+/// are right by construction.
+pub fn name_errors(resource: &ResourceInfo, name: &str, namespace: Option<&str>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let namespace = namespace.unwrap_or("");
+    validate_name_and_namespace(name, "", namespace, resource.namespaced, name_rule(resource), "metadata", &mut errs);
+    errs
+}
+
 fn validate_object_meta(
     meta: Option<&Value>,
     namespaced: bool,
@@ -499,6 +512,21 @@ fn validate_object_meta(
     let meta = meta.unwrap_or(&empty);
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
     let generate_name = meta.get("generateName").and_then(Value::as_str).unwrap_or("");
+    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+    validate_name_and_namespace(name, generate_name, namespace, namespaced, rule, path, errs);
+    validate_labels(meta.get("labels"), &format!("{path}.labels"), errs);
+    validate_annotations(meta.get("annotations"), &format!("{path}.annotations"), errs);
+}
+
+fn validate_name_and_namespace(
+    name: &str,
+    generate_name: &str,
+    namespace: &str,
+    namespaced: bool,
+    rule: NameRule,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if name.is_empty() {
         if generate_name.is_empty() {
             errs.push(FieldError::required(format!("{path}.name"), "name or generateName is required"));
@@ -512,7 +540,6 @@ fn validate_object_meta(
         };
         push_all(errs, &field, name, msgs);
     }
-    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
     if namespaced {
         if !namespace.is_empty() {
             push_all(errs, &format!("{path}.namespace"), namespace, is_dns1123_label(namespace));
@@ -520,8 +547,6 @@ fn validate_object_meta(
     } else if !namespace.is_empty() {
         errs.push(FieldError::forbidden(format!("{path}.namespace"), "not allowed on this type"));
     }
-    validate_labels(meta.get("labels"), &format!("{path}.labels"), errs);
-    validate_annotations(meta.get("annotations"), &format!("{path}.annotations"), errs);
 }
 
 fn string_map<'a>(v: Option<&'a Value>, path: &str, errs: &mut Vec<FieldError>) -> Vec<(&'a str, &'a str)> {

@@ -596,10 +596,16 @@ impl ObjectStore {
     }
 
     async fn check_namespace(&self, res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+        self.check_namespace_of(res, meta_str(obj, "namespace"), meta::name_of(obj)).await
+    }
+
+    /// That `ns` (the default namespace when `None`) exists and is not being terminated, for a
+    /// new object `name` of `res`.
+    async fn check_namespace_of(&self, res: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<()> {
         if !res.namespaced {
             return Ok(());
         }
-        let ns = meta_str(obj, "namespace").unwrap_or(skiff_api::defaults::DEFAULT_NAMESPACE);
+        let ns = ns.unwrap_or(skiff_api::defaults::DEFAULT_NAMESPACE);
         let key = keys::object_key(&NAMESPACES, None, ns);
         // (kube-apiserver's lifecycle admission, too, looks a namespace its cache lacks up live.)
         match self.read_confirming_miss(&key).await? {
@@ -609,7 +615,7 @@ impl ObjectStore {
                     Err(st::forbidden(format!(
                         "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         res.qualified_plural(),
-                        meta::name_of(obj)
+                        name
                     ))
                     .into())
                 } else {
@@ -617,6 +623,60 @@ impl ObjectStore {
                 }
             }
         }
+    }
+
+    /// Creates `name` in `ns` from `json`, an object this server's own components built and
+    /// encoded (the event sink's Events, with `uid` and `creationTimestamp` in place): only its
+    /// name, namespace and size are checked, with no defaulting or admission, and no decoding
+    /// (debug builds decode and validate it in full, so tests catch a builder gone wrong). The
+    /// namespace must exist and the name be free (AlreadyExists). Returns the revision written.
+    pub async fn create_built(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        json: Vec<u8>,
+    ) -> ApiResult<u64> {
+        let invalid = |errors| {
+            ApiError::from(
+                skiff_api::ValidationErrors {
+                    kind: res.kind.to_string(),
+                    group: res.group.to_string(),
+                    name: name.to_string(),
+                    errors,
+                }
+                .to_status(),
+            )
+        };
+        let errors = skiff_api::validation::name_errors(res, name, ns);
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        skiff_api::validation::check_size(json.len(), &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
+        if cfg!(debug_assertions) {
+            let obj: Value = serde_json::from_slice(&json)
+                .map_err(|e| ApiError::internal(format!("a built {} is not JSON: {e}", res.kind)))?;
+            let unknown = skiff_api::strict::unknown_fields(res, &obj).map_err(ApiError::internal)?;
+            if meta::name_of(&obj) != name || !unknown.is_empty() {
+                return Err(ApiError::internal(format!(
+                    "a built {} named {name} is named {} with unknown fields {unknown:?}",
+                    res.kind,
+                    meta::name_of(&obj)
+                )));
+            }
+            let errors = skiff_api::validation::field_errors(res, &obj, &self.validation);
+            if !errors.is_empty() {
+                return Err(invalid(errors));
+            }
+        }
+        self.check_namespace_of(res, ns, name).await?;
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        let txn = Txn { compare: vec![Compare::missing(&key)], success: vec![Op::put(&key, json)], failure: vec![] };
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded {
+            return Err(st::already_exists(res, name).into());
+        }
+        Ok(resp.revision)
     }
 
     /// Creates an object (POST). Fails with AlreadyExists when the name is taken.

@@ -781,3 +781,45 @@ async fn status_writes_through_a_closure() {
     assert!(err.to_string().contains("status.bogus"), "{err}");
     assert_eq!(api.node.revision(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_the_server_built_are_written_as_encoded_with_their_names_checked() {
+    let api = start().await;
+    let events = skiff_api::lookup("events").unwrap();
+    let event = |name: &str, ns: &str| {
+        serde_json::to_vec(&json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": ns, "uid": "0b0e7a4e-0000-4000-8000-000000000001",
+                         "creationTimestamp": "2026-12-07T00:00:00Z"},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": ns, "uid": "u"},
+            "reason": "Started", "message": "Started container c", "type": "Normal", "count": 1,
+            "source": {"component": "kubelet", "host": "n1"},
+        }))
+        .unwrap()
+    };
+    let rev = api.objects.create_built(events, Some("default"), "p.1", event("p.1", "default")).await.unwrap();
+    let (code, got) = api.get("/api/v1/namespaces/default/events/p.1").await;
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got["metadata"]["resourceVersion"], rev.to_string(), "{got}");
+    assert_eq!(got["metadata"]["uid"], "0b0e7a4e-0000-4000-8000-000000000001");
+    assert_eq!(got["involvedObject"]["name"], "p");
+    assert_eq!(got["source"]["host"], "n1");
+
+    // A name taken, a name Kubernetes refuses, a namespace that does not exist: nothing written.
+    let before = api.node.revision();
+    let taken = api.objects.create_built(events, Some("default"), "p.1", event("p.1", "default")).await.unwrap_err();
+    assert_eq!(taken.code(), 409, "{taken}");
+    let long = format!("{}.1", "p".repeat(253));
+    let bad = api.objects.create_built(events, Some("default"), &long, event(&long, "default")).await.unwrap_err();
+    assert_eq!(bad.code(), 422, "{bad}");
+    assert!(bad.to_string().contains("metadata.name"), "{bad}");
+    let upper = api.objects.create_built(events, Some("default"), "P.1", event("P.1", "default")).await.unwrap_err();
+    assert_eq!(upper.code(), 422, "{upper}");
+    let missing = api.objects.create_built(events, Some("nowhere"), "p.2", event("p.2", "nowhere")).await.unwrap_err();
+    assert_eq!(missing.code(), 404, "{missing}");
+    assert!(missing.to_string().contains("nowhere"), "{missing}");
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    let too_big = api.objects.create_built(events, Some("default"), "p.3", huge).await.unwrap_err();
+    assert_eq!(too_big.code(), 413, "{too_big}");
+    assert_eq!(api.node.revision(), before);
+}

@@ -2,6 +2,8 @@
 
 use futures::stream::BoxStream;
 use serde_json::Value;
+
+use crate::events::NewEvent;
 use skiff_api::ResourceInfo;
 
 /// Kind of change carried by a watch event.
@@ -104,6 +106,16 @@ pub trait ObjectApi: Send + Sync + 'static {
         let mut bound = self.update(&skiff_api::registry::PODS, obj).await?;
         crate::scheduling::set_pod_scheduled(&mut bound, "True", None, None);
         self.update_status(&skiff_api::registry::PODS, bound).await
+    }
+
+    /// Creates an Event the event sink built ([`NewEvent`]): the store fills in
+    /// `metadata.uid` and `creationTimestamp` and writes it as encoded, without a `Value` tree
+    /// or the defaulting a client's object needs. This default (for test doubles) converts it
+    /// and calls [`ObjectApi::create`].
+    async fn create_event(&self, event: NewEvent) -> Result<(), ApiCallError> {
+        let obj = serde_json::to_value(&event)
+            .map_err(|e| ApiCallError::new(500, "InternalError", format!("event not encoded: {e}")))?;
+        self.create(&skiff_api::registry::EVENTS, obj).await.map(|_| ())
     }
 
     /// Binds many pods at once (each as read, with its node); one result per pod, in order.

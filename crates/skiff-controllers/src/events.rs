@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::Serialize;
 use serde_json::{json, Value};
 use skiff_api::registry::EVENTS;
 use skiff_api::ResourceInfo;
@@ -38,8 +39,67 @@ impl EventKind {
     }
 }
 
+/// The object an Event is about (`involvedObject`: Kubernetes' `ObjectReference`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvolvedObject {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// The part of the object, e.g. `spec.containers{web}` for one container of a pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_path: Option<String>,
+}
+
+/// A new `v1 Event` as the sink writes it: serialized straight into the stored JSON, without
+/// building a `serde_json::Value` tree first (the sink writes several per pod started).
+/// `metadata.uid` and `creationTimestamp` are left empty for the store to fill in.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewEvent {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: NewEventMeta,
+    pub involved_object: InvolvedObject,
+    pub reason: String,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub count: i64,
+    pub first_timestamp: String,
+    pub last_timestamp: String,
+    pub source: EventSource,
+    pub reporting_component: &'static str,
+    pub reporting_instance: String,
+}
+
+/// The metadata of a [`NewEvent`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewEventMeta {
+    pub name: String,
+    pub namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub creation_timestamp: String,
+}
+
+/// Who reported a [`NewEvent`] (`source`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSource {
+    pub component: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
 struct EventRequest {
-    involved: Value,
+    involved: InvolvedObject,
     kind: EventKind,
     reason: String,
     message: String,
@@ -104,28 +164,32 @@ impl EventRecorder {
         if self.tx.is_none() {
             return;
         }
-        let mut involved = json!({
-            "apiVersion": res.api_version(),
-            "kind": res.kind,
-            "name": util::name(obj),
-            "uid": util::uid(obj),
-        });
-        if let Some(ns) = util::namespace(obj) {
-            involved["namespace"] = json!(ns);
-        }
-        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
-            involved["resourceVersion"] = json!(rv);
-        }
+        let involved = InvolvedObject {
+            api_version: res.api_version(),
+            kind: res.kind.to_string(),
+            name: util::name(obj).to_string(),
+            namespace: util::namespace(obj).map(str::to_string),
+            uid: util::uid(obj).to_string(),
+            resource_version: obj["metadata"]["resourceVersion"].as_str().map(str::to_string),
+            field_path: None,
+        };
         self.send(involved, kind, reason, message, None);
     }
 
     /// An event another component reported, about `involved` (an `involvedObject`, e.g. a
     /// pod's container with `fieldPath`), from node `host`: what agents report as `kubelet`.
-    pub fn record_involved(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: &str) {
+    pub fn record_involved(
+        &self,
+        involved: InvolvedObject,
+        kind: EventKind,
+        reason: &str,
+        message: String,
+        host: &str,
+    ) {
         self.send(involved, kind, reason, message, Some(host.to_string()).filter(|h| !h.is_empty()));
     }
 
-    fn send(&self, involved: Value, kind: EventKind, reason: &str, message: String, host: Option<String>) {
+    fn send(&self, involved: InvolvedObject, kind: EventKind, reason: &str, message: String, host: Option<String>) {
         let Some(tx) = &self.tx else { return };
         let req = EventRequest { involved, kind, reason: reason.to_string(), message, component: self.component, host };
         match tx.try_send(req) {
@@ -172,13 +236,9 @@ fn unique_nanos(now: Timestamp) -> u64 {
 }
 
 fn series_key(req: &EventRequest) -> SeriesKey {
+    let i = &req.involved;
     (
-        format!(
-            "{}/{}/{}",
-            req.involved["uid"].as_str().unwrap_or(""),
-            req.involved["name"].as_str().unwrap_or(""),
-            req.involved["fieldPath"].as_str().unwrap_or("")
-        ),
+        format!("{}/{}/{}", i.uid, i.name, i.field_path.as_deref().unwrap_or("")),
         req.kind,
         req.reason.clone(),
         req.message.clone(),
@@ -263,7 +323,7 @@ async fn write_event(
     req: EventRequest,
 ) -> Result<(String, String), crate::api::ApiCallError> {
     let now = Timestamp::now();
-    let ns = req.involved["namespace"].as_str().unwrap_or("default").to_string();
+    let ns = req.involved.namespace.clone().unwrap_or_else(|| "default".to_string());
     if let Some((ev_ns, ev_name)) = existing {
         if let Ok(mut ev) = api.get(&EVENTS, Some(&ev_ns), &ev_name).await {
             ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
@@ -275,32 +335,29 @@ async fn write_event(
             }
         }
     }
-    let name = format!("{}.{:x}", req.involved["name"].as_str().unwrap_or("unknown"), unique_nanos(now));
+    let name = format!("{}.{:x}", req.involved.name, unique_nanos(now));
     let at = format_time(now);
-    let mut source = serde_json::Map::new();
-    source.insert("component".into(), Value::from(req.component));
-    if let Some(host) = &req.host {
-        source.insert("host".into(), Value::from(host.as_str()));
-    }
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("name".into(), Value::from(name.as_str()));
-    metadata.insert("namespace".into(), Value::from(ns.as_str()));
-    // Built field by field: `json!` would copy `involvedObject` through serde, value by value.
-    let mut ev = serde_json::Map::new();
-    ev.insert("apiVersion".into(), Value::from("v1"));
-    ev.insert("kind".into(), Value::from("Event"));
-    ev.insert("metadata".into(), Value::Object(metadata));
-    ev.insert("involvedObject".into(), req.involved);
-    ev.insert("reason".into(), Value::String(req.reason));
-    ev.insert("message".into(), Value::String(req.message));
-    ev.insert("type".into(), Value::from(req.kind.as_str()));
-    ev.insert("count".into(), Value::from(1));
-    ev.insert("firstTimestamp".into(), Value::String(at.clone()));
-    ev.insert("lastTimestamp".into(), Value::String(at));
-    ev.insert("source".into(), Value::Object(source));
-    ev.insert("reportingComponent".into(), Value::from(req.component));
-    ev.insert("reportingInstance".into(), Value::String(req.host.unwrap_or_default()));
-    api.create(&EVENTS, Value::Object(ev)).await?;
+    let event = NewEvent {
+        api_version: "v1",
+        kind: "Event",
+        metadata: NewEventMeta {
+            name: name.clone(),
+            namespace: ns.clone(),
+            uid: String::new(),
+            creation_timestamp: String::new(),
+        },
+        involved_object: req.involved,
+        reason: req.reason,
+        message: req.message,
+        type_: req.kind.as_str(),
+        count: 1,
+        first_timestamp: at.clone(),
+        last_timestamp: at,
+        source: EventSource { component: req.component, host: req.host.clone() },
+        reporting_component: req.component,
+        reporting_instance: req.host.unwrap_or_default(),
+    };
+    api.create_event(event).await?;
     Ok((ns, name))
 }
 

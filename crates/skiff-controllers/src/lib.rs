@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 pub use api::{ApiCallError, EventType, ObjEvent, ObjectApi};
 pub use error::Error;
-pub use events::{EventKind, EventRecorder};
+pub use events::{EventKind, EventRecorder, InvolvedObject, NewEvent};
 pub use informer::Cache;
 pub use node_lifecycle::HeartbeatTable;
 pub use runtime::{Action, Reconciler};

@@ -322,16 +322,15 @@ pub fn record_agent_event(events: &skiff_controllers::EventRecorder, node_name: 
         tracing::debug!(node = node_name, "agent event without pod name or reason dropped");
         return;
     }
-    let mut involved = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "namespace": if e.namespace.is_empty() { "default" } else { e.namespace.as_str() },
-        "name": e.name,
-        "uid": e.uid,
-    });
-    if !e.field_path.is_empty() {
-        involved["fieldPath"] = json!(truncated(e.field_path, MAX_EVENT_REASON + 64));
-    }
+    let involved = skiff_controllers::InvolvedObject {
+        api_version: "v1".to_string(),
+        kind: "Pod".to_string(),
+        namespace: Some(if e.namespace.is_empty() { "default".to_string() } else { e.namespace }),
+        name: e.name,
+        uid: e.uid,
+        resource_version: None,
+        field_path: Some(e.field_path).filter(|f| !f.is_empty()).map(|f| truncated(f, MAX_EVENT_REASON + 64)),
+    };
     let kind = if e.warning { skiff_controllers::EventKind::Warning } else { skiff_controllers::EventKind::Normal };
     events.record_involved(
         involved,

@@ -11,11 +11,11 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 use openraft::ServerState;
 use serde_json::Value;
-use skiff_api::registry::ResourceInfo;
+use skiff_api::registry::{ResourceInfo, EVENTS};
 use skiff_api::{FieldSelector, LabelSelector};
 use skiff_apiserver::objects::{DeleteOptions, FieldValidation, ListOptions, Subresource, WriteOptions};
 use skiff_apiserver::{ApiError, ObjectStore};
-use skiff_controllers::{ApiCallError, ControllerConfig, EventType, HeartbeatTable, ObjEvent, ObjectApi};
+use skiff_controllers::{ApiCallError, ControllerConfig, EventType, HeartbeatTable, NewEvent, ObjEvent, ObjectApi};
 use skiff_store::{ForwardRequest, ForwardResponse, Op, Request, StoreNode, Txn};
 use tokio::sync::watch;
 
@@ -93,6 +93,14 @@ impl ObjectApi for StoreApi {
     async fn create(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {
         let (ns, _) = ns_name(&obj);
         self.0.create(res, ns.as_deref(), obj, &CONTROLLER_WRITE).await.map(|w| w.object).map_err(call_err)
+    }
+
+    async fn create_event(&self, mut event: NewEvent) -> Result<(), ApiCallError> {
+        event.metadata.uid = skiff_apiserver::meta::new_uid();
+        event.metadata.creation_timestamp = skiff_apiserver::meta::now_rfc3339();
+        let json = serde_json::to_vec(&event).map_err(|e| ApiCallError::new(500, "InternalError", e.to_string()))?;
+        let ns = event.metadata.namespace.as_str();
+        self.0.create_built(&EVENTS, Some(ns), &event.metadata.name, json).await.map(|_| ()).map_err(call_err)
     }
 
     async fn update(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {

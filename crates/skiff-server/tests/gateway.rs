@@ -238,6 +238,17 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
         assert_eq!(e["involvedObject"]["kind"], "Pod", "{e}");
         assert_eq!(e["involvedObject"]["uid"], uid.as_str(), "{e}");
         assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{c}", "{e}");
+        assert_eq!(e["involvedObject"]["namespace"], "default", "{e}");
+        assert_eq!(e["apiVersion"], "v1", "{e}");
+        assert_eq!(e["kind"], "Event", "{e}");
+        // Written from its typed form: the store filled in what a create fills in.
+        let m = &e["metadata"];
+        assert!(m["name"].as_str().unwrap().starts_with("p."), "{e}");
+        assert_eq!(m["uid"].as_str().map(str::len), Some(36), "{e}");
+        assert!(m["creationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+        assert!(m["resourceVersion"].as_str().is_some_and(|rv| rv.parse::<u64>().is_ok()), "{e}");
+        assert!(e["firstTimestamp"].as_str().is_some() && e["lastTimestamp"].as_str().is_some(), "{e}");
+        assert_eq!(e["reportingComponent"], "kubelet", "{e}");
     }
     let by = |r: &str| evs.iter().find(|e| e["reason"] == r).unwrap_or_else(|| panic!("no {r}: {evs:?}"));
     assert_eq!(by("Started")["type"], "Normal");
