@@ -99,7 +99,7 @@ async fn propose(raft: &Raft, items: Vec<(Txn, Reply)>) {
     let (txns, replies): (Vec<Txn>, Vec<Reply>) = items.into_iter().unzip();
     let n = txns.len();
     let req = if n == 1 { Request::Txn(txns.into_iter().next().expect("one")) } else { Request::Batch(txns) };
-    match raft.client_write(req).await.map(|r| r.data).map_err(write_err) {
+    match raft.client_write(Arc::new(req)).await.map(|r| r.data).map_err(write_err) {
         Ok(r) if n == 1 => {
             let _ = replies.into_iter().next().expect("one").send(Ok(r));
         }

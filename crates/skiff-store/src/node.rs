@@ -399,7 +399,7 @@ impl StoreNode {
                 if let Request::Txn(txn) = r {
                     return Ok(ForwardResponse::Write(self.batcher.write(txn).await?));
                 }
-                let resp = self.raft.client_write(r).await.map_err(write_err)?;
+                let resp = self.raft.client_write(Arc::new(r)).await.map_err(write_err)?;
                 Ok(ForwardResponse::Write(resp.data))
             }
             ForwardRequest::ReadIndex => {

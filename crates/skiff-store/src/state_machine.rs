@@ -296,6 +296,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         responses.push(Response { succeeded: true, revision: st.revision, ..Default::default() })
                     }
                     EntryPayload::Normal(req) => {
+                        // The log's tail still holds the entry: the one copy of its keys and
+                        // values, made here, is the state's.
+                        let req = Arc::unwrap_or_clone(req);
                         let (resp, events) = apply_request(&mut st, req, &self.db, &mut batch, self.history_limit);
                         all_events.extend(events);
                         responses.push(resp);
