@@ -559,6 +559,17 @@ impl ObjectStore {
     /// Type check (except for [`WriteOptions::internal`] writes in release builds), unknown
     /// fields (per `fieldValidation`), defaulting and validation.
     fn admit(&self, res: &ResourceInfo, obj: &mut Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
+        let warnings = self.check_fields(res, obj, opts)?;
+        skiff_api::default_object(res, obj);
+        // The size is checked on the bytes written ([`ObjectStore::encode_checked`]).
+        skiff_api::validation::validate_fields(res, obj, &self.validation)
+            .map_err(|e| ApiError::from(e.to_status()))?;
+        Ok(warnings)
+    }
+
+    /// The type check and unknown fields of [`ObjectStore::admit`]: refused under `Strict`
+    /// validation, warnings under `Warn`.
+    fn check_fields(&self, res: &ResourceInfo, obj: &Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
         let unknown = if opts.internal && !cfg!(debug_assertions) {
             Vec::new()
         } else {
@@ -581,10 +592,6 @@ impl ObjectStore {
                 FieldValidation::Ignore => {}
             }
         }
-        skiff_api::default_object(res, obj);
-        // The size is checked on the bytes written ([`ObjectStore::encode_checked`]).
-        skiff_api::validation::validate_fields(res, obj, &self.validation)
-            .map_err(|e| ApiError::from(e.to_status()))?;
         Ok(warnings)
     }
 
@@ -794,11 +801,13 @@ impl ObjectStore {
     }
 
     /// Sets an object's status (the status subresource) to what `f` makes of the current
-    /// object, reading and decoding it once per attempt: the write path of the statuses agents
-    /// report, where a read-modify-[`ObjectStore::update`] would decode it twice and copy it.
-    /// `f` returns `None` to leave the object alone (e.g. it is no longer the one meant) and
-    /// is called again after a lost race. The result is admitted like any status write.
-    /// `Ok(None)` when the object does not exist or `f` declined.
+    /// object, read once per attempt and decoded through the watches' shared cache: the write
+    /// path of the statuses agents report, where a read-modify-[`ObjectStore::update`] would
+    /// decode it twice and copy it. `f` returns `None` to leave the object alone (e.g. it is no
+    /// longer the one meant) and is called again after a lost race. The new status is checked
+    /// for unknown fields (per `fieldValidation`); the rest of the object is as stored, so it
+    /// is neither defaulted nor validated again. `Ok(None)` when the object does not exist or
+    /// `f` declined.
     pub async fn update_status_with(
         &self,
         res: &ResourceInfo,
@@ -812,9 +821,14 @@ impl ObjectStore {
         }
         let key = keys::object_key(res, ns_for(res, ns), name);
         for _ in 0..MAX_CAS_RETRIES {
-            let (cur, _) = self.read_confirming_miss(&key).await?;
+            let cur = match self.node.get_shared(&key, true).await? {
+                (None, _) => self.node.get_shared(&key, false).await?.0,
+                (hit, _) => hit,
+            };
             let Some(cur) = cur else { return Ok(None) };
-            let mut obj = decode(res, &cur, cur.mod_revision)?;
+            // The version the watches delivered (the pod hub sent it to the node whose agent
+            // now reports on it) is decoded already: copied, not parsed again.
+            let mut obj = Value::clone(&*decode_shared(&self.decoded, res, &cur, cur.mod_revision)?);
             let Some(status) = f(&obj) else { return Ok(None) };
             if !status.is_object() {
                 return Err(ApiError::bad_request(format!("the status of {} {name} must be an object", res.kind)));
@@ -822,16 +836,12 @@ impl ObjectStore {
             if obj.get("status") == Some(&status) {
                 return Ok(Some(Written { object: obj, warnings: Vec::new(), changed: false }));
             }
-            let old = obj.as_object_mut().expect("decoded objects are objects").insert("status".into(), status);
+            obj.as_object_mut().expect("decoded objects are objects").insert("status".into(), status);
             meta_mut(&mut obj).remove("resourceVersion");
-            let warnings = self.admit(res, &mut obj, opts)?;
-            // Only the status changed (defaulting leaves a stored object as it is), so the
-            // immutable fields and the generation stay, and a status that defaulting brought
-            // back to the old one is no write.
-            if obj.get("status") == old.as_ref() {
-                set_rv(&mut obj, cur.mod_revision);
-                return Ok(Some(Written { object: obj, warnings, changed: false }));
-            }
+            // Only the status changed: the rest was defaulted and validated when it was written
+            // (Skiff validates no status field), and is not again, as Kubernetes' status
+            // updates do not validate the spec. Unknown fields are still refused or warned of.
+            let warnings = self.check_fields(res, &obj, opts)?;
             let bytes = self.encode_checked(&obj)?;
             if opts.dry_run {
                 set_rv(&mut obj, cur.mod_revision);

@@ -780,6 +780,18 @@ async fn status_writes_through_a_closure() {
     assert_eq!(err.code(), 400);
     assert!(err.to_string().contains("status.bogus"), "{err}");
     assert_eq!(api.node.revision(), before);
+
+    // Only the status is new: a stored spec that validation would now refuse (written here
+    // straight into the store) takes a status all the same, neither defaulted nor checked.
+    let odd = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "odd", "namespace": "default", "uid": "u-odd"},
+        "spec": {"containers": [{"name": "Not_A_Name", "image": ""}]}});
+    api.node.put("/registry/pods/default/odd", serde_json::to_vec(&odd).unwrap()).await.unwrap();
+    let w = api.objects.update_status_with(pods, Some("default"), "odd", &opts, |_| Some(running.clone())).await;
+    let w = w.unwrap().expect("written");
+    assert!(w.changed);
+    assert_eq!(w.object["spec"], odd["spec"], "the spec is as stored: {}", w.object);
+    assert_eq!(w.object["status"], running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

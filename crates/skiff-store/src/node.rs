@@ -465,11 +465,18 @@ impl StoreNode {
 
     /// Reads one key. Linearizable unless `serializable`.
     pub async fn get(&self, key: &str, serializable: bool) -> Result<(Option<KeyValue>, u64), StoreError> {
+        let (kv, rev) = self.get_shared(key, serializable).await?;
+        Ok((kv.map(Arc::unwrap_or_clone), rev))
+    }
+
+    /// [`StoreNode::get`] without copying the value: the state's own entry, the same `Arc`
+    /// its watch events carry.
+    pub async fn get_shared(&self, key: &str, serializable: bool) -> Result<(Option<Arc<KeyValue>>, u64), StoreError> {
         if !serializable {
             self.read_barrier().await?;
         }
         let st = self.state.read();
-        Ok((st.kv.get(key).map(|kv| kv.as_ref().clone()), st.revision))
+        Ok((st.kv.get(key).cloned(), st.revision))
     }
 
     /// Reads keys starting with `prefix` in key order, after `start_after` when given, at
