@@ -335,7 +335,8 @@ async fn write_event(
             }
         }
     }
-    let name = format!("{}.{:x}", req.involved.name, unique_nanos(now));
+    let object = if req.involved.name.is_empty() { "unknown" } else { req.involved.name.as_str() };
+    let name = format!("{object}.{:x}", unique_nanos(now));
     let at = format_time(now);
     let event = NewEvent {
         api_version: "v1",
