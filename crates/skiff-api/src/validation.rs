@@ -254,18 +254,30 @@ pub fn check_size(size: usize, opts: &ValidationOptions) -> Result<(), Validatio
 
 /// Validation without the size check (see [`check_size`]).
 pub fn validate_fields(resource: &ResourceInfo, obj: &Value, opts: &ValidationOptions) -> Result<(), ValidationError> {
-    let errors = field_errors(resource, obj, opts);
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    invalid_if_any(resource, name, field_errors(resource, obj, opts))
+}
+
+/// An object's name and namespace alone, checked as [`validate_fields`] checks them: for
+/// objects the server builds and encodes itself (the event sink's Events), whose other fields
+/// are right by construction.
+pub fn validate_name(resource: &ResourceInfo, name: &str, namespace: Option<&str>) -> Result<(), ValidationError> {
+    let mut errors = Vec::new();
+    let namespace = namespace.unwrap_or("");
+    validate_name_and_namespace(name, "", namespace, resource.namespaced, name_rule(resource), "metadata", &mut errors);
+    invalid_if_any(resource, name, errors)
+}
+
+fn invalid_if_any(resource: &ResourceInfo, name: &str, errors: Vec<FieldError>) -> Result<(), ValidationError> {
     if errors.is_empty() {
-        Ok(())
-    } else {
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        Err(ValidationError::Invalid(ValidationErrors {
-            kind: resource.kind.to_string(),
-            group: resource.group.to_string(),
-            name,
-            errors,
-        }))
+        return Ok(());
     }
+    Err(ValidationError::Invalid(ValidationErrors {
+        kind: resource.kind.to_string(),
+        group: resource.group.to_string(),
+        name: name.to_string(),
+        errors,
+    }))
 }
 
 /// Validate a typed k8s-openapi object. Types Skiff does not serve fail with an unsupported `kind`.
@@ -489,16 +501,6 @@ fn name_rule(resource: &ResourceInfo) -> NameRule {
         "Service" => NameRule::Dns1035Label,
         _ => NameRule::Dns1123Subdomain,
     }
-}
-
-/// The errors of an object's name and namespace alone, as [`field_errors`] reports them: for
-/// objects the server builds and encodes itself (the event sink's Events), whose other fields
-/// are right by construction.
-pub fn name_errors(resource: &ResourceInfo, name: &str, namespace: Option<&str>) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let namespace = namespace.unwrap_or("");
-    validate_name_and_namespace(name, "", namespace, resource.namespaced, name_rule(resource), "metadata", &mut errs);
-    errs
 }
 
 fn validate_object_meta(

@@ -371,7 +371,7 @@ impl ObjectStore {
     /// (the failure was an ordinary lost race).
     async fn check_fence(&self) -> ApiResult<()> {
         if let Some((key, rev)) = &self.fence {
-            let (kv, _) = self.node.get(key, false).await?;
+            let (kv, _) = self.read(key, false).await?;
             let now = kv.map_or(0, |kv| kv.mod_revision);
             if now != *rev {
                 return Err(st::service_unavailable(format!(
@@ -400,14 +400,16 @@ impl ObjectStore {
         Ok(())
     }
 
-    async fn read(&self, key: &str, serializable: bool) -> ApiResult<(Option<KeyValue>, u64)> {
-        Ok(self.node.get(key, serializable).await?)
+    /// Reads one key: the state's own entry, shared (no copy of its value), the identity the
+    /// watches' decode cache keys versions on.
+    async fn read(&self, key: &str, serializable: bool) -> ApiResult<(Option<Arc<KeyValue>>, u64)> {
+        Ok(self.node.get_shared(key, serializable).await?)
     }
 
     /// A local (serializable) read, confirmed by a linearizable one when it finds nothing:
     /// this replica may not have applied yet a create that was already acknowledged, and
     /// "not found" must not be answered from such a stale copy.
-    async fn read_confirming_miss(&self, key: &str) -> ApiResult<(Option<KeyValue>, u64)> {
+    async fn read_confirming_miss(&self, key: &str) -> ApiResult<(Option<Arc<KeyValue>>, u64)> {
         match self.read(key, true).await? {
             (None, _) => self.read(key, false).await,
             hit => Ok(hit),
@@ -644,22 +646,9 @@ impl ObjectStore {
         name: &str,
         json: Vec<u8>,
     ) -> ApiResult<u64> {
-        let invalid = |errors| {
-            ApiError::from(
-                skiff_api::ValidationErrors {
-                    kind: res.kind.to_string(),
-                    group: res.group.to_string(),
-                    name: name.to_string(),
-                    errors,
-                }
-                .to_status(),
-            )
-        };
-        let errors = skiff_api::validation::name_errors(res, name, ns);
-        if !errors.is_empty() {
-            return Err(invalid(errors));
-        }
-        skiff_api::validation::check_size(json.len(), &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
+        let invalid = |e: skiff_api::ValidationError| ApiError::from(e.to_status());
+        skiff_api::validation::validate_name(res, name, ns).map_err(invalid)?;
+        skiff_api::validation::check_size(json.len(), &self.validation).map_err(invalid)?;
         if cfg!(debug_assertions) {
             let obj: Value = serde_json::from_slice(&json)
                 .map_err(|e| ApiError::internal(format!("a built {} is not JSON: {e}", res.kind)))?;
@@ -671,10 +660,7 @@ impl ObjectStore {
                     meta::name_of(&obj)
                 )));
             }
-            let errors = skiff_api::validation::field_errors(res, &obj, &self.validation);
-            if !errors.is_empty() {
-                return Err(invalid(errors));
-            }
+            skiff_api::validation::validate_fields(res, &obj, &self.validation).map_err(invalid)?;
         }
         self.check_namespace_of(res, ns, name).await?;
         let key = keys::object_key(res, ns_for(res, ns), name);
@@ -821,10 +807,7 @@ impl ObjectStore {
         }
         let key = keys::object_key(res, ns_for(res, ns), name);
         for _ in 0..MAX_CAS_RETRIES {
-            let cur = match self.node.get_shared(&key, true).await? {
-                (None, _) => self.node.get_shared(&key, false).await?.0,
-                (hit, _) => hit,
-            };
+            let (cur, _) = self.read_confirming_miss(&key).await?;
             let Some(cur) = cur else { return Ok(None) };
             // The version the watches delivered (the pod hub sent it to the node whose agent
             // now reports on it) is decoded already: copied, not parsed again.
