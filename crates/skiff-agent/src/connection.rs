@@ -17,8 +17,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use skiff_proto::agent::agent_gateway_client::AgentGatewayClient;
 use skiff_proto::agent::{
-    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodEventBatch, PodEventRecord,
-    PodRemoved, PodStatus, PodStatusBatch, MAX_AGENT_MESSAGE_BYTES,
+    agent_message, gateway_message, AgentMessage, GatewayMessage, Heartbeat, Hello, PodEventRecord, PodRemoved,
+    PodStatus, PodStatusBatch, MAX_AGENT_MESSAGE_BYTES,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
@@ -283,8 +283,6 @@ struct Reporter {
     order: VecDeque<String>,
     dirty: HashSet<String>,
     records: VecDeque<RecordedEvent>,
-    /// The last message sent carried events: statuses go first next time.
-    records_sent_last: bool,
     /// Events dropped so far because `records` was full.
     records_dropped: u64,
 }
@@ -329,28 +327,11 @@ impl Reporter {
         !self.dirty.is_empty() || !self.records.is_empty()
     }
 
-    /// The next message: one removal, a batch of up to `max` statuses, or a batch of up to
-    /// `max` events (taking turns with the statuses, so neither starves the other).
+    /// The next message: one removal, or a batch of up to `max` statuses together with up to
+    /// `max` of the events recorded meanwhile (a pod's start, its events and its status, is one
+    /// message to the gateway, not two).
     fn next_message(&mut self, max: usize) -> Option<AgentMessage> {
-        if !self.records.is_empty() && (!self.records_sent_last || self.dirty.is_empty()) {
-            self.records_sent_last = true;
-            let n = self.records.len().min(max.max(1));
-            let events = self
-                .records
-                .drain(..n)
-                .map(|r| PodEventRecord {
-                    namespace: r.namespace,
-                    name: r.name,
-                    uid: r.uid,
-                    field_path: r.field_path,
-                    warning: r.warning,
-                    reason: r.reason,
-                    message: r.message,
-                })
-                .collect();
-            return Some(AgentMessage { msg: Some(agent_message::Msg::Events(PodEventBatch { events })) });
-        }
-        self.records_sent_last = false;
+        let max = max.max(1);
         let mut statuses = Vec::new();
         while let Some(uid) = self.order.front().cloned() {
             if !self.dirty.contains(&uid) {
@@ -389,10 +370,24 @@ impl Reporter {
                 }
             }
         }
-        if statuses.is_empty() {
+        let n = self.records.len().min(max);
+        let events: Vec<PodEventRecord> = self
+            .records
+            .drain(..n)
+            .map(|r| PodEventRecord {
+                namespace: r.namespace,
+                name: r.name,
+                uid: r.uid,
+                field_path: r.field_path,
+                warning: r.warning,
+                reason: r.reason,
+                message: r.message,
+            })
+            .collect();
+        if statuses.is_empty() && events.is_empty() {
             return None;
         }
-        Some(AgentMessage { msg: Some(agent_message::Msg::Statuses(PodStatusBatch { statuses })) })
+        Some(AgentMessage { msg: Some(agent_message::Msg::Statuses(PodStatusBatch { statuses, events })) })
     }
 }
 
@@ -434,8 +429,9 @@ impl HeartbeatClock {
     }
 }
 
-/// Whether every gateway records `m` as a sign of life, as it does a heartbeat: status batches
-/// (gateways before this agent count only those and heartbeats, so nothing else replaces one).
+/// Whether every gateway records `m` as a sign of life, as it does a heartbeat: status batches,
+/// which carry the events too (gateways from before events were sent alone count only those
+/// and heartbeats, so nothing else replaces one).
 fn counts_as_heartbeat(m: &AgentMessage) -> bool {
     matches!(m.msg, Some(agent_message::Msg::Statuses(_)))
 }
@@ -666,9 +662,6 @@ mod tests {
         let before = tokio::time::Instant::now();
         clock.due().await;
         assert_eq!(before.elapsed(), period, "an idle agent beats every period");
-        // Events do not stand in: a gateway from before this change does not count them.
-        let events = AgentMessage { msg: Some(agent_message::Msg::Events(PodEventBatch::default())) };
-        assert!(!counts_as_heartbeat(&events));
         assert!(!counts_as_heartbeat(&AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq: 1 })) }));
     }
 
@@ -741,32 +734,42 @@ mod tests {
     }
 
     #[test]
-    fn reporter_sends_every_event_once_taking_turns_with_statuses() {
+    fn reporter_sends_events_once_with_the_statuses() {
         let mut r = Reporter::default();
-        // Events of one pod are kept apart (never coalesced) and in order.
+        // Events of one pod are kept apart (never coalesced) and in order, and go in the same
+        // message as the statuses, each list bounded by the batch size.
         r.absorb(vec![recorded("a", "Created"), status("a", "Pending"), recorded("a", "Started")]);
         r.absorb(vec![status("b", "Running")]);
         let mut seen = Vec::new();
         while let Some(m) = r.next_message(1) {
-            match m.msg {
-                Some(agent_message::Msg::Events(b)) => {
-                    assert_eq!(b.events.len(), 1);
-                    assert_eq!(b.events[0].field_path, "spec.containers{c}");
-                    seen.push(format!("event {}", b.events[0].reason));
-                }
-                Some(agent_message::Msg::Statuses(b)) => seen.push(format!("status {}", b.statuses[0].uid)),
-                other => panic!("unexpected {other:?}"),
+            let Some(agent_message::Msg::Statuses(b)) = m.msg else { panic!("unexpected {m:?}") };
+            assert!(b.statuses.len() <= 1 && b.events.len() <= 1, "{b:?}");
+            let mut parts: Vec<String> = b.statuses.iter().map(|s| format!("status {}", s.uid)).collect();
+            for e in &b.events {
+                assert_eq!(e.field_path, "spec.containers{c}");
+                parts.push(format!("event {}", e.reason));
             }
+            seen.push(parts.join(" + "));
         }
-        assert_eq!(seen, ["event Created", "status a", "event Started", "status b"]);
+        assert_eq!(seen, ["status a + event Created", "status b + event Started"]);
+        // Events alone (no status changed) still go out.
+        r.absorb(vec![recorded("a", "Killing")]);
+        let Some(AgentMessage { msg: Some(agent_message::Msg::Statuses(b)) }) = r.next_message(10) else {
+            panic!("expected a batch")
+        };
+        assert_eq!((b.statuses.len(), b.events.len()), (0, 1));
+        assert!(r.next_message(10).is_none());
         // A reconnect resends statuses, never events.
+        r.absorb(vec![recorded("b", "Pulled")]);
+        let _ = r.next_message(10);
         r.mark_all_dirty();
         let mut again = 0;
         while let Some(m) = r.next_message(10) {
-            assert!(matches!(m.msg, Some(agent_message::Msg::Statuses(_))), "{m:?}");
-            again += 1;
+            let Some(agent_message::Msg::Statuses(b)) = m.msg else { panic!("unexpected {m:?}") };
+            assert!(b.events.is_empty(), "{b:?}");
+            again += b.statuses.len();
         }
-        assert_eq!(again, 1);
+        assert_eq!(again, 2);
         // Bounded: beyond MAX_PENDING_RECORDS events are dropped.
         r.absorb((0..MAX_PENDING_RECORDS + 10).map(|i| recorded(&i.to_string(), "Started")).collect());
         assert_eq!(r.records.len(), MAX_PENDING_RECORDS);

@@ -276,6 +276,10 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
     match m.msg {
         Some(agent_message::Msg::Heartbeat(_)) => {}
         Some(agent_message::Msg::Statuses(batch)) => {
+            // The events recorded with these statuses go to the recorder's queue (never waits).
+            for e in batch.events.into_iter().take(MAX_EVENT_BATCH) {
+                record_agent_event(&svc.events, node_name, e);
+            }
             // One status per pod (the latest wins), written concurrently: the store's group
             // commit turns them into a few Raft entries instead of one round trip each.
             let mut latest: std::collections::HashMap<(String, String), PodStatus> = std::collections::HashMap::new();
@@ -290,6 +294,7 @@ async fn handle(svc: &GatewaySvc, node_name: &str, m: AgentMessage) {
                 })
                 .await;
         }
+        // Agents from before events rode with the statuses send them alone.
         Some(agent_message::Msg::Events(batch)) => {
             for e in batch.events.into_iter().take(MAX_EVENT_BATCH) {
                 record_agent_event(&svc.events, node_name, e);

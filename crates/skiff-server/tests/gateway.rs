@@ -163,6 +163,7 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
             status(json!({"phase": "Pending"})),
             status(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})),
         ],
+        events: vec![],
     };
     tx.send(msg(agent_message::Msg::Statuses(batch))).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -209,7 +210,9 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
         event("", "no reason"),
         event("Failed", &long),
     ];
-    tx.send(msg(agent_message::Msg::Events(PodEventBatch { events }))).await.unwrap();
+    // As agents send them, with the statuses (here none); the repeat as agents from before
+    // that sent events, alone.
+    tx.send(msg(agent_message::Msg::Statuses(PodStatusBatch { statuses: vec![], events }))).await.unwrap();
     tx.send(msg(agent_message::Msg::Events(PodEventBatch {
         events: vec![event("Unhealthy", "Readiness probe failed: no")],
     })))
