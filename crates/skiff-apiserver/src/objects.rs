@@ -102,6 +102,22 @@ pub struct Written {
     pub changed: bool,
 }
 
+/// What [`ObjectStore::update_status_with`] did: the object's revision after it (the one read
+/// when nothing changed), and no copy of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusWritten {
+    pub revision: u64,
+    pub warnings: Vec<String>,
+    /// Whether the write changed anything in the store.
+    pub changed: bool,
+}
+
+/// Whether a write with `opts` has its unknown fields looked for: always but for the control
+/// plane's own writes (`internal`) in release builds.
+fn checks_fields(opts: &WriteOptions) -> bool {
+    !opts.internal || cfg!(debug_assertions)
+}
+
 /// What a DELETE did.
 #[derive(Debug, Clone)]
 pub enum Deleted {
@@ -230,13 +246,55 @@ fn namespace_terminating(kv: &KeyValue) -> ApiResult<bool> {
     Ok(ns.metadata.deletion_timestamp.is_some())
 }
 
-fn encode(obj: &Value) -> Vec<u8> {
-    if obj.pointer("/metadata/resourceVersion").is_none() {
-        return serde_json::to_vec(obj).expect("JSON values serialize");
+/// An object as the store keeps it: without `metadata.resourceVersion` (the key's revision,
+/// set on every read), and with `status` in place of its own when given (inserted where the
+/// map's order puts it if it had none). Serialized as a view of the object, which is never
+/// copied: a decoded version shared with the watches, or a caller's object, stays as it is.
+struct Stored<'a> {
+    obj: &'a Value,
+    status: Option<&'a Value>,
+}
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// A map without its entry `skip`.
+        struct Without<'a>(&'a Map<String, Value>, &'static str);
+        impl serde::Serialize for Without<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != self.1))
+            }
+        }
+        let Value::Object(map) = self.obj else { return self.obj.serialize(s) };
+        let mut m = s.serialize_map(None)?;
+        let mut status = self.status;
+        for (k, v) in map {
+            if let Some(st) = status.filter(|_| k.as_str() >= "status") {
+                m.serialize_entry("status", st)?;
+                status = None;
+                if k == "status" {
+                    continue;
+                }
+            }
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => m.serialize_entry(k, &Without(meta, "resourceVersion"))?,
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        if let Some(st) = status {
+            m.serialize_entry("status", st)?;
+        }
+        m.end()
     }
-    let mut o = obj.clone();
-    meta_mut(&mut o).remove("resourceVersion");
-    serde_json::to_vec(&o).expect("JSON values serialize")
+}
+
+fn encode(obj: &Value) -> Vec<u8> {
+    serde_json::to_vec(&Stored { obj, status: None }).expect("JSON values serialize")
+}
+
+/// [`encode`] of `obj` with `status` as its status.
+fn encode_with_status(obj: &Value, status: &Value) -> Vec<u8> {
+    serde_json::to_vec(&Stored { obj, status: Some(status) }).expect("JSON values serialize")
 }
 
 /// `a == b` but for `metadata.resourceVersion` (nothing is copied).
@@ -572,7 +630,7 @@ impl ObjectStore {
     /// The type check and unknown fields of [`ObjectStore::admit`]: refused under `Strict`
     /// validation, warnings under `Warn`.
     fn check_fields(&self, res: &ResourceInfo, obj: &Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
-        let unknown = if opts.internal && !cfg!(debug_assertions) {
+        let unknown = if !checks_fields(opts) {
             Vec::new()
         } else {
             skiff_api::strict::unknown_fields(res, obj).map_err(ApiError::bad_request)?
@@ -646,11 +704,79 @@ impl ObjectStore {
         name: &str,
         json: Vec<u8>,
     ) -> ApiResult<u64> {
+        self.check_built(res, ns, name, &json)?;
+        self.check_namespace_of(res, ns, name).await?;
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        let txn = Txn { compare: vec![Compare::missing(&key)], success: vec![Op::put(&key, json)], failure: vec![] };
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded {
+            return Err(st::already_exists(res, name).into());
+        }
+        Ok(resp.revision)
+    }
+
+    /// Creates many objects this server built, each checked as [`ObjectStore::create_built`]
+    /// checks one, written together as one batch of transactions (one Raft entry): one result
+    /// per object, in order (the revision written, or why that object was refused; the others
+    /// are written all the same). Fails as a whole only when the store does, or when a fenced
+    /// writer finds it has lost its fence. `objects` are `(namespace, name, JSON)`, at most
+    /// [`skiff_store::MAX_BATCH_TXNS`] and [`skiff_store::MAX_BATCH_BYTES`] together.
+    pub async fn create_many_built(
+        &self,
+        res: &ResourceInfo,
+        objects: Vec<(Option<String>, String, Vec<u8>)>,
+    ) -> ApiResult<Vec<ApiResult<u64>>> {
+        let mut out: Vec<Option<ApiResult<u64>>> = Vec::with_capacity(objects.len());
+        let mut txns = Vec::with_capacity(objects.len());
+        let mut pending: Vec<(usize, String)> = Vec::with_capacity(objects.len());
+        // Namespaces found usable (a refusal names the object, so it is not shared).
+        let mut usable: Vec<Option<String>> = Vec::new();
+        for (ns, name, json) in objects {
+            let mut checked = self.check_built(res, ns.as_deref(), &name, &json);
+            if checked.is_ok() && !usable.contains(&ns) {
+                checked = self.check_namespace_of(res, ns.as_deref(), &name).await;
+                if checked.is_ok() {
+                    usable.push(ns.clone());
+                }
+            }
+            if let Err(e) = checked {
+                out.push(Some(Err(e)));
+                continue;
+            }
+            let key = keys::object_key(res, ns_for(res, ns.as_deref()), &name);
+            let mut compare = vec![Compare::missing(&key)];
+            if let Some((fkey, frev)) = &self.fence {
+                compare.push(Compare::mod_revision(fkey, *frev));
+            }
+            txns.push(Txn { compare, success: vec![Op::put(&key, json)], failure: vec![] });
+            pending.push((out.len(), name));
+            out.push(None);
+        }
+        if !txns.is_empty() {
+            let resps = self.node.batch(txns).await?;
+            let mut fence_checked = false;
+            for ((i, name), r) in pending.into_iter().zip(resps) {
+                if r.succeeded {
+                    out[i] = Some(Ok(r.revision));
+                    continue;
+                }
+                if !fence_checked {
+                    fence_checked = true;
+                    self.check_fence().await?;
+                }
+                out[i] = Some(Err(st::already_exists(res, &name).into()));
+            }
+        }
+        Ok(out.into_iter().map(|r| r.expect("every object answered")).collect())
+    }
+
+    /// What [`ObjectStore::create_built`] checks of a built object before its namespace.
+    fn check_built(&self, res: &ResourceInfo, ns: Option<&str>, name: &str, json: &[u8]) -> ApiResult<()> {
         let invalid = |e: skiff_api::ValidationError| ApiError::from(e.to_status());
         skiff_api::validation::validate_name(res, name, ns).map_err(invalid)?;
         skiff_api::validation::check_size(json.len(), &self.validation).map_err(invalid)?;
         if cfg!(debug_assertions) {
-            let obj: Value = serde_json::from_slice(&json)
+            let obj: Value = serde_json::from_slice(json)
                 .map_err(|e| ApiError::internal(format!("a built {} is not JSON: {e}", res.kind)))?;
             let unknown = skiff_api::strict::unknown_fields(res, &obj).map_err(ApiError::internal)?;
             if meta::name_of(&obj) != name || !unknown.is_empty() {
@@ -662,14 +788,7 @@ impl ObjectStore {
             }
             skiff_api::validation::validate_fields(res, &obj, &self.validation).map_err(invalid)?;
         }
-        self.check_namespace_of(res, ns, name).await?;
-        let key = keys::object_key(res, ns_for(res, ns), name);
-        let txn = Txn { compare: vec![Compare::missing(&key)], success: vec![Op::put(&key, json)], failure: vec![] };
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded {
-            return Err(st::already_exists(res, name).into());
-        }
-        Ok(resp.revision)
+        Ok(())
     }
 
     /// Creates an object (POST). Fails with AlreadyExists when the name is taken.
@@ -801,7 +920,7 @@ impl ObjectStore {
         name: &str,
         opts: &WriteOptions,
         mut f: impl FnMut(&Value) -> Option<Value>,
-    ) -> ApiResult<Option<Written>> {
+    ) -> ApiResult<Option<StatusWritten>> {
         if !res.has_subresource("status") || res.kind == "Service" {
             return Err(ApiError::internal(format!("{} has no plain status subresource", res.plural)));
         }
@@ -810,25 +929,32 @@ impl ObjectStore {
             let (cur, _) = self.read_confirming_miss(&key).await?;
             let Some(cur) = cur else { return Ok(None) };
             // The version the watches delivered (the pod hub sent it to the node whose agent
-            // now reports on it) is decoded already: copied, not parsed again.
-            let mut obj = Value::clone(&*decode_shared(&self.decoded, res, &cur, cur.mod_revision)?);
+            // now reports on it) is decoded already: not parsed again, nor copied (the new
+            // version is serialized from it with the new status in place).
+            let obj = decode_shared(&self.decoded, res, &cur, cur.mod_revision)?;
             let Some(status) = f(&obj) else { return Ok(None) };
             if !status.is_object() {
                 return Err(ApiError::bad_request(format!("the status of {} {name} must be an object", res.kind)));
             }
             if obj.get("status") == Some(&status) {
-                return Ok(Some(Written { object: obj, warnings: Vec::new(), changed: false }));
+                return Ok(Some(StatusWritten { revision: cur.mod_revision, warnings: Vec::new(), changed: false }));
             }
-            obj.as_object_mut().expect("decoded objects are objects").insert("status".into(), status);
-            meta_mut(&mut obj).remove("resourceVersion");
             // Only the status changed: the rest was defaulted and validated when it was written
             // (Skiff validates no status field), and is not again, as Kubernetes' status
-            // updates do not validate the spec. Unknown fields are still refused or warned of.
-            let warnings = self.check_fields(res, &obj, opts)?;
-            let bytes = self.encode_checked(&obj)?;
+            // updates do not validate the spec. Unknown fields are still refused or warned of
+            // (in the whole object, as for any write; a copy is made for that only).
+            let warnings = if checks_fields(opts) {
+                let mut full = Value::clone(&obj);
+                full.as_object_mut().expect("decoded objects are objects").insert("status".into(), status.clone());
+                self.check_fields(res, &full, opts)?
+            } else {
+                Vec::new()
+            };
+            let bytes = encode_with_status(&obj, &status);
+            skiff_api::validation::check_size(bytes.len(), &self.validation)
+                .map_err(|e| ApiError::from(e.to_status()))?;
             if opts.dry_run {
-                set_rv(&mut obj, cur.mod_revision);
-                return Ok(Some(Written { object: obj, warnings, changed: false }));
+                return Ok(Some(StatusWritten { revision: cur.mod_revision, warnings, changed: false }));
             }
             let r = self
                 .txn(Txn {
@@ -838,8 +964,7 @@ impl ObjectStore {
                 })
                 .await?;
             if r.succeeded {
-                set_rv(&mut obj, r.revision);
-                return Ok(Some(Written { object: obj, warnings, changed: true }));
+                return Ok(Some(StatusWritten { revision: r.revision, warnings, changed: true }));
             }
         }
         Err(st::conflict_modified(res, name).into())
@@ -1852,6 +1977,39 @@ pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store's encoding is a view: the same bytes as the object with its resourceVersion
+    /// removed (and its status replaced), whatever keys sort around `status`.
+    #[test]
+    fn objects_are_encoded_as_stored_without_being_copied() {
+        let slow = |obj: &Value, status: Option<&Value>| {
+            let mut o = obj.clone();
+            if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            if let Some(st) = status {
+                o["status"] = st.clone();
+            }
+            serde_json::to_vec(&o).unwrap()
+        };
+        let st = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "resourceVersion": "7", "uid": "u"},
+                   "spec": {"containers": []}, "status": {"phase": "Pending"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "n"}}),
+            json!({"apiVersion": "v1", "kind": "Thing", "metadata": {"name": "t", "resourceVersion": "1"}, "type": "x"}),
+            json!({"apiVersion": "v1", "kind": "Thing", "metadata": "odd", "zeta": 1}),
+            json!({"status": 1}),
+            json!({}),
+            json!("not an object"),
+        ];
+        for obj in &objects {
+            assert_eq!(encode(obj), slow(obj, None), "{obj}");
+            if obj.is_object() {
+                assert_eq!(encode_with_status(obj, &st), slow(obj, Some(&st)), "{obj}");
+            }
+        }
+    }
 
     /// Only `metadata.deletionTimestamp` makes a namespace Terminating: not the same words in
     /// an annotation, not a null; stored bytes that are not a Namespace are an error.

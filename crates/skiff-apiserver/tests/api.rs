@@ -753,19 +753,22 @@ async fn status_writes_through_a_closure() {
         .expect("written");
     assert_eq!(seen.unwrap(), created, "the closure sees the current object");
     assert!(w.changed);
-    assert_eq!(w.object["status"], running);
-    assert_eq!(w.object["spec"], created["spec"]);
-    let rv = w.object["metadata"]["resourceVersion"].clone();
-    assert_ne!(rv, created["metadata"]["resourceVersion"]);
     let (_, got) = api.get(&format!("{PODS}/s")).await;
-    assert_eq!(got, w.object);
+    assert_eq!(got["status"], running);
+    let mut rest = got.clone();
+    rest["status"] = created["status"].clone();
+    rest["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+    assert_eq!(rest, created, "all but the status and the resourceVersion as it was");
+    let rv = got["metadata"]["resourceVersion"].clone();
+    assert_eq!(rv, w.revision.to_string());
+    assert_ne!(rv, created["metadata"]["resourceVersion"]);
 
     // The same status again is no write.
     let again =
         api.objects.update_status_with(pods, Some("default"), "s", &opts, |_| Some(running.clone())).await.unwrap();
     let again = again.unwrap();
     assert!(!again.changed);
-    assert_eq!(again.object["metadata"]["resourceVersion"], rv);
+    assert_eq!(again.revision.to_string(), rv);
     // Declined, or no such pod: nothing happens.
     let before = api.node.revision();
     assert!(api.objects.update_status_with(pods, Some("default"), "s", &opts, |_| None).await.unwrap().is_none());
@@ -790,8 +793,10 @@ async fn status_writes_through_a_closure() {
     let w = api.objects.update_status_with(pods, Some("default"), "odd", &opts, |_| Some(running.clone())).await;
     let w = w.unwrap().expect("written");
     assert!(w.changed);
-    assert_eq!(w.object["spec"], odd["spec"], "the spec is as stored: {}", w.object);
-    assert_eq!(w.object["status"], running);
+    let (_, got) = api.get(&format!("{PODS}/odd")).await;
+    assert_eq!(got["spec"], odd["spec"], "the spec is as stored: {got}");
+    assert_eq!(got["status"], running);
+    assert_eq!(got["metadata"]["resourceVersion"], w.revision.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -834,4 +839,27 @@ async fn objects_the_server_built_are_written_as_encoded_with_their_names_checke
     let too_big = api.objects.create_built(events, Some("default"), "p.3", huge).await.unwrap_err();
     assert_eq!(too_big.code(), 413, "{too_big}");
     assert_eq!(api.node.revision(), before);
+
+    // Many at once: one result per object, in order; the refused ones (same checks) leave the
+    // others written, in one batch (consecutive revisions: a failed compare writes nothing).
+    let many = vec![
+        (Some("default".to_string()), "p.4".to_string(), event("p.4", "default")),
+        (Some("default".to_string()), "p.1".to_string(), event("p.1", "default")),
+        (Some("default".to_string()), "P.5".to_string(), event("P.5", "default")),
+        (Some("nowhere".to_string()), "p.6".to_string(), event("p.6", "nowhere")),
+        (Some("default".to_string()), "p.7".to_string(), vec![b' '; 2 * 1024 * 1024]),
+        (Some("default".to_string()), "p.8".to_string(), event("p.8", "default")),
+    ];
+    let rs = api.objects.create_many_built(events, many).await.unwrap();
+    let codes: Vec<u16> = rs.iter().map(|r| r.as_ref().map_or_else(|e| e.code(), |_| 201)).collect();
+    assert_eq!(codes, [201, 409, 422, 404, 413, 201], "{rs:?}");
+    assert!(rs[3].as_ref().unwrap_err().to_string().contains("nowhere"), "{rs:?}");
+    let (r4, r8) = (*rs[0].as_ref().unwrap(), *rs[5].as_ref().unwrap());
+    assert_eq!((r4, r8), (before + 1, before + 2), "{rs:?}");
+    for (name, rev) in [("p.4", r4), ("p.8", r8)] {
+        let (code, got) = api.get(&format!("/api/v1/namespaces/default/events/{name}")).await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(got["metadata"]["resourceVersion"], rev.to_string(), "{got}");
+    }
+    assert_eq!(api.objects.create_many_built(events, vec![]).await.unwrap().len(), 0);
 }

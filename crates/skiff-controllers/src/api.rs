@@ -118,6 +118,17 @@ pub trait ObjectApi: Send + Sync + 'static {
         self.create(&skiff_api::registry::EVENTS, obj).await.map(|_| ())
     }
 
+    /// Creates many Events the sink built, as [`ObjectApi::create_event`] creates one: one
+    /// result per event, in order. The store writes them together, in one Raft entry; this
+    /// default (for test doubles) writes them one by one.
+    async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(self.create_event(event).await);
+        }
+        Ok(out)
+    }
+
     /// Binds many pods at once (each as read, with its node); one result per pod, in order.
     /// The store writes them in one Raft entry; this default binds them one by one.
     async fn bind_many(&self, pods: Vec<(Value, String)>) -> Result<Vec<Result<Value, ApiCallError>>, ApiCallError> {

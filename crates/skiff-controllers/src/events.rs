@@ -207,6 +207,8 @@ impl EventRecorder {
 }
 
 type SeriesKey = (String, EventKind, String, String);
+/// Where a series' Event lives: namespace and name.
+type EventAt = (String, String);
 
 /// Events taken from the queue and written at once: distinct series are written concurrently
 /// (the store's group commit makes few Raft entries of them), repeats of one series in order.
@@ -276,19 +278,46 @@ async fn run_sink(
                 next = rx.try_recv().ok();
             }
         }
+        // A series not written before starts with a new Event: those of the round are created
+        // together (a few Raft entries for thousands of events); the rest of every series
+        // (repeats, and series written before, which raise an Event's count) is written
+        // after, in order, concurrently across series.
         let api = &*api;
-        let writes = groups.into_iter().map(|(key, reqs)| {
-            let mut cur = series.get(&key).cloned();
-            async move {
-                let mut errors = (0u64, None);
-                for req in reqs {
-                    match write_event(api, cur.clone(), req).await {
-                        Ok(written) => cur = Some(written),
-                        Err(e) => errors = (errors.0 + 1, Some(e)),
-                    }
+        let mut creates = Vec::new();
+        let mut firsts = Vec::new();
+        // Per series: where it lives (if written) and what is left to write of it.
+        let mut rounds: Vec<(SeriesKey, Option<EventAt>, std::vec::IntoIter<EventRequest>)> = Vec::new();
+        for (key, reqs) in groups {
+            let cur = series.get(&key).cloned();
+            let mut reqs = reqs.into_iter();
+            if cur.is_none() {
+                if let Some(req) = reqs.next() {
+                    let event = new_event(req, Timestamp::now());
+                    firsts.push((rounds.len(), event.metadata.namespace.clone(), event.metadata.name.clone()));
+                    creates.push(event);
                 }
-                (key, cur, errors)
             }
+            rounds.push((key, cur, reqs));
+        }
+        let mut errors: Vec<(u64, Option<crate::api::ApiCallError>)> = vec![(0, None); rounds.len()];
+        let created = tokio::select! {
+            c = create_events(api, creates) => c,
+            _ = stopped(&mut stop) => return,
+        };
+        for ((i, ns, name), r) in firsts.into_iter().zip(created) {
+            match r {
+                Ok(()) => rounds[i].1 = Some((ns, name)),
+                Err(e) => errors[i] = (1, Some(e)),
+            }
+        }
+        let writes = rounds.into_iter().zip(errors).map(|((key, mut cur, reqs), mut errors)| async move {
+            for req in reqs {
+                match write_event(api, cur.clone(), req).await {
+                    Ok(written) => cur = Some(written),
+                    Err(e) => errors = (errors.0 + 1, Some(e)),
+                }
+            }
+            (key, cur, errors)
         });
         let written = tokio::select! {
             w = futures::future::join_all(writes) => w,
@@ -314,16 +343,14 @@ async fn run_sink(
 }
 
 /// Writes one event: a new occurrence of the series last written as `existing` raises its
-/// count; otherwise a new Event, named after the object and a time in nanoseconds that is
-/// unique in this process (events written at once never collide). Returns where the series
-/// now lives.
+/// count; otherwise (or when that Event is gone) a new Event ([`new_event`]). Returns where the
+/// series now lives.
 async fn write_event(
     api: &dyn ObjectApi,
     existing: Option<(String, String)>,
     req: EventRequest,
 ) -> Result<(String, String), crate::api::ApiCallError> {
     let now = Timestamp::now();
-    let ns = req.involved.namespace.clone().unwrap_or_else(|| "default".to_string());
     if let Some((ev_ns, ev_name)) = existing {
         if let Ok(mut ev) = api.get(&EVENTS, Some(&ev_ns), &ev_name).await {
             ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
@@ -335,18 +362,49 @@ async fn write_event(
             }
         }
     }
+    let event = new_event(req, now);
+    let at = (event.metadata.namespace.clone(), event.metadata.name.clone());
+    api.create_event(event).await?;
+    Ok(at)
+}
+
+/// Events created at once, in chunks of this many (each chunk one batch of transactions).
+const CREATE_CHUNK: usize = 512;
+
+/// Creates `events` (new series), chunks concurrently: one result per event, in order.
+async fn create_events(api: &dyn ObjectApi, mut events: Vec<NewEvent>) -> Vec<Result<(), crate::api::ApiCallError>> {
+    let mut chunks = Vec::new();
+    while !events.is_empty() {
+        let rest = events.split_off(events.len().min(CREATE_CHUNK));
+        chunks.push(std::mem::replace(&mut events, rest));
+    }
+    let results = futures::future::join_all(chunks.into_iter().map(|chunk| async move {
+        let n = chunk.len();
+        match api.create_events(chunk).await {
+            Ok(rs) if rs.len() == n => rs,
+            Ok(rs) => {
+                let e =
+                    crate::api::ApiCallError::new(500, "InternalError", format!("{n} events answered {}", rs.len()));
+                vec![Err(e); n]
+            }
+            Err(e) => vec![Err(e); n],
+        }
+    }))
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+/// A new Event for `req` at `now`, named after the object and a time in nanoseconds that is
+/// unique in this process (events written at once never collide).
+fn new_event(req: EventRequest, now: Timestamp) -> NewEvent {
+    let ns = req.involved.namespace.clone().unwrap_or_else(|| "default".to_string());
     let object = if req.involved.name.is_empty() { "unknown" } else { req.involved.name.as_str() };
     let name = format!("{object}.{:x}", unique_nanos(now));
     let at = format_time(now);
-    let event = NewEvent {
+    NewEvent {
         api_version: "v1",
         kind: "Event",
-        metadata: NewEventMeta {
-            name: name.clone(),
-            namespace: ns.clone(),
-            uid: String::new(),
-            creation_timestamp: String::new(),
-        },
+        metadata: NewEventMeta { name, namespace: ns, uid: String::new(), creation_timestamp: String::new() },
         involved_object: req.involved,
         reason: req.reason,
         message: req.message,
@@ -357,9 +415,7 @@ async fn write_event(
         source: EventSource { component: req.component, host: req.host.clone() },
         reporting_component: req.component,
         reporting_instance: req.host.unwrap_or_default(),
-    };
-    api.create_event(event).await?;
-    Ok((ns, name))
+    }
 }
 
 /// Delete events whose last occurrence is older than `ttl`, every `interval`, until `stop`.
@@ -516,6 +572,9 @@ mod tests {
                 for reason in ["Pulled", "Created", "Started"] {
                     assert_eq!(evs.iter().filter(|e| e["reason"] == reason).count(), 100, "{reason}");
                 }
+                // Every series was new in the one round that took them all: their Events were
+                // created in one call, and BackOff's repeats raised its count after.
+                assert_eq!(api.event_batches(), [301]);
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "{} events: {:?}", evs.len(), backoff);

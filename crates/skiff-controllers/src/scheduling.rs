@@ -257,8 +257,11 @@ enum EntryChange {
 
 fn entry_change(a: &Value, b: &Value) -> EntryChange {
     const META: [&str; 6] = ["uid", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp", "name"];
-    let same_rest = a.pointer("/status/phase") == b.pointer("/status/phase")
-        && META.iter().all(|f| a["metadata"].get(f) == b["metadata"].get(f));
+    // Of the phase, the entry holds only whether it is terminal: Pending to Running (every
+    // pod's first status from its agent) changes nothing the scheduler looks at.
+    let terminal =
+        |p: &Value| matches!(p.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    let same_rest = terminal(a) == terminal(b) && META.iter().all(|f| a["metadata"].get(f) == b["metadata"].get(f));
     if !same_rest {
         return EntryChange::Other;
     }
@@ -494,10 +497,14 @@ mod tests {
         entries.refresh(&[Arc::new(pod.clone())]);
         let first = entry(&entries);
         assert_eq!(first.node.as_deref(), Some("n1"));
-        // A status update that keeps the phase (conditions, container statuses): kept.
+        // A status update that keeps the phase (conditions, container statuses), or moves it
+        // from Pending to Running: kept.
         let mut v = pod.clone();
         v["metadata"]["resourceVersion"] = json!("6");
         v["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        entries.refresh(&[Arc::new(v.clone())]);
+        assert!(Arc::ptr_eq(&first, &entry(&entries)));
+        v["status"]["phase"] = json!("Running");
         entries.refresh(&[Arc::new(v.clone())]);
         assert!(Arc::ptr_eq(&first, &entry(&entries)));
         // The phase ends: extracted again, and the pod no longer holds its node.

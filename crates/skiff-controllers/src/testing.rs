@@ -60,6 +60,8 @@ struct Inner {
     cascade: bool,
     failures: Vec<FailRule>,
     writes: u64,
+    /// The size of every `create_events` call, in order.
+    event_batches: Vec<usize>,
 }
 
 /// In-memory [`ObjectApi`] test double. Cheap to share as `Arc<FakeApi>`.
@@ -102,6 +104,7 @@ impl FakeApi {
                 cascade: true,
                 failures: Vec::new(),
                 writes: 0,
+                event_batches: Vec::new(),
             }),
         }
     }
@@ -118,6 +121,11 @@ impl FakeApi {
     /// Number of successful writes (create, update, update_status, delete) so far.
     pub fn writes(&self) -> u64 {
         self.lock().writes
+    }
+
+    /// How many Events each `create_events` call so far carried, in order.
+    pub fn event_batches(&self) -> Vec<usize> {
+        self.lock().event_batches.clone()
     }
 
     /// Whether deleting an owner deletes its dependents (default true, like the API server).
@@ -277,6 +285,15 @@ fn keep_server_metadata(current: &Value, obj: &mut Value) {
 
 #[async_trait::async_trait]
 impl ObjectApi for FakeApi {
+    async fn create_events(&self, events: Vec<crate::NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
+        self.lock().event_batches.push(events.len());
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(self.create_event(event).await);
+        }
+        Ok(out)
+    }
+
     async fn list(&self, res: &'static ResourceInfo, ns: Option<&str>) -> Result<(Vec<Value>, u64), ApiCallError> {
         let mut g = self.lock();
         self.check_failure(&mut g, "list", res)?;

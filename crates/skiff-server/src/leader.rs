@@ -103,6 +103,31 @@ impl ObjectApi for StoreApi {
         self.0.create_built(&EVENTS, Some(ns), &event.metadata.name, json).await.map(|_| ()).map_err(call_err)
     }
 
+    async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
+        // One slot per event: an encoding error at once, the others from the store, in order.
+        let mut out: Vec<Option<Result<(), ApiCallError>>> = Vec::with_capacity(events.len());
+        let mut built = Vec::with_capacity(events.len());
+        for mut event in events {
+            event.metadata.uid = skiff_apiserver::meta::new_uid();
+            event.metadata.creation_timestamp = skiff_apiserver::meta::now_rfc3339();
+            match serde_json::to_vec(&event) {
+                Ok(json) => {
+                    built.push((Some(event.metadata.namespace), event.metadata.name, json));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(ApiCallError::new(500, "InternalError", e.to_string())))),
+            }
+        }
+        let mut written = self.0.create_many_built(&EVENTS, built).await.map_err(call_err)?.into_iter();
+        Ok(out
+            .into_iter()
+            .map(|slot| {
+                slot.or_else(|| written.next().map(|r| r.map(|_| ()).map_err(call_err)))
+                    .unwrap_or_else(|| Err(ApiCallError::new(500, "InternalError", "an event without an answer")))
+            })
+            .collect())
+    }
+
     async fn update(&self, res: &'static ResourceInfo, obj: Value) -> Result<Value, ApiCallError> {
         let (ns, name) = ns_name(&obj);
         self.0
