@@ -69,9 +69,11 @@ pub fn txn(t: pb::TxnRequest) -> Result<Txn, Status> {
 pub fn op_result(r: &OpResult) -> pb::ResponseOp {
     use pb::response_op::Result as R;
     let result = match r {
-        OpResult::Put { prev } => R::Put(pb::PutResult { prev: prev.as_ref().map(kv) }),
-        OpResult::Delete { deleted } => R::Delete(pb::DeleteResult { deleted: deleted.iter().map(kv).collect() }),
-        OpResult::Get { kv: k } => R::Get(pb::GetResult { kv: k.as_ref().map(kv) }),
+        OpResult::Put { prev } => R::Put(pb::PutResult { prev: prev.as_deref().map(kv) }),
+        OpResult::Delete { deleted } => {
+            R::Delete(pb::DeleteResult { deleted: deleted.iter().map(|k| kv(k)).collect() })
+        }
+        OpResult::Get { kv: k } => R::Get(pb::GetResult { kv: k.as_deref().map(kv) }),
     };
     pb::ResponseOp { result: Some(result) }
 }

@@ -101,7 +101,7 @@ impl pb::kv_server::Kv for KvSvc {
         let op = Op::Put { key: r.key.clone(), value: r.value };
         match self.guarded(&r.key, r.prev_revision, op).await? {
             (revision, OpResult::Put { prev }) => {
-                Ok(Response::new(pb::PutResponse { revision, prev: prev.as_ref().map(convert::kv) }))
+                Ok(Response::new(pb::PutResponse { revision, prev: prev.as_deref().map(convert::kv) }))
             }
             (_, other) => Err(Status::internal(format!("unexpected put result {other:?}"))),
         }

@@ -100,6 +100,26 @@ fn pod_json(pod: &Value) -> String {
     }
 }
 
+/// Whether `a` and `b` are the same pod as agents get it ([`pod_json`]): equal but for
+/// `status` and `metadata.resourceVersion`. Compared in place, nothing serialized or copied.
+fn same_agent_view(a: &Value, b: &Value) -> bool {
+    fn same_without(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &str) -> bool {
+        let others = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| k.as_str() != skip).count();
+        others(a) == others(b) && a.iter().filter(|(k, _)| k.as_str() != skip).all(|(k, v)| b.get(k) == Some(v))
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let others = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "status").count();
+            others(a) == others(b)
+                && a.iter().filter(|(k, _)| k.as_str() != "status").all(|(k, v)| match (k.as_str(), v, b.get(k)) {
+                    ("metadata", Value::Object(ma), Some(Value::Object(mb))) => same_without(ma, mb, "resourceVersion"),
+                    (_, v, other) => other == Some(v),
+                })
+        }
+        _ => a == b,
+    }
+}
+
 fn node_of(p: &Value) -> Option<&str> {
     p.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
@@ -113,8 +133,9 @@ struct PodState {
     /// whole on every change of one of its pods: re-serializing all of them each time made
     /// the leader's cost per pod event grow with the pods per node).
     by_node: HashMap<String, BTreeMap<String, String>>,
-    /// The node each bound pod (by uid) is in `by_node` under.
-    node_of_uid: HashMap<String, String>,
+    /// The node each bound pod (by uid) is in `by_node` under, and the version it was
+    /// serialized from (a change of that version's status alone is seen without serializing).
+    node_of_uid: HashMap<String, (String, Arc<Value>)>,
     /// One latest-value slot per node with a connected agent.
     subscribers: HashMap<String, watch::Sender<Option<PodSet>>>,
 }
@@ -160,7 +181,7 @@ impl PodState {
     }
 
     fn remove_uid(&mut self, uid: &str) -> Option<String> {
-        let node = self.node_of_uid.remove(uid)?;
+        let (node, _) = self.node_of_uid.remove(uid)?;
         if let Some(m) = self.by_node.get_mut(&node) {
             m.remove(uid);
             if m.is_empty() {
@@ -170,15 +191,21 @@ impl PodState {
         Some(node)
     }
 
-    fn insert(&mut self, uid: String, node: String, pod_json: String) {
-        self.node_of_uid.insert(uid.clone(), node.clone());
+    fn insert(&mut self, uid: String, node: String, pod: Arc<Value>, pod_json: String) {
+        self.node_of_uid.insert(uid.clone(), (node.clone(), pod));
         self.by_node.entry(node).or_default().insert(uid, pod_json);
     }
 
-    /// Whether `uid` is kept under `node` as exactly `pod_json`.
-    fn holds(&self, uid: &str, node: &str, pod_json: &str) -> bool {
-        self.node_of_uid.get(uid).is_some_and(|n| n == node)
-            && self.by_node.get(node).and_then(|m| m.get(uid)).is_some_and(|j| j == pod_json)
+    /// Whether `pod` (bound to `node`) is what `uid` is kept as but for its status: then it
+    /// becomes the version kept, and its set stays as it is.
+    fn same_but_status(&mut self, uid: &str, node: &str, pod: &Arc<Value>) -> bool {
+        match self.node_of_uid.get_mut(uid) {
+            Some((n, kept)) if n == node && same_agent_view(kept, pod) => {
+                *kept = pod.clone();
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -273,7 +300,8 @@ async fn run_pods(
             st.node_of_uid.clear();
             for p in list.items {
                 if let Some(node) = node_of(&p).map(str::to_string) {
-                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, pod_json(&p));
+                    let json = pod_json(&p);
+                    st.insert(skiff_apiserver::meta::uid_of(&p).to_string(), node, Arc::new(p), json);
                 }
             }
             st.revision = list.resource_version;
@@ -311,21 +339,20 @@ async fn run_pods(
             let mut touched: Vec<String> = Vec::new();
             for ev in events {
                 let uid = skiff_apiserver::meta::uid_of(&ev.object).to_string();
-                let now = match ev.kind {
-                    "DELETED" => None,
-                    _ => node_of(&ev.object).map(|n| (n.to_string(), pod_json(&ev.object))),
-                };
-                if let Some((node, json)) = &now {
-                    if st.holds(&uid, node, json) {
-                        continue; // only its status changed: the agent's set stays as it is
+                let node = if ev.kind == "DELETED" { None } else { node_of(&ev.object) };
+                if let Some(node) = node {
+                    // Only its status changed (most pod writes): the agent's set stays as it is.
+                    if st.same_but_status(&uid, node, &ev.object) {
+                        continue;
                     }
                 }
+                let now = node.map(|n| (n.to_string(), pod_json(&ev.object)));
                 if let Some(old) = st.remove_uid(&uid) {
                     touched.push(old);
                 }
                 if let Some((node, json)) = now {
                     touched.push(node.clone());
-                    st.insert(uid, node, json);
+                    st.insert(uid, node, ev.object.clone(), json);
                 }
             }
             st.revision = w.bookmark_revision();
@@ -475,6 +502,47 @@ async fn run_services(
                     target.insert(key(&ev.object), Arc::unwrap_or_clone(ev.object));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Two versions are the same to the agent exactly when their agent JSON is the same.
+    #[test]
+    fn a_change_of_status_or_resource_version_alone_is_the_same_agent_view() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "uid": "u", "resourceVersion": "5", "labels": {"a": "1"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Pending"}});
+        let mut variants = Vec::new();
+        let mut v = pod.clone();
+        v["status"] = json!({"phase": "Running"});
+        v["metadata"]["resourceVersion"] = json!("6");
+        variants.push((v, true));
+        let mut v = pod.clone();
+        v.as_object_mut().unwrap().remove("status");
+        variants.push((v, true));
+        let mut v = pod.clone();
+        v["metadata"]["labels"]["a"] = json!("2");
+        variants.push((v, false));
+        let mut v = pod.clone();
+        v["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        v["metadata"]["annotations"] = json!({});
+        variants.push((v, false));
+        let mut v = pod.clone();
+        v["spec"]["containers"][0]["image"] = json!("j");
+        variants.push((v, false));
+        let mut v = pod.clone();
+        v["zeta"] = json!(1);
+        variants.push((v, false));
+        for (v, same) in variants {
+            assert_eq!(same_agent_view(&pod, &v), same, "{v}");
+            assert_eq!(same_agent_view(&v, &pod), same, "{v}");
+            assert_eq!(pod_json(&pod) == pod_json(&v), same, "{v}");
         }
     }
 }

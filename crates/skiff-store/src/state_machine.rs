@@ -207,14 +207,14 @@ fn apply_txn(
                         });
                         batch.put_cf(cf_kv, key.as_bytes(), encode(kv.as_ref()));
                         st.kv.insert(key, kv.clone());
-                        results.push(OpResult::Put { prev: prev.as_deref().cloned() });
+                        results.push(OpResult::Put { prev: prev.clone() });
                         events.push(Arc::new(Event { revision: rev, kind: EventKind::Put, kv, prev }));
                     }
                     Op::Delete { key } => {
                         let mut deleted = Vec::new();
                         if let Some(prev) = st.kv.remove(&key) {
                             batch.delete_cf(cf_kv, key.as_bytes());
-                            deleted.push(prev.as_ref().clone());
+                            deleted.push(prev.clone());
                             events.push(tombstone(rev, prev));
                         }
                         results.push(OpResult::Delete { deleted });
@@ -230,15 +230,13 @@ fn apply_txn(
                         for k in keys {
                             if let Some(prev) = st.kv.remove(&k) {
                                 batch.delete_cf(cf_kv, k.as_bytes());
-                                deleted.push(prev.as_ref().clone());
+                                deleted.push(prev.clone());
                                 events.push(tombstone(rev, prev));
                             }
                         }
                         results.push(OpResult::Delete { deleted });
                     }
-                    Op::Get { key } => {
-                        results.push(OpResult::Get { kv: st.kv.get(&key).map(|kv| kv.as_ref().clone()) })
-                    }
+                    Op::Get { key } => results.push(OpResult::Get { kv: st.kv.get(&key).cloned() }),
                 }
             }
             if !events.is_empty() {

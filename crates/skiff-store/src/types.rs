@@ -174,11 +174,13 @@ pub enum Request {
     Batch(Vec<Txn>),
 }
 
+/// What one operation found. The key-values are the state's own entries, shared, not copied
+/// (encoded as the key-values themselves): most callers never look at a put's previous value.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum OpResult {
-    Put { prev: Option<KeyValue> },
-    Delete { deleted: Vec<KeyValue> },
-    Get { kv: Option<KeyValue> },
+    Put { prev: Option<Arc<KeyValue>> },
+    Delete { deleted: Vec<Arc<KeyValue>> },
+    Get { kv: Option<Arc<KeyValue>> },
 }
 
 /// The result of applying one [`Request`].
