@@ -412,8 +412,11 @@ async fn host_path_volume_is_mounted() {
     }]);
     h.manager.sync(vec![p]);
     let file = host.join("out.txt");
-    wait_until(Duration::from_secs(30), "file written through hostPath", || file.exists()).await;
-    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "from-container");
+    // The shell creates the file before it writes to it: wait for its content, not for the file
+    // (it was read empty once, between the two).
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    wait_until(Duration::from_secs(30), "file written through hostPath", || !read().trim().is_empty()).await;
+    assert_eq!(read().trim(), "from-container");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
