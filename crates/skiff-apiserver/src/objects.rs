@@ -246,13 +246,22 @@ fn namespace_terminating(kv: &KeyValue) -> ApiResult<bool> {
     Ok(ns.metadata.deletion_timestamp.is_some())
 }
 
+/// What a [`Stored`] view does with the object's `status`.
+#[derive(Clone, Copy)]
+enum StatusView<'a> {
+    Own,
+    /// In place of its own (inserted where the map's order puts it if it had none).
+    Replaced(&'a Value),
+    Left,
+}
+
 /// An object as the store keeps it: without `metadata.resourceVersion` (the key's revision,
-/// set on every read), and with `status` in place of its own when given (inserted where the
-/// map's order puts it if it had none). Serialized as a view of the object, which is never
-/// copied: a decoded version shared with the watches, or a caller's object, stays as it is.
+/// set on every read), and with its own status, another, or none. Serialized as a view of the
+/// object, which is never copied: a decoded version shared with the watches, or a caller's
+/// object, stays as it is.
 struct Stored<'a> {
     obj: &'a Value,
-    status: Option<&'a Value>,
+    status: StatusView<'a>,
 }
 
 impl serde::Serialize for Stored<'_> {
@@ -267,7 +276,10 @@ impl serde::Serialize for Stored<'_> {
         }
         let Value::Object(map) = self.obj else { return self.obj.serialize(s) };
         let mut m = s.serialize_map(None)?;
-        let mut status = self.status;
+        let mut status = match self.status {
+            StatusView::Replaced(st) => Some(st),
+            StatusView::Own | StatusView::Left => None,
+        };
         for (k, v) in map {
             if let Some(st) = status.filter(|_| k.as_str() >= "status") {
                 m.serialize_entry("status", st)?;
@@ -275,6 +287,9 @@ impl serde::Serialize for Stored<'_> {
                 if k == "status" {
                     continue;
                 }
+            }
+            if k == "status" && matches!(self.status, StatusView::Left) {
+                continue;
             }
             match (k.as_str(), v) {
                 ("metadata", Value::Object(meta)) => m.serialize_entry(k, &Without(meta, "resourceVersion"))?,
@@ -289,28 +304,47 @@ impl serde::Serialize for Stored<'_> {
 }
 
 fn encode(obj: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Stored { obj, status: None }).expect("JSON values serialize")
+    serde_json::to_vec(&Stored { obj, status: StatusView::Own }).expect("JSON values serialize")
 }
 
 /// [`encode`] of `obj` with `status` as its status.
 fn encode_with_status(obj: &Value, status: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Stored { obj, status: Some(status) }).expect("JSON values serialize")
+    serde_json::to_vec(&Stored { obj, status: StatusView::Replaced(status) }).expect("JSON values serialize")
+}
+
+/// `obj` as stored but without its `status`: what an agent gets of a pod (the status is the
+/// agent's to write, and a change of it alone changes nothing here).
+pub fn json_without_status(obj: &Value) -> String {
+    serde_json::to_string(&Stored { obj, status: StatusView::Left }).expect("JSON values serialize")
 }
 
 /// `a == b` but for `metadata.resourceVersion` (nothing is copied).
 fn same_but_rv(a: &Value, b: &Value) -> bool {
-    /// The entries of `m` other than `skip`.
-    fn others<'m>(m: &'m Map<String, Value>, skip: &'m str) -> impl Iterator<Item = (&'m String, &'m Value)> {
-        m.iter().filter(move |(k, _)| k.as_str() != skip)
+    same_but_rv_and(a, b, None)
+}
+
+/// `a == b` but for `metadata.resourceVersion` and the top-level field `skip`, if any (nothing
+/// is copied): with `Some("status")`, whether [`json_without_status`] of both is the same.
+pub fn same_but_rv_and(a: &Value, b: &Value, skip: Option<&str>) -> bool {
+    /// Whether `a` and `b` are equal but for the entries `skip` names.
+    fn same_without(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
+        let others = |m: &'_ Map<String, Value>| m.iter().filter(|(k, _)| !skip.contains(&k.as_str())).count();
+        others(a) == others(b)
+            && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
     }
-    fn same_without(a: &Map<String, Value>, b: &Map<String, Value>, skip: &str) -> bool {
-        others(a, skip).count() == others(b, skip).count() && others(a, skip).all(|(k, v)| b.get(k) == Some(v))
-    }
+    let with_skip;
+    let top: &[&str] = match skip {
+        Some(field) => {
+            with_skip = ["metadata", field];
+            &with_skip
+        }
+        None => &["metadata"],
+    };
     match (a.as_object(), b.as_object()) {
         (Some(a), Some(b)) => {
-            same_without(a, b, "metadata")
+            same_without(a, b, top)
                 && match (a.get("metadata"), b.get("metadata")) {
-                    (Some(Value::Object(ma)), Some(Value::Object(mb))) => same_without(ma, mb, "resourceVersion"),
+                    (Some(Value::Object(ma)), Some(Value::Object(mb))) => same_without(ma, mb, &["resourceVersion"]),
                     (ma, mb) => ma == mb,
                 }
         }
@@ -704,15 +738,8 @@ impl ObjectStore {
         name: &str,
         json: Vec<u8>,
     ) -> ApiResult<u64> {
-        self.check_built(res, ns, name, &json)?;
-        self.check_namespace_of(res, ns, name).await?;
-        let key = keys::object_key(res, ns_for(res, ns), name);
-        let txn = Txn { compare: vec![Compare::missing(&key)], success: vec![Op::put(&key, json)], failure: vec![] };
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded {
-            return Err(st::already_exists(res, name).into());
-        }
-        Ok(resp.revision)
+        let mut written = self.create_many_built(res, vec![(ns.map(str::to_string), name.to_string(), json)]).await?;
+        written.pop().expect("one result per object")
     }
 
     /// Creates many objects this server built, each checked as [`ObjectStore::create_built`]
@@ -2007,6 +2034,9 @@ mod tests {
             assert_eq!(encode(obj), slow(obj, None), "{obj}");
             if obj.is_object() {
                 assert_eq!(encode_with_status(obj, &st), slow(obj, Some(&st)), "{obj}");
+                let mut without = obj.clone();
+                without.as_object_mut().unwrap().remove("status");
+                assert_eq!(json_without_status(obj).into_bytes(), slow(&without, None), "{obj}");
             }
         }
     }

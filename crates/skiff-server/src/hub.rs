@@ -69,55 +69,13 @@ fn pods() -> &'static skiff_api::ResourceInfo {
 /// (most pod writes: the agent's own reports, conditions set by the control plane) therefore
 /// sends no new set and wakes no pod worker.
 fn pod_json(pod: &Value) -> String {
-    /// `map` without its entry `skip`, and with the object entry `nested.0` (if any) without its
-    /// own entry `nested.1`.
-    struct Without<'a> {
-        map: &'a serde_json::Map<String, Value>,
-        skip: &'static str,
-        nested: Option<(&'static str, &'static str)>,
-    }
-    impl serde::Serialize for Without<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap;
-            let mut m = s.serialize_map(None)?;
-            for (k, v) in self.map.iter().filter(|(k, _)| k.as_str() != self.skip) {
-                match (self.nested, v) {
-                    (Some((key, skip)), Value::Object(inner)) if key == k => {
-                        m.serialize_entry(k, &Without { map: inner, skip, nested: None })?
-                    }
-                    _ => m.serialize_entry(k, v)?,
-                }
-            }
-            m.end()
-        }
-    }
-    match pod.as_object() {
-        Some(map) => {
-            let agent_view = Without { map, skip: "status", nested: Some(("metadata", "resourceVersion")) };
-            serde_json::to_string(&agent_view).expect("JSON values serialize")
-        }
-        None => pod.to_string(),
-    }
+    skiff_apiserver::objects::json_without_status(pod)
 }
 
 /// Whether `a` and `b` are the same pod as agents get it ([`pod_json`]): equal but for
 /// `status` and `metadata.resourceVersion`. Compared in place, nothing serialized or copied.
 fn same_agent_view(a: &Value, b: &Value) -> bool {
-    fn same_without(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &str) -> bool {
-        let others = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| k.as_str() != skip).count();
-        others(a) == others(b) && a.iter().filter(|(k, _)| k.as_str() != skip).all(|(k, v)| b.get(k) == Some(v))
-    }
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => {
-            let others = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "status").count();
-            others(a) == others(b)
-                && a.iter().filter(|(k, _)| k.as_str() != "status").all(|(k, v)| match (k.as_str(), v, b.get(k)) {
-                    ("metadata", Value::Object(ma), Some(Value::Object(mb))) => same_without(ma, mb, "resourceVersion"),
-                    (_, v, other) => other == Some(v),
-                })
-        }
-        _ => a == b,
-    }
+    skiff_apiserver::objects::same_but_rv_and(a, b, Some("status"))
 }
 
 fn node_of(p: &Value) -> Option<&str> {

@@ -95,12 +95,11 @@ impl ObjectApi for StoreApi {
         self.0.create(res, ns.as_deref(), obj, &CONTROLLER_WRITE).await.map(|w| w.object).map_err(call_err)
     }
 
-    async fn create_event(&self, mut event: NewEvent) -> Result<(), ApiCallError> {
-        event.metadata.uid = skiff_apiserver::meta::new_uid();
-        event.metadata.creation_timestamp = skiff_apiserver::meta::now_rfc3339();
-        let json = serde_json::to_vec(&event).map_err(|e| ApiCallError::new(500, "InternalError", e.to_string()))?;
-        let ns = event.metadata.namespace.as_str();
-        self.0.create_built(&EVENTS, Some(ns), &event.metadata.name, json).await.map(|_| ()).map_err(call_err)
+    async fn create_event(&self, event: NewEvent) -> Result<(), ApiCallError> {
+        self.create_events(vec![event])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(ApiCallError::new(500, "InternalError", "an event without an answer")))
     }
 
     async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
