@@ -137,7 +137,16 @@ async fn writer_loop(db: Arc<DB>, tail: Arc<Mutex<Tail>>, mut rx: tokio::sync::m
                 Err(_) => break,
             }
         }
-        let mut batch = rocksdb::WriteBatch::default();
+        // Room for every entry up front (its bytes, its 8-byte key and RocksDB's record
+        // header): RocksDB would otherwise regrow and recopy the batch as it fills.
+        let room: usize = jobs
+            .iter()
+            .map(|j| match j {
+                Job::Append { entries, .. } => entries.iter().map(|(_, b)| b.len() + 32).sum(),
+                Job::Barrier(_) => 0,
+            })
+            .sum();
+        let mut batch = rocksdb::WriteBatch::with_capacity_bytes(room + 12);
         let mut last = None;
         {
             let cf_log = cf(&db, CF_LOG);

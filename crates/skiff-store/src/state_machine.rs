@@ -71,7 +71,14 @@ pub struct StateMachine {
     hub: broadcast::Sender<HubMsg>,
     history_limit: u64,
     snapshot_seq: u64,
+    /// The size of the last applied write batch: the next one starts with that much room
+    /// (consecutive batches are alike), so RocksDB does not regrow and recopy its buffer while
+    /// the batch fills.
+    batch_hint: usize,
 }
+
+/// The most room a state machine write batch starts with (a larger batch still grows).
+const MAX_BATCH_HINT: usize = 32 << 20;
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
@@ -118,6 +125,7 @@ impl StateMachine {
             hub,
             history_limit: history_limit.max(1),
             snapshot_seq: 0,
+            batch_hint: 0,
         })
     }
 
@@ -282,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::with_capacity_bytes(self.batch_hint);
         let mut responses = Vec::new();
         let mut all_events = Vec::new();
         {
@@ -308,6 +316,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             Self::write_meta(&mut batch, &self.db, &st);
+            self.batch_hint = batch.size_in_bytes().min(MAX_BATCH_HINT);
             // Not fsynced, not even logged: the Raft log is, and applying is replayed from
             // it after a crash (see `db::no_wal_opts`).
             self.db.write_opt(batch, &no_wal_opts()).map_err(|e| sm_err(ErrorVerb::Write, e))?;
