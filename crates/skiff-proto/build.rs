@@ -7,6 +7,9 @@ fn main() {
         // No `XClient::connect(dst)` constructors (clients are built on a `Channel` with
         // `new`): `AgentGateway.Connect` would clash with it.
         .build_transport(false)
+        // Replica-to-replica messages (Raft entries, forwarded writes) are decoded as a view of
+        // the received buffer instead of a copy of it.
+        .bytes(".skiff.v1.RaftMessage.data")
         .compile_protos(
             &["../../proto/skiff.proto", "../../proto/etcd_kv.proto", "../../proto/agent.proto"],
             &["../../proto"],

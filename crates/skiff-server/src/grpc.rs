@@ -17,7 +17,7 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> pb::RaftMessage {
-    pb::RaftMessage { data: bincode::serialize(v).expect("serializing an in-memory value") }
+    pb::RaftMessage { data: bincode::serialize(v).expect("serializing an in-memory value").into() }
 }
 
 /// Replica-to-replica traffic.

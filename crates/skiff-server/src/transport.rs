@@ -48,7 +48,8 @@ fn io(msg: impl Into<String>) -> std::io::Error {
 }
 
 fn request<T: serde::Serialize>(v: &T, ttl: Duration) -> tonic::Request<RaftMessage> {
-    let mut r = tonic::Request::new(RaftMessage { data: bincode::serialize(v).expect("serializing a raft message") });
+    let mut r =
+        tonic::Request::new(RaftMessage { data: bincode::serialize(v).expect("serializing a raft message").into() });
     r.set_timeout(ttl);
     r
 }
