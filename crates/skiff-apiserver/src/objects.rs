@@ -332,17 +332,11 @@ pub fn same_but_rv_and(a: &Value, b: &Value, skip: Option<&str>) -> bool {
         others(a) == others(b)
             && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
     }
-    let with_skip;
-    let top: &[&str] = match skip {
-        Some(field) => {
-            with_skip = ["metadata", field];
-            &with_skip
-        }
-        None => &["metadata"],
-    };
+    // `metadata` is compared below, without its resourceVersion.
+    let top = ["metadata", skip.unwrap_or("metadata")];
     match (a.as_object(), b.as_object()) {
         (Some(a), Some(b)) => {
-            same_without(a, b, top)
+            same_without(a, b, &top)
                 && match (a.get("metadata"), b.get("metadata")) {
                     (Some(Value::Object(ma)), Some(Value::Object(mb))) => same_without(ma, mb, &["resourceVersion"]),
                     (ma, mb) => ma == mb,
@@ -691,7 +685,11 @@ impl ObjectStore {
 
     /// The stored form of an admitted object, refused (413) when larger than the limit.
     fn encode_checked(&self, obj: &Value) -> ApiResult<Vec<u8>> {
-        let bytes = encode(obj);
+        self.size_checked(encode(obj))
+    }
+
+    /// `bytes` if an encoded object that big may be stored.
+    fn size_checked(&self, bytes: Vec<u8>) -> ApiResult<Vec<u8>> {
         skiff_api::validation::check_size(bytes.len(), &self.validation).map_err(|e| ApiError::from(e.to_status()))?;
         Ok(bytes)
     }
@@ -977,9 +975,7 @@ impl ObjectStore {
             } else {
                 Vec::new()
             };
-            let bytes = encode_with_status(&obj, &status);
-            skiff_api::validation::check_size(bytes.len(), &self.validation)
-                .map_err(|e| ApiError::from(e.to_status()))?;
+            let bytes = self.size_checked(encode_with_status(&obj, &status))?;
             if opts.dry_run {
                 return Ok(Some(StatusWritten { revision: cur.mod_revision, warnings, changed: false }));
             }

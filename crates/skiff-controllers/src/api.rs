@@ -122,11 +122,7 @@ pub trait ObjectApi: Send + Sync + 'static {
     /// result per event, in order. The store writes them together, in one Raft entry; this
     /// default (for test doubles) writes them one by one.
     async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            out.push(self.create_event(event).await);
-        }
-        Ok(out)
+        Ok(create_events_one_by_one(self, events).await)
     }
 
     /// Binds many pods at once (each as read, with its node); one result per pod, in order.
@@ -138,4 +134,16 @@ pub trait ObjectApi: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
+
+/// [`ObjectApi::create_event`] for each of `events`, in order: one result per event.
+pub async fn create_events_one_by_one<A: ObjectApi + ?Sized>(
+    api: &A,
+    events: Vec<NewEvent>,
+) -> Vec<Result<(), ApiCallError>> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        out.push(api.create_event(event).await);
+    }
+    out
 }

@@ -287,11 +287,7 @@ fn keep_server_metadata(current: &Value, obj: &mut Value) {
 impl ObjectApi for FakeApi {
     async fn create_events(&self, events: Vec<crate::NewEvent>) -> Result<Vec<Result<(), ApiCallError>>, ApiCallError> {
         self.lock().event_batches.push(events.len());
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            out.push(self.create_event(event).await);
-        }
-        Ok(out)
+        Ok(crate::api::create_events_one_by_one(self, events).await)
     }
 
     async fn list(&self, res: &'static ResourceInfo, ns: Option<&str>) -> Result<(Vec<Value>, u64), ApiCallError> {
