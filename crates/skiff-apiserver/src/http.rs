@@ -36,8 +36,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_WATCH_SECONDS: u64 = 1800;
 /// Interval of watch bookmarks when the client allows them.
 pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
-/// Watch events buffered per stream before the watch waits for the client.
+/// Watch chunks (one or more events each) buffered per stream before the watch waits for the
+/// client.
 const WATCH_BUFFER: usize = 64;
+/// A watch's lines of one batch of events are sent in chunks of at least this much (the last
+/// one of a batch less), so a watch buffers at most about `WATCH_BUFFER` times this plus one
+/// object per chunk.
+const WATCH_CHUNK_BYTES: usize = 64 << 10;
 
 /// Shared state of the HTTP API.
 pub struct ApiServer {
@@ -649,17 +654,17 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
-/// One watch line `{"type": …, "object": …}`, serialized without copying the object.
-fn event_line(kind: &str, object: &Value) -> Bytes {
+/// Appends one watch line `{"type": …, "object": …}` to `buf`, serialized without copying the
+/// object.
+fn push_event_line(buf: &mut Vec<u8>, kind: &str, object: &Value) {
     #[derive(serde::Serialize)]
     struct Line<'a> {
         #[serde(rename = "type")]
         kind: &'a str,
         object: &'a Value,
     }
-    let mut b = serde_json::to_vec(&Line { kind, object }).expect("JSON serializes");
-    b.push(b'\n');
-    Bytes::from(b)
+    serde_json::to_writer(&mut *buf, &Line { kind, object }).expect("JSON serializes");
+    buf.push(b'\n');
 }
 
 async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<Response> {
@@ -684,6 +689,10 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
             tokio::select! {
                 r = w.next() => match r {
                     Ok(events) => {
+                        // The lines of one batch of events go out together, in chunks of about
+                        // WATCH_CHUNK_BYTES: one message, one HTTP chunk and one write for many
+                        // events when a commit changed many objects.
+                        let mut buf = Vec::new();
                         for e in events {
                             let table;
                             let object: &Value = if as_table {
@@ -693,9 +702,13 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
                             } else {
                                 &e.object
                             };
-                            if tx.send(Ok(event_line(e.kind, object))).await.is_err() {
+                            push_event_line(&mut buf, e.kind, object);
+                            if buf.len() >= WATCH_CHUNK_BYTES && tx.send(Ok(Bytes::from(std::mem::take(&mut buf)))).await.is_err() {
                                 return;
                             }
+                        }
+                        if !buf.is_empty() && tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                            return;
                         }
                     }
                     Err(e) => {

@@ -693,6 +693,41 @@ async fn watch_event_types_with_and_without_a_label_selector() {
     assert_eq!(evs.last().unwrap()["object"]["metadata"]["labels"]["app"], "web");
 }
 
+/// A watch from an old resourceVersion replays every change in order, each one whole line,
+/// and the lines of one batch travel together (far fewer HTTP chunks than events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replays_a_batch_in_order_in_few_chunks() {
+    use futures::StreamExt;
+    let api = start().await;
+    let rev = api.node.revision();
+    const N: usize = 300;
+    for i in 0..N {
+        assert_eq!(api.post(PODS, pod(&format!("r{i}"))).await.0, 201);
+    }
+    let url = format!("{}{PODS}?watch=true&resourceVersion={rev}&timeoutSeconds=20", api.base);
+    let resp = api.http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut stream = resp.bytes_stream();
+    let (mut buf, mut names, mut chunks) = (Vec::new(), Vec::new(), 0);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while names.len() < N {
+            let chunk = stream.next().await.expect("watch ended").unwrap();
+            chunks += 1;
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let ev: Value = serde_json::from_slice(&line).unwrap();
+                assert_eq!(ev["type"], "ADDED");
+                names.push(ev["object"]["metadata"]["name"].as_str().unwrap().to_string());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {N} events in {chunks} chunks", names.len()));
+    assert_eq!(names, (0..N).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert!(chunks < N / 2, "{N} events came in {chunks} chunks");
+}
+
 /// Watches of one replica share one decoded value per delivered version (the pod hub, the
 /// informers and client watches would otherwise each parse every change), and what they
 /// share is the stored version: with its resourceVersion, for a selector too.

@@ -77,16 +77,17 @@ pub struct LogParams {
     pub previous: bool,
 }
 
-/// One event of a watch stream (`ERROR` events arrive as `Err(Error::Server)` instead).
+/// One event of a watch stream (`ERROR` events arrive as `Err(Error::Server)` instead). The
+/// object is a JSON `Value` unless the watch asked for a type of its own ([`Client::watch_as`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct WatchEvent {
+pub struct WatchEvent<T = Value> {
     /// `ADDED`, `MODIFIED`, `DELETED` or `BOOKMARK`.
     pub event_type: String,
     /// The object (a one-row `Table` when the watch asked for tables).
-    pub object: Value,
+    pub object: T,
 }
 
-pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
+pub type WatchStream<T = Value> = BoxStream<'static, Result<WatchEvent<T>>>;
 /// Chunks of a streamed response body (pod logs).
 pub type ByteStream = BoxStream<'static, Result<Vec<u8>>>;
 
@@ -198,12 +199,15 @@ impl Client {
 
     /// Send a request and decode its JSON answer.
     async fn json(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value> {
+        self.json_as(req, url).await
+    }
+
+    /// Send a request and decode its JSON answer into `T` (an empty body decodes as `null`).
+    async fn json_as<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T> {
         let resp = self.send(req, url, false).await?;
         let body = self.read_body(resp, url).await?;
-        if body.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Decode { url: url.into(), message: e.to_string() })
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).map_err(|e| Error::Decode { url: url.into(), message: e.to_string() })
     }
 
     fn request(&self, method: reqwest::Method, path: &str, accept: &str) -> (reqwest::RequestBuilder, String) {
@@ -249,8 +253,19 @@ impl Client {
 
     /// `POST` a new object to its collection.
     pub async fn create(&self, res: &ResourceInfo, ns: Option<&str>, body: &Value) -> Result<Value> {
+        self.create_as(res, ns, body).await
+    }
+
+    /// [`Client::create`] with the created object decoded into `T`: a caller that needs only
+    /// part of it (or, with `serde::de::IgnoredAny`, none) builds no `Value` tree.
+    pub async fn create_as<T: serde::de::DeserializeOwned>(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        body: &Value,
+    ) -> Result<T> {
         let (req, url) = self.request(reqwest::Method::POST, &resource_path(res, ns, None, None), ACCEPT_JSON);
-        self.json(req.json(body), &url).await
+        self.json_as(req.json(body), &url).await
     }
 
     /// `PUT` a whole object (its `resourceVersion`, when set, is a compare-and-swap).
@@ -312,6 +327,32 @@ impl Client {
         as_table: bool,
     ) -> Result<WatchStream> {
         let accept = if as_table { ACCEPT_TABLE } else { ACCEPT_JSON };
+        let (body, url) = self.watch_body(res, ns, params, resource_version, accept).await?;
+        Ok(watch_events(body, url))
+    }
+
+    /// [`Client::watch`] of plain objects, each decoded into `T` (which must also decode the
+    /// `Status` of an `ERROR` event, as a type whose fields all have defaults does): a watcher
+    /// that needs a few fields builds no `Value` tree per event.
+    pub async fn watch_as<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+        resource_version: Option<&str>,
+    ) -> Result<WatchStream<T>> {
+        let (body, url) = self.watch_body(res, ns, params, resource_version, ACCEPT_JSON).await?;
+        Ok(watch_lines(body, url, parse_watch_line_as::<T>))
+    }
+
+    async fn watch_body(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+        resource_version: Option<&str>,
+        accept: &str,
+    ) -> Result<(ByteStream, String)> {
         let (req, url) = self.request(reqwest::Method::GET, &resource_path(res, ns, None, None), accept);
         let mut q = params.query();
         q.push(("watch", "true".into()));
@@ -319,8 +360,7 @@ impl Client {
             q.push(("resourceVersion", rv.into()));
         }
         let resp = self.send(req.query(&q), &url, true).await?;
-        let body = self.body_stream(resp, url.clone());
-        Ok(watch_events(body, url))
+        Ok((self.body_stream(resp, url.clone()), url))
     }
 
     /// Stream a container's log (`follow` keeps it open until the container ends).
@@ -371,63 +411,112 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Decode one watch line (`{"type": ..., "object": ...}`).
 pub fn parse_watch_line(line: &[u8], url: &str) -> Result<WatchEvent> {
+    parse_watch_line_as(line, url)
+}
+
+/// [`parse_watch_line`] with the object decoded into `T`. An `ERROR` event is read again as
+/// JSON for its `Status`, whether or not it decoded into `T`.
+pub fn parse_watch_line_as<T: serde::de::DeserializeOwned>(line: &[u8], url: &str) -> Result<WatchEvent<T>> {
     #[derive(serde::Deserialize)]
-    struct Raw {
+    struct Raw<T> {
         #[serde(rename = "type")]
         event_type: String,
-        #[serde(default)]
-        object: Value,
+        object: Option<T>,
     }
-    let raw: Raw = serde_json::from_slice(line)
-        .map_err(|e| Error::Decode { url: url.into(), message: format!("bad watch event: {e}") })?;
+    let bad = |e: serde_json::Error| Error::Decode { url: url.into(), message: format!("bad watch event: {e}") };
+    let error = |object: Value| {
+        let code = object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+        let body = serde_json::to_vec(&object).unwrap_or_default();
+        Error::Server(ServerError::from_response(code, &body))
+    };
+    let raw: Raw<T> = match serde_json::from_slice(line) {
+        Ok(raw) => raw,
+        Err(e) => match serde_json::from_slice::<Raw<Value>>(line) {
+            Ok(r) if r.event_type == "ERROR" => return Err(error(r.object.unwrap_or_default())),
+            _ => return Err(bad(e)),
+        },
+    };
     if raw.event_type == "ERROR" {
-        let code = raw.object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
-        let body = serde_json::to_vec(&raw.object).unwrap_or_default();
-        return Err(Error::Server(ServerError::from_response(code, &body)));
+        let object = serde_json::from_slice::<Raw<Value>>(line).map_err(bad)?.object.unwrap_or_default();
+        return Err(error(object));
     }
-    Ok(WatchEvent { event_type: raw.event_type, object: raw.object })
+    let object = match raw.object {
+        Some(o) => o,
+        // No object: what `null` decodes to, as the object of an untyped event is `null`.
+        None => serde_json::from_slice(b"null").map_err(bad)?,
+    };
+    Ok(WatchEvent { event_type: raw.event_type, object })
 }
 
 /// Split a byte stream into newline-delimited watch events (blank lines skipped, lines bounded).
 pub fn watch_events(body: ByteStream, url: String) -> WatchStream {
+    watch_lines(body, url, parse_watch_line)
+}
+
+/// Newline-delimited lines of `body`, each decoded by `parse` (blank lines skipped, lines
+/// bounded by [`MAX_WATCH_LINE_BYTES`]). Every byte is scanned for a newline once, and the
+/// buffer moves its unread bytes to the front only once it has read more than it holds unread
+/// (not once per line).
+fn watch_lines<T: Send + 'static>(
+    body: ByteStream,
+    url: String,
+    parse: fn(&[u8], &str) -> Result<T>,
+) -> BoxStream<'static, Result<T>> {
     struct State {
         body: ByteStream,
         buf: Vec<u8>,
+        /// Where the unread bytes start.
+        start: usize,
+        /// Bytes before this (from `start`) hold no newline.
+        scanned: usize,
         url: String,
         done: bool,
     }
-    let st = State { body, buf: Vec::new(), url, done: false };
-    futures::stream::unfold(st, |mut st| async move {
+    let st = State { body, buf: Vec::new(), start: 0, scanned: 0, url, done: false };
+    futures::stream::unfold(st, move |mut st| async move {
         loop {
-            if let Some(pos) = st.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = st.buf.drain(..=pos).collect();
-                let line = line.trim_ascii();
-                if line.is_empty() {
-                    continue;
+            let from = st.scanned.max(st.start);
+            if let Some(pos) = st.buf[from..].iter().position(|&b| b == b'\n').map(|p| from + p) {
+                let line = st.buf[st.start..pos].trim_ascii();
+                let ev = (!line.is_empty()).then(|| parse(line, &st.url));
+                st.start = pos + 1;
+                st.scanned = st.start;
+                if let Some(ev) = ev {
+                    return Some((ev, st));
                 }
-                let ev = parse_watch_line(line, &st.url);
-                return Some((ev, st));
+                continue;
             }
+            st.scanned = st.buf.len();
             if st.done {
                 let rest = std::mem::take(&mut st.buf);
-                let rest = rest.trim_ascii();
+                let rest = rest[st.start..].trim_ascii();
+                (st.start, st.scanned) = (0, 0);
                 if rest.is_empty() {
                     return None;
                 }
-                let ev = parse_watch_line(rest, &st.url);
+                let ev = parse(rest, &st.url);
                 return Some((ev, st));
             }
-            if st.buf.len() > MAX_WATCH_LINE_BYTES {
+            if st.buf.len() - st.start > MAX_WATCH_LINE_BYTES {
                 st.done = true;
                 st.buf.clear();
+                (st.start, st.scanned) = (0, 0);
                 let msg = format!("watch event over {MAX_WATCH_LINE_BYTES} bytes");
                 return Some((Err(Error::Decode { url: st.url.clone(), message: msg }), st));
             }
             match st.body.next().await {
-                Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    if st.start > 0 && st.start >= st.buf.len() - st.start {
+                        st.buf.drain(..st.start);
+                        st.scanned -= st.start;
+                        st.start = 0;
+                    }
+                    st.buf.extend_from_slice(&chunk)
+                }
                 Some(Err(e)) => {
                     st.done = true;
                     st.buf.clear();
+                    (st.start, st.scanned) = (0, 0);
                     return Some((Err(e), st));
                 }
                 None => st.done = true,
@@ -470,6 +559,62 @@ mod tests {
         let e = evs[2].as_ref().unwrap_err();
         assert!(e.is_gone());
         assert_eq!(e.to_string(), "Error from server (Expired): too old");
+    }
+
+    /// Many events in one chunk, one event over many chunks, and a line over the bound: every
+    /// event comes out whole and in order, and the oversized line ends the stream with an error.
+    #[tokio::test]
+    async fn watch_lines_many_per_chunk_and_one_over_many() {
+        let line = |i: usize| format!("{{\"type\":\"MODIFIED\",\"object\":{{\"i\":{i}}}}}\n");
+        let many: String = (0..1000).map(line).collect();
+        let big = format!("{{\"type\":\"ADDED\",\"object\":{{\"pad\":\"{}\"}}}}\n", "x".repeat(100_000));
+        let mut chunks: Vec<Result<Vec<u8>>> = vec![Ok(many.into_bytes())];
+        chunks.extend(big.as_bytes().chunks(977).map(|c| Ok(c.to_vec())));
+        chunks.push(Ok(line(1000).into_bytes()));
+        let evs: Vec<_> = watch_events(futures::stream::iter(chunks).boxed(), "u".into()).collect().await;
+        assert_eq!(evs.len(), 1002);
+        for (i, ev) in evs[..1000].iter().enumerate() {
+            assert_eq!(ev.as_ref().unwrap().object, serde_json::json!({"i": i}));
+        }
+        assert_eq!(evs[1000].as_ref().unwrap().object["pad"].as_str().map(str::len), Some(100_000));
+        assert_eq!(evs[1001].as_ref().unwrap().object, serde_json::json!({"i": 1000}));
+
+        let over = vec![0x20u8; MAX_WATCH_LINE_BYTES / 4];
+        let chunks: Vec<Result<Vec<u8>>> = vec![Ok(line(0).into_bytes()), Ok(b"{".to_vec())]
+            .into_iter()
+            .chain((0..5).map(|_| Ok(over.clone())))
+            .collect();
+        let evs: Vec<_> = watch_events(futures::stream::iter(chunks).boxed(), "u".into()).collect().await;
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].as_ref().unwrap().object, serde_json::json!({"i": 0}));
+        assert!(evs[1].as_ref().unwrap_err().to_string().contains("over"), "{:?}", evs[1]);
+    }
+
+    /// A typed watch decodes the fields it names, and still reports an `ERROR` event's Status.
+    #[tokio::test]
+    async fn typed_watch_lines() {
+        #[derive(serde::Deserialize, Debug, Default, PartialEq)]
+        #[serde(default)]
+        struct Named {
+            metadata: Meta,
+        }
+        #[derive(serde::Deserialize, Debug, Default, PartialEq)]
+        #[serde(default)]
+        struct Meta {
+            name: String,
+        }
+        let chunks: Vec<Result<Vec<u8>>> = vec![
+            Ok(b"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{}}}\n".to_vec()),
+            Ok(b"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"reason\":\"Expired\",\"message\":\"too old\",\"code\":410}}\n".to_vec()),
+            Ok(b"{\"type\":\"ADDED\",\"object\":{\"metadata\":\"not an object\"}}\n".to_vec()),
+        ];
+        let evs: Vec<_> = watch_lines(futures::stream::iter(chunks).boxed(), "u".into(), parse_watch_line_as::<Named>)
+            .collect()
+            .await;
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[0].as_ref().unwrap().object, Named { metadata: Meta { name: "a".into() } });
+        assert!(evs[1].as_ref().unwrap_err().is_gone());
+        assert!(evs[2].as_ref().unwrap_err().to_string().contains("bad watch event"), "{:?}", evs[2]);
     }
 
     #[test]
