@@ -160,10 +160,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             );
             let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) =
                 decisions.into_iter().partition(|d| matches!(d, Decision::Bind(_)));
-            let batches: Vec<Vec<(Value, String)>> = {
-                let ready: Vec<(Value, String)> = binds.into_iter().filter_map(|d| bindable(&ctx.pods, &d)).collect();
-                ready.chunks(cfg.bind_batch.max(1)).map(<[_]>::to_vec).collect()
-            };
+            // Batches of the pods themselves (each copied once from the cache, by `bindable`).
+            let batches = batches_of(binds.into_iter().filter_map(|d| bindable(&ctx.pods, &d)), cfg.bind_batch);
             let api = ctx.api.clone();
             let events = ctx.events.for_component("default-scheduler");
             let bound: Vec<()> = stream::iter(batches)
@@ -341,6 +339,16 @@ impl PodEntries {
     }
 }
 
+/// `items` in batches of `size` (at least 1) and a last, smaller one, moved rather than copied.
+fn batches_of<T>(items: impl Iterator<Item = T>, size: usize) -> Vec<Vec<T>> {
+    let mut items = items.peekable();
+    let mut batches = Vec::new();
+    while items.peek().is_some() {
+        batches.push(items.by_ref().take(size.max(1)).collect());
+    }
+    batches
+}
+
 /// The cached pod a bind decision is about, if it is still the same pod and still pending.
 fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
     let Decision::Bind(b) = d else { return None };
@@ -445,6 +453,14 @@ pub fn set_pod_scheduled(obj: &mut Value, status: &str, reason: Option<&str>, me
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_batches_keep_order_and_size() {
+        assert!(batches_of(std::iter::empty::<u32>(), 3).is_empty());
+        assert_eq!(batches_of(0..6, 3), vec![vec![0, 1, 2], vec![3, 4, 5]]);
+        assert_eq!(batches_of(0..7, 3), vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        assert_eq!(batches_of(0..2, 0), vec![vec![0], vec![1]], "a size of 0 is taken as 1");
+    }
 
     #[test]
     fn a_pass_after_the_first_looks_only_at_the_pods_reported_changed() {
