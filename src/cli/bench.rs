@@ -103,6 +103,10 @@ pub enum BenchCmd {
         /// Concurrent creating clients (spread over the replicas).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// End-to-end runs per node count, each on a fresh cluster (runs vary by a tenth or
+        /// more on a small shared machine): with more than one, their median, spread and mean.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// CPU per second of the leader, the followers and the fake agents with `nodes` idle fake
     /// nodes (3 replicas, no pods): the per-node cost of heartbeats, streams and the node monitor.
@@ -177,8 +181,8 @@ async fn run_bench(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Rollout { replicas, rate, proxy_mode } => {
             super::bench_cluster::rollout(replicas, rate, proxy_mode).await
         }
-        BenchCmd::Schedule { nodes, pods, concurrency } => {
-            super::bench_sched::schedule(nodes, pods.max(1), concurrency).await
+        BenchCmd::Schedule { nodes, pods, concurrency, runs } => {
+            super::bench_sched::schedule(nodes, pods.max(1), concurrency, runs.max(1)).await
         }
         BenchCmd::Idle { nodes, seconds, settle } => super::bench_sched::idle(nodes.max(1), seconds, settle).await,
         BenchCmd::NodeFailure { trials, pods, runtime } => {

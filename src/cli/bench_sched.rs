@@ -60,7 +60,12 @@ fn pure_core(nodes: usize, pods: usize) -> (Duration, usize) {
     (took, decisions.iter().filter(|d| d.node().is_some()).count())
 }
 
-pub async fn schedule(node_counts: Vec<usize>, pods: usize, concurrency: usize) -> anyhow::Result<ExitCode> {
+pub async fn schedule(
+    node_counts: Vec<usize>,
+    pods: usize,
+    concurrency: usize,
+    runs: usize,
+) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for &nodes in &node_counts {
         let (took, bound) = pure_core(nodes, pods);
@@ -72,11 +77,56 @@ pub async fn schedule(node_counts: Vec<usize>, pods: usize, concurrency: usize) 
         results.push(format!("pure_{nodes}_pods_per_sec={rate:.0}"));
     }
     for &nodes in &node_counts {
-        let r = schedule_e2e(nodes, pods, concurrency).await?;
-        results.push(format!("e2e_{nodes}_pods_per_sec={r:.0}"));
+        let mut rates = Vec::with_capacity(runs);
+        for run in 1..=runs {
+            if runs > 1 {
+                println!("e2e run {run} of {runs} at {nodes} nodes");
+            }
+            rates.push(schedule_e2e(nodes, pods, concurrency).await?);
+        }
+        let s = RateSummary::of(&rates);
+        if runs > 1 {
+            println!(
+                "e2e at {nodes} nodes over {runs} runs: median {:.0} pods/s, min {:.0}, max {:.0}, mean {:.0} (runs: {})",
+                s.median,
+                s.min,
+                s.max,
+                s.mean,
+                rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+            );
+            results.push(format!(
+                "e2e_{nodes}_pods_per_sec={:.0} e2e_{nodes}_min={:.0} e2e_{nodes}_max={:.0}",
+                s.median, s.min, s.max
+            ));
+        } else {
+            results.push(format!("e2e_{nodes}_pods_per_sec={:.0}", s.median));
+        }
     }
     println!("RESULT schedule pods={pods} {}", results.join(" "));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The median (of an even count, the mean of the middle two), least, greatest and mean of some
+/// runs' rates.
+#[derive(Debug, PartialEq)]
+struct RateSummary {
+    median: f64,
+    min: f64,
+    max: f64,
+    mean: f64,
+}
+
+impl RateSummary {
+    fn of(rates: &[f64]) -> RateSummary {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        if n == 0 {
+            return RateSummary { median: 0.0, min: 0.0, max: 0.0, mean: 0.0 };
+        }
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        RateSummary { median, min: sorted[0], max: sorted[n - 1], mean: sorted.iter().sum::<f64>() / n as f64 }
+    }
 }
 
 /// 3 replicas and one `skiff agent --runtime fake --fake-nodes N` process, every node Ready:
@@ -561,5 +611,17 @@ mod tests {
         let log =
             "WARN skiff_controllers::events: event writes failing: events not recorded failed=3 error=no leader\n";
         assert_eq!(super::logged_count(log, "events not recorded", "failed="), Some(3));
+    }
+
+    #[test]
+    fn rates_summarised() {
+        use super::RateSummary;
+        let one = RateSummary::of(&[2100.0]);
+        assert_eq!(one, RateSummary { median: 2100.0, min: 2100.0, max: 2100.0, mean: 2100.0 });
+        let odd = RateSummary::of(&[2300.0, 1900.0, 2100.0]);
+        assert_eq!((odd.median, odd.min, odd.max, odd.mean), (2100.0, 1900.0, 2300.0, 2100.0));
+        let even = RateSummary::of(&[2400.0, 2000.0, 2200.0, 1800.0]);
+        assert_eq!((even.median, even.min, even.max, even.mean), (2100.0, 1800.0, 2400.0, 2100.0));
+        assert_eq!(RateSummary::of(&[]).median, 0.0);
     }
 }
