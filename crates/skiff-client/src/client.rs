@@ -467,16 +467,25 @@ fn watch_lines<T: Send + 'static>(
         buf: Vec<u8>,
         /// Where the unread bytes start.
         start: usize,
-        /// Bytes before this (from `start`) hold no newline.
+        /// Where the search for the next newline resumes (at or after `start`: the bytes
+        /// between hold none).
         scanned: usize,
         url: String,
         done: bool,
     }
+    impl State {
+        /// Empties the buffer and returns its unread bytes.
+        fn take_unread(&mut self) -> Vec<u8> {
+            let mut rest = std::mem::take(&mut self.buf);
+            rest.drain(..self.start);
+            (self.start, self.scanned) = (0, 0);
+            rest
+        }
+    }
     let st = State { body, buf: Vec::new(), start: 0, scanned: 0, url, done: false };
     futures::stream::unfold(st, move |mut st| async move {
         loop {
-            let from = st.scanned.max(st.start);
-            if let Some(pos) = st.buf[from..].iter().position(|&b| b == b'\n').map(|p| from + p) {
+            if let Some(pos) = st.buf[st.scanned..].iter().position(|&b| b == b'\n').map(|p| st.scanned + p) {
                 let line = st.buf[st.start..pos].trim_ascii();
                 let ev = (!line.is_empty()).then(|| parse(line, &st.url));
                 st.start = pos + 1;
@@ -488,9 +497,8 @@ fn watch_lines<T: Send + 'static>(
             }
             st.scanned = st.buf.len();
             if st.done {
-                let rest = std::mem::take(&mut st.buf);
-                let rest = rest[st.start..].trim_ascii();
-                (st.start, st.scanned) = (0, 0);
+                let rest = st.take_unread();
+                let rest = rest.trim_ascii();
                 if rest.is_empty() {
                     return None;
                 }
@@ -499,24 +507,24 @@ fn watch_lines<T: Send + 'static>(
             }
             if st.buf.len() - st.start > MAX_WATCH_LINE_BYTES {
                 st.done = true;
-                st.buf.clear();
-                (st.start, st.scanned) = (0, 0);
+                st.take_unread();
                 let msg = format!("watch event over {MAX_WATCH_LINE_BYTES} bytes");
                 return Some((Err(Error::Decode { url: st.url.clone(), message: msg }), st));
             }
             match st.body.next().await {
                 Some(Ok(chunk)) => {
+                    // Unread bytes move to the front only once more has been read than they
+                    // are: each byte moves at most about once.
                     if st.start > 0 && st.start >= st.buf.len() - st.start {
-                        st.buf.drain(..st.start);
-                        st.scanned -= st.start;
-                        st.start = 0;
+                        let unread = st.take_unread();
+                        st.scanned = unread.len();
+                        st.buf = unread;
                     }
                     st.buf.extend_from_slice(&chunk)
                 }
                 Some(Err(e)) => {
                     st.done = true;
-                    st.buf.clear();
-                    (st.start, st.scanned) = (0, 0);
+                    st.take_unread();
                     return Some((Err(e), st));
                 }
                 None => st.done = true,

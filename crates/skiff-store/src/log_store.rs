@@ -128,6 +128,9 @@ enum Job {
 /// The writer task: takes every queued job, writes their entries in one fsynced batch on
 /// the blocking pool, then acknowledges them in order. Runs on the runtime (not a detached
 /// thread) so the database is closed before the runtime finishes shutting down.
+/// The fixed header of a RocksDB write batch (sequence number and count).
+const WRITE_BATCH_HEADER: usize = 12;
+
 async fn writer_loop(db: Arc<DB>, tail: Arc<Mutex<Tail>>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -146,7 +149,7 @@ async fn writer_loop(db: Arc<DB>, tail: Arc<Mutex<Tail>>, mut rx: tokio::sync::m
                 Job::Barrier(_) => 0,
             })
             .sum();
-        let mut batch = rocksdb::WriteBatch::with_capacity_bytes(room + 12);
+        let mut batch = rocksdb::WriteBatch::with_capacity_bytes(WRITE_BATCH_HEADER + room);
         let mut last = None;
         {
             let cf_log = cf(&db, CF_LOG);
