@@ -23,7 +23,8 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::logs::{LogOptions, LogSource};
 use crate::objects::{
-    DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectStore, Propagation, Subresource, WriteOptions,
+    DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectListJson, ObjectStore, Propagation, Subresource,
+    WatchEvent, WriteOptions,
 };
 use crate::protobuf;
 use crate::table::{self, IncludeObject};
@@ -335,6 +336,28 @@ fn parse_json(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
+/// A `…List` response around items already serialized: the members in the order a `Value`
+/// map serializes them (apiVersion, items, kind, metadata), so the bytes are the same.
+fn list_response(res: &ResourceInfo, list: ObjectListJson) -> Response {
+    let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
+    if let Some(c) = list.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let mut body = Vec::with_capacity(list.items.len() + 256);
+    body.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut body, res.api_version().as_str()).expect("a string serializes");
+    body.extend_from_slice(b",\"items\":");
+    body.extend_from_slice(&list.items);
+    body.extend_from_slice(b",\"kind\":");
+    serde_json::to_writer(&mut body, &format!("{}List", res.kind)).expect("a string serializes");
+    body.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut body, &meta).expect("JSON values serialize");
+    body.push(b'}');
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
 fn respond(code: StatusCode, v: Value, warnings: &[String]) -> Response {
     let mut r = (code, Json(v)).into_response();
     for w in warnings {
@@ -380,8 +403,8 @@ async fn handle(
             let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
             let serializable = q.get("resourceVersion").is_some_and(|rv| rv == "0");
             let opts = ListOptions { labels, fields, limit, continue_token: q.get("continue").cloned(), serializable };
-            let list = store.list(res, ns, &opts).await?;
             if wants_table(headers) {
+                let list = store.list(res, ns, &opts).await?;
                 let include = IncludeObject::parse(q.get("includeObject").map(String::as_str).unwrap_or(""));
                 return Ok(Json(table::table(
                     res,
@@ -393,17 +416,9 @@ async fn handle(
                 ))
                 .into_response());
             }
-            let mut meta = json!({"resourceVersion": list.resource_version.to_string()});
-            if let Some(c) = list.continue_token {
-                meta["continue"] = json!(c);
-            }
-            Ok(Json(json!({
-                "kind": format!("{}List", res.kind),
-                "apiVersion": res.api_version(),
-                "metadata": meta,
-                "items": list.items,
-            }))
-            .into_response())
+            // The items are written from their stored bytes, not decoded and serialized again.
+            let list = store.list_json(res, ns, &opts).await?;
+            Ok(list_response(res, list))
         }
         (&Method::GET, Some(name)) => {
             let sub = subresource(&target)?;
@@ -667,6 +682,23 @@ fn push_event_line(buf: &mut Vec<u8>, kind: &str, object: &Value) {
     buf.push(b'\n');
 }
 
+/// [`push_event_line`] of `e`, its object written from the stored version it was decoded
+/// from (see [`crate::served`]) when the event has it: the same bytes.
+fn push_served_event_line(buf: &mut Vec<u8>, e: &WatchEvent) {
+    if let Some((kv, revision)) = &e.stored {
+        let start = buf.len();
+        buf.extend_from_slice(b"{\"type\":");
+        serde_json::to_writer(&mut *buf, e.kind).expect("a string serializes");
+        buf.extend_from_slice(b",\"object\":");
+        if crate::served::write_served(buf, &kv.value, *revision) {
+            buf.extend_from_slice(b"}\n");
+            return;
+        }
+        buf.truncate(start);
+    }
+    push_event_line(buf, e.kind, &e.object);
+}
+
 async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<Response> {
     let res = target.res;
     let (labels, fields) = selectors(q)?;
@@ -694,15 +726,13 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
                         // events when a commit changed many objects.
                         let mut buf = Vec::new();
                         for e in events {
-                            let table;
-                            let object: &Value = if as_table {
-                                table = table::table(res, std::slice::from_ref(&*e.object), include, first, None, None);
+                            if as_table {
+                                let table = table::table(res, std::slice::from_ref(&*e.object), include, first, None, None);
                                 first = false;
-                                &table
+                                push_event_line(&mut buf, e.kind, &table);
                             } else {
-                                &e.object
-                            };
-                            push_event_line(&mut buf, e.kind, object);
+                                push_served_event_line(&mut buf, &e);
+                            }
                             if buf.len() >= WATCH_CHUNK_BYTES && tx.send(Ok(Bytes::from(std::mem::take(&mut buf)))).await.is_err() {
                                 return;
                             }

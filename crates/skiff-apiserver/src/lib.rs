@@ -13,6 +13,7 @@ pub mod logs;
 pub mod meta;
 pub mod objects;
 pub mod protobuf;
+pub mod served;
 pub mod table;
 
 pub use error::{ApiError, ApiResult};

@@ -93,6 +93,16 @@ pub struct ObjectList {
     pub continue_token: Option<String>,
 }
 
+/// A list whose items are one JSON array ([`ObjectStore::list_json`]).
+#[derive(Debug, Clone)]
+pub struct ObjectListJson {
+    /// The items, serialized: `[{…},{…}]`.
+    pub items: Vec<u8>,
+    pub count: usize,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+}
+
 /// A write's result and the warnings to send back (`Warning` headers).
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -133,6 +143,10 @@ pub enum Deleted {
 pub struct WatchEvent {
     pub kind: &'static str,
     pub object: Arc<Value>,
+    /// The stored version `object` was decoded from and the resourceVersion it was given: a
+    /// watch served as JSON writes the object from these bytes ([`crate::served`]) instead
+    /// of serializing the tree again.
+    pub stored: Option<(Arc<KeyValue>, u64)>,
 }
 
 /// How many decoded stored versions the watches of one replica share: enough to cover how far
@@ -515,6 +529,72 @@ impl ObjectStore {
 
     /// Lists objects of `res` (in `ns`, or everywhere when `None`) matching the selectors.
     pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ObjectList> {
+        let mut items = Vec::new();
+        let (resource_version, continue_token) = self
+            .list_each(res, ns, opts, |kv| {
+                let obj = decode(res, kv, kv.mod_revision)?;
+                let keep = selected(&obj, &opts.labels, &opts.fields);
+                if keep {
+                    items.push(obj);
+                }
+                Ok(keep)
+            })
+            .await?;
+        Ok(ObjectList { items, resource_version, continue_token })
+    }
+
+    /// [`ObjectStore::list`] with its items as one JSON array, written from their stored bytes
+    /// ([`crate::served::write_served`]): an object is decoded only for the selectors, if
+    /// any. The same items, serialized the same way, at a fraction of the cost (no `Value`
+    /// tree per object).
+    pub async fn list_json(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ObjectListJson> {
+        let select_all = opts.labels.is_empty() && opts.fields.is_empty();
+        let mut items = vec![b'['];
+        let mut count = 0;
+        let (resource_version, continue_token) = self
+            .list_each(res, ns, opts, |kv| {
+                let obj = if select_all {
+                    None
+                } else {
+                    let obj = decode(res, kv, kv.mod_revision)?;
+                    if !selected(&obj, &opts.labels, &opts.fields) {
+                        return Ok(false);
+                    }
+                    Some(obj)
+                };
+                if count > 0 {
+                    items.push(b',');
+                }
+                count += 1;
+                if !crate::served::write_served(&mut items, &kv.value, kv.mod_revision) {
+                    let obj = match obj {
+                        Some(o) => o,
+                        None => decode(res, kv, kv.mod_revision)?,
+                    };
+                    serde_json::to_writer(&mut items, &obj).expect("JSON values serialize");
+                }
+                Ok(true)
+            })
+            .await?;
+        items.push(b']');
+        Ok(ObjectListJson { items, count, resource_version, continue_token })
+    }
+
+    /// Visits the stored objects a list reads, in key order, at one revision, page by page:
+    /// `take` says whether an object is in the list (counted against `opts.limit`). Returns
+    /// the list's revision and its continue token.
+    async fn list_each(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        mut take: impl FnMut(&KeyValue) -> ApiResult<bool>,
+    ) -> ApiResult<(u64, Option<String>)> {
         let prefix = keys::list_prefix(res, ns_for(res, ns));
         let mut start_after: Option<String> = None;
         // Every page of a paginated list is read at the first page's revision.
@@ -527,7 +607,7 @@ impl ObjectStore {
             start_after = Some(key);
             revision = rv;
         }
-        let mut items = Vec::new();
+        let mut taken = 0;
         let mut serializable = opts.serializable;
         let mut last_key: Option<String> = None;
         let chunk = if opts.limit == 0 { 0 } else { opts.limit.max(64) };
@@ -541,10 +621,9 @@ impl ObjectStore {
             serializable = true;
             revision = rev;
             for kv in &kvs {
-                let obj = decode(res, kv, kv.mod_revision)?;
-                if selected(&obj, &opts.labels, &opts.fields) {
-                    items.push(obj);
-                    if opts.limit > 0 && items.len() == opts.limit {
+                if take(kv)? {
+                    taken += 1;
+                    if opts.limit > 0 && taken == opts.limit {
                         last_key = Some(kv.key.clone());
                         break;
                     }
@@ -563,11 +642,7 @@ impl ObjectStore {
             }
             start_after = kvs.last().map(|kv| kv.key.clone());
         }
-        Ok(ObjectList {
-            items,
-            resource_version: revision,
-            continue_token: last_key.map(|k| encode_continue(&k, revision)),
-        })
+        Ok((revision, last_key.map(|k| encode_continue(&k, revision))))
     }
 
     // ---- writes ---------------------------------------------------------------------
@@ -1755,7 +1830,11 @@ impl ObjectStore {
                     ..Default::default()
                 };
                 let list = self.list(res, ns, &opts).await?;
-                initial = list.items.into_iter().map(|o| WatchEvent { kind: "ADDED", object: Arc::new(o) }).collect();
+                initial = list
+                    .items
+                    .into_iter()
+                    .map(|o| WatchEvent { kind: "ADDED", object: Arc::new(o), stored: None })
+                    .collect();
                 list.resource_version
             }
         };
@@ -1809,11 +1888,11 @@ impl ObjectWatch {
                             (true, false) => "DELETED",
                             (false, false) => continue,
                         };
-                        out.push(WatchEvent { kind, object: new });
+                        out.push(WatchEvent { kind, object: new, stored: Some((e.kv.clone(), e.revision)) });
                     }
                     EventKind::Delete => {
-                        if let (true, Some(o)) = (old_match, old) {
-                            out.push(WatchEvent { kind: "DELETED", object: o });
+                        if let (true, Some(o), Some(p)) = (old_match, old, &e.prev) {
+                            out.push(WatchEvent { kind: "DELETED", object: o, stored: Some((p.clone(), e.revision)) });
                         }
                     }
                 }
