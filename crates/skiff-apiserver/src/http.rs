@@ -423,6 +423,13 @@ async fn handle(
         (&Method::GET, Some(name)) => {
             let sub = subresource(&target)?;
             let serializable = q.get("resourceVersion").is_some_and(|rv| rv == "0");
+            if sub == Subresource::Main && !wants_table(headers) {
+                // Written from the stored bytes, not decoded and serialized again.
+                let body = store.get_json(res, ns, name, serializable).await?;
+                let mut r = Response::new(Body::from(body));
+                r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+                return Ok(r);
+            }
             let obj = store.get(res, ns, name, serializable).await?;
             let obj = if sub == Subresource::Scale { crate::objects::scale_of(res, &obj) } else { obj };
             if wants_table(headers) && sub == Subresource::Main {

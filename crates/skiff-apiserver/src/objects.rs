@@ -527,6 +527,24 @@ impl ObjectStore {
         }
     }
 
+    /// [`ObjectStore::get`] serialized, written from the stored bytes
+    /// ([`crate::served::write_served`]): the same JSON, without a `Value` tree.
+    pub async fn get_json(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        serializable: bool,
+    ) -> ApiResult<Vec<u8>> {
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        let Some(kv) = self.read(&key, serializable).await?.0 else { return Err(st::not_found(res, name).into()) };
+        let mut out = Vec::with_capacity(kv.value.len() + 48);
+        if !crate::served::write_served(&mut out, &kv.value, kv.mod_revision) {
+            serde_json::to_writer(&mut out, &decode(res, &kv, kv.mod_revision)?).expect("JSON values serialize");
+        }
+        Ok(out)
+    }
+
     /// Lists objects of `res` (in `ns`, or everywhere when `None`) matching the selectors.
     pub async fn list(&self, res: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ObjectList> {
         let mut items = Vec::new();

@@ -728,11 +728,11 @@ async fn watch_replays_a_batch_in_order_in_few_chunks() {
     assert!(chunks < N / 2, "{N} events came in {chunks} chunks");
 }
 
-/// Lists and watch lines are written from the stored bytes (`skiff_apiserver::served`): byte
-/// for byte what serializing the decoded objects gives, for whole lists, pages, selectors,
-/// and every kind of watch event.
+/// Gets, lists and watch lines are written from the stored bytes (`skiff_apiserver::served`):
+/// byte for byte what serializing the decoded objects gives, for whole lists, pages,
+/// selectors, and every kind of watch event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_and_watch_lines_are_the_stored_objects_byte_for_byte() {
+async fn gets_lists_and_watch_lines_are_the_stored_objects_byte_for_byte() {
     use futures::StreamExt;
     let api = start().await;
     let pods = skiff_api::lookup("pods").unwrap();
@@ -778,6 +778,12 @@ async fn lists_and_watch_lines_are_the_stored_objects_byte_for_byte() {
         assert!(!list.items.is_empty(), "{query}");
         assert_eq!(String::from_utf8(body.to_vec()).unwrap(), want.to_string(), "{query}");
     }
+
+    // A get: exactly the decoded object, serialized.
+    let body = api.http.get(format!("{}{PODS}/b1", api.base)).send().await.unwrap().bytes().await.unwrap();
+    let want = api.objects.get(pods, Some("default"), "b1", false).await.unwrap();
+    assert_eq!(want["metadata"]["labels"]["tier"], "patched");
+    assert_eq!(String::from_utf8(body.to_vec()).unwrap(), want.to_string());
 
     // Watch lines: 5 ADDED, 1 MODIFIED, 1 DELETED, each the serialized decoded object.
     let mut stream = resp.bytes_stream();
