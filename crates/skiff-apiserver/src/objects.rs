@@ -326,6 +326,106 @@ fn encode_with_status(obj: &Value, status: &Value) -> Vec<u8> {
     serde_json::to_vec(&Stored { obj, status: StatusView::Replaced(status) }).expect("JSON values serialize")
 }
 
+/// A part of an object written through a view ([`encode_bound`]).
+enum Part<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+    Map(Overlay<'a>),
+    /// `list` (if an array) with the first entry of `cond`'s type replaced by `cond`, or
+    /// `cond` appended: as [`set_pod_condition`] sets it.
+    Conditions {
+        list: Option<&'a Vec<Value>>,
+        cond: &'a Value,
+    },
+}
+
+/// An object's map `base` (or none) with the entries `set` (which must be in key order) put
+/// in its key order, replacing entries of the same key, and the entries `drop` left out.
+struct Overlay<'a> {
+    base: Option<&'a Map<String, Value>>,
+    set: Vec<(&'a str, Part<'a>)>,
+    drop: &'static [&'static str],
+}
+
+impl serde::Serialize for Part<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            Part::Str(v) => s.serialize_str(v),
+            Part::Json(v) => v.serialize(s),
+            Part::Map(o) => o.serialize(s),
+            Part::Conditions { list, cond } => {
+                let list = list.map(Vec::as_slice).unwrap_or_default();
+                let at = list.iter().position(|c| c["type"] == cond["type"]);
+                let mut seq = s.serialize_seq(None)?;
+                for (i, c) in list.iter().enumerate() {
+                    seq.serialize_element(if Some(i) == at { *cond } else { c })?;
+                }
+                if at.is_none() {
+                    seq.serialize_element(cond)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Overlay<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        let mut set = self.set.iter().peekable();
+        for (k, v) in self.base.into_iter().flatten() {
+            while let Some((sk, sv)) = set.next_if(|(sk, _)| *sk < k.as_str()) {
+                m.serialize_entry(sk, sv)?;
+            }
+            if let Some((sk, sv)) = set.next_if(|(sk, _)| *sk == k.as_str()) {
+                m.serialize_entry(sk, sv)?;
+            } else if !self.drop.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        for (sk, sv) in set {
+            m.serialize_entry(sk, sv)?;
+        }
+        m.end()
+    }
+}
+
+/// [`encode`] of `pod` bound to `node` with `cond` set among its status conditions: what
+/// setting `spec.nodeName`, [`set_pod_condition`] and [`encode`] give, written through a
+/// view (the pod, shared with the caches, is not copied).
+fn encode_bound(pod: &Value, node: &str, cond: &Value) -> Vec<u8> {
+    fn object(v: Option<&Value>) -> Option<&Map<String, Value>> {
+        v.and_then(Value::as_object)
+    }
+    let status = object(pod.get("status"));
+    let conditions = status.and_then(|st| st.get("conditions")).and_then(Value::as_array);
+    let meta = match pod.get("metadata") {
+        Some(Value::Object(m)) => Part::Map(Overlay { base: Some(m), set: Vec::new(), drop: &["resourceVersion"] }),
+        Some(v) => Part::Json(v),
+        None => Part::Map(Overlay { base: None, set: Vec::new(), drop: &[] }),
+    };
+    let mut set = vec![
+        (
+            "spec",
+            Part::Map(Overlay { base: object(pod.get("spec")), set: vec![("nodeName", Part::Str(node))], drop: &[] }),
+        ),
+        (
+            "status",
+            Part::Map(Overlay {
+                base: status,
+                set: vec![("conditions", Part::Conditions { list: conditions, cond })],
+                drop: &[],
+            }),
+        ),
+    ];
+    if pod.get("metadata").is_some() {
+        set.insert(0, ("metadata", meta));
+    }
+    serde_json::to_vec(&Overlay { base: object(Some(pod)), set, drop: &[] }).expect("JSON values serialize")
+}
+
 /// `obj` as stored but without its `status`: what an agent gets of a pod (the status is the
 /// agent's to write, and a change of it alone changes nothing here).
 pub fn json_without_status(obj: &Value) -> String {
@@ -1483,24 +1583,28 @@ impl ObjectStore {
     }
 
     /// Binds many pods in one Raft entry (the scheduler's batch): each pod is given as last
-    /// read (its `resourceVersion` is the precondition) with the node to bind it to. Each
-    /// binding succeeds or fails on its own: 409 when the pod changed since it was read, is
-    /// already assigned or is being deleted. Fenced like every other write.
-    pub async fn bind_many(&self, pods: Vec<(Value, String)>) -> ApiResult<Vec<ApiResult<Value>>> {
+    /// read (its `resourceVersion` is the precondition) with the node to bind it to, and
+    /// answers the revision its binding was written at. Each binding succeeds or fails on its
+    /// own: 409 when the pod changed since it was read, is already assigned or is being
+    /// deleted. Fenced like every other write. The pods are not copied: each bound version is
+    /// serialized from the one given, through a view ([`encode_bound`]).
+    pub async fn bind_many(&self, pods: &[(Arc<Value>, String)]) -> ApiResult<Vec<ApiResult<u64>>> {
         let res = &registry::PODS;
-        let mut out: Vec<Option<ApiResult<Value>>> = Vec::with_capacity(pods.len());
+        let mut out: Vec<Option<ApiResult<u64>>> = Vec::with_capacity(pods.len());
         let mut txns = Vec::new();
-        let mut pending: Vec<(usize, Value)> = Vec::new();
-        for (mut obj, node) in pods {
-            let name = meta::name_of(&obj).to_string();
-            let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
-            let rv = meta_str(&obj, "resourceVersion").and_then(|rv| rv.parse::<u64>().ok());
+        let mut pending: Vec<(usize, &str)> = Vec::new();
+        let scheduled_at = meta::now_rfc3339();
+        let cond = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled_at});
+        for (obj, node) in pods {
+            let name = meta::name_of(obj);
+            let ns = meta_str(obj, "namespace").unwrap_or("default");
+            let rv = meta_str(obj, "resourceVersion").and_then(|rv| rv.parse::<u64>().ok());
             let refused = if rv.is_none() {
                 Some(st::bad_request("a pod to bind needs its resourceVersion"))
             } else if let Some(n) = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                Some(st::conflict(res, &name, &format!("pod {name} is already assigned to node \"{n}\"")))
-            } else if meta_str(&obj, "deletionTimestamp").is_some() {
-                Some(st::conflict(res, &name, "the pod is being deleted"))
+                Some(st::conflict(res, name, &format!("pod {name} is already assigned to node \"{n}\"")))
+            } else if meta_str(obj, "deletionTimestamp").is_some() {
+                Some(st::conflict(res, name, "the pod is being deleted"))
             } else {
                 None
             };
@@ -1508,34 +1612,28 @@ impl ObjectStore {
                 out.push(Some(Err(e.into())));
                 continue;
             }
-            let key = keys::object_key(res, Some(&ns), &name);
-            obj["spec"]["nodeName"] = json!(node);
-            set_pod_condition(
-                &mut obj,
-                json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": meta::now_rfc3339()}),
-            );
+            let key = keys::object_key(res, Some(ns), name);
             let mut compare = vec![Compare::mod_revision(&key, rv.expect("checked above"))];
             if let Some((fkey, frev)) = &self.fence {
                 compare.push(Compare::mod_revision(fkey, *frev));
             }
-            txns.push(Txn { compare, success: vec![Op::put(&key, encode(&obj))], failure: vec![] });
-            pending.push((out.len(), obj));
+            txns.push(Txn { compare, success: vec![Op::put(&key, encode_bound(obj, node, &cond))], failure: vec![] });
+            pending.push((out.len(), name));
             out.push(None);
         }
         if !txns.is_empty() {
             let resps = self.node.batch(txns).await?;
             let mut fence_checked = false;
-            for ((i, mut obj), r) in pending.into_iter().zip(resps) {
+            for ((i, name), r) in pending.into_iter().zip(resps) {
                 if r.succeeded {
-                    set_rv(&mut obj, r.revision);
-                    out[i] = Some(Ok(obj));
+                    out[i] = Some(Ok(r.revision));
                     continue;
                 }
                 if !fence_checked {
                     fence_checked = true;
                     self.check_fence().await?;
                 }
-                out[i] = Some(Err(st::conflict_modified(res, meta::name_of(&obj)).into()));
+                out[i] = Some(Err(st::conflict_modified(res, name).into()));
             }
         }
         Ok(out.into_iter().map(|r| r.expect("every binding answered")).collect())
@@ -2097,6 +2195,41 @@ pub fn label_map(obj: &Value) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binding is encoded through a view: the same bytes as the pod copied, bound
+    /// (`spec.nodeName`, the PodScheduled condition set) and encoded, whatever the pod's status
+    /// and conditions hold, and with members sorting before and after those the view sets.
+    #[test]
+    fn bindings_are_encoded_as_the_bound_copy_would_be() {
+        let cond = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-12-07T11:00:00Z"});
+        let pods = [
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default", "resourceVersion": "12", "uid": "u"},
+                "spec": {"containers": [{"image": "i", "name": "c"}], "schedulerName": "default-scheduler"},
+                "status": {"phase": "Pending", "qosClass": "BestEffort"}}),
+            // An unschedulable pod's False condition is replaced in place, others kept in order.
+            json!({"metadata": {"name": "p"}, "spec": {"affinity": {}, "nodeName": "", "priority": 0},
+                "status": {"conditions": [{"type": "Other", "status": "True"},
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+                    {"type": "Zeta", "status": "False"}], "phase": "Pending", "zz": 1}}),
+            // No status, a status that is not an object, conditions that are not a list.
+            json!({"metadata": {"name": "p"}, "spec": {}}),
+            json!({"metadata": {"name": "p"}, "spec": {"a": 1}, "status": "odd"}),
+            json!({"metadata": "odd", "spec": {"z": 1}, "status": {"conditions": 5, "a": true}}),
+            json!({"aaa": 1, "spec": {}, "zzz": [null]}),
+            json!({"spec": null}),
+        ];
+        for pod in pods {
+            let mut bound = pod.clone();
+            bound["spec"]["nodeName"] = json!("node-1");
+            set_pod_condition(&mut bound, cond.clone());
+            assert_eq!(
+                String::from_utf8(encode_bound(&pod, "node-1", &cond)).unwrap(),
+                String::from_utf8(encode(&bound)).unwrap(),
+                "{pod}"
+            );
+        }
+    }
 
     /// The store's encoding is a view: the same bytes as the object with its resourceVersion
     /// removed (and its status replaced), whatever keys sort around `status`.

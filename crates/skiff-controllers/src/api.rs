@@ -125,12 +125,19 @@ pub trait ObjectApi: Send + Sync + 'static {
         Ok(create_events_one_by_one(self, events).await)
     }
 
-    /// Binds many pods at once (each as read, with its node); one result per pod, in order.
-    /// The store writes them in one Raft entry; this default binds them one by one.
-    async fn bind_many(&self, pods: Vec<(Value, String)>) -> Result<Vec<Result<Value, ApiCallError>>, ApiCallError> {
+    /// Binds many pods at once (each as read, with its node); one result per pod, in order:
+    /// the revision its binding was written at. The store writes them in one Raft entry,
+    /// without copying the pods; this default binds them one by one.
+    async fn bind_many(
+        &self,
+        pods: &[(std::sync::Arc<Value>, String)],
+    ) -> Result<Vec<Result<u64, ApiCallError>>, ApiCallError> {
         let mut out = Vec::with_capacity(pods.len());
         for (pod, node) in pods {
-            out.push(self.bind(pod, &node).await);
+            let bound = self.bind(Value::clone(pod), node).await;
+            out.push(bound.map(|b| {
+                b.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok()).unwrap_or(0)
+            }));
         }
         Ok(out)
     }

@@ -160,7 +160,8 @@ async fn run(ctx: LeaderContext, cfg: SchedulingConfig) {
             );
             let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) =
                 decisions.into_iter().partition(|d| matches!(d, Decision::Bind(_)));
-            // Batches of the pods themselves (each copied once from the cache, by `bindable`).
+            // Batches of the cached pods themselves (shared, not copied: the store serializes
+            // each bound version through a view of it).
             let batches = batches_of(binds.into_iter().filter_map(|d| bindable(&ctx.pods, &d)), cfg.bind_batch);
             let api = ctx.api.clone();
             let events = ctx.events.for_component("default-scheduler");
@@ -349,8 +350,9 @@ fn batches_of<T>(items: impl Iterator<Item = T>, size: usize) -> Vec<Vec<T>> {
     batches
 }
 
-/// The cached pod a bind decision is about, if it is still the same pod and still pending.
-fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
+/// The cached pod a bind decision is about, if it is still the same pod and still pending
+/// (shared with the cache, not copied).
+fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Arc<Value>, String)> {
     let Decision::Bind(b) = d else { return None };
     let pref = d.pod();
     let cur = pods.get(Some(&pref.namespace), &pref.name)?;
@@ -359,23 +361,22 @@ fn bindable(pods: &crate::Cache, d: &Decision) -> Option<(Value, String)> {
             return None;
         }
     }
-    pending(&cur).then(|| ((*cur).clone(), b.node.clone()))
+    pending(&cur).then(|| (cur, b.node.clone()))
 }
 
 /// Writes one batch of bindings (one Raft entry) and records a `Scheduled` event for each
 /// pod bound. A pod that changed meanwhile is left to the next pass.
-async fn bind_batch(api: &dyn crate::ObjectApi, events: &crate::EventRecorder, batch: Vec<(Value, String)>) {
+async fn bind_batch(api: &dyn crate::ObjectApi, events: &crate::EventRecorder, batch: Vec<(Arc<Value>, String)>) {
     let n = batch.len();
-    match api.bind_many(batch).await {
+    match api.bind_many(&batch).await {
         Ok(results) => {
-            for r in results {
+            for ((pod, node), r) in batch.iter().zip(results) {
                 match r {
-                    Ok(bound) => {
-                        let (ns, name) =
-                            (crate::util::namespace(&bound).unwrap_or("default"), crate::util::name(&bound));
-                        let node = bound.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+                    // The event is about the pod as it was scheduled (as kube-scheduler's is).
+                    Ok(_) => {
+                        let (ns, name) = (crate::util::namespace(pod).unwrap_or("default"), crate::util::name(pod));
                         let msg = format!("Successfully assigned {ns}/{name} to {node}");
-                        events.normal(&PODS, &bound, "Scheduled", msg);
+                        events.normal(&PODS, pod, "Scheduled", msg);
                     }
                     // Someone else changed the pod; the next pass sees the new version.
                     Err(e) if e.is_conflict() || e.is_not_found() => tracing::debug!("binding: {e}"),

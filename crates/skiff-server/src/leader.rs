@@ -153,7 +153,7 @@ impl ObjectApi for StoreApi {
         self.0.bind(ns.as_deref().unwrap_or("default"), &name, uid, rv, node).await.map_err(call_err)
     }
 
-    async fn bind_many(&self, pods: Vec<(Value, String)>) -> Result<Vec<Result<Value, ApiCallError>>, ApiCallError> {
+    async fn bind_many(&self, pods: &[(Arc<Value>, String)]) -> Result<Vec<Result<u64, ApiCallError>>, ApiCallError> {
         let rs = self.0.bind_many(pods).await.map_err(call_err)?;
         Ok(rs.into_iter().map(|r| r.map_err(call_err)).collect())
     }
