@@ -98,7 +98,6 @@ pub struct ObjectList {
 pub struct ObjectListJson {
     /// The items, serialized: `[{…},{…}]`.
     pub items: Vec<u8>,
-    pub count: usize,
     pub resource_version: u64,
     pub continue_token: Option<String>,
 }
@@ -401,11 +400,6 @@ fn encode_bound(pod: &Value, node: &str, cond: &Value) -> Vec<u8> {
     }
     let status = object(pod.get("status"));
     let conditions = status.and_then(|st| st.get("conditions")).and_then(Value::as_array);
-    let meta = match pod.get("metadata") {
-        Some(Value::Object(m)) => Part::Map(Overlay { base: Some(m), set: Vec::new(), drop: &["resourceVersion"] }),
-        Some(v) => Part::Json(v),
-        None => Part::Map(Overlay { base: None, set: Vec::new(), drop: &[] }),
-    };
     let mut set = vec![
         (
             "spec",
@@ -420,8 +414,12 @@ fn encode_bound(pod: &Value, node: &str, cond: &Value) -> Vec<u8> {
             }),
         ),
     ];
-    if pod.get("metadata").is_some() {
-        set.insert(0, ("metadata", meta));
+    // Metadata as `encode` writes it: without its resourceVersion (if it is an object at all).
+    match pod.get("metadata") {
+        Some(Value::Object(m)) => set
+            .insert(0, ("metadata", Part::Map(Overlay { base: Some(m), set: Vec::new(), drop: &["resourceVersion"] }))),
+        Some(v) => set.insert(0, ("metadata", Part::Json(v))),
+        None => {}
     }
     serde_json::to_vec(&Overlay { base: object(Some(pod)), set, drop: &[] }).expect("JSON values serialize")
 }
@@ -673,7 +671,6 @@ impl ObjectStore {
     ) -> ApiResult<ObjectListJson> {
         let select_all = opts.labels.is_empty() && opts.fields.is_empty();
         let mut items = vec![b'['];
-        let mut count = 0;
         let (resource_version, continue_token) = self
             .list_each(res, ns, opts, |kv| {
                 let obj = if select_all {
@@ -685,10 +682,9 @@ impl ObjectStore {
                     }
                     Some(obj)
                 };
-                if count > 0 {
+                if items.len() > 1 {
                     items.push(b',');
                 }
-                count += 1;
                 if !crate::served::write_served(&mut items, &kv.value, kv.mod_revision) {
                     let obj = match obj {
                         Some(o) => o,
@@ -700,7 +696,7 @@ impl ObjectStore {
             })
             .await?;
         items.push(b']');
-        Ok(ObjectListJson { items, count, resource_version, continue_token })
+        Ok(ObjectListJson { items, resource_version, continue_token })
     }
 
     /// Visits the stored objects a list reads, in key order, at one revision, page by page:
