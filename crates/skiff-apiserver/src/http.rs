@@ -23,8 +23,8 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::logs::{LogOptions, LogSource};
 use crate::objects::{
-    DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectListJson, ObjectStore, Propagation, Subresource,
-    WatchEvent, WriteOptions,
+    DeleteOptions, Deleted, FieldValidation, ListOptions, ObjectListJson, ObjectStore, ObjectWatch, Propagation,
+    ServedEvent, Subresource, WatchEvent, WriteOptions,
 };
 use crate::protobuf;
 use crate::table::{self, IncludeObject};
@@ -689,21 +689,38 @@ fn push_event_line(buf: &mut Vec<u8>, kind: &str, object: &Value) {
     buf.push(b'\n');
 }
 
-/// [`push_event_line`] of `e`, its object written from the stored version it was decoded
-/// from (see [`crate::served`]) when the event has it: the same bytes.
-fn push_served_event_line(buf: &mut Vec<u8>, e: &WatchEvent) {
-    if let Some((kv, revision)) = &e.stored {
-        let start = buf.len();
-        buf.extend_from_slice(b"{\"type\":");
-        serde_json::to_writer(&mut *buf, e.kind).expect("a string serializes");
-        buf.extend_from_slice(b",\"object\":");
-        if crate::served::write_served(buf, &kv.value, *revision) {
-            buf.extend_from_slice(b"}\n");
-            return;
-        }
+/// [`push_event_line`] of `e`, its object written from its stored version
+/// ([`ServedEvent::write_object`]): the same bytes, and no decoding where no selector needed it.
+fn push_served_event_line(buf: &mut Vec<u8>, res: &ResourceInfo, e: &ServedEvent) -> ApiResult<()> {
+    let start = buf.len();
+    buf.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut *buf, e.kind).expect("a string serializes");
+    buf.extend_from_slice(b",\"object\":");
+    if let Err(err) = e.write_object(res, buf) {
         buf.truncate(start);
+        return Err(err);
     }
-    push_event_line(buf, e.kind, &e.object);
+    buf.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// One batch of a watch's events: decoded for a table, else as stored.
+enum Batch {
+    Table(Vec<WatchEvent>),
+    Served(Vec<ServedEvent>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Table(events) => events.len(),
+            Batch::Served(events) => events.len(),
+        }
+    }
+}
+
+async fn next_batch(w: &mut ObjectWatch, as_table: bool) -> ApiResult<Batch> {
+    Ok(if as_table { Batch::Table(w.next().await?) } else { Batch::Served(w.next_served().await?) })
 }
 
 async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<Response> {
@@ -726,19 +743,26 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
         let mut first = true;
         loop {
             tokio::select! {
-                r = w.next() => match r {
-                    Ok(events) => {
+                r = next_batch(&mut w, as_table) => match r {
+                    Ok(batch) => {
                         // The lines of one batch of events go out together, in chunks of about
                         // WATCH_CHUNK_BYTES: one message, one HTTP chunk and one write for many
                         // events when a commit changed many objects.
                         let mut buf = Vec::new();
-                        for e in events {
-                            if as_table {
-                                let table = table::table(res, std::slice::from_ref(&*e.object), include, first, None, None);
-                                first = false;
-                                push_event_line(&mut buf, e.kind, &table);
-                            } else {
-                                push_served_event_line(&mut buf, &e);
+                        for i in 0..batch.len() {
+                            match &batch {
+                                Batch::Table(events) => {
+                                    let e = &events[i];
+                                    let table = table::table(res, std::slice::from_ref(&*e.object), include, first, None, None);
+                                    first = false;
+                                    push_event_line(&mut buf, e.kind, &table);
+                                }
+                                Batch::Served(events) => {
+                                    if let Err(e) = push_served_event_line(&mut buf, res, &events[i]) {
+                                        let _ = tx.send(Ok(line(&json!({"type": "ERROR", "object": e.status()})))).await;
+                                        return;
+                                    }
+                                }
                             }
                             if buf.len() >= WATCH_CHUNK_BYTES && tx.send(Ok(Bytes::from(std::mem::take(&mut buf)))).await.is_err() {
                                 return;

@@ -142,10 +142,38 @@ pub enum Deleted {
 pub struct WatchEvent {
     pub kind: &'static str,
     pub object: Arc<Value>,
-    /// The stored version `object` was decoded from and the resourceVersion it was given: a
-    /// watch served as JSON writes the object from these bytes ([`crate::served`]) instead
-    /// of serializing the tree again.
-    pub stored: Option<(Arc<KeyValue>, u64)>,
+    /// The stored version `object` was decoded from and the resourceVersion it was given.
+    pub stored: (Arc<KeyValue>, u64),
+}
+
+/// An event of [`ObjectWatch::next_served`]: the stored version it delivers, decoded only if a
+/// selector needed it.
+pub struct ServedEvent {
+    pub kind: &'static str,
+    pub object: Option<Arc<Value>>,
+    /// The stored version and the resourceVersion it is served with.
+    pub stored: (Arc<KeyValue>, u64),
+}
+
+impl ServedEvent {
+    /// Appends the object as the API serves it: written from the stored bytes
+    /// ([`crate::served::write_served`]), else serialized from its decoded form.
+    pub fn write_object(&self, res: &ResourceInfo, out: &mut Vec<u8>) -> ApiResult<()> {
+        let (kv, revision) = &self.stored;
+        if crate::served::write_served(out, &kv.value, *revision) {
+            return Ok(());
+        }
+        let decoded;
+        let obj = match &self.object {
+            Some(o) => &**o,
+            None => {
+                decoded = decode(res, kv, *revision)?;
+                &decoded
+            }
+        };
+        serde_json::to_writer(out, obj).expect("JSON values serialize");
+        Ok(())
+    }
 }
 
 /// How many decoded stored versions the watches of one replica share: enough to cover how far
@@ -707,7 +735,7 @@ impl ObjectStore {
         res: &ResourceInfo,
         ns: Option<&str>,
         opts: &ListOptions,
-        mut take: impl FnMut(&KeyValue) -> ApiResult<bool>,
+        mut take: impl FnMut(&Arc<KeyValue>) -> ApiResult<bool>,
     ) -> ApiResult<(u64, Option<String>)> {
         let prefix = keys::list_prefix(res, ns_for(res, ns));
         let mut start_after: Option<String> = None;
@@ -1941,13 +1969,18 @@ impl ObjectStore {
                     serializable: other.is_some(),
                     ..Default::default()
                 };
-                let list = self.list(res, ns, &opts).await?;
-                initial = list
-                    .items
-                    .into_iter()
-                    .map(|o| WatchEvent { kind: "ADDED", object: Arc::new(o), stored: None })
-                    .collect();
-                list.resource_version
+                let (revision, _) = self
+                    .list_each(res, ns, &opts, |kv| {
+                        let obj = decode(res, kv, kv.mod_revision)?;
+                        let keep = selected(&obj, &opts.labels, &opts.fields);
+                        if keep {
+                            let stored = (kv.clone(), kv.mod_revision);
+                            initial.push(WatchEvent { kind: "ADDED", object: Arc::new(obj), stored });
+                        }
+                        Ok(keep)
+                    })
+                    .await?;
+                revision
             }
         };
         let watcher = self.node.watch(&prefix, from + 1)?;
@@ -1972,6 +2005,35 @@ impl ObjectWatch {
         if !self.initial.is_empty() {
             return Ok(std::mem::take(&mut self.initial));
         }
+        let events = self.next_events(true).await?;
+        events
+            .into_iter()
+            .map(|e| {
+                let object = match e.object {
+                    Some(o) => o,
+                    None => decode_shared(&self.decoded, self.res, &e.stored.0, e.stored.1)?,
+                };
+                Ok(WatchEvent { kind: e.kind, object, stored: e.stored })
+            })
+            .collect()
+    }
+
+    /// [`ObjectWatch::next`] for a client that is sent the stored bytes
+    /// ([`ServedEvent::write_object`]): without selectors no version is decoded at all.
+    pub async fn next_served(&mut self) -> ApiResult<Vec<ServedEvent>> {
+        if !self.initial.is_empty() {
+            let initial = std::mem::take(&mut self.initial);
+            return Ok(initial
+                .into_iter()
+                .map(|e| ServedEvent { kind: e.kind, object: Some(e.object), stored: e.stored })
+                .collect());
+        }
+        self.next_events(false).await
+    }
+
+    /// The next store events turned into watch events: versions decoded where a selector
+    /// needs them, and all of them when `decode` (the others' `object` is `None`).
+    async fn next_events(&mut self, decode: bool) -> ApiResult<Vec<ServedEvent>> {
         loop {
             let batch = self.watcher.next_batch(WATCH_BATCH).await?;
             let mut out = Vec::with_capacity(batch.len());
@@ -1980,7 +2042,7 @@ impl ObjectWatch {
             let select_all = self.labels.is_empty() && self.fields.is_empty();
             for e in batch {
                 let old = match &e.prev {
-                    Some(p) if !select_all || e.kind == EventKind::Delete => {
+                    Some(p) if !select_all || (decode && e.kind == EventKind::Delete) => {
                         Some(decode_shared(&self.decoded, self.res, p, e.revision)?)
                     }
                     _ => None,
@@ -1992,19 +2054,23 @@ impl ObjectWatch {
                 };
                 match e.kind {
                     EventKind::Put => {
-                        let new = decode_shared(&self.decoded, self.res, &e.kv, e.revision)?;
-                        let new_match = selected(&new, &self.labels, &self.fields);
+                        let new = if decode || !select_all {
+                            Some(decode_shared(&self.decoded, self.res, &e.kv, e.revision)?)
+                        } else {
+                            None
+                        };
+                        let new_match = new.as_ref().is_none_or(|n| selected(n, &self.labels, &self.fields));
                         let kind = match (old_match, new_match) {
                             (true, true) => "MODIFIED",
                             (false, true) => "ADDED",
                             (true, false) => "DELETED",
                             (false, false) => continue,
                         };
-                        out.push(WatchEvent { kind, object: new, stored: Some((e.kv.clone(), e.revision)) });
+                        out.push(ServedEvent { kind, object: new, stored: (e.kv.clone(), e.revision) });
                     }
                     EventKind::Delete => {
-                        if let (true, Some(o), Some(p)) = (old_match, old, &e.prev) {
-                            out.push(WatchEvent { kind: "DELETED", object: o, stored: Some((p.clone(), e.revision)) });
+                        if let (true, Some(p)) = (old_match, &e.prev) {
+                            out.push(ServedEvent { kind: "DELETED", object: old, stored: (p.clone(), e.revision) });
                         }
                     }
                 }

@@ -812,6 +812,48 @@ async fn gets_lists_and_watch_lines_are_the_stored_objects_byte_for_byte() {
     assert_eq!(kinds, ["ADDED", "ADDED", "ADDED", "ADDED", "ADDED", "MODIFIED", "DELETED"]);
 }
 
+/// A watch served from the stored bytes decodes a version only for a selector: without one,
+/// its events carry the stored versions alone (a delete's the last one, at the delete's
+/// revision); the JSON written from them is the decoded object's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_watches_decode_only_for_selectors() {
+    let api = start().await;
+    let pods = skiff_api::lookup("pods").unwrap();
+    let rev = api.node.revision().to_string();
+    let all = (skiff_api::LabelSelector::default(), skiff_api::FieldSelector::default());
+    let mut plain = api.objects.watch(pods, Some("default"), Some(&rev), all.0, all.1).await.unwrap();
+    let sel = skiff_api::LabelSelector::parse("app=x").unwrap();
+    let mut selecting =
+        api.objects.watch(pods, None, Some(&rev), sel, skiff_api::FieldSelector::default()).await.unwrap();
+    let (code, created) = api.post(PODS, pod("lazy")).await;
+    assert_eq!(code, 201);
+    assert_eq!(api.delete(&format!("{PODS}/lazy"), Some(json!({"gracePeriodSeconds": 0}))).await.0, 200);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let evs = tokio::time::timeout(Duration::from_secs(10), plain.next_served()).await.expect("no event").unwrap();
+        seen.extend(evs);
+    }
+    let mut selected = Vec::new();
+    while selected.len() < 2 {
+        let evs =
+            tokio::time::timeout(Duration::from_secs(10), selecting.next_served()).await.expect("no event").unwrap();
+        selected.extend(evs);
+    }
+    for (events, decoded) in [(&seen, false), (&selected, true)] {
+        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), ["ADDED", "DELETED"]);
+        assert!(events.iter().all(|e| e.object.is_some() == decoded), "decoded: {decoded}");
+        let mut added = Vec::new();
+        events[0].write_object(pods, &mut added).unwrap();
+        assert_eq!(String::from_utf8(added).unwrap(), created.to_string());
+        let mut deleted = Vec::new();
+        events[1].write_object(pods, &mut deleted).unwrap();
+        let deleted: Value = serde_json::from_slice(&deleted).unwrap();
+        assert_eq!(deleted["metadata"]["uid"], created["metadata"]["uid"]);
+        assert_eq!(deleted["metadata"]["resourceVersion"], events[1].stored.1.to_string());
+        assert_ne!(deleted["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    }
+}
+
 /// Watches of one replica share one decoded value per delivered version (the pod hub, the
 /// informers and client watches would otherwise each parse every change), and what they
 /// share is the stored version: with its resourceVersion, for a selector too.
