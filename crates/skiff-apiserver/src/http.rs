@@ -759,6 +759,10 @@ async fn watch(app: App, target: Target, q: &HashMap<String, String>, headers: &
                                 }
                                 Batch::Served(events) => {
                                     if let Err(e) = push_served_event_line(&mut buf, res, &events[i]) {
+                                        // The lines before it go first: the client saw those events.
+                                        if !buf.is_empty() && tx.send(Ok(Bytes::from(std::mem::take(&mut buf)))).await.is_err() {
+                                            return;
+                                        }
                                         let _ = tx.send(Ok(line(&json!({"type": "ERROR", "object": e.status()})))).await;
                                         return;
                                     }
