@@ -142,8 +142,6 @@ pub enum Deleted {
 pub struct WatchEvent {
     pub kind: &'static str,
     pub object: Arc<Value>,
-    /// The stored version `object` was decoded from and the resourceVersion it was given.
-    pub stored: (Arc<KeyValue>, u64),
 }
 
 /// An event of [`ObjectWatch::next_served`]: the stored version it delivers, decoded only if a
@@ -159,21 +157,33 @@ impl ServedEvent {
     /// Appends the object as the API serves it: written from the stored bytes
     /// ([`crate::served::write_served`]), else serialized from its decoded form.
     pub fn write_object(&self, res: &ResourceInfo, out: &mut Vec<u8>) -> ApiResult<()> {
-        let (kv, revision) = &self.stored;
-        if crate::served::write_served(out, &kv.value, *revision) {
-            return Ok(());
-        }
-        let decoded;
-        let obj = match &self.object {
-            Some(o) => &**o,
-            None => {
-                decoded = decode(res, kv, *revision)?;
-                &decoded
-            }
-        };
-        serde_json::to_writer(out, obj).expect("JSON values serialize");
-        Ok(())
+        write_stored(out, res, &self.stored.0, self.stored.1, self.object.as_deref())
     }
+}
+
+/// Appends the stored version `kv` as the API serves it, with resourceVersion `rev`: written
+/// from its bytes ([`crate::served::write_served`]), else serialized from `decoded` (decoded
+/// now if not given).
+fn write_stored(
+    out: &mut Vec<u8>,
+    res: &ResourceInfo,
+    kv: &KeyValue,
+    rev: u64,
+    decoded: Option<&Value>,
+) -> ApiResult<()> {
+    if crate::served::write_served(out, &kv.value, rev) {
+        return Ok(());
+    }
+    let now;
+    let obj = match decoded {
+        Some(o) => o,
+        None => {
+            now = decode(res, kv, rev)?;
+            &now
+        }
+    };
+    serde_json::to_writer(out, obj).expect("JSON values serialize");
+    Ok(())
 }
 
 /// How many decoded stored versions the watches of one replica share: enough to cover how far
@@ -287,73 +297,32 @@ fn namespace_terminating(kv: &KeyValue) -> ApiResult<bool> {
     Ok(ns.metadata.deletion_timestamp.is_some())
 }
 
-/// What a [`Stored`] view does with the object's `status`.
-#[derive(Clone, Copy)]
-enum StatusView<'a> {
-    Own,
-    /// In place of its own (inserted where the map's order puts it if it had none).
-    Replaced(&'a Value),
-    Left,
-}
-
-/// An object as the store keeps it: without `metadata.resourceVersion` (the key's revision,
-/// set on every read), and with its own status, another, or none. Serialized as a view of the
-/// object, which is never copied: a decoded version shared with the watches, or a caller's
-/// object, stays as it is.
-struct Stored<'a> {
-    obj: &'a Value,
-    status: StatusView<'a>,
-}
-
-impl serde::Serialize for Stored<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        /// A map without its entry `skip`.
-        struct Without<'a>(&'a Map<String, Value>, &'static str);
-        impl serde::Serialize for Without<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != self.1))
-            }
-        }
-        let Value::Object(map) = self.obj else { return self.obj.serialize(s) };
-        let mut m = s.serialize_map(None)?;
-        let mut status = match self.status {
-            StatusView::Replaced(st) => Some(st),
-            StatusView::Own | StatusView::Left => None,
-        };
-        for (k, v) in map {
-            if let Some(st) = status.filter(|_| k.as_str() >= "status") {
-                m.serialize_entry("status", st)?;
-                status = None;
-                if k == "status" {
-                    continue;
-                }
-            }
-            if k == "status" && matches!(self.status, StatusView::Left) {
-                continue;
-            }
-            match (k.as_str(), v) {
-                ("metadata", Value::Object(meta)) => m.serialize_entry(k, &Without(meta, "resourceVersion"))?,
-                _ => m.serialize_entry(k, v)?,
-            }
-        }
-        if let Some(st) = status {
-            m.serialize_entry("status", st)?;
-        }
-        m.end()
-    }
-}
-
 fn encode(obj: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Stored { obj, status: StatusView::Own }).expect("JSON values serialize")
+    serde_json::to_vec(&stored_view(obj, Vec::new(), &[])).expect("JSON values serialize")
 }
 
 /// [`encode`] of `obj` with `status` as its status.
 fn encode_with_status(obj: &Value, status: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Stored { obj, status: StatusView::Replaced(status) }).expect("JSON values serialize")
+    serde_json::to_vec(&stored_view(obj, vec![("status", Part::Json(status))], &[])).expect("JSON values serialize")
 }
 
-/// A part of an object written through a view ([`encode_bound`]).
+/// An object as the store keeps it: without `metadata.resourceVersion` (the key's revision,
+/// set on every read), with the top-level entries `set` (in key order, none of them
+/// `metadata`) in place of its own and its entries `drop` left out. A view of the object,
+/// which is never copied: a decoded version shared with the watches, or a caller's object,
+/// stays as it is.
+fn stored_view<'a>(obj: &'a Value, mut set: Vec<(&'a str, Part<'a>)>, drop: &'static [&'static str]) -> Part<'a> {
+    let Value::Object(map) = obj else { return Part::Json(obj) };
+    match map.get("metadata") {
+        Some(Value::Object(m)) => set
+            .insert(0, ("metadata", Part::Map(Overlay { base: Some(m), set: Vec::new(), drop: &["resourceVersion"] }))),
+        Some(v) => set.insert(0, ("metadata", Part::Json(v))),
+        None => {}
+    }
+    Part::Map(Overlay { base: Some(map), set, drop })
+}
+
+/// A part of an object written through a view ([`stored_view`]).
 enum Part<'a> {
     Str(&'a str),
     Json(&'a Value),
@@ -428,7 +397,7 @@ fn encode_bound(pod: &Value, node: &str, cond: &Value) -> Vec<u8> {
     }
     let status = object(pod.get("status"));
     let conditions = status.and_then(|st| st.get("conditions")).and_then(Value::as_array);
-    let mut set = vec![
+    let set = vec![
         (
             "spec",
             Part::Map(Overlay { base: object(pod.get("spec")), set: vec![("nodeName", Part::Str(node))], drop: &[] }),
@@ -442,20 +411,13 @@ fn encode_bound(pod: &Value, node: &str, cond: &Value) -> Vec<u8> {
             }),
         ),
     ];
-    // Metadata as `encode` writes it: without its resourceVersion (if it is an object at all).
-    match pod.get("metadata") {
-        Some(Value::Object(m)) => set
-            .insert(0, ("metadata", Part::Map(Overlay { base: Some(m), set: Vec::new(), drop: &["resourceVersion"] }))),
-        Some(v) => set.insert(0, ("metadata", Part::Json(v))),
-        None => {}
-    }
-    serde_json::to_vec(&Overlay { base: object(Some(pod)), set, drop: &[] }).expect("JSON values serialize")
+    serde_json::to_vec(&stored_view(pod, set, &[])).expect("JSON values serialize")
 }
 
 /// `obj` as stored but without its `status`: what an agent gets of a pod (the status is the
 /// agent's to write, and a change of it alone changes nothing here).
 pub fn json_without_status(obj: &Value) -> String {
-    serde_json::to_string(&Stored { obj, status: StatusView::Left }).expect("JSON values serialize")
+    serde_json::to_string(&stored_view(obj, Vec::new(), &["status"])).expect("JSON values serialize")
 }
 
 /// `a == b` but for `metadata.resourceVersion` (nothing is copied).
@@ -665,9 +627,7 @@ impl ObjectStore {
         let key = keys::object_key(res, ns_for(res, ns), name);
         let Some(kv) = self.read(&key, serializable).await?.0 else { return Err(st::not_found(res, name).into()) };
         let mut out = Vec::with_capacity(kv.value.len() + 48);
-        if !crate::served::write_served(&mut out, &kv.value, kv.mod_revision) {
-            serde_json::to_writer(&mut out, &decode(res, &kv, kv.mod_revision)?).expect("JSON values serialize");
-        }
+        write_stored(&mut out, res, &kv, kv.mod_revision, None)?;
         Ok(out)
     }
 
@@ -713,13 +673,7 @@ impl ObjectStore {
                 if items.len() > 1 {
                     items.push(b',');
                 }
-                if !crate::served::write_served(&mut items, &kv.value, kv.mod_revision) {
-                    let obj = match obj {
-                        Some(o) => o,
-                        None => decode(res, kv, kv.mod_revision)?,
-                    };
-                    serde_json::to_writer(&mut items, &obj).expect("JSON values serialize");
-                }
+                write_stored(&mut items, res, kv, kv.mod_revision, obj.as_ref())?;
                 Ok(true)
             })
             .await?;
@@ -1975,7 +1929,7 @@ impl ObjectStore {
                         let keep = selected(&obj, &opts.labels, &opts.fields);
                         if keep {
                             let stored = (kv.clone(), kv.mod_revision);
-                            initial.push(WatchEvent { kind: "ADDED", object: Arc::new(obj), stored });
+                            initial.push(ServedEvent { kind: "ADDED", object: Some(Arc::new(obj)), stored });
                         }
                         Ok(keep)
                     })
@@ -1994,7 +1948,8 @@ pub struct ObjectWatch {
     watcher: Watcher,
     labels: LabelSelector,
     fields: FieldSelector,
-    initial: Vec<WatchEvent>,
+    /// The initial list's objects (decoded: they were selected), until delivered.
+    initial: Vec<ServedEvent>,
     decoded: Arc<std::sync::Mutex<DecodedVersions>>,
 }
 
@@ -2002,10 +1957,10 @@ impl ObjectWatch {
     /// The next events (waits until there is at least one). Errors with 410 when the watch
     /// fell behind compaction.
     pub async fn next(&mut self) -> ApiResult<Vec<WatchEvent>> {
-        if !self.initial.is_empty() {
-            return Ok(std::mem::take(&mut self.initial));
-        }
-        let events = self.next_events(true).await?;
+        let events = match std::mem::take(&mut self.initial) {
+            initial if !initial.is_empty() => initial,
+            _ => self.next_events(true).await?,
+        };
         events
             .into_iter()
             .map(|e| {
@@ -2013,7 +1968,7 @@ impl ObjectWatch {
                     Some(o) => o,
                     None => decode_shared(&self.decoded, self.res, &e.stored.0, e.stored.1)?,
                 };
-                Ok(WatchEvent { kind: e.kind, object, stored: e.stored })
+                Ok(WatchEvent { kind: e.kind, object })
             })
             .collect()
     }
@@ -2022,11 +1977,7 @@ impl ObjectWatch {
     /// ([`ServedEvent::write_object`]): without selectors no version is decoded at all.
     pub async fn next_served(&mut self) -> ApiResult<Vec<ServedEvent>> {
         if !self.initial.is_empty() {
-            let initial = std::mem::take(&mut self.initial);
-            return Ok(initial
-                .into_iter()
-                .map(|e| ServedEvent { kind: e.kind, object: Some(e.object), stored: e.stored })
-                .collect());
+            return Ok(std::mem::take(&mut self.initial));
         }
         self.next_events(false).await
     }
