@@ -38,11 +38,19 @@ enum Seg {
     Index(usize),
 }
 
-/// The paths the typed decoding of `obj` as `T` skipped, in document order.
-fn skipped_by<'de, T: serde::Deserialize<'de>>(obj: &'de Value) -> Result<Vec<Vec<Seg>>, serde_json::Error> {
+/// The paths the typed decoding of `obj` as `T` skipped, in document order; or why it failed,
+/// led by the path of the field at fault (`spec.replicas: invalid type: string "many", ...`).
+fn skipped_by<'de, T: serde::Deserialize<'de>>(obj: &'de Value) -> Result<Vec<Vec<Seg>>, String> {
     let mut out = Vec::new();
-    let _typed: T = serde_ignored::deserialize(obj, |path| out.push(segments(&path)))?;
-    Ok(out)
+    match serde_ignored::deserialize::<_, _, T>(obj, |path| out.push(segments(&path))) {
+        Ok(_) => Ok(out),
+        // Decoded again to find the field: tracking the path costs every decode, so only a
+        // failed one pays for it.
+        Err(e) => Err(match serde_path_to_error::deserialize::<_, T>(obj) {
+            Err(at) if at.path().iter().next().is_some() => format!("{}: {}", at.path(), at.inner()),
+            _ => e.to_string(),
+        }),
+    }
 }
 
 fn segments(path: &serde_ignored::Path) -> Vec<Seg> {
@@ -128,7 +136,15 @@ mod tests {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
             "spec": {"replicas": "three", "selector": {}, "template": {}}});
         let e = unknown_fields(&DEPLOYMENTS, &d).unwrap_err();
-        assert!(e.contains("cannot be handled as a Deployment"), "{e}");
+        assert_eq!(
+            e,
+            r#"Deployment in version "v1" cannot be handled as a Deployment: spec.replicas: invalid type: string "three", expected i32"#
+        );
+        // Inside lists too.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i", "ports": [{"containerPort": "80"}]}]}});
+        let e = unknown_fields(&PODS, &pod).unwrap_err();
+        assert!(e.ends_with(r#"cannot be handled as a Pod: spec.containers[1].ports[0].containerPort: invalid type: string "80", expected i32"#), "{e}");
     }
 
     /// The former implementation (typed round trip, then a diff of the keys): the oracle.
