@@ -174,7 +174,22 @@ async fn kubectl_create_apply_get_scale_patch_delete() {
     // Invalid objects are rejected, naming the field.
     let bad = DEPLOYMENT.replace("replicas: 2", "replicas: -1").replace("name: web\n  labels", "name: bad\n  labels");
     let err = k.fails(&["create", "-f", "-"], &bad);
-    assert!(err.contains("spec.replicas") && err.contains("Invalid value"), "{err}");
+    // kubectl prints each cause as `field: message`: the message must not name the field again.
+    assert!(err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"), "{err}");
+    assert!(!err.contains("spec.replicas: spec.replicas"), "{err}");
+    // Fenceposts that would stall every rollout are refused when written, not found at the
+    // first rollout.
+    let bad = DEPLOYMENT
+        .replace("name: web\n  labels", "name: bad\n  labels")
+        .replace("replicas: 2\n", "replicas: 2\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}\n");
+    let err = k.fails(&["create", "-f", "-"], &bad);
+    assert!(
+        err.contains("spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"),
+        "{err}"
+    );
+    // A value of the wrong type is refused naming its field.
+    let err = k.fails(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":"many"}}"#], "");
+    assert!(err.contains(r#"spec.replicas: invalid type: string "many", expected i32"#), "{err}");
     let bad = DEPLOYMENT
         .replace("image: skiff/busybox:1\n        command: [\"sleep\"", "imagee: x\n        command: [\"sleep\"");
     let err = k.fails(&["create", "-f", "-"], &bad);

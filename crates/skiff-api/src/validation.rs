@@ -163,7 +163,9 @@ impl ValidationErrors {
         format!("{} \"{}\" is invalid: {list}", self.kind, self.name)
     }
 
-    /// 422 `Invalid` status. Each cause's message names its field (the full error text).
+    /// 422 `Invalid` status. Each cause's message is the error without its field path (its
+    /// `ErrorBody`), as Kubernetes writes it: clients print `field: message` (kubectl's
+    /// `* spec.replicas: Invalid value: ...`), so a message naming the field showed it twice.
     pub fn to_status(&self) -> Status {
         let details = StatusDetails {
             name: Some(self.name.clone()),
@@ -174,7 +176,7 @@ impl ValidationErrors {
                 .iter()
                 .map(|e| StatusCause {
                     reason: e.reason.as_str().to_string(),
-                    message: e.to_string(),
+                    message: e.body(),
                     field: e.field.clone(),
                 })
                 .collect(),
@@ -841,7 +843,77 @@ fn validate_workload_spec(kind: &str, spec: Option<&Value>, errs: &mut Vec<Field
                 ));
             }
         }
+        let rolling = spec.pointer("/strategy/type").and_then(Value::as_str).is_none_or(|t| t == "RollingUpdate");
+        if let Some(ru) = spec.pointer("/strategy/rollingUpdate").filter(|r| rolling && !r.is_null()) {
+            validate_rolling_update(ru, errs);
+        }
         non_negative(spec.get("progressDeadlineSeconds"), "spec.progressDeadlineSeconds", errs);
+        if let Some(deadline) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
+            let min_ready = spec.get("minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+            if deadline <= min_ready {
+                errs.push(FieldError::invalid(
+                    "spec.progressDeadlineSeconds",
+                    deadline,
+                    "must be greater than minReadySeconds",
+                ));
+            }
+        }
+    }
+}
+
+/// Kubernetes' message for a string `intstr` that is not a percentage (`IsValidPercent`).
+const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
+
+/// An `intstr` that must be a non-negative integer or a percentage such as `25%` (Kubernetes'
+/// `ValidatePositiveIntOrPercent`): its number, and whether it is a percentage, when valid.
+fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> Option<(i64, bool)> {
+    match v? {
+        Value::Null => None,
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if i >= 0 => Some((i, false)),
+            Some(i) => {
+                errs.push(FieldError::invalid(path, i, NON_NEGATIVE_MSG));
+                None
+            }
+            None => {
+                errs.push(FieldError::invalid(
+                    path,
+                    Value::Number(n.clone()),
+                    "must be an integer or percentage (e.g '5%')",
+                ));
+                None
+            }
+        },
+        Value::String(s) => {
+            let digits = s.strip_suffix('%').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match digits.map(str::parse::<i64>) {
+                Some(Ok(p)) => Some((p, true)),
+                _ => {
+                    errs.push(FieldError::invalid(path, s.as_str(), PERCENT_MSG));
+                    None
+                }
+            }
+        }
+        other => {
+            errs.push(FieldError::invalid(path, other.clone(), "must be an integer or percentage (e.g '5%')"));
+            None
+        }
+    }
+}
+
+/// `spec.strategy.rollingUpdate` of a Deployment (Kubernetes' `ValidateRollingUpdateDeployment`):
+/// each of maxUnavailable and maxSurge a non-negative integer or a percentage, not both 0 (a
+/// rollout could then never move), maxUnavailable at most 100%.
+fn validate_rolling_update(ru: &Value, errs: &mut Vec<FieldError>) {
+    const UNAVAILABLE: &str = "spec.strategy.rollingUpdate.maxUnavailable";
+    let unavailable = int_or_percent(ru.get("maxUnavailable"), UNAVAILABLE, errs);
+    let surge = int_or_percent(ru.get("maxSurge"), "spec.strategy.rollingUpdate.maxSurge", errs);
+    let value = || ru.get("maxUnavailable").cloned().unwrap_or(Value::Null);
+    if matches!(unavailable, Some((0, _))) && matches!(surge, Some((0, _))) {
+        errs.push(FieldError::invalid(UNAVAILABLE, value(), "may not be 0 when `maxSurge` is 0"));
+    }
+    if matches!(unavailable, Some((p, true)) if p > 100) {
+        errs.push(FieldError::invalid(UNAVAILABLE, value(), "must not be greater than 100%"));
     }
 }
 

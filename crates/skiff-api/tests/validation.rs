@@ -374,6 +374,82 @@ fn deployment_rules() {
 }
 
 #[test]
+fn deployment_rolling_update_fenceposts_and_progress_deadline() {
+    let rolling =
+        |ru: Value| with(deployment(), "/spec/strategy", json!({"type": "RollingUpdate", "rollingUpdate": ru}));
+    const UNAVAILABLE: &str = "spec.strategy.rollingUpdate.maxUnavailable";
+    const SURGE: &str = "spec.strategy.rollingUpdate.maxSurge";
+    for ok in [
+        json!({"maxSurge": "25%", "maxUnavailable": "25%"}),
+        json!({"maxSurge": 1, "maxUnavailable": 0}),
+        json!({"maxSurge": "0%", "maxUnavailable": "100%"}),
+        json!({"maxSurge": "300%", "maxUnavailable": 7}),
+        json!({"maxSurge": 0}),
+    ] {
+        assert_eq!(validate(&DEPLOYMENTS, &rolling(ok.clone())), Ok(()), "{ok}");
+    }
+    // Both 0: a rollout could never replace a pod.
+    for both_zero in [json!({"maxSurge": 0, "maxUnavailable": 0}), json!({"maxSurge": "0%", "maxUnavailable": 0})] {
+        let msg = single(&DEPLOYMENTS, &rolling(both_zero), UNAVAILABLE, FieldErrorReason::Invalid);
+        assert_eq!(
+            msg,
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+        );
+    }
+    let msg = single(
+        &DEPLOYMENTS,
+        &rolling(json!({"maxSurge": 1, "maxUnavailable": "150%"})),
+        UNAVAILABLE,
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("\"150%\": must not be greater than 100%"), "{msg}");
+    let msg =
+        single(&DEPLOYMENTS, &rolling(json!({"maxSurge": -1, "maxUnavailable": 1})), SURGE, FieldErrorReason::Invalid);
+    assert!(msg.ends_with("-1: must be greater than or equal to 0"), "{msg}");
+    for not_percent in ["abc", "5", "%", "-5%", "1.5%"] {
+        let msg = single(
+            &DEPLOYMENTS,
+            &rolling(json!({"maxSurge": not_percent, "maxUnavailable": 1})),
+            SURGE,
+            FieldErrorReason::Invalid,
+        );
+        assert!(msg.contains("a valid percent string must be a numeric string followed by an ending '%'"), "{msg}");
+    }
+    let msg = single(
+        &DEPLOYMENTS,
+        &rolling(json!({"maxSurge": 1, "maxUnavailable": true})),
+        UNAVAILABLE,
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("must be an integer or percentage (e.g '5%')"), "{msg}");
+    // Recreate has no fenceposts to check (and may not carry rollingUpdate at all).
+    single(
+        &DEPLOYMENTS,
+        &with(
+            deployment(),
+            "/spec/strategy",
+            json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
+        ),
+        "spec.strategy.rollingUpdate",
+        FieldErrorReason::Forbidden,
+    );
+
+    // The deadline must leave room for minReadySeconds, as Kubernetes requires.
+    let d = with(with(deployment(), "/spec/minReadySeconds", json!(30)), "/spec/progressDeadlineSeconds", json!(30));
+    let msg = single(&DEPLOYMENTS, &d, "spec.progressDeadlineSeconds", FieldErrorReason::Invalid);
+    assert_eq!(msg, "spec.progressDeadlineSeconds: Invalid value: 30: must be greater than minReadySeconds");
+    let msg = single(
+        &DEPLOYMENTS,
+        &with(deployment(), "/spec/progressDeadlineSeconds", json!(0)),
+        "spec.progressDeadlineSeconds",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("must be greater than minReadySeconds"), "{msg}");
+    let d = with(with(deployment(), "/spec/minReadySeconds", json!(30)), "/spec/progressDeadlineSeconds", json!(31));
+    assert_eq!(validate(&DEPLOYMENTS, &d), Ok(()));
+}
+
+#[test]
 fn service_rules() {
     single(&SERVICES, &with(service(), "/spec/ports", json!([])), "spec.ports", FieldErrorReason::Required);
     single(
@@ -484,9 +560,13 @@ fn multiple_errors_and_status_body() {
     assert!(status["details"].get("group").is_none());
     assert_eq!(
         status["details"]["causes"][0],
-        json!({"reason": "FieldValueRequired", "message": "spec.containers[0].image: Required value", "field": "spec.containers[0].image"})
+        json!({"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers[0].image"})
     );
     assert_eq!(status["details"]["causes"][1]["reason"], "FieldValueNotSupported");
+    assert_eq!(
+        status["details"]["causes"][1]["message"],
+        "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
+    );
 
     let d = validate(&DEPLOYMENTS, &with(deployment(), "/spec/replicas", json!(-1))).unwrap_err().to_status();
     assert_eq!(
