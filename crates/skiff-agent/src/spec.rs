@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume};
 use skiff_api::quantity::Quantity;
 
 use crate::runtime::podnet::DnsSettings;
@@ -136,19 +136,42 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
-fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_>) -> Option<String> {
+/// The value of `e`, `None` when it has none; an error when it must come from an object Skiff
+/// does not serve (a ConfigMap or Secret not marked optional), as kubelet's for a missing one.
+fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_>) -> Result<Option<String>, String> {
     if let Some(v) = &e.value {
-        return Some(expand(v, vars));
+        return Ok(Some(expand(v, vars)));
     }
-    let from = e.value_from.as_ref()?;
+    let Some(from) = e.value_from.as_ref() else { return Ok(None) };
     if let Some(f) = &from.field_ref {
-        return fields.field(&f.field_path);
+        return Ok(fields.field(&f.field_path));
     }
     if let Some(r) = &from.resource_field_ref {
         tracing::debug!(resource = r.resource, "resourceFieldRef env is not supported");
     }
-    // configMapKeyRef / secretKeyRef need the API server: not resolved on the node yet.
-    None
+    let missing = |kind: &str, name: &str, optional: Option<bool>| {
+        if optional == Some(true) {
+            Ok(None)
+        } else {
+            Err(format!("{} {name:?} not found (Skiff serves no {kind}s)", kind.to_ascii_lowercase()))
+        }
+    };
+    if let Some(r) = &from.config_map_key_ref {
+        return missing("ConfigMap", &r.name, r.optional);
+    }
+    if let Some(r) = &from.secret_key_ref {
+        return missing("Secret", &r.name, r.optional);
+    }
+    Ok(None)
+}
+
+/// The kind of a volume Skiff cannot mount (`configMap`, `persistentVolumeClaim`, ...), by
+/// the first source field it sets.
+fn volume_kind(v: &Volume) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_object().and_then(|m| m.keys().find(|k| *k != "name").cloned()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// A stable fingerprint of the container spec fields that matter to the runtime.
@@ -173,18 +196,21 @@ fn spec_hash(c: &Container) -> String {
     format!("{h:016x}")
 }
 
-/// The runtime spec of container `c` (instance `attempt`).
+/// The runtime spec of container `c` (instance `attempt`), or why it cannot be honoured on
+/// this node (kubelet's `CreateContainerConfigError`): a mount of a volume the pod does not
+/// declare, a volume of a kind other than `emptyDir` and `hostPath`, or a value from a
+/// ConfigMap or Secret. The container is not started without what it asked for.
 pub fn container_spec(
     pod: &Pod,
     c: &Container,
     pod_ref: &PodRef,
     attempt: u32,
     fields: &FieldValues<'_>,
-) -> ContainerSpec {
+) -> Result<ContainerSpec, String> {
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut env: Vec<(String, String)> = Vec::new();
     for e in c.env.iter().flatten() {
-        if let Some(v) = env_value(e, &vars, fields) {
+        if let Some(v) = env_value(e, &vars, fields)? {
             vars.insert(e.name.clone(), v.clone());
             env.retain(|(k, _)| k != &e.name);
             env.push((e.name.clone(), v));
@@ -195,14 +221,19 @@ pub fn container_spec(
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let Some(v) = volumes.and_then(|vs| vs.iter().find(|v| v.name == m.name)) else { continue };
+        let Some(v) = volumes.and_then(|vs| vs.iter().find(|v| v.name == m.name)) else {
+            return Err(format!("cannot find volume {:?} to mount into container {:?}", m.name, c.name));
+        };
         let source = if v.empty_dir.is_some() {
             MountSource::EmptyDir(v.name.clone())
         } else if let Some(hp) = &v.host_path {
             MountSource::HostPath(PathBuf::from(&hp.path))
         } else {
-            tracing::warn!(volume = v.name, pod = pod_ref.name, "volume type not supported on this node; not mounted");
-            continue;
+            return Err(format!(
+                "volume {:?}: {} volumes are not supported by Skiff (emptyDir and hostPath are)",
+                v.name,
+                volume_kind(v)
+            ));
         };
         let source = match (source, m.sub_path.as_deref().filter(|s| !s.is_empty())) {
             (MountSource::HostPath(p), Some(sub)) => MountSource::HostPath(p.join(sub)),
@@ -214,7 +245,7 @@ pub fn container_spec(
     let limit = |k: &str| limits.and_then(|l| l.get(k)).and_then(|q| Quantity::parse(&q.0).ok());
     let nano_cpus = limit("cpu").map(|q| q.nanos()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
     let memory_bytes = limit("memory").map(|q| q.units()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
-    ContainerSpec {
+    Ok(ContainerSpec {
         pod: pod_ref.clone(),
         name: c.name.clone(),
         attempt,
@@ -227,7 +258,7 @@ pub fn container_spec(
         nano_cpus,
         memory_bytes,
         spec_hash: spec_hash(c),
-    }
+    })
 }
 
 /// The spec hash of container `c`, to compare with a running instance's label.
@@ -301,7 +332,7 @@ mod tests {
         let r = pod_ref(&pod, "n1");
         assert_eq!(r.namespace, "default");
         let fields = FieldValues { pod: &pod, pod_ref: &r, pod_ip: "10.0.0.1", host_ip: "192.168.0.1" };
-        let s = container_spec(&pod, &c, &r, 0, &fields);
+        let s = container_spec(&pod, &c, &r, 0, &fields).unwrap();
         assert_eq!(s.args, vec!["echo hello w p".to_string()]);
         assert_eq!(s.env.iter().find(|(k, _)| k == "POD").unwrap().1, "p");
         assert_eq!(s.nano_cpus, Some(500_000_000));
@@ -316,5 +347,65 @@ mod tests {
         );
         assert_eq!(sandbox_spec(&pod, &r, 0).empty_dirs, vec!["data".to_string()]);
         assert_eq!(s.spec_hash, container_spec_hash(&c));
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_a_config_error() {
+        let pod_with = |volumes: Vec<Volume>, c: &Container| Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("p".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { containers: vec![c.clone()], volumes: Some(volumes), ..Default::default() }),
+            ..Default::default()
+        };
+        let mount = |name: &str| VolumeMount { name: name.into(), mount_path: "/x".into(), ..Default::default() };
+        let c = Container { name: "app".into(), volume_mounts: Some(vec![mount("cfg")]), ..Default::default() };
+        let spec_of = |pod: &Pod, c: &Container| {
+            let r = pod_ref(pod, "n1");
+            let fields = FieldValues { pod, pod_ref: &r, pod_ip: "10.0.0.1", host_ip: "192.168.0.1" };
+            container_spec(pod, c, &r, 0, &fields)
+        };
+
+        let missing = pod_with(vec![], &c);
+        assert_eq!(spec_of(&missing, &c).unwrap_err(), r#"cannot find volume "cfg" to mount into container "app""#);
+        let config_map = Volume {
+            name: "cfg".into(),
+            config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+                name: "settings".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec_of(&pod_with(vec![config_map], &c), &c).unwrap_err(),
+            r#"volume "cfg": configMap volumes are not supported by Skiff (emptyDir and hostPath are)"#
+        );
+
+        let from_secret = |optional: Option<bool>| Container {
+            name: "app".into(),
+            env: Some(vec![EnvVar {
+                name: "PASSWORD".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                        name: "db".into(),
+                        key: "password".into(),
+                        optional,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let c = from_secret(None);
+        assert_eq!(
+            spec_of(&pod_with(vec![], &c), &c).unwrap_err(),
+            r#"secret "db" not found (Skiff serves no Secrets)"#
+        );
+        // Optional: the variable is left unset, as kubelet does for a missing optional one.
+        let c = from_secret(Some(true));
+        assert!(spec_of(&pod_with(vec![], &c), &c).unwrap().env.is_empty());
     }
 }

@@ -347,3 +347,68 @@ async fn recorded_events_are_bounded_and_never_replace_statuses() {
     }
     assert!(recorded <= 5 + 8 + 8, "{recorded} events delivered with room for 5");
 }
+
+/// A container that needs what Skiff cannot provide (a ConfigMap volume, a Secret's value) is
+/// not started without it: it waits with `CreateContainerConfigError`, told once by a `Failed`
+/// event, while the pod's other containers run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_needing_what_skiff_cannot_provide_wait_with_a_config_error() {
+    use k8s_openapi::api::core::v1::{
+        ConfigMapVolumeSource, EnvVar, EnvVarSource, SecretKeySelector, Volume, VolumeMount,
+    };
+    let rt = fake();
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, test_config(&unique("fake-node"))).await;
+    let mut cfg = container("cfg", "img", sh("true"));
+    cfg.volume_mounts =
+        Some(vec![VolumeMount { name: "settings".into(), mount_path: "/etc/app".into(), ..Default::default() }]);
+    let mut secret = container("secret", "img", sh("true"));
+    secret.env = Some(vec![EnvVar {
+        name: "PASSWORD".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: "db".into(), key: "password".into(), optional: None }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    let mut p = pod("p", vec![cfg, secret, container("plain", "img", sh("true"))]);
+    p.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+        name: "settings".into(),
+        config_map: Some(ConfigMapVolumeSource { name: "app".into(), ..Default::default() }),
+        ..Default::default()
+    }]);
+    h.manager.sync(vec![p]);
+    let st = h
+        .wait_status("p", Duration::from_secs(10), "config errors", |s| {
+            waiting_reason(cstatus(s, "cfg")) == Some("CreateContainerConfigError")
+                && waiting_reason(cstatus(s, "secret")) == Some("CreateContainerConfigError")
+                && is_running(cstatus(s, "plain"))
+        })
+        .await;
+    let message = |name: &str| {
+        cstatus(&st, name).state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.message.clone()).unwrap()
+    };
+    assert_eq!(
+        message("cfg"),
+        r#"volume "settings": configMap volumes are not supported by Skiff (emptyDir and hostPath are)"#
+    );
+    assert_eq!(message("secret"), r#"secret "db" not found (Skiff serves no Secrets)"#);
+    assert!(!is_ready(&st));
+    wait_until(Duration::from_secs(10), "Failed events", || {
+        let evs = recorded(&h, "p");
+        evs.iter().any(|e| {
+            e.0 == "Failed" && e.1 && e.2 == "spec.containers{cfg}" && e.3.starts_with("Error: volume \"settings\"")
+        }) && evs.iter().any(|e| {
+            e.0 == "Failed"
+                && e.1
+                && e.2 == "spec.containers{secret}"
+                && e.3 == "Error: secret \"db\" not found (Skiff serves no Secrets)"
+        })
+    })
+    .await;
+    // Later passes keep the container waiting without telling it again.
+    let passes = rt.calls().generation_reads;
+    wait_until(Duration::from_secs(10), "five more relists", || rt.calls().generation_reads >= passes + 5).await;
+    let failed = recorded(&h, "p").iter().filter(|e| e.0 == "Failed").count();
+    assert_eq!(failed, 2, "{:?}", recorded(&h, "p"));
+    assert_eq!(rt.object_count(), 2, "the sandbox and the one container that could start");
+}

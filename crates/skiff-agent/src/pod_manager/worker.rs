@@ -497,7 +497,19 @@ impl Worker {
         let host_ip = self.shared.config.host_ip.clone();
         let pod_ip = self.pod_ip.clone().unwrap_or_default();
         let fields = spec::FieldValues { pod: &self.pod, pod_ref: &self.pod_ref, pod_ip: &pod_ip, host_ip: &host_ip };
-        let mut cspec = spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields);
+        let mut cspec = match spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields) {
+            Ok(cspec) => cspec,
+            Err(msg) => {
+                // Kubelet's `CreateContainerConfigError`: waiting, a Warning event when it starts.
+                let waiting = ("CreateContainerConfigError".to_string(), msg);
+                st.start_pending = true;
+                if st.waiting.as_ref() != Some(&waiting) {
+                    self.event(Some(&c.name), true, "Failed", format!("Error: {}", waiting.1));
+                }
+                st.waiting = Some(waiting);
+                return;
+            }
+        };
         cspec.env = super::service_env::merge(&self.service_env, std::mem::take(&mut cspec.env));
         st.start_pending = true;
         let never_pull = |image: &str| {
