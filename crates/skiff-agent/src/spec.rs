@@ -137,7 +137,7 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
 }
 
 /// The value of `e`, `None` when it has none; an error when it must come from an object Skiff
-/// does not serve (a ConfigMap or Secret not marked optional), as kubelet's for a missing one.
+/// does not serve (a ConfigMap or Secret not marked optional).
 fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_>) -> Result<Option<String>, String> {
     if let Some(v) = &e.value {
         return Ok(Some(expand(v, vars)));
@@ -149,20 +149,22 @@ fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_
     if let Some(r) = &from.resource_field_ref {
         tracing::debug!(resource = r.resource, "resourceFieldRef env is not supported");
     }
-    let missing = |kind: &str, name: &str, optional: Option<bool>| {
-        if optional == Some(true) {
-            Ok(None)
-        } else {
-            Err(format!("{} {name:?} not found (Skiff serves no {kind}s)", kind.to_ascii_lowercase()))
-        }
-    };
     if let Some(r) = &from.config_map_key_ref {
-        return missing("ConfigMap", &r.name, r.optional);
+        unserved("ConfigMap", &r.name, r.optional)?;
     }
     if let Some(r) = &from.secret_key_ref {
-        return missing("Secret", &r.name, r.optional);
+        unserved("Secret", &r.name, r.optional)?;
     }
     Ok(None)
+}
+
+/// Kubelet's error for a ConfigMap or Secret that is not there, which on Skiff none is: an
+/// optional one is simply left out.
+fn unserved(kind: &str, name: &str, optional: Option<bool>) -> Result<(), String> {
+    if optional == Some(true) {
+        return Ok(());
+    }
+    Err(format!("{} {name:?} not found (Skiff serves no {kind}s)", kind.to_ascii_lowercase()))
 }
 
 /// The kind of a volume Skiff cannot mount (`configMap`, `persistentVolumeClaim`, ...), by
@@ -207,6 +209,14 @@ pub fn container_spec(
     attempt: u32,
     fields: &FieldValues<'_>,
 ) -> Result<ContainerSpec, String> {
+    for from in c.env_from.iter().flatten() {
+        if let Some(r) = &from.config_map_ref {
+            unserved("ConfigMap", &r.name, r.optional)?;
+        }
+        if let Some(r) = &from.secret_ref {
+            unserved("Secret", &r.name, r.optional)?;
+        }
+    }
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut env: Vec<(String, String)> = Vec::new();
     for e in c.env.iter().flatten() {
@@ -407,5 +417,22 @@ mod tests {
         // Optional: the variable is left unset, as kubelet does for a missing optional one.
         let c = from_secret(Some(true));
         assert!(spec_of(&pod_with(vec![], &c), &c).unwrap().env.is_empty());
+
+        // `envFrom` a whole ConfigMap: the same, unless optional.
+        let env_from = |optional: Option<bool>| Container {
+            name: "app".into(),
+            env_from: Some(vec![k8s_openapi::api::core::v1::EnvFromSource {
+                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource { name: "app".into(), optional }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let c = env_from(None);
+        assert_eq!(
+            spec_of(&pod_with(vec![], &c), &c).unwrap_err(),
+            r#"configmap "app" not found (Skiff serves no ConfigMaps)"#
+        );
+        let c = env_from(Some(true));
+        assert!(spec_of(&pod_with(vec![], &c), &c).is_ok());
     }
 }
