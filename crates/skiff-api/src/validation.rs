@@ -36,6 +36,7 @@ pub enum FieldErrorReason {
     Duplicate,
     TooLong,
     Forbidden,
+    NotFound,
 }
 
 impl FieldErrorReason {
@@ -47,6 +48,7 @@ impl FieldErrorReason {
             FieldErrorReason::Duplicate => "FieldValueDuplicate",
             FieldErrorReason::TooLong => "FieldValueTooLong",
             FieldErrorReason::Forbidden => "FieldValueForbidden",
+            FieldErrorReason::NotFound => "FieldValueNotFound",
         }
     }
 }
@@ -107,6 +109,16 @@ impl FieldError {
         FieldError { field: field.into(), reason: FieldErrorReason::Forbidden, value: None, detail: detail.into() }
     }
 
+    /// `<field>: Not found: <value>`: a reference to something that is not there.
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::NotFound,
+            value: Some(value.into()),
+            detail: String::new(),
+        }
+    }
+
     /// The message without the field path (Kubernetes' `ErrorBody`).
     pub fn body(&self) -> String {
         let head = match self.reason {
@@ -116,6 +128,7 @@ impl FieldError {
             FieldErrorReason::Duplicate => "Duplicate value",
             FieldErrorReason::TooLong => "Too long",
             FieldErrorReason::Forbidden => "Forbidden",
+            FieldErrorReason::NotFound => "Not found",
         };
         let mut s = head.to_string();
         if let Some(v) = &self.value {
@@ -624,13 +637,14 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     if containers.is_empty() && spec.get("containers").is_none_or(|c| c.is_null() || c.is_array()) {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
+    let volumes = validate_volumes(spec.get("volumes"), &format!("{path}.volumes"), errs);
     let mut names = BTreeSet::new();
     for (i, c) in containers.iter().enumerate() {
-        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, errs);
+        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, errs);
     }
     let init = array(spec.get("initContainers"), &format!("{path}.initContainers"), errs);
     for (i, c) in init.iter().enumerate() {
-        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, errs);
+        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, &volumes, errs);
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
         let allowed: &[&str] = if template { &["Always"] } else { RESTART_POLICIES };
@@ -654,19 +668,89 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
 }
 
-fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
-    match c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+/// A name unique among `seen` and a DNS-1123 label (containers', volumes').
+fn unique_label(v: &Value, path: &str, seen: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
+    match v.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
         None => errs.push(FieldError::required(format!("{path}.name"), "")),
         Some(name) => {
             let field = format!("{path}.name");
             let msgs = is_dns1123_label(name);
-            if msgs.is_empty() && !names.insert(name.to_string()) {
+            if msgs.is_empty() && !seen.insert(name.to_string()) {
                 errs.push(FieldError::duplicate(field, name));
             } else {
                 push_all(errs, &field, name, msgs);
             }
         }
     }
+}
+
+/// `volumes`: each named (unique DNS-1123 labels) with exactly one source. Returns the names.
+fn validate_volumes(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (i, vol) in array(v, path, errs).iter().enumerate() {
+        let vp = format!("{path}[{i}]");
+        unique_label(vol, &vp, &mut names, errs);
+        let sources: Vec<&str> = vol
+            .as_object()
+            .map(|m| m.iter().filter(|(k, v)| *k != "name" && !v.is_null()).map(|(k, _)| k.as_str()).collect())
+            .unwrap_or_default();
+        exactly_one(&sources, &vp, "volume type", errs);
+    }
+    names
+}
+
+/// Exactly one of the fields `set` (those present), in Kubernetes' words for `what`.
+fn exactly_one(set: &[&str], path: &str, what: &str, errs: &mut Vec<FieldError>) {
+    match set {
+        [] => errs.push(FieldError::required(path, format!("must specify a {what}"))),
+        [_] => {}
+        [_, second, ..] => {
+            errs.push(FieldError::forbidden(format!("{path}.{second}"), format!("may not specify more than 1 {what}")))
+        }
+    }
+}
+
+/// A probe's handler port: a number in 1-65535 or an IANA service name (a container port's).
+fn check_port_num_or_name(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        Value::String(name) => push_all(errs, path, name, is_iana_svc_name(name)),
+        other => check_port(other, path, false, errs),
+    }
+}
+
+/// A liveness, readiness or startup probe: one handler, its port valid, durations and
+/// thresholds not negative, and a success threshold of 1 for liveness and startup probes.
+fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>) {
+    for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+        non_negative(p.get(f), &format!("{path}.{f}"), errs);
+    }
+    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
+        .into_iter()
+        .filter(|h| p.get(h).is_some_and(|v| !v.is_null()))
+        .collect();
+    exactly_one(&handlers, path, "handler type", errs);
+    for handler in ["httpGet", "tcpSocket"] {
+        match p.get(handler).filter(|h| !h.is_null()).map(|h| h.get("port")) {
+            None => {}
+            Some(None | Some(Value::Null)) => errs.push(FieldError::required(format!("{path}.{handler}.port"), "")),
+            Some(Some(port)) => check_port_num_or_name(port, &format!("{path}.{handler}.port"), errs),
+        }
+    }
+    if kind != "readinessProbe" {
+        if let Some(n) = p.get("successThreshold").and_then(Value::as_i64).filter(|n| *n != 1) {
+            errs.push(FieldError::invalid(format!("{path}.successThreshold"), n, "must be 1"));
+        }
+    }
+}
+
+fn validate_container(
+    c: &Value,
+    path: &str,
+    names: &mut BTreeSet<String>,
+    volumes: &BTreeSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    unique_label(c, path, names, errs);
     if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
         errs.push(FieldError::required(format!("{path}.image"), ""));
     }
@@ -700,22 +784,28 @@ fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>, errs:
             errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
         }
     }
+    let mut mount_paths = BTreeSet::new();
     for (i, m) in array(c.get("volumeMounts"), &format!("{path}.volumeMounts"), errs).iter().enumerate() {
-        for key in ["name", "mountPath"] {
-            if m.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
-                errs.push(FieldError::required(format!("{path}.volumeMounts[{i}].{key}"), ""));
+        let mp = format!("{path}.volumeMounts[{i}]");
+        match m.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::required(format!("{mp}.name"), "")),
+            Some(name) if !volumes.contains(name) => errs.push(FieldError::not_found(format!("{mp}.name"), name)),
+            Some(_) => {}
+        }
+        match m.get("mountPath").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+            None => errs.push(FieldError::required(format!("{mp}.mountPath"), "")),
+            Some(p) if !mount_paths.insert(p) => {
+                errs.push(FieldError::invalid(format!("{mp}.mountPath"), p, "must be unique"))
             }
+            Some(_) => {}
         }
     }
     if let Some(res) = c.get("resources") {
         validate_resources(res, &format!("{path}.resources"), errs);
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        if let Some(p) = c.get(probe) {
-            for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"]
-            {
-                non_negative(p.get(f), &format!("{path}.{probe}.{f}"), errs);
-            }
+        if let Some(p) = c.get(probe).filter(|p| !p.is_null()) {
+            validate_probe(p, &format!("{path}.{probe}"), probe, errs);
         }
     }
 }

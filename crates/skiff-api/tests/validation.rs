@@ -614,3 +614,102 @@ fn typed_objects() {
     assert_eq!(e.errors[0].reason, FieldErrorReason::NotSupported);
     assert_eq!(e.fields(), ["kind"]);
 }
+
+#[test]
+fn volumes_mounts_and_probes() {
+    let with_volumes = |volumes: Value, mounts: Value| {
+        with(with(pod(), "/spec/volumes", volumes), "/spec/containers/0/volumeMounts", mounts)
+    };
+    let ok = with_volumes(
+        json!([{"name": "data", "emptyDir": {}}, {"name": "host", "hostPath": {"path": "/tmp"}}]),
+        json!([{"name": "data", "mountPath": "/data"}, {"name": "host", "mountPath": "/host"}]),
+    );
+    assert_eq!(validate(&PODS, &ok), Ok(()));
+    // A mount of a volume the pod does not declare.
+    let msg = single(
+        &PODS,
+        &with_volumes(json!([{"name": "data", "emptyDir": {}}]), json!([{"name": "nope", "mountPath": "/x"}])),
+        "spec.containers[0].volumeMounts[0].name",
+        FieldErrorReason::NotFound,
+    );
+    assert_eq!(msg, "spec.containers[0].volumeMounts[0].name: Not found: \"nope\"");
+    let status = errors(
+        &PODS,
+        &with_volumes(json!([{"name": "data", "emptyDir": {}}]), json!([{"name": "nope", "mountPath": "/x"}])),
+    )
+    .to_status()
+    .to_json();
+    assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueNotFound");
+    // Two mounts at one path.
+    let msg = single(
+        &PODS,
+        &with_volumes(
+            json!([{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}]),
+            json!([{"name": "a", "mountPath": "/x"}, {"name": "b", "mountPath": "/x"}]),
+        ),
+        "spec.containers[0].volumeMounts[1].mountPath",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("\"/x\": must be unique"), "{msg}");
+    // Volumes: unique names, exactly one source.
+    single(
+        &PODS,
+        &with(pod(), "/spec/volumes", json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}])),
+        "spec.volumes[1].name",
+        FieldErrorReason::Duplicate,
+    );
+    single(&PODS, &with(pod(), "/spec/volumes", json!([{"name": "a"}])), "spec.volumes[0]", FieldErrorReason::Required);
+    single(
+        &PODS,
+        &with(pod(), "/spec/volumes", json!([{"name": "a", "emptyDir": {}, "hostPath": {"path": "/"}}])),
+        "spec.volumes[0].hostPath",
+        FieldErrorReason::Forbidden,
+    );
+    single(
+        &PODS,
+        &with(pod(), "/spec/volumes", json!([{"name": "Bad_Name", "emptyDir": {}}])),
+        "spec.volumes[0].name",
+        FieldErrorReason::Invalid,
+    );
+
+    // Probes: one handler, a valid port, a success threshold of 1 but for readiness.
+    let probe = |kind: &str, p: Value| with(pod(), &format!("/spec/containers/0/{kind}"), p);
+    for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        assert_eq!(validate(&PODS, &probe(kind, json!({"httpGet": {"port": 8080, "path": "/"}}))), Ok(()));
+        assert_eq!(validate(&PODS, &probe(kind, json!({"tcpSocket": {"port": "http"}}))), Ok(()));
+        let msg = single(
+            &PODS,
+            &probe(kind, json!({"httpGet": {"port": 99999}})),
+            &format!("spec.containers[0].{kind}.httpGet.port"),
+            FieldErrorReason::Invalid,
+        );
+        assert!(msg.ends_with("99999: must be between 1 and 65535, inclusive"), "{msg}");
+        single(
+            &PODS,
+            &probe(kind, json!({"tcpSocket": {"port": "Not_A_Name"}})),
+            &format!("spec.containers[0].{kind}.tcpSocket.port"),
+            FieldErrorReason::Invalid,
+        );
+        single(
+            &PODS,
+            &probe(kind, json!({"periodSeconds": 5})),
+            &format!("spec.containers[0].{kind}"),
+            FieldErrorReason::Required,
+        );
+        single(
+            &PODS,
+            &probe(kind, json!({"exec": {"command": ["true"]}, "httpGet": {"port": 80}})),
+            &format!("spec.containers[0].{kind}.httpGet"),
+            FieldErrorReason::Forbidden,
+        );
+    }
+    let two = |kind: &str| probe(kind, json!({"exec": {"command": ["true"]}, "successThreshold": 2}));
+    assert_eq!(validate(&PODS, &two("readinessProbe")), Ok(()));
+    let msg = single(
+        &PODS,
+        &two("livenessProbe"),
+        "spec.containers[0].livenessProbe.successThreshold",
+        FieldErrorReason::Invalid,
+    );
+    assert_eq!(msg, "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1");
+}
