@@ -319,6 +319,18 @@ async fn missing_image_halts_at_the_deadline_and_undo_restores() {
         *last = format!("{} pods", pods.len());
         (pods.len() == 2 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "skiff/busybox:1")).then_some(())
     });
+    // The template is revision 1's again (as kubectl sends it back, with the empty objects
+    // its Go types add), so revision 1's ReplicaSet is the new one, now revision 3, and its
+    // pods, which never stopped serving, stay: none is replaced.
+    let history = k.ok(&["rollout", "history", "deployment/app"], "");
+    let revisions: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+    let mut kept: Vec<String> =
+        k.pods("app=app").iter().map(|p| p["metadata"]["uid"].as_str().unwrap().to_string()).collect();
+    kept.sort();
+    let mut old = old;
+    old.sort();
+    assert_eq!(kept, old, "the undo kept revision 1's pods");
     k.ok(&["delete", "deployment", "app"], "");
     wait_for_reporting(Duration::from_secs(60), "pods gone", |last| {
         *last = k.run(&["get", "pods", "--no-headers"], "").1;

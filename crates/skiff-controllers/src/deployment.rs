@@ -52,7 +52,7 @@ pub const MIN_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
 /// `ComputeHash`: FNV-1a 32 over the template, printed in decimal and mapped onto a
 /// vowel-free alphabet so it is a safe label value and name suffix.
 pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> String {
-    let canonical = serde_json::to_string(&util::strip_nulls(template)).unwrap_or_default();
+    let canonical = serde_json::to_string(&canonical_template(template)).unwrap_or_default();
     let mut h: u32 = 0x811c_9dc5;
     let mut feed = |bytes: &[u8]| {
         for b in bytes {
@@ -68,10 +68,31 @@ pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> Stri
     h.to_string().bytes().map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char).collect()
 }
 
+/// `template` as its typed form would have it: without nulls, and without the empty objects
+/// that a Go client's round trip adds where the type has a plain struct (`resources: {}`,
+/// `securityContext: {}`), which mean the same as none. `kubectl rollout undo` sends the old
+/// ReplicaSet's template so, and it must still match that ReplicaSet (Kubernetes compares
+/// typed templates, where the two are one).
+fn canonical_template(template: &Value) -> Value {
+    let mut t = util::strip_nulls(template);
+    let empty = |v: &Value| v.as_object().is_some_and(|m| m.is_empty());
+    if let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.retain(|k, v| !(k == "securityContext" && empty(v)));
+        for list in ["containers", "initContainers"] {
+            for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(c) = c.as_object_mut() {
+                    c.retain(|k, v| !((k == "resources" || k == "securityContext") && empty(v)));
+                }
+            }
+        }
+    }
+    t
+}
+
 /// Templates equal once the `pod-template-hash` label is ignored (Kubernetes' `EqualIgnoreHash`).
 pub fn templates_equal_ignoring_hash(a: &Value, b: &Value) -> bool {
     let norm = |t: &Value| {
-        let mut t = util::strip_nulls(t);
+        let mut t = canonical_template(t);
         if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
             labels.remove(POD_TEMPLATE_HASH_LABEL);
             if labels.is_empty() {
@@ -1081,6 +1102,22 @@ mod tests {
         let mut other = t.clone();
         other["spec"]["containers"][0]["image"] = json!("x:2");
         assert!(!templates_equal_ignoring_hash(&other, &t));
+        // What a Go client's round trip adds (kubectl rollout undo) is the same template...
+        let mut round_trip = with_hash.clone();
+        round_trip["spec"]["containers"][0]["resources"] = json!({});
+        round_trip["spec"]["containers"][0]["securityContext"] = json!({});
+        round_trip["spec"]["securityContext"] = json!({});
+        assert!(templates_equal_ignoring_hash(&round_trip, &t));
+        assert_eq!(pod_template_hash(&round_trip, None), pod_template_hash(&with_hash, None));
+        // ...but resources that say something, or an emptyDir volume, are not.
+        let mut limited = t.clone();
+        limited["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}});
+        assert!(!templates_equal_ignoring_hash(&limited, &t));
+        let mut vol = t.clone();
+        vol["spec"]["volumes"] = json!([{"name": "d", "emptyDir": {}}]);
+        let mut vol2 = t.clone();
+        vol2["spec"]["volumes"] = json!([{"name": "d", "hostPath": {"path": "/d"}}]);
+        assert!(!templates_equal_ignoring_hash(&vol, &vol2));
     }
 
     #[test]
