@@ -187,6 +187,10 @@ async fn kubectl_create_apply_get_scale_patch_delete() {
         err.contains("spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"),
         "{err}"
     );
+    // A kind the server does not serve: kubectl's own answer (it once failed fetching the
+    // OpenAPI v2 document its validation falls back to).
+    let err = k.fails(&["apply", "-f", "-"], "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n");
+    assert!(err.contains(r#"no matches for kind "Widget" in version "v1""#), "{err}");
     // A value of the wrong type is refused naming its field.
     let err = k.fails(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":"many"}}"#], "");
     assert!(err.contains(r#"spec.replicas: invalid type: string "many", expected i32"#), "{err}");

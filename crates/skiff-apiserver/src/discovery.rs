@@ -128,6 +128,34 @@ fn doc_hash() -> String {
 }
 
 /// `/openapi/v3`: where each group-version's document lives.
+/// The OpenAPI v2 document served: `swagger` and `info` only, no paths and no definitions.
+pub fn openapi_v2_empty() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Skiff", "version": version()["gitVersion"]}, "paths": {}})
+}
+
+/// [`openapi_v2_empty`] as gnostic's `openapi_v2.Document` protobuf: `swagger` (field 1) and
+/// `info` (field 2: `title` 1, `version` 2), each a length-delimited field.
+pub fn openapi_v2_empty_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push(number << 3 | 2);
+        let mut len = bytes.len();
+        while len >= 0x80 {
+            out.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(bytes);
+    }
+    let doc = openapi_v2_empty();
+    let mut info = Vec::new();
+    field(&mut info, 1, doc["info"]["title"].as_str().unwrap_or_default().as_bytes());
+    field(&mut info, 2, doc["info"]["version"].as_str().unwrap_or_default().as_bytes());
+    let mut out = Vec::new();
+    field(&mut out, 1, b"2.0");
+    field(&mut out, 2, &info);
+    out
+}
+
 pub fn openapi_v3_root() -> Value {
     let mut paths = Map::new();
     paths.insert("api/v1".into(), json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", doc_hash())}));
@@ -234,6 +262,21 @@ pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openapi_v2_is_an_empty_document_in_json_and_protobuf() {
+        let doc = openapi_v2_empty();
+        assert_eq!((&doc["swagger"], &doc["paths"]), (&json!("2.0"), &json!({})));
+        assert!(doc.get("definitions").is_none());
+        let version = doc["info"]["version"].as_str().unwrap();
+        let mut info = vec![0x0a, 5];
+        info.extend_from_slice(b"Skiff");
+        info.extend_from_slice(&[0x12, version.len() as u8]);
+        info.extend_from_slice(version.as_bytes());
+        let mut want = vec![0x0a, 3, b'2', b'.', b'0', 0x12, info.len() as u8];
+        want.extend_from_slice(&info);
+        assert_eq!(openapi_v2_empty_protobuf(), want);
+    }
 
     #[test]
     fn core_list_has_subresources_and_short_names() {

@@ -109,14 +109,22 @@ async fn openapi_group(Path((group, version)): Path<(String, String)>) -> Respon
     openapi_doc(&group, &version)
 }
 
-/// Skiff publishes OpenAPI v3 only; clients fall back to their built-in schemas.
-async fn openapi_v2() -> Response {
-    ApiError::from(st::Status::failure(
-        skiff_api::StatusReason::NotFound,
-        "OpenAPI v2 is not served; use /openapi/v3",
-        None,
-    ))
-    .into_response()
+/// Skiff publishes its schemas as OpenAPI v3; `/openapi/v2` answers a document with no paths
+/// and no definitions (JSON, or the protobuf kubectl asks for). kubectl reads it only to
+/// validate kinds the v3 documents do not list; finding none there, it skips to its own
+/// error for a kind the server does not serve (`no matches for kind "Widget" in version
+/// "v1"`), where a 404 made it fail with `failed to download openapi`.
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains(PROTOBUF) {
+        // Not the Accept type itself: client-go parses the answer's type, and the `@` in
+        // that one is not a valid media type.
+        ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], discovery::openapi_v2_empty_protobuf())
+            .into_response()
+    } else {
+        Json(discovery::openapi_v2_empty()).into_response()
+    }
 }
 
 async fn not_found_path() -> Response {
