@@ -402,6 +402,14 @@ async fn handle(
     let store = &app.store;
     let ns = target.ns.as_deref();
     let verb_err = |verb: &str| ApiError::from(st::method_not_allowed(res, verb));
+    if let Some(sub @ ("exec" | "attach" | "portforward")) = target.sub.as_deref().filter(|_| res.kind == "Pod") {
+        // kubectl exec/attach/port-forward: say what is missing rather than which verb.
+        return Err(ApiError::from(st::Status::failure(
+            skiff_api::StatusReason::MethodNotAllowed,
+            format!("pods/{sub} is not served by Skiff: its agents run no commands or streams for clients (exec, attach and port-forward); pods/log is served"),
+            None,
+        )));
+    }
     match (&method, target.name.as_deref()) {
         (&Method::GET, None) => {
             if target.sub.is_some() {

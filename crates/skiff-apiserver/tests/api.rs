@@ -594,6 +594,24 @@ async fn unserved_resources_are_not_found_for_every_verb() {
         .send(reqwest::Method::POST, "/api/v1/namespaces/default/pods/x/status", "application/json", Some(pod("x")))
         .await;
     assert_eq!((code, e["reason"].as_str()), (405, Some("MethodNotAllowed")), "{e}");
+    // kubectl exec, attach and port-forward are told what is not served, whatever the verb.
+    for (method, sub) in [
+        (reqwest::Method::POST, "exec"),
+        (reqwest::Method::GET, "exec"),
+        (reqwest::Method::POST, "attach"),
+        (reqwest::Method::POST, "portforward"),
+    ] {
+        let (code, e) = api
+            .send(
+                method.clone(),
+                &format!("/api/v1/namespaces/default/pods/x/{sub}?command=ls"),
+                "application/json",
+                None,
+            )
+            .await;
+        assert_eq!((code, e["reason"].as_str()), (405, Some("MethodNotAllowed")), "{method} {sub}: {e}");
+        assert!(e["message"].as_str().unwrap().starts_with(&format!("pods/{sub} is not served by Skiff")), "{e}");
+    }
 }
 
 /// A replica that marked a namespace Terminating and died before emptying it leaves the
