@@ -730,10 +730,11 @@ fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>)
         .collect();
     exactly_one(&handlers, path, "handler type", errs);
     for handler in ["httpGet", "tcpSocket"] {
-        match p.get(handler).filter(|h| !h.is_null()).map(|h| h.get("port")) {
-            None => {}
-            Some(None | Some(Value::Null)) => errs.push(FieldError::required(format!("{path}.{handler}.port"), "")),
-            Some(Some(port)) => check_port_num_or_name(port, &format!("{path}.{handler}.port"), errs),
+        let Some(h) = p.get(handler).filter(|h| !h.is_null()) else { continue };
+        let field = format!("{path}.{handler}.port");
+        match h.get("port").filter(|v| !v.is_null()) {
+            None => errs.push(FieldError::required(field, "")),
+            Some(port) => check_port_num_or_name(port, &field, errs),
         }
     }
     if kind != "readinessProbe" {

@@ -500,30 +500,22 @@ impl Worker {
         let mut cspec = match spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields) {
             Ok(cspec) => cspec,
             Err(msg) => {
-                // Kubelet's `CreateContainerConfigError`: waiting, a Warning event when it starts.
-                let waiting = ("CreateContainerConfigError".to_string(), msg);
+                // Kubelet's `CreateContainerConfigError`, told by a `Failed` event.
                 st.start_pending = true;
-                if st.waiting.as_ref() != Some(&waiting) {
-                    self.event(Some(&c.name), true, "Failed", format!("Error: {}", waiting.1));
-                }
-                st.waiting = Some(waiting);
+                let event = ("Failed", format!("Error: {msg}"));
+                self.wait(st, c, ("CreateContainerConfigError".to_string(), msg), event);
                 return;
             }
         };
         cspec.env = super::service_env::merge(&self.service_env, std::mem::take(&mut cspec.env));
         st.start_pending = true;
-        let never_pull = |image: &str| {
-            (
-                "ErrImageNeverPull".to_string(),
-                format!("Container image {image:?} is not present with pull policy of Never"),
-            )
-        };
         // No image check first: every runtime's create reports a missing image
         // (`ImageNotPresent`), which saves one runtime call per container start.
         let id = match self.shared.call("create container", rt.create_container(&sandbox.id, &cspec)).await {
             Ok(id) => id,
             Err(AgentError::ImageNotPresent { image }) => {
-                self.wait_never_pull(st, c, never_pull(&image));
+                let msg = format!("Container image {image:?} is not present with pull policy of Never");
+                self.wait(st, c, ("ErrImageNeverPull".to_string(), msg.clone()), ("ErrImageNeverPull", msg));
                 return;
             }
             Err(e) => {
@@ -574,10 +566,11 @@ impl Worker {
         self.start_created(st, &c.name, &id).await;
     }
 
-    /// `ErrImageNeverPull`: waiting, with a Warning event when it starts.
-    fn wait_never_pull(&self, st: &mut CState, c: &Container, waiting: (String, String)) {
+    /// The container waits with `waiting` (reason, message); `event` (a Warning's reason and
+    /// message) tells it when the wait starts or its reason changes, not at every pass.
+    fn wait(&self, st: &mut CState, c: &Container, waiting: (String, String), event: (&str, String)) {
         if st.waiting.as_ref() != Some(&waiting) {
-            self.event(Some(&c.name), true, &waiting.0, waiting.1.clone());
+            self.event(Some(&c.name), true, event.0, event.1);
         }
         st.waiting = Some(waiting);
     }
