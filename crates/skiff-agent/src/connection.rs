@@ -204,6 +204,8 @@ impl Agent {
         let mut pm = cfg.pod_manager.clone();
         pm.node_name = cfg.node_name.clone();
         pm.host_ip = node_ip.clone();
+        pm.allocatable_cpu = cfg.capacity_cpu.clone();
+        pm.allocatable_memory = cfg.capacity_memory.clone();
         let (manager, events) = PodManager::start(runtime, pm).await?;
         let manager = Arc::new(manager);
         let (stop, stop_rx) = watch::channel(false);

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceFieldSelector, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use skiff_api::quantity::Quantity;
 
 use crate::runtime::podnet::DnsSettings;
@@ -77,6 +80,10 @@ pub struct FieldValues<'a> {
     pub pod_ref: &'a PodRef,
     pub pod_ip: &'a str,
     pub host_ip: &'a str,
+    /// The node's allocatable cpu and memory: a container's `limits.cpu` and
+    /// `limits.memory` for `resourceFieldRef`s when it sets none, as in kubelet.
+    pub allocatable_cpu: &'a str,
+    pub allocatable_memory: &'a str,
 }
 
 impl FieldValues<'_> {
@@ -87,13 +94,78 @@ impl FieldValues<'_> {
             "metadata.uid" => self.pod_ref.uid.clone(),
             "spec.nodeName" => self.pod_ref.node_name.clone(),
             "spec.serviceAccountName" => self.pod.spec.as_ref()?.service_account_name.clone()?,
-            "status.podIP" => self.pod_ip.to_string(),
-            "status.hostIP" => self.host_ip.to_string(),
+            // One address family, so the lists hold the one address.
+            "status.podIP" | "status.podIPs" => self.pod_ip.to_string(),
+            "status.hostIP" | "status.hostIPs" => self.host_ip.to_string(),
             _ => {
-                let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
-                self.pod.metadata.labels.as_ref()?.get(key)?.clone()
+                let (map, key) = path.strip_suffix("']")?.split_once("['")?;
+                let meta = &self.pod.metadata;
+                match map {
+                    "metadata.labels" => meta.labels.as_ref()?.get(key)?.clone(),
+                    "metadata.annotations" => meta.annotations.as_ref()?.get(key)?.clone(),
+                    _ => return None,
+                }
             }
         })
+    }
+
+    /// A `resourceFieldRef`'s value for container `c` as kubelet computes it: the quantity
+    /// divided by the divisor (default 1), rounded up; a missing cpu or memory limit is the
+    /// node's allocatable, a missing request the limit the user set, else 0.
+    fn resource(&self, c: &Container, r: &ResourceFieldSelector) -> Result<String, String> {
+        let c = match r.container_name.as_deref().filter(|n| !n.is_empty() && *n != c.name) {
+            None => c,
+            Some(name) => self
+                .pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .find(|o| o.name == name)
+                .ok_or_else(|| format!("resourceFieldRef: container {name:?} not found in the pod"))?,
+        };
+        let parse = |what: &str, q: &str| {
+            Quantity::parse(q).map_err(|e| format!("resourceFieldRef {}: {what} {q:?}: {e}", r.resource))
+        };
+        let res = c.resources.as_ref();
+        fn get<'m>(map: Option<&'m BTreeMap<String, K8sQuantity>>, name: &str) -> Option<&'m str> {
+            map?.get(name).map(|q| q.0.as_str())
+        }
+        // A zero limit is no limit (kubelet's `MergeContainerResourceLimits`).
+        let limits = res.and_then(|r| r.limits.as_ref());
+        let limit = |name: &str| get(limits, name).filter(|q| parse("", q).is_ok_and(|q| q.nanos() != 0));
+        let requests = res.and_then(|r| r.requests.as_ref());
+        let (kind, name) =
+            r.resource.split_once('.').ok_or_else(|| format!("resourceFieldRef {:?} is not supported", r.resource))?;
+        let allocatable = match name {
+            "cpu" => Some(self.allocatable_cpu),
+            "memory" => Some(self.allocatable_memory),
+            _ => None,
+        };
+        let value = match kind {
+            "limits" => limit(name).or(allocatable),
+            "requests" => get(requests, name).or_else(|| limit(name)),
+            _ => return Err(format!("resourceFieldRef {:?} is not supported", r.resource)),
+        };
+        let value = match value {
+            Some(v) => parse("quantity", v)?,
+            None if kind == "limits" && name == "ephemeral-storage" => {
+                return Err(format!(
+                    "resourceFieldRef {:?}: container {:?} sets no limit and Skiff nodes report no ephemeral-storage",
+                    r.resource, c.name
+                ))
+            }
+            None => Quantity::from_units(0),
+        };
+        let divisor = match r.divisor.as_ref().map(|d| parse("divisor", &d.0)).transpose()? {
+            Some(d) if d.nanos() > 0 => d,
+            _ => Quantity::from_units(1),
+        };
+        // cpu in milli-units (so a divisor of 1m counts millicores), the others in units.
+        let (v, d) = if name == "cpu" { (value.millis(), divisor.millis()) } else { (value.units(), divisor.units()) };
+        if d <= 0 {
+            return Err(format!("resourceFieldRef {:?}: divisor {:?} is too small", r.resource, divisor.to_string()));
+        }
+        Ok(((v + d - 1).div_euclid(d)).to_string())
     }
 }
 
@@ -138,7 +210,12 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
 
 /// The value of `e`, `None` when it has none; an error when it must come from an object Skiff
 /// does not serve (a ConfigMap or Secret not marked optional).
-fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_>) -> Result<Option<String>, String> {
+fn env_value(
+    c: &Container,
+    e: &EnvVar,
+    vars: &HashMap<String, String>,
+    fields: &FieldValues<'_>,
+) -> Result<Option<String>, String> {
     if let Some(v) = &e.value {
         return Ok(Some(expand(v, vars)));
     }
@@ -147,7 +224,7 @@ fn env_value(e: &EnvVar, vars: &HashMap<String, String>, fields: &FieldValues<'_
         return Ok(fields.field(&f.field_path));
     }
     if let Some(r) = &from.resource_field_ref {
-        tracing::debug!(resource = r.resource, "resourceFieldRef env is not supported");
+        return fields.resource(c, r).map(Some);
     }
     if let Some(r) = &from.config_map_key_ref {
         unserved("ConfigMap", &r.name, r.optional)?;
@@ -220,7 +297,7 @@ pub fn container_spec(
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut env: Vec<(String, String)> = Vec::new();
     for e in c.env.iter().flatten() {
-        if let Some(v) = env_value(e, &vars, fields)? {
+        if let Some(v) = env_value(c, e, &vars, fields)? {
             vars.insert(e.name.clone(), v.clone());
             env.retain(|(k, _)| k != &e.name);
             env.push((e.name.clone(), v));
@@ -284,6 +361,18 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Q;
 
+    /// The downward API's values on a test node with 4 cpus and 8 GiB.
+    fn test_fields<'a>(pod: &'a Pod, r: &'a PodRef) -> FieldValues<'a> {
+        FieldValues {
+            pod,
+            pod_ref: r,
+            pod_ip: "10.0.0.1",
+            host_ip: "192.168.0.1",
+            allocatable_cpu: "4",
+            allocatable_memory: "8Gi",
+        }
+    }
+
     #[test]
     fn expansion() {
         let vars = HashMap::from([("A".to_string(), "x".to_string())]);
@@ -341,7 +430,7 @@ mod tests {
         };
         let r = pod_ref(&pod, "n1");
         assert_eq!(r.namespace, "default");
-        let fields = FieldValues { pod: &pod, pod_ref: &r, pod_ip: "10.0.0.1", host_ip: "192.168.0.1" };
+        let fields = test_fields(&pod, &r);
         let s = container_spec(&pod, &c, &r, 0, &fields).unwrap();
         assert_eq!(s.args, vec!["echo hello w p".to_string()]);
         assert_eq!(s.env.iter().find(|(k, _)| k == "POD").unwrap().1, "p");
@@ -374,7 +463,7 @@ mod tests {
         let c = Container { name: "app".into(), volume_mounts: Some(vec![mount("cfg")]), ..Default::default() };
         let spec_of = |pod: &Pod, c: &Container| {
             let r = pod_ref(pod, "n1");
-            let fields = FieldValues { pod, pod_ref: &r, pod_ip: "10.0.0.1", host_ip: "192.168.0.1" };
+            let fields = test_fields(pod, &r);
             container_spec(pod, c, &r, 0, &fields)
         };
 
@@ -434,5 +523,99 @@ mod tests {
         );
         let c = env_from(Some(true));
         assert!(spec_of(&pod_with(vec![], &c), &c).is_ok());
+    }
+
+    #[test]
+    fn downward_api_env() {
+        let field = |path: &str| EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
+            ..Default::default()
+        };
+        let resource = |res: &str, divisor: Option<&str>, container: Option<&str>| EnvVarSource {
+            resource_field_ref: Some(ResourceFieldSelector {
+                resource: res.into(),
+                divisor: divisor.map(|d| Q(d.into())),
+                container_name: container.map(Into::into),
+            }),
+            ..Default::default()
+        };
+        let vars = [
+            ("ANNOTATION", field("metadata.annotations['team']")),
+            ("IPS", field("status.podIPs")),
+            ("HOST_IPS", field("status.hostIPs")),
+            ("CPU_LIMIT", resource("limits.cpu", None, None)),
+            ("CPU_LIMIT_M", resource("limits.cpu", Some("1m"), None)),
+            ("MEM_LIMIT_MI", resource("limits.memory", Some("1Mi"), None)),
+            ("CPU_REQUEST_M", resource("requests.cpu", Some("1m"), None)),
+            ("MEM_REQUEST", resource("requests.memory", None, None)),
+            ("SIDE_CPU", resource("limits.cpu", None, Some("side"))),
+            ("SIDE_MEM_MI", resource("limits.memory", Some("1Mi"), Some("side"))),
+            ("SIDE_MEM_REQUEST", resource("requests.memory", None, Some("side"))),
+        ];
+        let c = Container {
+            name: "app".into(),
+            env: Some(
+                vars.iter()
+                    .map(|(n, v)| EnvVar { name: n.to_string(), value_from: Some(v.clone()), ..Default::default() })
+                    .collect(),
+            ),
+            resources: Some(ResourceRequirements {
+                // 1.5 cpus: a divisor of 1 rounds up, as kubelet does.
+                limits: Some([("cpu".to_string(), Q("1500m".into())), ("memory".to_string(), Q("64Mi".into()))].into()),
+                requests: Some([("cpu".to_string(), Q("250m".into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let side = Container { name: "side".into(), ..Default::default() };
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("p".into()),
+                annotations: Some([("team".to_string(), "storage".to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { containers: vec![c.clone(), side], ..Default::default() }),
+            ..Default::default()
+        };
+        let r = pod_ref(&pod, "n1");
+        let fields = test_fields(&pod, &r);
+        let env: HashMap<String, String> = container_spec(&pod, &c, &r, 0, &fields).unwrap().env.into_iter().collect();
+        let expect = [
+            ("ANNOTATION", "storage"),
+            ("IPS", "10.0.0.1"),
+            ("HOST_IPS", "192.168.0.1"),
+            ("CPU_LIMIT", "2"),
+            ("CPU_LIMIT_M", "1500"),
+            ("MEM_LIMIT_MI", "64"),
+            ("CPU_REQUEST_M", "250"),
+            // No memory request: the limit, as API defaulting sets it.
+            ("MEM_REQUEST", "67108864"),
+            // The sidecar sets no limits: the node's allocatable; no request: 0.
+            ("SIDE_CPU", "4"),
+            ("SIDE_MEM_MI", "8192"),
+            ("SIDE_MEM_REQUEST", "0"),
+        ];
+        for (name, value) in expect {
+            assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
+        }
+
+        // A container that is not in the pod, and an ephemeral-storage limit nobody set.
+        for (source, msg) in [
+            (
+                resource("limits.cpu", None, Some("ghost")),
+                r#"resourceFieldRef: container "ghost" not found in the pod"#,
+            ),
+            (
+                resource("limits.ephemeral-storage", None, None),
+                r#"resourceFieldRef "limits.ephemeral-storage": container "app" sets no limit and Skiff nodes report no ephemeral-storage"#,
+            ),
+        ] {
+            let c = Container {
+                name: "app".into(),
+                env: Some(vec![EnvVar { name: "X".into(), value_from: Some(source), ..Default::default() }]),
+                ..Default::default()
+            };
+            assert_eq!(container_spec(&pod, &c, &r, 0, &fields).unwrap_err(), msg);
+        }
     }
 }

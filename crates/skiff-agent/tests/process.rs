@@ -32,7 +32,11 @@ const POLITE: &str = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
 async fn process_pod_runs_with_env_workdir_and_logs() {
     let s = setup().await;
     let h = &s.h;
-    let mut c = container("app", "ignored", sh(&format!("echo \"hello $GREETING from $(pwd) in $POD\"; {POLITE}")));
+    let mut c = container(
+        "app",
+        "ignored",
+        sh(&format!("echo \"hello $GREETING from $(pwd) in $POD with ${{CPU}}m\"; {POLITE}")),
+    );
     c.env = Some(vec![
         EnvVar { name: "GREETING".into(), value: Some("world".into()), ..Default::default() },
         EnvVar {
@@ -46,7 +50,26 @@ async fn process_pod_runs_with_env_workdir_and_logs() {
             }),
             ..Default::default()
         },
+        // The downward API's container resources, in millicores.
+        EnvVar {
+            name: "CPU".into(),
+            value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+                resource_field_ref: Some(k8s_openapi::api::core::v1::ResourceFieldSelector {
+                    resource: "requests.cpu".into(),
+                    divisor: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity("1m".into())),
+                    container_name: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     ]);
+    c.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: Some(
+            [("cpu".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("250m".into()))].into(),
+        ),
+        ..Default::default()
+    });
     c.working_dir = Some("/tmp".into());
     c.readiness_probe = Some(exec_probe(vec!["true".into()], 1, 1));
     let p = pod("proc-1", vec![c]);
@@ -58,7 +81,7 @@ async fn process_pod_runs_with_env_workdir_and_logs() {
     // Follow the log: the first chunk arrives, and the stream ends once the pod is gone.
     let mut follow = h.manager.logs("default", "proc-1", "app", true, None, false).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("first chunk").unwrap();
-    assert_eq!(String::from_utf8_lossy(&first.unwrap()).trim(), "hello world from /tmp in proc-1");
+    assert_eq!(String::from_utf8_lossy(&first.unwrap()).trim(), "hello world from /tmp in proc-1 with 250m");
     h.manager.sync(vec![deleted(p, 5)]);
     h.wait_removed("proc-1", Duration::from_secs(20)).await;
     let end = tokio::time::timeout(Duration::from_secs(10), async {

@@ -26,6 +26,9 @@ const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric charact
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
 const NON_NEGATIVE_MSG: &str = "must be greater than or equal to 0";
+const ENV_VAR_NAME_MSG: &str =
+    "a valid environment variable name must consist only of printable ASCII characters other than '='";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
 
 /// `reason` of a field error, serialized as Kubernetes' `CauseType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -744,6 +747,193 @@ fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>)
     }
 }
 
+/// Kubernetes 1.32's environment variable names (`RelaxedEnvironmentVariableValidation`, on
+/// by default): any printable ASCII but `=`.
+fn check_env_var_name(name: &str, path: &str, errs: &mut Vec<FieldError>) {
+    if !name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=') {
+        errs.push(FieldError::invalid(path, name, ENV_VAR_NAME_MSG));
+    }
+}
+
+/// The object fields an environment variable's `fieldRef` may name (besides
+/// `metadata.labels['KEY']` and `metadata.annotations['KEY']`), sorted as Kubernetes lists them.
+pub const ENV_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// The container resources a `resourceFieldRef` may name (besides `limits.hugepages-*` and
+/// `requests.hugepages-*`).
+pub const RESOURCE_FIELD_PATHS: &[&str] = &[
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+];
+
+/// One `env` entry: a name, and at most one of `value` and a `valueFrom` with one source.
+fn validate_env_var(e: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    match e.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        None => errs.push(FieldError::required(format!("{path}.name"), "")),
+        Some(name) => check_env_var_name(name, &format!("{path}.name"), errs),
+    }
+    let Some(from) = e.get("valueFrom").filter(|v| !v.is_null()) else { return };
+    let vf = format!("{path}.valueFrom");
+    let sources: Vec<&str> = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"]
+        .into_iter()
+        .filter(|k| from.get(k).is_some_and(|v| !v.is_null()))
+        .collect();
+    let has_value = e.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    match sources.len() {
+        0 => errs.push(FieldError::invalid(
+            &vf,
+            "",
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        )),
+        _ if has_value => errs.push(FieldError::invalid(&vf, "", "may not be specified when `value` is not empty")),
+        1 => {}
+        _ => errs.push(FieldError::invalid(&vf, "", "may not have more than one field specified at a time")),
+    }
+    for source in sources {
+        let sel = &from[source];
+        let sp = format!("{vf}.{source}");
+        match source {
+            "fieldRef" => validate_field_ref(sel, &sp, errs),
+            "resourceFieldRef" => validate_resource_field_ref(sel, &sp, errs),
+            _ => validate_key_selector(sel, &sp, errs),
+        }
+    }
+}
+
+/// A downward-API `fieldRef` of an environment variable.
+fn validate_field_ref(sel: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    // `apiVersion` defaults to `v1`, the only version pods have.
+    if let Some(v) = sel.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty() && *v != "v1") {
+        errs.push(FieldError::invalid(
+            format!("{path}.fieldPath"),
+            sel.get("fieldPath").cloned().unwrap_or(Value::Null),
+            format!("error converting fieldPath: unsupported pod version: {v}"),
+        ));
+        return;
+    }
+    let Some(fp) = sel.get("fieldPath").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+        errs.push(FieldError::required(format!("{path}.fieldPath"), ""));
+        return;
+    };
+    let subscripted = fp.strip_suffix("']").and_then(|p| p.split_once("['"));
+    match subscripted {
+        Some(("metadata.labels", key)) => push_all(errs, path, key, is_qualified_name(key)),
+        Some(("metadata.annotations", key)) => push_all(errs, path, key, is_qualified_name(&key.to_lowercase())),
+        Some((other, _)) => errs.push(FieldError::not_supported(path, other, ENV_FIELD_PATHS)),
+        None if ENV_FIELD_PATHS.contains(&fp) => {}
+        None => errs.push(FieldError::not_supported(format!("{path}.fieldPath"), fp, ENV_FIELD_PATHS)),
+    }
+}
+
+/// A `resourceFieldRef`: a supported resource and, for cpu, memory and ephemeral storage, a
+/// divisor Kubernetes allows.
+fn validate_resource_field_ref(sel: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(resource) = sel.get("resource").and_then(Value::as_str).filter(|r| !r.is_empty()) else {
+        errs.push(FieldError::required(format!("{path}.resource"), ""));
+        return;
+    };
+    let hugepages = resource.starts_with("limits.hugepages-") || resource.starts_with("requests.hugepages-");
+    if !RESOURCE_FIELD_PATHS.contains(&resource) && !hugepages {
+        errs.push(FieldError::not_supported(format!("{path}.resource"), resource, RESOURCE_FIELD_PATHS));
+    }
+    let divisor = match sel.get("divisor") {
+        None | Some(Value::Null) => return,
+        Some(Value::String(s)) => s.parse::<Quantity>(),
+        Some(other) => other.to_string().parse::<Quantity>(),
+    };
+    let divisor = match divisor {
+        Ok(d) => d,
+        Err(e) => {
+            errs.push(FieldError::invalid(format!("{path}.divisor"), sel["divisor"].clone(), e.to_string()));
+            return;
+        }
+    };
+    // A zero divisor is an unset one (it defaults to 1).
+    if divisor.nanos() == 0 {
+        return;
+    }
+    let units = |n: i128| divisor.nanos() == n * 1_000_000_000;
+    let memory_like = || (0..=6).any(|e| units(1000_i128.pow(e))) || (1..=6).any(|e| units(1024_i128.pow(e)));
+    let (ok, what) = match resource {
+        "limits.cpu" | "requests.cpu" => (units(1) || divisor.nanos() == 1_000_000, None),
+        "limits.memory" | "requests.memory" => (memory_like(), Some("memory")),
+        "limits.ephemeral-storage" | "requests.ephemeral-storage" => (memory_like(), Some("local ephemeral storage")),
+        _ => (true, None),
+    };
+    if !ok {
+        let detail = match what {
+            None => "only divisor's values 1m and 1 are supported with the cpu resource".to_string(),
+            Some(what) => format!(
+                "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the {what} resource"
+            ),
+        };
+        errs.push(FieldError::invalid(format!("{path}.divisor"), resource, detail));
+    }
+}
+
+/// A `configMapKeyRef` or `secretKeyRef`: the object's name and a valid key.
+fn validate_key_selector(sel: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let name = sel.get("name").and_then(Value::as_str).unwrap_or("");
+    push_all(errs, &format!("{path}.name"), name, is_dns1123_subdomain(name));
+    match sel.get("key").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+        None => errs.push(FieldError::required(format!("{path}.key"), "")),
+        Some(key) => push_all(errs, &format!("{path}.key"), key, is_config_map_key(key)),
+    }
+}
+
+/// A key of a ConfigMap or Secret: up to 253 alphanumerics, `-`, `_` or `.`, and no `..`
+/// prefix (it becomes a file name in volumes).
+pub fn is_config_map_key(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 253 {
+        out.push("must be no more than 253 characters".to_string());
+    }
+    if s.is_empty() || !s.bytes().all(|c| is_alnum(c) || matches!(c, b'-' | b'_' | b'.')) {
+        out.push(CONFIG_KEY_MSG.to_string());
+    }
+    match s {
+        "." => out.push("must not be '.'".to_string()),
+        ".." => out.push("must not be '..'".to_string()),
+        _ if s.starts_with("..") => out.push("must not start with '..'".to_string()),
+        _ => {}
+    }
+    out
+}
+
+/// One `envFrom` entry: exactly one of `configMapRef` and `secretRef`, and a valid `prefix`.
+/// Kubernetes reports the count against the whole `envFrom` list (`list_path`).
+fn validate_env_from(e: &Value, list_path: &str, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(prefix) = e.get("prefix").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+        check_env_var_name(prefix, &format!("{path}.prefix"), errs);
+    }
+    let sources: Vec<&str> =
+        ["configMapRef", "secretRef"].into_iter().filter(|k| e.get(k).is_some_and(|v| !v.is_null())).collect();
+    match sources.len() {
+        0 => errs.push(FieldError::invalid(list_path, "", "must specify one of: `configMapRef` or `secretRef`")),
+        1 => {}
+        _ => errs.push(FieldError::invalid(list_path, "", "may not have more than one field specified at a time")),
+    }
+    for source in sources {
+        let name = e[source].get("name").and_then(Value::as_str).unwrap_or("");
+        let field = format!("{path}.{source}.name");
+        push_all(errs, &field, name, is_dns1123_subdomain(name));
+    }
+}
+
 fn validate_container(
     c: &Value,
     path: &str,
@@ -781,9 +971,11 @@ fn validate_container(
         check_protocol(p.get("protocol"), &format!("{pp}.protocol"), errs);
     }
     for (i, e) in array(c.get("env"), &format!("{path}.env"), errs).iter().enumerate() {
-        if e.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-            errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
-        }
+        validate_env_var(e, &format!("{path}.env[{i}]"), errs);
+    }
+    let env_from_path = format!("{path}.envFrom");
+    for (i, e) in array(c.get("envFrom"), &env_from_path, errs).iter().enumerate() {
+        validate_env_from(e, &env_from_path, &format!("{env_from_path}[{i}]"), errs);
     }
     let mut mount_paths = BTreeSet::new();
     for (i, m) in array(c.get("volumeMounts"), &format!("{path}.volumeMounts"), errs).iter().enumerate() {

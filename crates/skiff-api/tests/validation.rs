@@ -713,3 +713,135 @@ fn volumes_mounts_and_probes() {
     );
     assert_eq!(msg, "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1");
 }
+
+#[test]
+fn environment_variables() {
+    let env = |e: Value| with(pod(), "/spec/containers/0/env", e);
+    let from = |vf: Value| env(json!([{"name": "X", "valueFrom": vf}]));
+    let field = "spec.containers[0].env[0]";
+    // Kubernetes 1.32's relaxed names: printable ASCII but '='.
+    for name in ["PATH", "my.var", "1st", "with space", "a:b-c"] {
+        assert_eq!(validate(&PODS, &env(json!([{"name": name, "value": "v"}]))), Ok(()), "{name}");
+    }
+    for name in ["A=B", "tab\there", "é"] {
+        let msg = single(&PODS, &env(json!([{"name": name}])), &format!("{field}.name"), FieldErrorReason::Invalid);
+        assert!(msg.ends_with("must consist only of printable ASCII characters other than '='"), "{msg}");
+    }
+    single(&PODS, &env(json!([{"value": "v"}])), &format!("{field}.name"), FieldErrorReason::Required);
+
+    // valueFrom: one source, not beside a value.
+    let ok = [
+        json!({"fieldRef": {"fieldPath": "metadata.name"}}),
+        json!({"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}),
+        json!({"fieldRef": {"fieldPath": "metadata.labels['app.kubernetes.io/name']"}}),
+        json!({"fieldRef": {"fieldPath": "metadata.annotations['Owner']"}}),
+        json!({"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}),
+        json!({"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}),
+        json!({"resourceFieldRef": {"resource": "limits.hugepages-2Mi"}}),
+        json!({"configMapKeyRef": {"name": "settings", "key": "log.level", "optional": true}}),
+        json!({"secretKeyRef": {"name": "db", "key": "PASSWORD"}}),
+    ];
+    for vf in ok {
+        assert_eq!(validate(&PODS, &from(vf.clone())), Ok(()), "{vf}");
+    }
+    let vf = format!("{field}.valueFrom");
+    let msg = single(&PODS, &from(json!({})), &vf, FieldErrorReason::Invalid);
+    assert!(msg.ends_with("must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"));
+    let both = env(json!([{"name": "X", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]));
+    let msg = single(&PODS, &both, &vf, FieldErrorReason::Invalid);
+    assert!(msg.ends_with("may not be specified when `value` is not empty"), "{msg}");
+    let two = json!({"fieldRef": {"fieldPath": "metadata.name"}, "secretKeyRef": {"name": "db", "key": "k"}});
+    let msg = single(&PODS, &from(two), &vf, FieldErrorReason::Invalid);
+    assert!(msg.ends_with("may not have more than one field specified at a time"), "{msg}");
+
+    // fieldRef: the paths kubelet resolves.
+    let msg = single(
+        &PODS,
+        &from(json!({"fieldRef": {"fieldPath": "spec.containers"}})),
+        &format!("{vf}.fieldRef.fieldPath"),
+        FieldErrorReason::NotSupported,
+    );
+    assert!(msg.contains(r#"Unsupported value: "spec.containers": supported values: "metadata.name""#), "{msg}");
+    single(
+        &PODS,
+        &from(json!({"fieldRef": {"fieldPath": "metadata.labels['bad key']"}})),
+        &format!("{vf}.fieldRef"),
+        FieldErrorReason::Invalid,
+    );
+    single(&PODS, &from(json!({"fieldRef": {}})), &format!("{vf}.fieldRef.fieldPath"), FieldErrorReason::Required);
+    let msg = single(
+        &PODS,
+        &from(json!({"fieldRef": {"apiVersion": "v2", "fieldPath": "metadata.name"}})),
+        &format!("{vf}.fieldRef.fieldPath"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("error converting fieldPath: unsupported pod version: v2"), "{msg}");
+
+    // resourceFieldRef: a known resource and a divisor Kubernetes allows.
+    single(
+        &PODS,
+        &from(json!({"resourceFieldRef": {"resource": "limits.gpu"}})),
+        &format!("{vf}.resourceFieldRef.resource"),
+        FieldErrorReason::NotSupported,
+    );
+    let msg = single(
+        &PODS,
+        &from(json!({"resourceFieldRef": {"resource": "limits.cpu", "divisor": "2"}})),
+        &format!("{vf}.resourceFieldRef.divisor"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("only divisor's values 1m and 1 are supported with the cpu resource"), "{msg}");
+    single(
+        &PODS,
+        &from(json!({"resourceFieldRef": {"resource": "requests.memory", "divisor": "3Ki"}})),
+        &format!("{vf}.resourceFieldRef.divisor"),
+        FieldErrorReason::Invalid,
+    );
+
+    // configMapKeyRef / secretKeyRef: a name and a valid key.
+    single(
+        &PODS,
+        &from(json!({"configMapKeyRef": {"name": "settings"}})),
+        &format!("{vf}.configMapKeyRef.key"),
+        FieldErrorReason::Required,
+    );
+    let msg = single(
+        &PODS,
+        &from(json!({"secretKeyRef": {"name": "db", "key": "etc/passwd"}})),
+        &format!("{vf}.secretKeyRef.key"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.contains("a valid config key must consist of alphanumeric characters"), "{msg}");
+    let msg = single(
+        &PODS,
+        &from(json!({"secretKeyRef": {"name": "db", "key": "..etc"}})),
+        &format!("{vf}.secretKeyRef.key"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("must not start with '..'"), "{msg}");
+    single(
+        &PODS,
+        &from(json!({"secretKeyRef": {"name": "Not_A_Name", "key": "k"}})),
+        &format!("{vf}.secretKeyRef.name"),
+        FieldErrorReason::Invalid,
+    );
+
+    // envFrom: one source each, a valid prefix.
+    let env_from = |e: Value| with(pod(), "/spec/containers/0/envFrom", e);
+    assert_eq!(validate(&PODS, &env_from(json!([{"configMapRef": {"name": "a"}, "prefix": "APP_"}]))), Ok(()));
+    let msg =
+        single(&PODS, &env_from(json!([{"prefix": "X_"}])), "spec.containers[0].envFrom", FieldErrorReason::Invalid);
+    assert!(msg.ends_with("must specify one of: `configMapRef` or `secretRef`"), "{msg}");
+    single(
+        &PODS,
+        &env_from(json!([{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}])),
+        "spec.containers[0].envFrom",
+        FieldErrorReason::Invalid,
+    );
+    single(
+        &PODS,
+        &env_from(json!([{"secretRef": {"name": "b"}, "prefix": "A="}])),
+        "spec.containers[0].envFrom[0].prefix",
+        FieldErrorReason::Invalid,
+    );
+}

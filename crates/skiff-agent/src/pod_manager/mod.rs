@@ -28,6 +28,10 @@ pub struct PodManagerConfig {
     pub node_name: String,
     /// Reported as `status.hostIP`.
     pub host_ip: String,
+    /// The node's allocatable cpu and memory (Kubernetes quantities), what a container's
+    /// `resourceFieldRef` to `limits.cpu` or `limits.memory` gives when it sets no limit.
+    pub allocatable_cpu: String,
+    pub allocatable_memory: String,
     /// First restart backoff (Kubernetes: 10 s); doubles per crash.
     pub backoff_initial: Duration,
     /// Backoff cap (Kubernetes: 5 min).
@@ -71,6 +75,8 @@ impl PodManagerConfig {
         PodManagerConfig {
             node_name: node_name.into(),
             host_ip: "127.0.0.1".into(),
+            allocatable_cpu: crate::connection::machine_cpus().to_string(),
+            allocatable_memory: crate::connection::machine_memory_bytes().to_string(),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(1),

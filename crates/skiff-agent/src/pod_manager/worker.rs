@@ -496,7 +496,15 @@ impl Worker {
         let rt = self.shared.runtime.clone();
         let host_ip = self.shared.config.host_ip.clone();
         let pod_ip = self.pod_ip.clone().unwrap_or_default();
-        let fields = spec::FieldValues { pod: &self.pod, pod_ref: &self.pod_ref, pod_ip: &pod_ip, host_ip: &host_ip };
+        let config = &self.shared.config;
+        let fields = spec::FieldValues {
+            pod: &self.pod,
+            pod_ref: &self.pod_ref,
+            pod_ip: &pod_ip,
+            host_ip: &host_ip,
+            allocatable_cpu: &config.allocatable_cpu,
+            allocatable_memory: &config.allocatable_memory,
+        };
         let mut cspec = match spec::container_spec(&self.pod, c, &self.pod_ref, attempt, &fields) {
             Ok(cspec) => cspec,
             Err(msg) => {
