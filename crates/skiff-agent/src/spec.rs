@@ -1,9 +1,7 @@
 //! Translation of a Kubernetes pod spec into runtime sandbox and container specs (env, `$(VAR)` expansion, volumes, limits).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-
-use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, ResourceFieldSelector, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
@@ -127,12 +125,9 @@ impl FieldValues<'_> {
             Quantity::parse(q).map_err(|e| format!("resourceFieldRef {}: {what} {q:?}: {e}", r.resource))
         };
         let res = c.resources.as_ref();
-        fn get<'m>(map: Option<&'m BTreeMap<String, K8sQuantity>>, name: &str) -> Option<&'m str> {
-            map?.get(name).map(|q| q.0.as_str())
-        }
         // A zero limit is no limit (kubelet's `MergeContainerResourceLimits`).
         let limits = res.and_then(|r| r.limits.as_ref());
-        let limit = |name: &str| get(limits, name).filter(|q| parse("", q).is_ok_and(|q| q.nanos() != 0));
+        let limit = |name: &str| quantity(limits, name).filter(|q| Quantity::parse(q).is_ok_and(|q| q.nanos() != 0));
         let requests = res.and_then(|r| r.requests.as_ref());
         let (kind, name) =
             r.resource.split_once('.').ok_or_else(|| format!("resourceFieldRef {:?} is not supported", r.resource))?;
@@ -143,7 +138,7 @@ impl FieldValues<'_> {
         };
         let value = match kind {
             "limits" => limit(name).or(allocatable),
-            "requests" => get(requests, name).or_else(|| limit(name)),
+            "requests" => quantity(requests, name).or_else(|| limit(name)),
             _ => return Err(format!("resourceFieldRef {:?} is not supported", r.resource)),
         };
         let value = match value {
@@ -160,13 +155,16 @@ impl FieldValues<'_> {
             Some(d) if d.nanos() > 0 => d,
             _ => Quantity::from_units(1),
         };
-        // cpu in milli-units (so a divisor of 1m counts millicores), the others in units.
+        // cpu in milli-units (so a divisor of 1m counts millicores), the others in units; both
+        // round up, so a positive divisor is at least 1.
         let (v, d) = if name == "cpu" { (value.millis(), divisor.millis()) } else { (value.units(), divisor.units()) };
-        if d <= 0 {
-            return Err(format!("resourceFieldRef {:?}: divisor {:?} is too small", r.resource, divisor.to_string()));
-        }
         Ok(((v + d - 1).div_euclid(d)).to_string())
     }
+}
+
+/// The text of resource `name` in a container's `limits` or `requests`.
+fn quantity<'m>(map: Option<&'m BTreeMap<String, K8sQuantity>>, name: &str) -> Option<&'m str> {
+    map?.get(name).map(|q| q.0.as_str())
 }
 
 /// Kubernetes `$(VAR)` expansion: known variables are substituted, `$$` escapes `$`, and
@@ -208,8 +206,9 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
-/// The value of `e`, `None` when it has none; an error when it must come from an object Skiff
-/// does not serve (a ConfigMap or Secret not marked optional).
+/// The value of `e` in container `c`, `None` when it has none; an error when it must come from
+/// an object Skiff does not serve (a ConfigMap or Secret not marked optional) or names a
+/// resource that has no value here.
 fn env_value(
     c: &Container,
     e: &EnvVar,
