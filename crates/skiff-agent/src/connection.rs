@@ -69,8 +69,12 @@ impl AgentConfig {
     /// 200 ms to 5 s, this machine's cpus and memory, 110 pods.
     pub fn new(node_name: impl Into<String>, servers: Vec<String>) -> Self {
         let node_name = node_name.into();
+        let pod_manager = PodManagerConfig::new(node_name.clone());
         AgentConfig {
-            pod_manager: PodManagerConfig::new(node_name.clone()),
+            // The machine is read once: what the node reports is what the pods see.
+            capacity_cpu: pod_manager.allocatable_cpu.clone(),
+            capacity_memory: pod_manager.allocatable_memory.clone(),
+            pod_manager,
             proxy: Some(crate::proxy::ProxyConfig::default()),
             node_name,
             servers,
@@ -80,8 +84,6 @@ impl AgentConfig {
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
-            capacity_cpu: machine_cpus().to_string(),
-            capacity_memory: format!("{}Ki", machine_memory_bytes() / 1024),
             max_pods: 110,
             labels: BTreeMap::new(),
             runtime_version: "unknown://".into(),

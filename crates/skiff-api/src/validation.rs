@@ -702,6 +702,11 @@ fn validate_volumes(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -
     names
 }
 
+/// Which of the fields `keys` object `v` sets (not null), in the order given.
+fn present<'k>(v: &Value, keys: &[&'k str]) -> Vec<&'k str> {
+    keys.iter().copied().filter(|k| v.get(k).is_some_and(|f| !f.is_null())).collect()
+}
+
 /// Exactly one of the fields `set` (those present), in Kubernetes' words for `what`.
 fn exactly_one(set: &[&str], path: &str, what: &str, errs: &mut Vec<FieldError>) {
     match set {
@@ -727,10 +732,7 @@ fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>)
     for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         non_negative(p.get(f), &format!("{path}.{f}"), errs);
     }
-    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
-        .into_iter()
-        .filter(|h| p.get(h).is_some_and(|v| !v.is_null()))
-        .collect();
+    let handlers = present(p, &["exec", "httpGet", "tcpSocket", "grpc"]);
     exactly_one(&handlers, path, "handler type", errs);
     for handler in ["httpGet", "tcpSocket"] {
         let Some(h) = p.get(handler).filter(|h| !h.is_null()) else { continue };
@@ -788,10 +790,7 @@ fn validate_env_var(e: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
     let Some(from) = e.get("valueFrom").filter(|v| !v.is_null()) else { return };
     let vf = format!("{path}.valueFrom");
-    let sources: Vec<&str> = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"]
-        .into_iter()
-        .filter(|k| from.get(k).is_some_and(|v| !v.is_null()))
-        .collect();
+    let sources = present(from, &["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"]);
     let has_value = e.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty());
     match sources.len() {
         0 => errs.push(FieldError::invalid(
@@ -920,8 +919,7 @@ fn validate_env_from(e: &Value, list_path: &str, path: &str, errs: &mut Vec<Fiel
     if let Some(prefix) = e.get("prefix").and_then(Value::as_str).filter(|p| !p.is_empty()) {
         check_env_var_name(prefix, &format!("{path}.prefix"), errs);
     }
-    let sources: Vec<&str> =
-        ["configMapRef", "secretRef"].into_iter().filter(|k| e.get(k).is_some_and(|v| !v.is_null())).collect();
+    let sources = present(e, &["configMapRef", "secretRef"]);
     match sources.len() {
         0 => errs.push(FieldError::invalid(list_path, "", "must specify one of: `configMapRef` or `secretRef`")),
         1 => {}
@@ -1144,6 +1142,9 @@ fn validate_workload_spec(kind: &str, spec: Option<&Value>, errs: &mut Vec<Field
     }
 }
 
+/// Kubernetes' message for an `intstr` that is neither an integer nor a string.
+const INT_OR_PERCENT_MSG: &str = "must be an integer or percentage (e.g '5%')";
+
 /// Kubernetes' message for a string `intstr` that is not a percentage (`IsValidPercent`).
 const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
 
@@ -1159,11 +1160,7 @@ fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> 
                 None
             }
             None => {
-                errs.push(FieldError::invalid(
-                    path,
-                    Value::Number(n.clone()),
-                    "must be an integer or percentage (e.g '5%')",
-                ));
+                errs.push(FieldError::invalid(path, Value::Number(n.clone()), INT_OR_PERCENT_MSG));
                 None
             }
         },
@@ -1178,7 +1175,7 @@ fn int_or_percent(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) -> 
             }
         }
         other => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be an integer or percentage (e.g '5%')"));
+            errs.push(FieldError::invalid(path, other.clone(), INT_OR_PERCENT_MSG));
             None
         }
     }

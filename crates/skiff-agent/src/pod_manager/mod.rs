@@ -76,7 +76,7 @@ impl PodManagerConfig {
             node_name: node_name.into(),
             host_ip: "127.0.0.1".into(),
             allocatable_cpu: crate::connection::machine_cpus().to_string(),
-            allocatable_memory: crate::connection::machine_memory_bytes().to_string(),
+            allocatable_memory: format!("{}Ki", crate::connection::machine_memory_bytes() / 1024),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(1),
