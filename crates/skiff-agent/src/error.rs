@@ -17,6 +17,10 @@ pub enum AgentError {
     /// The spec cannot be run by this runtime (e.g. no command for the process runtime).
     #[error("invalid container spec: {0}")]
     InvalidSpec(String),
+    /// The container's settings cannot be honoured here (kubelet's
+    /// `CreateContainerConfigError`): e.g. `runAsNonRoot` with an image that runs as root.
+    #[error("{0}")]
+    ContainerConfig(String),
     /// A runtime call did not finish before its deadline.
     #[error("{op} timed out after {after:?}")]
     Timeout { op: String, after: Duration },

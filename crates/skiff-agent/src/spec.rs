@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use skiff_api::quantity::Quantity;
 
 use crate::runtime::podnet::DnsSettings;
-use crate::runtime::{ContainerSpec, Mount, MountSource, PodRef, PortMapping, SandboxSpec};
+use crate::runtime::{ContainerSpec, Mount, MountSource, PodRef, PortMapping, Profile, SandboxSpec, Security};
 
 /// Default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -69,7 +69,77 @@ pub fn sandbox_spec(pod: &Pod, pod_ref: &PodRef, attempt: u32) -> SandboxSpec {
         searches: dns_config.searches.unwrap_or_default(),
         options: dns_config.options.unwrap_or_default().into_iter().filter_map(|o| Some((o.name?, o.value))).collect(),
     };
-    SandboxSpec { pod: pod_ref.clone(), attempt, hostname, ports, empty_dirs, host_aliases, dns }
+    let psc = spec.security_context.unwrap_or_default();
+    SandboxSpec {
+        pod: pod_ref.clone(),
+        attempt,
+        hostname,
+        ports,
+        empty_dirs,
+        host_aliases,
+        dns,
+        host_network: spec.host_network == Some(true),
+        host_ipc: spec.host_ipc == Some(true),
+        sysctls: psc.sysctls.into_iter().flatten().map(|s| (s.name, s.value)).collect(),
+        fs_group: psc.fs_group.and_then(|g| u32::try_from(g).ok()),
+    }
+}
+
+fn profile(ty: &str, localhost: Option<&String>) -> Profile {
+    match ty {
+        "Unconfined" => Profile::Unconfined,
+        "Localhost" => Profile::Localhost(localhost.cloned().unwrap_or_default()),
+        _ => Profile::RuntimeDefault,
+    }
+}
+
+/// Container `c`'s effective security settings: its `securityContext` over the pod's, as
+/// kubelet's `DetermineEffectiveSecurityContext` merges them. Settings no runtime of Skiff's
+/// can honour are refused (kubelet's `CreateContainerConfigError`) rather than ignored.
+pub fn security(pod: &Pod, c: &Container) -> Result<Security, String> {
+    let spec = pod.spec.as_ref();
+    let psc = spec.and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    if spec.and_then(|s| s.host_users) == Some(false) {
+        return Err("user namespaces (spec.hostUsers: false) are not supported by Skiff".into());
+    }
+    let id = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+    let seccomp = sc.seccomp_profile.or(psc.seccomp_profile).map(|p| profile(&p.type_, p.localhost_profile.as_ref()));
+    let apparmor =
+        sc.app_armor_profile.or(psc.app_armor_profile).map(|p| profile(&p.type_, p.localhost_profile.as_ref()));
+    let selinux = sc
+        .se_linux_options
+        .or(psc.se_linux_options)
+        .map(|o| {
+            [("user", o.user), ("role", o.role), ("type", o.type_), ("level", o.level)]
+                .into_iter()
+                .filter_map(|(k, v)| Some(format!("{k}:{}", v.filter(|v| !v.is_empty())?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let caps = sc.capabilities.unwrap_or_default();
+    Ok(Security {
+        run_as_user: id(sc.run_as_user.or(psc.run_as_user)),
+        run_as_group: id(sc.run_as_group.or(psc.run_as_group)),
+        run_as_non_root: sc.run_as_non_root.or(psc.run_as_non_root) == Some(true),
+        supplemental_groups: psc
+            .fs_group
+            .into_iter()
+            .chain(psc.supplemental_groups.into_iter().flatten())
+            .filter_map(|g| id(Some(g)))
+            .collect(),
+        privileged: sc.privileged == Some(true),
+        capabilities_add: caps.add.unwrap_or_default(),
+        capabilities_drop: caps.drop.unwrap_or_default(),
+        read_only_root_filesystem: sc.read_only_root_filesystem == Some(true),
+        no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        seccomp,
+        apparmor,
+        selinux,
+        host_pid: spec.and_then(|s| s.host_pid) == Some(true),
+        share_process_namespace: spec.and_then(|s| s.share_process_namespace) == Some(true),
+        host_ipc: spec.and_then(|s| s.host_ipc) == Some(true),
+    })
 }
 
 /// Values of the downward-API `fieldRef`s this agent supports.
@@ -331,6 +401,7 @@ pub fn container_spec(
     let limit = |k: &str| limits.and_then(|l| l.get(k)).and_then(|q| Quantity::parse(&q.0).ok());
     let nano_cpus = limit("cpu").map(|q| q.nanos()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
     let memory_bytes = limit("memory").map(|q| q.units()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
+    let security = security(pod, c)?;
     Ok(ContainerSpec {
         pod: pod_ref.clone(),
         name: c.name.clone(),
@@ -344,6 +415,7 @@ pub fn container_spec(
         nano_cpus,
         memory_bytes,
         spec_hash: spec_hash(c),
+        security,
     })
 }
 
@@ -616,5 +688,77 @@ mod tests {
             };
             assert_eq!(container_spec(&pod, &c, &r, 0, &fields).unwrap_err(), msg);
         }
+    }
+
+    #[test]
+    fn effective_security_context() {
+        use k8s_openapi::api::core::v1::{
+            AppArmorProfile, Capabilities, PodSecurityContext, SELinuxOptions, SeccompProfile, SecurityContext, Sysctl,
+        };
+        let mut c = Container { name: "app".into(), image: Some("img".into()), ..Default::default() };
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![c.clone()],
+                host_pid: Some(true),
+                host_network: Some(true),
+                security_context: Some(PodSecurityContext {
+                    run_as_user: Some(1000),
+                    run_as_group: Some(3000),
+                    run_as_non_root: Some(true),
+                    fs_group: Some(2000),
+                    supplemental_groups: Some(vec![4000, 5000]),
+                    seccomp_profile: Some(SeccompProfile { type_: "Unconfined".into(), localhost_profile: None }),
+                    se_linux_options: Some(SELinuxOptions {
+                        level: Some("s0:c1".into()),
+                        type_: Some("spc_t".into()),
+                        ..Default::default()
+                    }),
+                    sysctls: Some(vec![Sysctl { name: "kernel.shm_rmid_forced".into(), value: "1".into() }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // The pod's settings alone.
+        let sec = security(&pod, &c).unwrap();
+        assert_eq!((sec.run_as_user, sec.run_as_group, sec.run_as_non_root), (Some(1000), Some(3000), true));
+        assert_eq!(sec.supplemental_groups, [2000, 4000, 5000], "fsGroup first");
+        assert_eq!(sec.seccomp, Some(Profile::Unconfined));
+        assert_eq!(sec.selinux, ["type:spc_t", "level:s0:c1"]);
+        assert!(sec.host_pid && !sec.host_ipc && !sec.privileged && sec.apparmor.is_none());
+        // The container's override the pod's; the container-only ones are its own.
+        c.security_context = Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "Localhost".into(),
+                localhost_profile: Some("a.json".into()),
+            }),
+            app_armor_profile: Some(AppArmorProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+            capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: Some(vec!["ALL".into()]) }),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            ..Default::default()
+        });
+        let sec = security(&pod, &c).unwrap();
+        assert_eq!((sec.run_as_user, sec.run_as_group, sec.run_as_non_root), (Some(0), Some(3000), false));
+        assert_eq!(sec.seccomp, Some(Profile::Localhost("a.json".into())));
+        assert_eq!(sec.apparmor, Some(Profile::RuntimeDefault));
+        assert_eq!(
+            (sec.capabilities_add.as_slice(), sec.capabilities_drop.as_slice()),
+            (&["NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+        );
+        assert!(sec.read_only_root_filesystem && sec.no_new_privileges && !sec.privileged);
+        // The sandbox: the node's network, the pod's sysctls, the fsGroup for its volumes.
+        let r = PodRef { uid: "u".into(), namespace: "ns".into(), name: "p".into(), node_name: "n".into() };
+        let sb = sandbox_spec(&pod, &r, 0);
+        assert!(sb.host_network && !sb.host_ipc);
+        assert_eq!(sb.sysctls, [("kernel.shm_rmid_forced".to_string(), "1".to_string())]);
+        assert_eq!(sb.fs_group, Some(2000));
+        // No runtime of Skiff's has user namespaces: refused, not ignored.
+        pod.spec.as_mut().unwrap().host_users = Some(false);
+        assert!(security(&pod, &c).unwrap_err().contains("spec.hostUsers: false"));
     }
 }

@@ -476,6 +476,10 @@ async fn missing_sandbox_image_is_reported_as_not_present() {
         empty_dirs: vec![],
         host_aliases: vec![],
         dns: Default::default(),
+        host_network: false,
+        host_ipc: false,
+        sysctls: vec![],
+        fs_group: None,
     };
     match rt.create_sandbox(&spec).await {
         Err(skiff_agent::AgentError::ImageNotPresent { image }) => assert_eq!(image, "skiff/no-such-pause:1"),
@@ -543,4 +547,131 @@ async fn pods_on_the_agent_network_get_addresses_hosts_and_resolver() {
     h.wait_removed("net-a", Duration::from_secs(30)).await;
     h.wait_removed("net-b", Duration::from_secs(30)).await;
     assert!(!reservation(&ip_a).exists() && !reservation(&ip_b).exists(), "addresses freed with the pods");
+}
+
+/// A `/proc/<pid>/status` value of a process started in the container (by `docker exec`, which
+/// gets the container's user, capabilities, seccomp filter and `no_new_privs`).
+fn proc_status(id: &str, key: &str) -> String {
+    let out = docker_exec(id, &format!("grep '^{key}:' /proc/self/status"));
+    out.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_context_is_enforced() {
+    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let idle = "trap 'exit 0' TERM; while :; do sleep 1; done";
+    // A confined user: ids and groups, a read-only root, no capabilities, no privilege escalation.
+    let mut confined = container("app", BUSYBOX, sh(&format!("touch /data/made-here; {idle}")));
+    confined.volume_mounts =
+        Some(vec![VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() }]);
+    confined.security_context = Some(SecurityContext {
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        ..Default::default()
+    });
+    // Its neighbour: the pod's user overridden, seccomp off, one capability added back.
+    let mut loose = container("loose", BUSYBOX, sh(idle));
+    loose.security_context = Some(SecurityContext {
+        run_as_user: Some(0),
+        seccomp_profile: Some(SeccompProfile { type_: "Unconfined".into(), localhost_profile: None }),
+        capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), ..Default::default() }),
+        ..Default::default()
+    });
+    let mut p = pod("secure", vec![confined, loose]);
+    let spec = p.spec.as_mut().unwrap();
+    spec.volumes =
+        Some(vec![Volume { name: "data".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    spec.share_process_namespace = Some(true);
+    spec.security_context = Some(PodSecurityContext {
+        run_as_user: Some(1000),
+        run_as_group: Some(3000),
+        fs_group: Some(2000),
+        supplemental_groups: Some(vec![4000]),
+        ..Default::default()
+    });
+    h.manager.sync(vec![p.clone()]);
+    let st = h.wait_status("secure", Duration::from_secs(30), "Ready", is_ready).await;
+    let app = docker_id(&cstatus(&st, "app").container_id);
+    let loose = docker_id(&cstatus(&st, "loose").container_id);
+
+    assert_eq!(docker_exec(&app, "id -u; id -g").split_whitespace().collect::<Vec<_>>(), ["1000", "3000"]);
+    let groups: Vec<String> = docker_exec(&app, "id -G").split_whitespace().map(str::to_string).collect();
+    assert!(
+        groups.contains(&"2000".into()) && groups.contains(&"4000".into()),
+        "fsGroup and supplementalGroups: {groups:?}"
+    );
+    let out = std::process::Command::new("docker").args(["exec", &app, "touch", "/root-write"]).output().unwrap();
+    assert!(!out.status.success(), "the root filesystem is read-only");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"), "{out:?}");
+    // The emptyDir belongs to the fsGroup (setgid): what the container writes there too.
+    let ls = docker_exec(&app, "stat -c '%g %A' /data /data/made-here");
+    let mut lines = ls.lines();
+    assert_eq!(lines.next().map(|l| l.split(' ').next().unwrap()), Some("2000"), "{ls}");
+    assert!(ls.lines().next().unwrap().contains("drwxrwsrwx"), "setgid, group-writable: {ls}");
+    assert_eq!(lines.next().map(|l| l.split(' ').next().unwrap()), Some("2000"), "{ls}");
+    assert_eq!(proc_status(&app, "CapEff"), "0000000000000000", "capabilities dropped");
+    assert_eq!(proc_status(&app, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(&app, "Seccomp"), "2", "the runtime's default seccomp filter");
+
+    assert_eq!(docker_exec(&loose, "id -u").trim(), "0", "the container's runAsUser wins over the pod's");
+    assert_eq!(proc_status(&loose, "Seccomp"), "0", "seccompProfile Unconfined");
+    let cap_eff = u64::from_str_radix(&proc_status(&loose, "CapEff"), 16).unwrap();
+    assert!(cap_eff & (1 << 12) != 0, "CAP_NET_ADMIN added: {cap_eff:x}");
+    assert_eq!(proc_status(&loose, "NoNewPrivs"), "0");
+    // One PID namespace for the pod: the sandbox's pause is PID 1 for both containers.
+    assert!(docker_exec(&loose, "cat /proc/1/cmdline").contains("pause"), "shareProcessNamespace");
+
+    h.manager.sync(vec![deleted(p, 0)]);
+    h.wait_removed("secure", Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_non_root_refuses_a_root_image_and_host_network_pods_share_the_node() {
+    use k8s_openapi::api::core::v1::SecurityContext;
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    // runAsNonRoot with an image that runs as root: kubelet's CreateContainerConfigError.
+    let mut c = container("c", BUSYBOX, sh("true"));
+    c.security_context = Some(SecurityContext { run_as_non_root: Some(true), ..Default::default() });
+    let mut ok = container("ok", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"));
+    ok.security_context =
+        Some(SecurityContext { run_as_non_root: Some(true), run_as_user: Some(65534), ..Default::default() });
+    let p = pod("nonroot", vec![c, ok]);
+    h.manager.sync(vec![p.clone()]);
+    let st = h
+        .wait_status("nonroot", Duration::from_secs(30), "CreateContainerConfigError, the other running", |s| {
+            waiting_reason(cstatus(s, "c")) == Some("CreateContainerConfigError") && is_running(cstatus(s, "ok"))
+        })
+        .await;
+    let msg = cstatus(&st, "c").state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
+    assert!(msg.starts_with("container has runAsNonRoot and image will run as root (pod: \"nonroot_default("), "{msg}");
+    assert!(msg.ends_with("container: c)"), "{msg}");
+
+    // A pod on the node's network: the node's interfaces and address.
+    let mut host = pod("hostnet", vec![container("c", BUSYBOX, sh("trap 'exit 0' TERM; while :; do sleep 1; done"))]);
+    host.spec.as_mut().unwrap().host_network = Some(true);
+    h.manager.sync(vec![p.clone(), host.clone()]);
+    let st = h.wait_status("hostnet", Duration::from_secs(30), "Ready", is_ready).await;
+    assert_eq!(st.pod_ip.as_deref(), Some("127.0.0.1"), "the node's address (the test node's host IP)");
+    let id = docker_id(&cstatus(&st, "c").container_id);
+    let names = |t: &str| -> Vec<String> {
+        t.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect()
+    };
+    let pod_links = names(&docker_exec(&id, "cat /proc/net/dev"));
+    // (Other tests' pods come and go with their veths meanwhile; the rest is the node's own.)
+    let node_links: Vec<String> = names(&std::fs::read_to_string("/proc/net/dev").unwrap())
+        .into_iter()
+        .filter(|n| !n.starts_with("veth"))
+        .collect();
+    assert!(node_links.len() > 1, "{node_links:?}");
+    for link in &node_links {
+        assert!(pod_links.contains(link), "the pod sees the node's {link}: {pod_links:?}");
+    }
+
+    h.manager.sync(vec![deleted(p, 0), deleted(host, 0)]);
+    h.wait_removed("nonroot", Duration::from_secs(30)).await;
+    h.wait_removed("hostnet", Duration::from_secs(30)).await;
 }

@@ -86,8 +86,21 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     set(spec, "dnsPolicy", json!("ClusterFirst"));
     set(spec, "schedulerName", json!(DEFAULT_SCHEDULER));
     set(spec, "securityContext", json!({}));
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in ["containers", "initContainers"] {
         each_object(spec, list, default_container);
+        if host_network {
+            // A pod on the host's network listens on the host's ports: `hostPort` is `containerPort`.
+            each_object(spec, list, |c| {
+                each_object(c, "ports", |p| {
+                    if p.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+                        if let Some(cp) = p.get("containerPort").cloned() {
+                            p.insert("hostPort".into(), cp);
+                        }
+                    }
+                })
+            });
+        }
     }
 }
 

@@ -642,12 +642,13 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     }
     let volumes = validate_volumes(spec.get("volumes"), &format!("{path}.volumes"), errs);
     let mut names = BTreeSet::new();
+    let host_users = spec.get("hostUsers").and_then(Value::as_bool) != Some(false);
     for (i, c) in containers.iter().enumerate() {
-        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, errs);
+        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, host_users, errs);
     }
     let init = array(spec.get("initContainers"), &format!("{path}.initContainers"), errs);
     for (i, c) in init.iter().enumerate() {
-        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, &volumes, errs);
+        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, &volumes, host_users, errs);
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
         let allowed: &[&str] = if template { &["Always"] } else { RESTART_POLICIES };
@@ -669,6 +670,177 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
         }
     }
     validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
+    validate_pod_security(spec, path, errs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security contexts (Kubernetes 1.32's `ValidatePodSecurityContext` and `ValidateSecurityContext`)
+
+const ID_RANGE_MSG: &str = "must be between 0 and 2147483647, inclusive";
+const PROFILE_TYPES: &[&str] = &["Localhost", "RuntimeDefault", "Unconfined"];
+/// `SysctlContainSlashFmt`, what Kubernetes 1.32 allows everywhere.
+const SYSCTL_NAME_MSG: &str = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+
+/// A user or group id: an integer in 0..=2147483647.
+fn check_id(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_i64().is_some_and(|n| (0..=i64::from(i32::MAX)).contains(&n)) => {}
+        Some(v) => errs.push(FieldError::invalid(path, v.clone(), ID_RANGE_MSG)),
+    }
+}
+
+fn is_sysctl_name(name: &str) -> bool {
+    let segment = |s: &str| {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && is_lower_alnum(b[0])
+            && is_lower_alnum(b[b.len() - 1])
+            && b.iter().all(|&c| is_lower_alnum(c) || c == b'-' || c == b'_')
+    };
+    name.len() <= 253 && name.split(['.', '/']).all(segment)
+}
+
+/// `seccompProfile` and `appArmorProfile` (`what`: "seccomp" or "AppArmor"): a known type,
+/// and a profile name exactly when the type is `Localhost`.
+fn validate_profile(p: &Value, path: &str, what: &str, errs: &mut Vec<FieldError>) {
+    let localhost = p.get("localhostProfile").filter(|v| !v.is_null());
+    let field = format!("{path}.localhostProfile");
+    let required = || FieldError::required(&field, format!("must be set when {what} type is Localhost"));
+    let seccomp = what == "seccomp";
+    match p.get("type").and_then(Value::as_str).unwrap_or("") {
+        "Localhost" => match localhost.and_then(Value::as_str) {
+            None => errs.push(required()),
+            Some(l) if seccomp => {
+                if l.starts_with('/') {
+                    errs.push(FieldError::invalid(&field, l, "must be a relative path"));
+                }
+                if l.split('/').any(|part| part == "..") {
+                    errs.push(FieldError::invalid(&field, l, "must not contain '..'"));
+                }
+            }
+            Some(l) => {
+                if l.trim() != l {
+                    errs.push(FieldError::invalid(&field, l, "must not be padded with whitespace"));
+                } else if l.is_empty() {
+                    errs.push(required());
+                }
+                if l.len() > 4095 {
+                    errs.push(FieldError::too_long(&field, 4095));
+                }
+            }
+        },
+        ty => {
+            let known = PROFILE_TYPES.contains(&ty);
+            if ty.is_empty() {
+                let key = if seccomp { "seccompProfile" } else { "appArmorProfile" };
+                errs.push(FieldError::required(format!("{path}.type"), format!("type is required when {key} is set")));
+            } else if !known {
+                errs.push(FieldError::not_supported(format!("{path}.type"), ty, PROFILE_TYPES));
+            }
+            // (AppArmor names the type's error alone.)
+            if let Some(l) = localhost.filter(|_| seccomp || known) {
+                let msg = format!("can only be set when {what} type is Localhost");
+                errs.push(FieldError::invalid(&field, l.clone(), msg));
+            }
+        }
+    }
+}
+
+/// The pod's `securityContext`, and the host namespaces' rules.
+fn validate_pod_security(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        for list in ["containers", "initContainers"] {
+            for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let (cp, hp) = (p.get("containerPort"), p.get("hostPort").and_then(Value::as_i64).unwrap_or(0));
+                    if let Some(cp) = cp.filter(|cp| cp.as_i64() != Some(hp)) {
+                        errs.push(FieldError::invalid(
+                            format!("{path}.{list}[{i}].ports[{j}].containerPort"),
+                            cp.clone(),
+                            "must match `hostPort` when `hostNetwork` is true",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // (Kubernetes' own pod security context holds these, hence the path.)
+    let share = spec.get("shareProcessNamespace").and_then(Value::as_bool) == Some(true);
+    if share && spec.get("hostPID").and_then(Value::as_bool) == Some(true) {
+        errs.push(FieldError::invalid(
+            format!("{path}.securityContext.shareProcessNamespace"),
+            true,
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
+    let Some(sc) = spec.get("securityContext").filter(|v| !v.is_null()) else { return };
+    let path = format!("{path}.securityContext");
+    for f in ["fsGroup", "runAsUser", "runAsGroup"] {
+        check_id(sc.get(f), &format!("{path}.{f}"), errs);
+    }
+    let groups = format!("{path}.supplementalGroups");
+    for (i, g) in array(sc.get("supplementalGroups"), &groups, errs).iter().enumerate() {
+        check_id(Some(g), &format!("{groups}[{i}]"), errs);
+    }
+    let sysctls = format!("{path}.sysctls");
+    let mut names = BTreeSet::new();
+    for (i, s) in array(sc.get("sysctls"), &sysctls, errs).iter().enumerate() {
+        let field = format!("{sysctls}[{i}].name");
+        match s.get("name").and_then(Value::as_str).unwrap_or("") {
+            "" => errs.push(FieldError::required(field, "")),
+            n if !is_sysctl_name(n) => errs.push(FieldError::invalid(field, n, SYSCTL_NAME_MSG)),
+            n if !names.insert(n) => errs.push(FieldError::duplicate(field, n)),
+            _ => {}
+        }
+    }
+    if let Some(p) = sc.get("fsGroupChangePolicy").and_then(Value::as_str) {
+        let allowed = ["Always", "OnRootMismatch"];
+        if !allowed.contains(&p) {
+            errs.push(FieldError::not_supported(format!("{path}.fsGroupChangePolicy"), p, &allowed));
+        }
+    }
+    if let Some(p) = sc.get("seccompProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.seccompProfile"), "seccomp", errs);
+    }
+    if let Some(p) = sc.get("appArmorProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.appArmorProfile"), "AppArmor", errs);
+    }
+}
+
+/// A container's `securityContext`; `host_users` is the pod's `hostUsers` (default true).
+fn validate_security_context(sc: &Value, path: &str, host_users: bool, errs: &mut Vec<FieldError>) {
+    check_id(sc.get("runAsUser"), &format!("{path}.runAsUser"), errs);
+    check_id(sc.get("runAsGroup"), &format!("{path}.runAsGroup"), errs);
+    if sc.get("allowPrivilegeEscalation").and_then(Value::as_bool) == Some(false) {
+        if sc.get("privileged").and_then(Value::as_bool) == Some(true) {
+            let msg = "cannot set `allowPrivilegeEscalation` to false and `privileged` to true";
+            errs.push(FieldError::invalid(path, sc.clone(), msg));
+        }
+        let add = sc.pointer("/capabilities/add").and_then(Value::as_array);
+        if add.into_iter().flatten().any(|c| c.as_str() == Some("CAP_SYS_ADMIN")) {
+            let msg = "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN";
+            errs.push(FieldError::invalid(path, sc.clone(), msg));
+        }
+    }
+    match sc.get("procMount").and_then(Value::as_str) {
+        None | Some("Default") => {}
+        Some("Unmasked") if !host_users => {}
+        Some("Unmasked") => errs.push(FieldError::invalid(
+            format!("{path}.procMount"),
+            "Unmasked",
+            "`hostUsers` must be false to use `Unmasked`",
+        )),
+        Some(other) => {
+            errs.push(FieldError::not_supported(format!("{path}.procMount"), other, &["Default", "Unmasked"]))
+        }
+    }
+    if let Some(p) = sc.get("seccompProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.seccompProfile"), "seccomp", errs);
+    }
+    if let Some(p) = sc.get("appArmorProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.appArmorProfile"), "AppArmor", errs);
+    }
 }
 
 /// A name unique among `seen` and a DNS-1123 label (containers', volumes').
@@ -937,6 +1109,7 @@ fn validate_container(
     path: &str,
     names: &mut BTreeSet<String>,
     volumes: &BTreeSet<String>,
+    host_users: bool,
     errs: &mut Vec<FieldError>,
 ) {
     unique_label(c, path, names, errs);
@@ -998,6 +1171,9 @@ fn validate_container(
         if let Some(p) = c.get(probe).filter(|p| !p.is_null()) {
             validate_probe(p, &format!("{path}.{probe}"), probe, errs);
         }
+    }
+    if let Some(sc) = c.get("securityContext").filter(|v| !v.is_null()) {
+        validate_security_context(sc, &format!("{path}.securityContext"), host_users, errs);
     }
 }
 

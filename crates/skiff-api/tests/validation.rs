@@ -845,3 +845,157 @@ fn environment_variables() {
         FieldErrorReason::Invalid,
     );
 }
+
+#[test]
+fn security_contexts() {
+    let psc = |sc: Value| with(pod(), "/spec/securityContext", sc);
+    let csc = |sc: Value| with(pod(), "/spec/containers/0/securityContext", sc);
+    let ok_pod = json!({
+        "runAsUser": 1000, "runAsGroup": 3000, "runAsNonRoot": true, "fsGroup": 2000,
+        "supplementalGroups": [4000, 0], "fsGroupChangePolicy": "OnRootMismatch",
+        "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"},
+                    {"name": "kernel.shm_rmid_forced", "value": "1"}, {"name": "net/ipv4/ping_group_range", "value": "0 0"}],
+        "seccompProfile": {"type": "RuntimeDefault"}, "appArmorProfile": {"type": "Unconfined"},
+        "seLinuxOptions": {"level": "s0:c123,c456"}
+    });
+    assert_eq!(validate(&PODS, &psc(ok_pod)), Ok(()));
+    let ok_container = json!({
+        "runAsUser": 0, "privileged": false, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}, "procMount": "Default",
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"},
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-apparmor-example"}
+    });
+    assert_eq!(validate(&PODS, &csc(ok_container)), Ok(()));
+
+    // Ids: 0..=2147483647.
+    for (field, sc) in [
+        ("spec.securityContext.runAsUser", psc(json!({"runAsUser": -1}))),
+        ("spec.securityContext.fsGroup", psc(json!({"fsGroup": 2147483648u64}))),
+        ("spec.securityContext.supplementalGroups[1]", psc(json!({"supplementalGroups": [1, -5]}))),
+        ("spec.containers[0].securityContext.runAsGroup", csc(json!({"runAsGroup": -1}))),
+    ] {
+        let msg = single(&PODS, &sc, field, FieldErrorReason::Invalid);
+        assert!(msg.ends_with("must be between 0 and 2147483647, inclusive"), "{msg}");
+    }
+    // sysctls: named, well-formed, once.
+    let sysctls = |s: Value| psc(json!({"sysctls": s}));
+    single(
+        &PODS,
+        &sysctls(json!([{"value": "1"}])),
+        "spec.securityContext.sysctls[0].name",
+        FieldErrorReason::Required,
+    );
+    let msg = single(
+        &PODS,
+        &sysctls(json!([{"name": "Net.IPv4", "value": "1"}])),
+        "spec.securityContext.sysctls[0].name",
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.contains("must have at most 253 characters and match regex"), "{msg}");
+    single(
+        &PODS,
+        &sysctls(json!([{"name": "kernel.msgmax", "value": "1"}, {"name": "kernel.msgmax", "value": "2"}])),
+        "spec.securityContext.sysctls[1].name",
+        FieldErrorReason::Duplicate,
+    );
+    single(
+        &PODS,
+        &psc(json!({"fsGroupChangePolicy": "Sometimes"})),
+        "spec.securityContext.fsGroupChangePolicy",
+        FieldErrorReason::NotSupported,
+    );
+
+    // Profiles: a known type, a localhost profile exactly when the type is Localhost.
+    let seccomp = |p: Value| csc(json!({"seccompProfile": p}));
+    let sp = "spec.containers[0].securityContext.seccompProfile";
+    let msg = single(&PODS, &seccomp(json!({})), &format!("{sp}.type"), FieldErrorReason::Required);
+    assert!(msg.ends_with("type is required when seccompProfile is set"), "{msg}");
+    let msg = single(&PODS, &seccomp(json!({"type": "Strict"})), &format!("{sp}.type"), FieldErrorReason::NotSupported);
+    assert!(msg.contains(r#""Localhost", "RuntimeDefault", "Unconfined""#), "{msg}");
+    let msg = single(
+        &PODS,
+        &seccomp(json!({"type": "Localhost"})),
+        &format!("{sp}.localhostProfile"),
+        FieldErrorReason::Required,
+    );
+    assert!(msg.ends_with("must be set when seccomp type is Localhost"), "{msg}");
+    let msg = single(
+        &PODS,
+        &seccomp(json!({"type": "RuntimeDefault", "localhostProfile": "x.json"})),
+        &format!("{sp}.localhostProfile"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("can only be set when seccomp type is Localhost"), "{msg}");
+    for (profile, why) in [("/etc/x.json", "must be a relative path"), ("a/../../x.json", "must not contain '..'")] {
+        let msg = single(
+            &PODS,
+            &seccomp(json!({"type": "Localhost", "localhostProfile": profile})),
+            &format!("{sp}.localhostProfile"),
+            FieldErrorReason::Invalid,
+        );
+        assert!(msg.ends_with(why), "{msg}");
+    }
+    let ap = "spec.securityContext.appArmorProfile";
+    let apparmor = |p: Value| psc(json!({"appArmorProfile": p}));
+    let msg = single(
+        &PODS,
+        &apparmor(json!({"type": "Localhost"})),
+        &format!("{ap}.localhostProfile"),
+        FieldErrorReason::Required,
+    );
+    assert!(msg.ends_with("must be set when AppArmor type is Localhost"), "{msg}");
+    let msg = single(
+        &PODS,
+        &apparmor(json!({"type": "Localhost", "localhostProfile": " padded"})),
+        &format!("{ap}.localhostProfile"),
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("must not be padded with whitespace"), "{msg}");
+    single(
+        &PODS,
+        &apparmor(json!({"type": "Unconfined", "localhostProfile": "p"})),
+        &format!("{ap}.localhostProfile"),
+        FieldErrorReason::Invalid,
+    );
+
+    // Privilege escalation cannot be off for a privileged container or one given CAP_SYS_ADMIN.
+    let cs = "spec.containers[0].securityContext";
+    let msg = single(
+        &PODS,
+        &csc(json!({"allowPrivilegeEscalation": false, "privileged": true})),
+        cs,
+        FieldErrorReason::Invalid,
+    );
+    assert!(msg.ends_with("cannot set `allowPrivilegeEscalation` to false and `privileged` to true"), "{msg}");
+    let msg = single(
+        &PODS,
+        &csc(json!({"allowPrivilegeEscalation": false, "capabilities": {"add": ["CAP_SYS_ADMIN"]}})),
+        cs,
+        FieldErrorReason::Invalid,
+    );
+    assert!(
+        msg.ends_with("cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"),
+        "{msg}"
+    );
+    // procMount: Unmasked only in a user namespace.
+    single(&PODS, &csc(json!({"procMount": "Hidden"})), &format!("{cs}.procMount"), FieldErrorReason::NotSupported);
+    let msg =
+        single(&PODS, &csc(json!({"procMount": "Unmasked"})), &format!("{cs}.procMount"), FieldErrorReason::Invalid);
+    assert!(msg.ends_with("`hostUsers` must be false to use `Unmasked`"), "{msg}");
+    let userns = with(csc(json!({"procMount": "Unmasked"})), "/spec/hostUsers", json!(false));
+    assert_eq!(validate(&PODS, &userns), Ok(()));
+
+    // Host namespaces.
+    let both = with(with(pod(), "/spec/hostPID", json!(true)), "/spec/shareProcessNamespace", json!(true));
+    let msg = single(&PODS, &both, "spec.securityContext.shareProcessNamespace", FieldErrorReason::Invalid);
+    assert!(msg.ends_with("ShareProcessNamespace and HostPID cannot both be enabled"), "{msg}");
+    let host_net = with(pod(), "/spec/hostNetwork", json!(true));
+    let moved = with(host_net.clone(), "/spec/containers/0/ports/0/hostPort", json!(8080));
+    let msg = single(&PODS, &moved, "spec.containers[0].ports[0].containerPort", FieldErrorReason::Invalid);
+    assert!(msg.ends_with("must match `hostPort` when `hostNetwork` is true"), "{msg}");
+    // Defaulting makes the host port the container port, as Kubernetes does.
+    let mut defaulted = host_net;
+    default_object(&PODS, &mut defaulted);
+    assert_eq!(defaulted.pointer("/spec/containers/0/ports/0/hostPort"), Some(&json!(80)));
+    assert_eq!(validate(&PODS, &defaulted), Ok(()));
+}

@@ -237,7 +237,7 @@ impl Worker {
         let mut sandboxes = sandboxes.into_iter();
         if let Some(sb) = sandboxes.next() {
             self.sandbox_attempt = sb.attempt();
-            self.pod_ip = sb.ip.clone();
+            self.pod_ip = self.address(&sb);
             self.start_time = sb.started_at.or(sb.created_at).map(to_time).unwrap_or_else(now);
             self.sandbox = Some(sb);
         }
@@ -301,6 +301,12 @@ impl Worker {
             && spec::containers(&self.pod).iter().all(|c| self.containers.get(&c.name).is_some_and(CState::settled))
     }
 
+    /// The pod's address: its sandbox's, or the node's for a pod on the node's network.
+    fn address(&self, sandbox: &ContainerInfo) -> Option<String> {
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        sandbox.ip.clone().or_else(|| host_network.then(|| self.shared.config.host_ip.clone()))
+    }
+
     async fn ensure_sandbox(&mut self) {
         let rt = self.shared.runtime.clone();
         if let Some(sb) = &self.sandbox {
@@ -315,8 +321,8 @@ impl Worker {
             }
             let sb = self.sandbox.clone().expect("checked");
             if sb.state == ContainerState::Running {
-                if sb.ip.is_some() {
-                    self.pod_ip = sb.ip;
+                if let Some(ip) = self.address(&sb) {
+                    self.pod_ip = Some(ip);
                 }
                 return;
             }
@@ -341,7 +347,7 @@ impl Worker {
         match self.shared.call("create sandbox", rt.create_sandbox(&spec)).await {
             Ok(info) => {
                 tracing::debug!(pod = self.pod_ref.name, id = info.id, ip = ?info.ip, "sandbox started");
-                self.pod_ip = info.ip.clone();
+                self.pod_ip = self.address(&info);
                 self.sandbox = Some(info);
                 self.sandbox_error = None;
                 self.sandbox_backoff.reset();
@@ -524,6 +530,12 @@ impl Worker {
             Err(AgentError::ImageNotPresent { image }) => {
                 let msg = format!("Container image {image:?} is not present with pull policy of Never");
                 self.wait(st, c, ("ErrImageNeverPull".to_string(), msg.clone()), ("ErrImageNeverPull", msg));
+                return;
+            }
+            Err(AgentError::ContainerConfig(msg)) => {
+                st.start_pending = true;
+                let event = ("Failed", format!("Error: {msg}"));
+                self.wait(st, c, ("CreateContainerConfigError".to_string(), msg), event);
                 return;
             }
             Err(e) => {

@@ -202,6 +202,106 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// Docker's `User` for the container: `runAsUser[:runAsGroup]`, or the image's user with
+    /// `runAsGroup`; `runAsNonRoot` is checked against it as kubelet checks it.
+    async fn user(&self, spec: &ContainerSpec) -> Result<Option<String>> {
+        let sec = &spec.security;
+        if let Some(uid) = sec.run_as_user {
+            if uid == 0 && sec.run_as_non_root {
+                return Err(AgentError::ContainerConfig(format!(
+                    "container's runAsUser breaks non-root policy (pod: {:?}, container: {})",
+                    pod_format(spec),
+                    spec.name
+                )));
+            }
+            return Ok(Some(match sec.run_as_group {
+                Some(gid) => format!("{uid}:{gid}"),
+                None => uid.to_string(),
+            }));
+        }
+        if !sec.run_as_non_root && sec.run_as_group.is_none() {
+            return Ok(None);
+        }
+        // The image's user decides: one inspection, only for these settings.
+        let image = match self.call("inspect image", async { Ok(self.docker.inspect_image(&spec.image).await?) }).await
+        {
+            Ok(image) => image,
+            Err(e) if e.is_not_found() => return Err(AgentError::ImageNotPresent { image: spec.image.clone() }),
+            Err(e) => return Err(e),
+        };
+        let image_user = image.config.and_then(|c| c.user).unwrap_or_default();
+        let user = image_user.split(':').next().unwrap_or("").to_string();
+        if sec.run_as_non_root {
+            let uid = if user.is_empty() { Some(0) } else { user.parse::<u32>().ok() };
+            let refusal = match uid {
+                Some(0) => Some("container has runAsNonRoot and image will run as root".to_string()),
+                None => Some(format!(
+                    "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root"
+                )),
+                Some(_) => None,
+            };
+            if let Some(why) = refusal {
+                return Err(AgentError::ContainerConfig(format!(
+                    "{why} (pod: {:?}, container: {})",
+                    pod_format(spec),
+                    spec.name
+                )));
+            }
+        }
+        Ok(match sec.run_as_group {
+            Some(gid) => Some(format!("{}:{gid}", if user.is_empty() { "0" } else { &user })),
+            None => (!image_user.is_empty()).then_some(image_user),
+        })
+    }
+
+    /// Docker's `SecurityOpt` for the container's seccomp, AppArmor, SELinux and
+    /// `no_new_privs` settings.
+    fn security_options(&self, sec: &super::Security) -> Result<Vec<String>> {
+        use super::Profile;
+        let mut opts = Vec::new();
+        if sec.no_new_privileges {
+            opts.push("no-new-privileges".to_string());
+        }
+        match &sec.seccomp {
+            None | Some(Profile::RuntimeDefault) => {}
+            Some(Profile::Unconfined) => opts.push("seccomp=unconfined".into()),
+            Some(Profile::Localhost(name)) => {
+                // As kubelet: `<root dir>/seccomp/<localhostProfile>`, its JSON given to Docker.
+                let path = self.config.data_dir.join("seccomp").join(name);
+                let profile = std::fs::read_to_string(&path).map_err(|e| {
+                    AgentError::ContainerConfig(format!("cannot load seccomp profile {:?}: {e}", path.display()))
+                })?;
+                opts.push(format!("seccomp={profile}"));
+            }
+        }
+        match &sec.apparmor {
+            None => {}
+            // (Without AppArmor on the node every container is unconfined already.)
+            Some(Profile::Unconfined) if !host_has_apparmor() => {}
+            Some(_) if !host_has_apparmor() => {
+                return Err(AgentError::ContainerConfig(
+                    "Cannot enforce AppArmor: AppArmor is not enabled on the host".into(),
+                ))
+            }
+            Some(Profile::RuntimeDefault) => {}
+            Some(Profile::Unconfined) => opts.push("apparmor=unconfined".into()),
+            Some(Profile::Localhost(name)) => opts.push(format!("apparmor={name}")),
+        }
+        opts.extend(sec.selinux.iter().map(|l| format!("label={l}")));
+        Ok(opts)
+    }
+}
+
+/// kubelet's `format.Pod`: `name_namespace(uid)`.
+fn pod_format(spec: &ContainerSpec) -> String {
+    format!("{}_{}({})", spec.pod.name, spec.pod.namespace, spec.pod.uid)
+}
+
+fn host_has_apparmor() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+}
+
 fn to_info(r: ContainerInspectResponse) -> ContainerInfo {
     let labels: BTreeMap<String, String> =
         r.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect();
@@ -271,6 +371,12 @@ impl Runtime for DockerRuntime {
             let dir = self.empty_dir(&spec.pod.uid, name);
             std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(format!("create {}", dir.display()), e))?;
             set_mode_777(&dir)?;
+            if let Some(gid) = spec.fs_group {
+                // kubelet's volume ownership: the fsGroup's, setgid so new files are too.
+                std::os::unix::fs::chown(&dir, None, Some(gid))
+                    .map_err(|e| AgentError::io(format!("chown {} to group {gid}", dir.display()), e))?;
+                set_mode(&dir, 0o2777)?;
+            }
         }
         let mut labels = spec.pod.labels();
         labels.insert(labels::KIND.into(), "sandbox".into());
@@ -286,9 +392,15 @@ impl Runtime for DockerRuntime {
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding { host_ip: p.host_ip.clone(), host_port: Some(p.host_port.to_string()) });
         }
+        if spec.host_network {
+            // The node's network: its ports are the pod's, nothing to publish.
+            exposed.clear();
+            bindings.clear();
+        }
         let name = sandbox_name(&spec.pod.name, &spec.pod.namespace, &spec.pod.uid, spec.attempt);
-        // The agent's pod network, unless the pod publishes host ports (Docker's network does).
-        let net = self.config.pod_network.clone().filter(|_| spec.ports.is_empty());
+        // The agent's pod network, unless the pod publishes host ports (Docker's network does)
+        // or uses the node's.
+        let net = self.config.pod_network.clone().filter(|_| spec.ports.is_empty() && !spec.host_network);
         let ip = match &net {
             Some(net) => {
                 let ip = self.reserve_address(net, &name).await?;
@@ -303,14 +415,17 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(image),
-            hostname: Some(spec.hostname.clone()),
+            // (On the node's network the pod has the node's hostname, as in Kubernetes.)
+            hostname: (!spec.host_network).then(|| spec.hostname.clone()),
             labels: Some(labels.into_iter().collect()),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             // A namespace with only `lo`, plugged in below: no `dockerd` re-executed as a hook.
             network_disabled: ip.map(|_| true),
             host_config: Some(HostConfig {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
-                ipc_mode: Some("shareable".into()),
+                network_mode: spec.host_network.then(|| "host".into()),
+                ipc_mode: Some(if spec.host_ipc { "host" } else { "shareable" }.into()),
+                sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.iter().cloned().collect()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -399,6 +514,12 @@ impl Runtime for DockerRuntime {
             binds.push(format!("{}:/etc/hosts:rw", hosts.display()));
             binds.push(format!("{}:/etc/resolv.conf:rw", resolv.display()));
         }
+        let sec = &spec.security;
+        let pid_mode = if sec.host_pid {
+            Some("host".to_string())
+        } else {
+            sec.share_process_namespace.then(|| format!("container:{sandbox_id}"))
+        };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
@@ -406,12 +527,21 @@ impl Runtime for DockerRuntime {
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: spec.working_dir.clone(),
             labels: Some(labels.into_iter().collect()),
+            user: self.user(spec).await?,
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{sandbox_id}")),
-                ipc_mode: Some(format!("container:{sandbox_id}")),
+                ipc_mode: Some(if sec.host_ipc { "host".to_string() } else { format!("container:{sandbox_id}") }),
+                pid_mode,
                 binds: (!binds.is_empty()).then_some(binds),
                 nano_cpus: spec.nano_cpus,
                 memory: spec.memory_bytes,
+                group_add: (!sec.supplemental_groups.is_empty())
+                    .then(|| sec.supplemental_groups.iter().map(u32::to_string).collect()),
+                privileged: sec.privileged.then_some(true),
+                cap_add: (!sec.capabilities_add.is_empty()).then(|| sec.capabilities_add.clone()),
+                cap_drop: (!sec.capabilities_drop.is_empty()).then(|| sec.capabilities_drop.clone()),
+                readonly_rootfs: sec.read_only_root_filesystem.then_some(true),
+                security_opt: Some(self.security_options(sec)?).filter(|o| !o.is_empty()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -580,7 +710,11 @@ impl Runtime for DockerRuntime {
 }
 
 fn set_mode_777(dir: &Path) -> Result<()> {
+    set_mode(dir, 0o777)
+}
+
+fn set_mode(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         .map_err(|e| AgentError::io(format!("chmod {}", dir.display()), e))
 }

@@ -90,6 +90,54 @@ pub struct SandboxSpec {
     pub host_aliases: Vec<(String, Vec<String>)>,
     /// `spec.dnsPolicy` and `spec.dnsConfig`.
     pub dns: podnet::DnsSettings,
+    /// `spec.hostNetwork`: the sandbox, so the pod, uses the node's network namespace.
+    pub host_network: bool,
+    /// `spec.hostIPC`: the node's IPC namespace.
+    pub host_ipc: bool,
+    /// `spec.securityContext.sysctls`, set in the sandbox's namespaces.
+    pub sysctls: Vec<(String, String)>,
+    /// `spec.securityContext.fsGroup`: owns the pod's `emptyDir` volumes (setgid, group-writable).
+    pub fs_group: Option<u32>,
+}
+
+/// A seccomp or AppArmor profile (`seccompProfile`, `appArmorProfile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    RuntimeDefault,
+    Unconfined,
+    /// A profile on the node: for seccomp a file under `<data dir>/seccomp/`, for AppArmor a
+    /// loaded profile's name.
+    Localhost(String),
+}
+
+/// A container's effective security settings: its `securityContext` over the pod's, as
+/// kubelet merges them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    /// `runAsNonRoot`: the runtime refuses to start the container as uid 0.
+    pub run_as_non_root: bool,
+    /// `fsGroup`, then `supplementalGroups`.
+    pub supplemental_groups: Vec<u32>,
+    pub privileged: bool,
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub read_only_root_filesystem: bool,
+    /// `allowPrivilegeEscalation: false`: the `no_new_privs` bit.
+    pub no_new_privileges: bool,
+    /// None: the runtime's default profile (`RuntimeDefault`).
+    pub seccomp: Option<Profile>,
+    /// None: the runtime's default. Any profile but `Unconfined` needs AppArmor on the node.
+    pub apparmor: Option<Profile>,
+    /// `seLinuxOptions` as `user:…`, `role:…`, `type:…`, `level:…`.
+    pub selinux: Vec<String>,
+    /// `spec.hostPID`.
+    pub host_pid: bool,
+    /// `spec.shareProcessNamespace`: the pod's containers share the sandbox's PID namespace.
+    pub share_process_namespace: bool,
+    /// `spec.hostIPC`.
+    pub host_ipc: bool,
 }
 
 /// Where a mount comes from.
@@ -129,6 +177,7 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<i64>,
     /// A fingerprint of the spec, stored as a label.
     pub spec_hash: String,
+    pub security: Security,
 }
 
 /// Coarse state of a runtime object.

@@ -128,6 +128,83 @@ fn system_huge_pages(cmd: &mut Command) {
     }
 }
 
+/// What of a container's security settings a host process can honour: its user, groups and
+/// `no_new_privs` (switching users only when the agent is root), and `runAsNonRoot`. The
+/// rest (capabilities, a read-only root, seccomp, AppArmor, SELinux, privileged mode) needs a
+/// container; such a container is refused (`CreateContainerConfigError`), not run unconfined.
+fn check_security(spec: &ContainerSpec) -> Result<()> {
+    let sec = &spec.security;
+    let refuse = |what: &str| {
+        Err(AgentError::ContainerConfig(format!(
+            "container {:?}: the process runtime cannot honour {what} (it runs host processes; use the docker runtime)",
+            spec.name
+        )))
+    };
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid != 0 {
+        if sec.run_as_user.is_some_and(|u| u != uid) || sec.run_as_group.is_some_and(|g| g != gid) {
+            return refuse(&format!(
+                "runAsUser/runAsGroup other than the agent's own ({uid}:{gid}) unless the agent runs as root"
+            ));
+        }
+        if !sec.supplemental_groups.is_empty() {
+            return refuse("supplementalGroups or fsGroup unless the agent runs as root");
+        }
+    }
+    if sec.run_as_non_root && sec.run_as_user.unwrap_or(uid) == 0 {
+        return Err(AgentError::ContainerConfig(format!(
+            "container's runAsUser breaks non-root policy (pod: \"{}_{}({})\", container: {})",
+            spec.pod.name, spec.pod.namespace, spec.pod.uid, spec.name
+        )));
+    }
+    let confined = |p: &Option<super::Profile>| p.as_ref().is_some_and(|p| *p != super::Profile::Unconfined);
+    let unsupported = [
+        (sec.privileged, "privileged"),
+        (!sec.capabilities_add.is_empty() || !sec.capabilities_drop.is_empty(), "capabilities"),
+        (sec.read_only_root_filesystem, "readOnlyRootFilesystem"),
+        (confined(&sec.seccomp), "seccompProfile"),
+        (confined(&sec.apparmor), "appArmorProfile"),
+        (!sec.selinux.is_empty(), "seLinuxOptions"),
+    ];
+    match unsupported.iter().find(|(set, _)| *set) {
+        Some((_, what)) => refuse(&format!("securityContext.{what}")),
+        None => Ok(()),
+    }
+}
+
+/// Starts the process as the container's user and groups (checked by [`check_security`]),
+/// with `no_new_privs` when privilege escalation is not allowed.
+fn run_as(cmd: &mut Command, sec: &super::Security) {
+    let (uid, gid, no_new_privs) = (sec.run_as_user, sec.run_as_group, sec.no_new_privileges);
+    let groups: Vec<libc::gid_t> = sec.supplemental_groups.clone();
+    if uid.is_none() && gid.is_none() && groups.is_empty() && !no_new_privs {
+        return;
+    }
+    // SAFETY: runs between fork and exec; each call is one system call (async-signal-safe) on
+    // memory allocated before the fork; nothing here allocates or locks. The order is the
+    // only one that works: groups and group while still privileged, the user last.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+            if libc::getuid() == 0 && (uid.is_some() || gid.is_some() || !groups.is_empty()) {
+                // Only the container's groups: none of the agent's supplementary groups.
+                check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+            }
+            if let Some(gid) = gid {
+                check(libc::setgid(gid))?;
+            }
+            if let Some(uid) = uid {
+                check(libc::setuid(uid))?;
+            }
+            if no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+            Ok(())
+        });
+    }
+}
+
 #[async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
@@ -180,6 +257,7 @@ impl Runtime for ProcessRuntime {
                 spec.name
             )));
         }
+        check_security(spec)?;
         let mut labels = spec.pod.labels();
         labels.insert(labels::KIND.into(), "container".into());
         labels.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
@@ -239,6 +317,7 @@ impl Runtime for ProcessRuntime {
             cmd.current_dir(wd);
         }
         system_huge_pages(&mut cmd);
+        run_as(&mut cmd, &spec.security);
         let spawned = cmd.spawn();
         let now = SystemTime::now();
         let mut child = match spawned {
@@ -348,6 +427,10 @@ impl Runtime for ProcessRuntime {
             }
         }
         system_huge_pages(&mut c);
+        if let Some(spec) = &spec {
+            // A command run in the container runs as the container does.
+            run_as(&mut c, &spec.security);
+        }
         let mut child = c.spawn().map_err(|e| AgentError::io(format!("exec {program:?}"), e))?;
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
