@@ -558,7 +558,7 @@ fn proc_status(id: &str, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_context_is_enforced() {
-    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
+    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext, Sysctl};
     let Some(s) = setup().await else { return };
     let h = &s.h;
     let idle = "trap 'exit 0' TERM; while :; do sleep 1; done";
@@ -590,6 +590,10 @@ async fn security_context_is_enforced() {
         run_as_group: Some(3000),
         fs_group: Some(2000),
         supplemental_groups: Some(vec![4000]),
+        sysctls: Some(vec![
+            Sysctl { name: "net.ipv4.ping_group_range".into(), value: "0 4000".into() },
+            Sysctl { name: "kernel.shm_rmid_forced".into(), value: "1".into() },
+        ]),
         ..Default::default()
     });
     h.manager.sync(vec![p.clone()]);
@@ -621,6 +625,9 @@ async fn security_context_is_enforced() {
     let cap_eff = u64::from_str_radix(&proc_status(&loose, "CapEff"), 16).unwrap();
     assert!(cap_eff & (1 << 12) != 0, "CAP_NET_ADMIN added: {cap_eff:x}");
     assert_eq!(proc_status(&loose, "NoNewPrivs"), "0");
+    // The pod's sysctls, set in the sandbox's network and IPC namespaces that both share.
+    let sysctls = docker_exec(&app, "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/kernel/shm_rmid_forced");
+    assert_eq!(sysctls.split_whitespace().collect::<Vec<_>>(), ["0", "4000", "1"], "{sysctls}");
     // One PID namespace for the pod: the sandbox's pause is PID 1 for both containers.
     assert!(docker_exec(&loose, "cat /proc/1/cmdline").contains("pause"), "shareProcessNamespace");
 

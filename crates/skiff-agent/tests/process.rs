@@ -327,3 +327,41 @@ async fn process_containers_run_as_their_user_and_refuse_what_needs_a_container(
     h.manager.sync(vec![deleted(p, 5)]);
     h.wait_removed("proc-sec", Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_pod_past_its_active_deadline_is_stopped_and_failed() {
+    let s = setup().await;
+    let h = &s.h;
+    let mut p = pod("proc-deadline", vec![container("app", "ignored", sh(POLITE))]);
+    p.spec.as_mut().unwrap().active_deadline_seconds = Some(1);
+    h.manager.sync(vec![p.clone()]);
+    let started = Instant::now();
+    h.wait_status("proc-deadline", Duration::from_secs(20), "Running", |s| s.phase.as_deref() == Some("Running")).await;
+    let st = h
+        .wait_status("proc-deadline", Duration::from_secs(20), "Failed", |s| s.phase.as_deref() == Some("Failed"))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "not before its deadline: {:?}", started.elapsed());
+    assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(st.message.as_deref(), Some("Pod was active on the node longer than the specified deadline"));
+    let c = cstatus(&st, "app");
+    assert!(c.state.as_ref().unwrap().terminated.is_some(), "the container was stopped: {c:?}");
+    assert!(!c.ready);
+    let events: Vec<(String, bool)> = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            skiff_agent::PodEvent::Recorded(r) if r.name == "proc-deadline" => Some((r.reason.clone(), r.warning)),
+            _ => None,
+        })
+        .collect();
+    assert!(events.contains(&("DeadlineExceeded".to_string(), true)), "{events:?}");
+    // Failed for good: the policy Always does not bring it back.
+    tokio::time::sleep(Duration::from_millis(600)).await; // observation window, not synchronization
+    let last = h.statuses_of("proc-deadline").pop().unwrap();
+    assert_eq!(last.phase.as_deref(), Some("Failed"));
+    assert!(cstatus(&last, "app").state.as_ref().unwrap().terminated.is_some());
+    h.manager.sync(vec![deleted(p, 5)]);
+    h.wait_removed("proc-deadline", Duration::from_secs(20)).await;
+}

@@ -663,7 +663,16 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
         }
     }
     non_negative(spec.get("terminationGracePeriodSeconds"), &format!("{path}.terminationGracePeriodSeconds"), errs);
-    non_negative(spec.get("activeDeadlineSeconds"), &format!("{path}.activeDeadlineSeconds"), errs);
+    if let Some(v) = spec.get("activeDeadlineSeconds").filter(|v| !v.is_null()) {
+        if template {
+            // A ReplicaSet's (or Deployment's) pods are meant to run on: Kubernetes refuses it.
+            let msg = "activeDeadlineSeconds in ReplicaSet is not Supported";
+            errs.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), v.clone(), msg));
+        } else if !v.as_i64().is_some_and(|n| (1..=i64::from(i32::MAX)).contains(&n)) {
+            let msg = "must be between 1 and 2147483647, inclusive";
+            errs.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), v.clone(), msg));
+        }
+    }
     if let Some(node) = spec.get("nodeName").and_then(Value::as_str) {
         if !node.is_empty() {
             push_all(errs, &format!("{path}.nodeName"), node, is_dns1123_subdomain(node));

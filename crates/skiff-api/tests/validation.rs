@@ -999,3 +999,16 @@ fn security_contexts() {
     assert_eq!(defaulted.pointer("/spec/containers/0/ports/0/hostPort"), Some(&json!(80)));
     assert_eq!(validate(&PODS, &defaulted), Ok(()));
 }
+
+#[test]
+fn active_deadline_seconds() {
+    assert_eq!(validate(&PODS, &with(pod(), "/spec/activeDeadlineSeconds", json!(30))), Ok(()));
+    for bad in [json!(0), json!(-1), json!(2147483648u64)] {
+        let p = with(pod(), "/spec/activeDeadlineSeconds", bad.clone());
+        let msg = single(&PODS, &p, "spec.activeDeadlineSeconds", FieldErrorReason::Invalid);
+        assert!(msg.ends_with("must be between 1 and 2147483647, inclusive"), "{bad}: {msg}");
+    }
+    let d = with(deployment(), "/spec/template/spec/activeDeadlineSeconds", json!(30));
+    let msg = single(&DEPLOYMENTS, &d, "spec.template.spec.activeDeadlineSeconds", FieldErrorReason::Invalid);
+    assert!(msg.ends_with("activeDeadlineSeconds in ReplicaSet is not Supported"), "{msg}");
+}

@@ -124,8 +124,12 @@ struct Worker {
     pod_ip: Option<String>,
     containers: HashMap<String, CState>,
     start_time: Time,
+    /// `start_time` to the nanosecond, for `activeDeadlineSeconds`.
+    started_at: SystemTime,
     status: Option<PodStatus>,
     terminal: bool,
+    /// `spec.activeDeadlineSeconds` ran out: the pod is failed (kubelet's `DeadlineExceeded`).
+    deadline_exceeded: bool,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
     /// Service variables, fixed when the pod (worker) started.
@@ -156,8 +160,10 @@ pub(crate) async fn run(
         pod_ip: None,
         containers: HashMap::new(),
         start_time: now(),
+        started_at: SystemTime::now(),
         status: None,
         terminal: false,
+        deadline_exceeded: false,
         status_slot,
         instances,
         service_env: shared.service_env(&pod_ref.namespace),
@@ -197,6 +203,9 @@ pub(crate) async fn run(
         }
     }
 }
+
+/// kubelet's words for a pod failed by its `activeDeadlineSeconds`.
+const DEADLINE_EXCEEDED_MSG: &str = "Pod was active on the node longer than the specified deadline";
 
 fn instant_of(t: Option<SystemTime>) -> Instant {
     let now = Instant::now();
@@ -238,7 +247,8 @@ impl Worker {
         if let Some(sb) = sandboxes.next() {
             self.sandbox_attempt = sb.attempt();
             self.pod_ip = self.address(&sb);
-            self.start_time = sb.started_at.or(sb.created_at).map(to_time).unwrap_or_else(now);
+            self.started_at = sb.started_at.or(sb.created_at).unwrap_or_else(SystemTime::now);
+            self.start_time = to_time(self.started_at);
             self.sandbox = Some(sb);
         }
         stale.extend(sandboxes);
@@ -276,7 +286,12 @@ impl Worker {
     async fn reconcile(&mut self) -> Instant {
         let start = Instant::now();
         let mut next = start + self.shared.config.resync_interval;
-        if self.terminal {
+        if self.terminal || self.deadline_exceeded {
+            return start + self.shared.config.steady_resync_interval;
+        }
+        let deadline = self.active_deadline();
+        if deadline.is_some_and(|at| at <= start) {
+            self.exceed_deadline().await;
             return start + self.shared.config.steady_resync_interval;
         }
         self.ensure_sandbox().await;
@@ -290,7 +305,47 @@ impl Worker {
         if self.steady() {
             next = start + self.shared.config.steady_resync_interval;
         }
-        next
+        deadline.map_or(next, |at| next.min(at))
+    }
+
+    /// When `spec.activeDeadlineSeconds` runs out, counted from the pod's start on this node.
+    fn active_deadline(&self) -> Option<Instant> {
+        let secs = u64::try_from(self.pod.spec.as_ref()?.active_deadline_seconds?).ok()?;
+        Some(instant_of(Some(self.started_at)) + Duration::from_secs(secs))
+    }
+
+    /// The pod outlived its `activeDeadlineSeconds`: as kubelet, tell it, stop its containers
+    /// within the grace period and fail it (its status then stops the sandbox).
+    async fn exceed_deadline(&mut self) {
+        tracing::info!(pod = self.pod_ref.name, "active deadline exceeded; stopping the pod");
+        self.event(None, true, "DeadlineExceeded", DEADLINE_EXCEEDED_MSG.into());
+        let grace = self.grace();
+        let rt = self.shared.runtime.clone();
+        let mut running: Vec<(String, String)> = self
+            .containers
+            .iter()
+            .filter_map(|(n, st)| {
+                Some((n.clone(), st.current.as_ref().filter(|c| c.state == ContainerState::Running)?.id.clone()))
+            })
+            .collect();
+        running.sort();
+        for (name, _) in &running {
+            self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
+        }
+        for (name, id) in running {
+            let _ = self.shared.call("stop container", rt.stop_container(&id, grace)).await;
+            let info = self.shared.call("inspect container", rt.inspect(&id)).await;
+            if let Some(st) = self.containers.get_mut(&name) {
+                st.drop_probers();
+                if let Ok(info) = info {
+                    st.current = Some(info);
+                }
+            }
+        }
+        for st in self.containers.values_mut() {
+            st.drop_probers();
+        }
+        self.deadline_exceeded = true;
     }
 
     /// The sandbox and every container run (or have finished for good), their probes are set
@@ -866,7 +921,9 @@ impl Worker {
             spec::containers(&self.pod).iter().map(|c| self.container_status(c)).collect();
         let previous = self.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         let mut phase = pod_phase(&statuses, spec::restart_policy(&self.pod)).to_string();
-        if self.terminal {
+        if self.deadline_exceeded {
+            phase = "Failed".into();
+        } else if self.terminal {
             if let Some(p) = self.status.as_ref().and_then(|s| s.phase.clone()) {
                 phase = p;
             }
@@ -897,6 +954,8 @@ impl Worker {
             pod_ip: self.pod_ip.clone(),
             pod_ips: self.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
             start_time: Some(self.start_time.clone()),
+            reason: self.deadline_exceeded.then(|| "DeadlineExceeded".into()),
+            message: self.deadline_exceeded.then(|| DEADLINE_EXCEEDED_MSG.into()),
             ..Default::default()
         }
     }
