@@ -25,6 +25,21 @@ pub fn containers(pod: &Pod) -> &[Container] {
     pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default()
 }
 
+/// The pod's init containers, run one after the other, each to success, before its containers.
+pub fn init_containers(pod: &Pod) -> &[Container] {
+    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default()
+}
+
+/// An init container's restart policy: `Never` with the pod's, else `OnFailure` (one that
+/// succeeded never runs again).
+pub fn init_restart_policy(pod: &Pod) -> &'static str {
+    if restart_policy(pod) == "Never" {
+        "Never"
+    } else {
+        "OnFailure"
+    }
+}
+
 /// `Always` (default), `OnFailure` or `Never`.
 pub fn restart_policy(pod: &Pod) -> &str {
     pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
@@ -402,6 +417,12 @@ pub fn container_spec(
     let nano_cpus = limit("cpu").map(|q| q.nanos()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
     let memory_bytes = limit("memory").map(|q| q.units()).and_then(|n| i64::try_from(n).ok()).filter(|n| *n > 0);
     let security = security(pod, c)?;
+    if c.restart_policy.as_deref() == Some("Always") {
+        return Err(format!(
+            "init container {:?}: sidecar containers (restartPolicy: Always) are not supported by Skiff",
+            c.name
+        ));
+    }
     Ok(ContainerSpec {
         pod: pod_ref.clone(),
         name: c.name.clone(),

@@ -682,3 +682,40 @@ async fn run_as_non_root_refuses_a_root_image_and_host_network_pods_share_the_no
     h.wait_removed("nonroot", Duration::from_secs(30)).await;
     h.wait_removed("hostnet", Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_prepare_the_pod_before_its_containers_start() {
+    let Some(s) = setup().await else { return };
+    let h = &s.h;
+    let work = || Some(vec![VolumeMount { name: "work".into(), mount_path: "/work".into(), ..Default::default() }]);
+    let mut prep = container("prep", BUSYBOX, sh("sleep 0.5; echo prepared-by-$(hostname) > /work/msg"));
+    prep.volume_mounts = work();
+    let mut app = container("app", BUSYBOX, sh("cat /work/msg; trap 'exit 0' TERM; while :; do sleep 1; done"));
+    app.volume_mounts = work();
+    let mut p = pod("init-docker", vec![app]);
+    let spec = p.spec.as_mut().unwrap();
+    spec.init_containers = Some(vec![prep]);
+    spec.volumes =
+        Some(vec![Volume { name: "work".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    h.manager.sync(vec![p.clone()]);
+    let pending = h
+        .wait_event("init-docker", Duration::from_secs(30), "the init container running", |s| {
+            s.init_container_statuses.as_ref().is_some_and(|i| is_running(&i[0]))
+        })
+        .await;
+    assert_eq!(pending.phase.as_deref(), Some("Pending"));
+    assert_eq!(waiting_reason(cstatus(&pending, "app")), Some("PodInitializing"));
+    let st = h.wait_status("init-docker", Duration::from_secs(30), "Ready", is_ready).await;
+    let init = &st.init_container_statuses.as_ref().unwrap()[0];
+    let t = init.state.as_ref().unwrap().terminated.as_ref().expect("the init container finished");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = h.logs("init-docker", "app", false).await;
+    while logs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = h.logs("init-docker", "app", false).await;
+    }
+    assert_eq!(logs.trim(), "prepared-by-init-docker", "the app saw what its init container left");
+    h.manager.sync(vec![deleted(p, 0)]);
+    h.wait_removed("init-docker", Duration::from_secs(30)).await;
+}

@@ -365,3 +365,81 @@ async fn process_pod_past_its_active_deadline_is_stopped_and_failed() {
     h.manager.sync(vec![deleted(p, 5)]);
     h.wait_removed("proc-deadline", Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_init_containers_run_in_order_to_success_before_the_containers() {
+    let s = setup().await;
+    let h = &s.h;
+    let mount = || Some(vec![VolumeMount { name: "work".into(), mount_path: "/work".into(), ..Default::default() }]);
+    let step = |name: &str, script: &str| {
+        let mut c = container(name, "ignored", sh(script));
+        c.volume_mounts = mount();
+        c
+    };
+    let mut p = pod("proc-init", vec![step("app", &format!("cat $SKIFF_VOLUME_WORK/log; {POLITE}"))]);
+    let spec = p.spec.as_mut().unwrap();
+    spec.init_containers = Some(vec![
+        step("first", "sleep 0.3; echo one >> $SKIFF_VOLUME_WORK/log"),
+        step("second", "echo two | tee -a $SKIFF_VOLUME_WORK/log"),
+    ]);
+    spec.volumes =
+        Some(vec![Volume { name: "work".into(), empty_dir: Some(Default::default()), ..Default::default() }]);
+    // An init container that fails, under the policies Never and Always.
+    let failing = |name: &str, policy: &str| {
+        let mut p = pod(name, vec![container("app", "ignored", sh(POLITE))]);
+        let spec = p.spec.as_mut().unwrap();
+        spec.restart_policy = Some(policy.into());
+        spec.init_containers = Some(vec![container("bad", "ignored", sh("exit 3"))]);
+        p
+    };
+    let (never, always) = (failing("proc-init-never", "Never"), failing("proc-init-always", "Always"));
+    h.manager.sync(vec![p.clone(), never.clone(), always.clone()]);
+
+    let condition_of = |s: &k8s_openapi::api::core::v1::PodStatus, t: &str| condition(s, t);
+    let first_running = h
+        .wait_event("proc-init", Duration::from_secs(20), "the first init container running", |s| {
+            s.init_container_statuses.as_ref().is_some_and(|i| is_running(&i[0]))
+        })
+        .await;
+    assert_eq!(first_running.phase.as_deref(), Some("Pending"));
+    assert_eq!(condition_of(&first_running, "Initialized").as_deref(), Some("False"));
+    let inits = first_running.init_container_statuses.as_ref().unwrap();
+    assert_eq!(waiting_reason(&inits[1]), Some("PodInitializing"), "the second waits for the first");
+    assert_eq!(waiting_reason(cstatus(&first_running, "app")), Some("PodInitializing"));
+
+    let st = h.wait_status("proc-init", Duration::from_secs(20), "Running and Ready", is_ready).await;
+    assert_eq!(condition_of(&st, "Initialized").as_deref(), Some("True"));
+    for c in st.init_container_statuses.as_ref().unwrap() {
+        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap_or_else(|| panic!("{c:?}"));
+        assert_eq!((t.exit_code, t.reason.as_deref(), c.restart_count), (0, Some("Completed"), 0), "{}", c.name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = h.logs("proc-init", "app", false).await;
+    while logs.lines().count() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = h.logs("proc-init", "app", false).await;
+    }
+    assert_eq!(logs.lines().collect::<Vec<_>>(), ["one", "two"], "in order, both before the app");
+    assert_eq!(h.logs("proc-init", "second", false).await.trim(), "two", "an init container's logs are kept");
+
+    // Never: the pod fails and its container never starts.
+    let st = h
+        .wait_status("proc-init-never", Duration::from_secs(20), "Failed", |s| s.phase.as_deref() == Some("Failed"))
+        .await;
+    assert!(cstatus(&st, "app").container_id.is_none(), "{st:?}");
+    let bad = &st.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(bad.state.as_ref().unwrap().terminated.as_ref().map(|t| t.exit_code), Some(3));
+    // Always: the init container is retried with backoff; the pod stays Pending meanwhile.
+    let st = h
+        .wait_status("proc-init-always", Duration::from_secs(20), "the init container restarted", |s| {
+            s.init_container_statuses.as_ref().is_some_and(|i| i[0].restart_count >= 1)
+        })
+        .await;
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    assert!(cstatus(&st, "app").container_id.is_none());
+
+    h.manager.sync(vec![deleted(p, 5), deleted(never, 5), deleted(always, 5)]);
+    for name in ["proc-init", "proc-init-never", "proc-init-always"] {
+        h.wait_removed(name, Duration::from_secs(20)).await;
+    }
+}

@@ -648,7 +648,16 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     }
     let init = array(spec.get("initContainers"), &format!("{path}.initContainers"), errs);
     for (i, c) in init.iter().enumerate() {
-        validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names, &volumes, host_users, errs);
+        let cp = format!("{path}.initContainers[{i}]");
+        validate_container(c, &cp, &mut names, &volumes, host_users, errs);
+        if c.get("restartPolicy").and_then(Value::as_str) != Some("Always") {
+            for f in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
+                if c.get(f).is_some_and(|v| !v.is_null()) {
+                    let msg = "may not be set for init containers without restartPolicy=Always";
+                    errs.push(FieldError::forbidden(format!("{cp}.{f}"), msg));
+                }
+            }
+        }
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
         let allowed: &[&str] = if template { &["Always"] } else { RESTART_POLICIES };

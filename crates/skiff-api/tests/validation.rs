@@ -1012,3 +1012,18 @@ fn active_deadline_seconds() {
     let msg = single(&DEPLOYMENTS, &d, "spec.template.spec.activeDeadlineSeconds", FieldErrorReason::Invalid);
     assert!(msg.ends_with("activeDeadlineSeconds in ReplicaSet is not Supported"), "{msg}");
 }
+
+#[test]
+fn init_containers_take_no_probes() {
+    let init = |c: Value| with(pod(), "/spec/initContainers", json!([c]));
+    assert_eq!(validate(&PODS, &init(json!({"name": "setup", "image": "busybox"}))), Ok(()));
+    let probe = json!({"exec": {"command": ["true"]}});
+    for f in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let c = json!({"name": "setup", "image": "busybox", f: probe});
+        let msg = single(&PODS, &init(c), &format!("spec.initContainers[0].{f}"), FieldErrorReason::Forbidden);
+        assert!(msg.ends_with("may not be set for init containers without restartPolicy=Always"), "{msg}");
+    }
+    // A name is unique among both lists.
+    let dup = init(json!({"name": "app", "image": "busybox"}));
+    single(&PODS, &dup, "spec.initContainers[0].name", FieldErrorReason::Duplicate);
+}

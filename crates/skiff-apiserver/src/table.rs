@@ -164,7 +164,34 @@ fn pod_cells(o: &Value) -> Vec<Value> {
     if reason.is_empty() {
         reason = s(o.pointer("/status/phase"));
     }
-    for c in &statuses {
+    // kubectl's printer: the first init container that has not succeeded tells the status.
+    let inits = o.pointer("/status/initContainerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+    let init_total = o.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
+    let restarts = restarts + inits.iter().filter_map(|c| c.get("restartCount").and_then(Value::as_i64)).sum::<i64>();
+    let mut initializing = false;
+    for (i, c) in inits.iter().enumerate() {
+        if let Some(t) = c.pointer("/state/terminated") {
+            if t.get("exitCode").and_then(Value::as_i64) == Some(0) {
+                continue;
+            }
+            reason = match t.get("reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+                Some(r) => format!("Init:{r}"),
+                None => format!("Init:ExitCode:{}", s(t.get("exitCode"))),
+            };
+        } else {
+            reason = match c.pointer("/state/waiting/reason").and_then(Value::as_str) {
+                Some(r) if !r.is_empty() && r != "PodInitializing" => format!("Init:{r}"),
+                _ => format!("Init:{i}/{init_total}"),
+            };
+        }
+        initializing = true;
+        break;
+    }
+    let initialized = o.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| {
+        c.get("type").and_then(Value::as_str) == Some("Initialized")
+            && c.get("status").and_then(Value::as_str) == Some("True")
+    });
+    for c in statuses.iter().filter(|_| !initializing || initialized) {
         if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
             reason = r.to_string();
         } else if let Some(t) = c.pointer("/state/terminated") {
@@ -459,6 +486,35 @@ mod tests {
         assert_eq!(t["columnDefinitions"][1]["name"], "Ready");
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn pod_row_status_while_initializing() {
+        let row = |inits: Value, initialized: &str| {
+            let pod = json!({"metadata": {"name": "p"},
+                "spec": {"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "a"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "Initialized", "status": initialized}],
+                    "initContainerStatuses": inits,
+                    "containerStatuses": [{"name": "a", "ready": false, "restartCount": 0,
+                                           "state": {"waiting": {"reason": "PodInitializing"}}}]}});
+            let t = table(&PODS, &[pod], IncludeObject::None, true, None, None);
+            (t["rows"][0]["cells"][2].clone(), t["rows"][0]["cells"][3].clone())
+        };
+        let done =
+            json!({"name": "i1", "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+        let running = json!({"name": "i2", "restartCount": 0, "state": {"running": {}}});
+        let waiting = json!({"name": "i2", "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}});
+        assert_eq!(row(json!([waiting.clone(), waiting.clone()]), "False").0, "Init:0/2");
+        assert_eq!(row(json!([done.clone(), running]), "False").0, "Init:1/2");
+        let backoff = json!({"name": "i2", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}});
+        assert_eq!(row(json!([done.clone(), backoff]), "False"), (json!("Init:CrashLoopBackOff"), json!("4")));
+        let failed =
+            json!({"name": "i2", "restartCount": 0, "state": {"terminated": {"exitCode": 3, "reason": "Error"}}});
+        assert_eq!(row(json!([done.clone(), failed]), "False").0, "Init:Error");
+        let unnamed = json!({"name": "i2", "restartCount": 0, "state": {"terminated": {"exitCode": 3}}});
+        assert_eq!(row(json!([done.clone(), unnamed]), "False").0, "Init:ExitCode:3");
+        // All done: the containers tell, as for any pod.
+        assert_eq!(row(json!([done.clone(), done]), "True").0, "PodInitializing");
     }
 
     #[test]

@@ -252,7 +252,11 @@ impl Worker {
             self.sandbox = Some(sb);
         }
         stale.extend(sandboxes);
-        let names: Vec<String> = spec::containers(&self.pod).iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = spec::init_containers(&self.pod)
+            .iter()
+            .chain(spec::containers(&self.pod))
+            .map(|c| c.name.clone())
+            .collect();
         let mut by_name: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
         for a in apps {
             let name = a.label(labels::CONTAINER_NAME).unwrap_or_default().to_string();
@@ -299,13 +303,37 @@ impl Worker {
             return next;
         };
         let pod = self.pod.clone();
+        // Init containers one at a time, each to success, before the pod's containers.
+        let init_policy = spec::init_restart_policy(&pod);
+        for c in spec::init_containers(&pod) {
+            if self.init_completed(&c.name) {
+                continue;
+            }
+            self.reconcile_container(c, &sandbox, &mut next, init_policy).await;
+            if !self.init_completed(&c.name) {
+                return deadline.map_or(next, |at| next.min(at));
+            }
+        }
+        let policy = spec::restart_policy(&pod);
         for c in spec::containers(&pod) {
-            self.reconcile_container(c, &sandbox, &mut next).await;
+            self.reconcile_container(c, &sandbox, &mut next, policy).await;
         }
         if self.steady() {
             next = start + self.shared.config.steady_resync_interval;
         }
         deadline.map_or(next, |at| next.min(at))
+    }
+
+    /// Init container `name` ran to success (it never runs again).
+    fn init_completed(&self, name: &str) -> bool {
+        self.containers.get(name).and_then(|st| st.current.as_ref()).is_some_and(|c| {
+            c.state == ContainerState::Exited && c.exit_code == Some(0) && c.reason.as_deref() != Some("StartError")
+        })
+    }
+
+    /// Every init container ran to success.
+    fn initialized(&self) -> bool {
+        spec::init_containers(&self.pod).iter().all(|c| self.init_completed(&c.name))
     }
 
     /// When `spec.activeDeadlineSeconds` runs out, counted from the pod's start on this node.
@@ -434,7 +462,9 @@ impl Worker {
         }
     }
 
-    async fn reconcile_container(&mut self, c: &Container, sandbox: &ContainerInfo, next: &mut Instant) {
+    /// Drive container `c` towards running (or finished, per `policy`, the restart policy that
+    /// applies to it).
+    async fn reconcile_container(&mut self, c: &Container, sandbox: &ContainerInfo, next: &mut Instant, policy: &str) {
         let rt = self.shared.runtime.clone();
         let mut st = self.containers.remove(&c.name).unwrap_or_else(|| CState::new(&self.shared));
         // Refresh the current instance.
@@ -495,7 +525,7 @@ impl Worker {
                 st.started = false;
                 let cur = st.current.clone().expect("exited");
                 let code = cur.exit_code.unwrap_or(-1);
-                let restart = match spec::restart_policy(&self.pod) {
+                let restart = match policy {
                     "Never" => false,
                     "OnFailure" => code != 0,
                     _ => true,
@@ -917,10 +947,38 @@ impl Worker {
     }
 
     fn compute_status(&self) -> PodStatus {
-        let statuses: Vec<ContainerStatus> =
+        let initialized = self.initialized();
+        let inits = spec::init_containers(&self.pod);
+        let mut init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| self.container_status(c)).collect();
+        let mut statuses: Vec<ContainerStatus> =
             spec::containers(&self.pod).iter().map(|c| self.container_status(c)).collect();
+        if !initialized {
+            // kubelet's word for what waits on the init containers.
+            let not_run = init_statuses.iter_mut().filter(|s| s.container_id.is_none());
+            for s in not_run.chain(statuses.iter_mut()) {
+                if s.state.as_ref().is_some_and(|st| {
+                    st.waiting.as_ref().is_some_and(|w| w.reason.as_deref() == Some("ContainerCreating"))
+                }) {
+                    s.state = Some(K8sState {
+                        waiting: Some(ContainerStateWaiting { reason: Some("PodInitializing".into()), message: None }),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
         let previous = self.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-        let mut phase = pod_phase(&statuses, spec::restart_policy(&self.pod)).to_string();
+        let init_failed = || {
+            inits
+                .iter()
+                .any(|c| self.containers.get(&c.name).is_some_and(|st| st.done) && !self.init_completed(&c.name))
+        };
+        let mut phase = if initialized {
+            pod_phase(&statuses, spec::restart_policy(&self.pod)).to_string()
+        } else if init_failed() {
+            "Failed".to_string()
+        } else {
+            "Pending".to_string()
+        };
         if self.deadline_exceeded {
             phase = "Failed".into();
         } else if self.terminal {
@@ -938,9 +996,17 @@ impl Worker {
         } else {
             (Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
         };
+        let incomplete: Vec<&str> =
+            inits.iter().filter(|c| !self.init_completed(&c.name)).map(|c| c.name.as_str()).collect();
+        let (init_reason, init_message) = if incomplete.is_empty() {
+            (None, None)
+        } else {
+            let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
+            (Some("ContainersNotInitialized"), Some(message))
+        };
         let conditions = vec![
             condition(&previous, "PodScheduled", true, None, None),
-            condition(&previous, "Initialized", true, None, None),
+            condition(&previous, "Initialized", initialized, init_reason, init_message),
             condition(&previous, "ContainersReady", all_ready, reason, message.clone()),
             condition(&previous, "Ready", all_ready, reason, message),
         ];
@@ -949,6 +1015,7 @@ impl Worker {
             phase: Some(phase),
             conditions: Some(conditions),
             container_statuses: Some(statuses),
+            init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
             host_ip: Some(host_ip.clone()),
             host_ips: Some(vec![HostIP { ip: host_ip }]),
             pod_ip: self.pod_ip.clone(),
