@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerPort, Probe};
+use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -277,6 +277,51 @@ pub async fn check(
             }
         }
         ProbeAction::Unsupported(msg) => Err(msg.clone()),
+    }
+}
+
+/// A lifecycle hook (`postStart`, `preStop`) as kubelet runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// `exec` or `httpGet`, run as a probe's check is.
+    Check(ProbeAction),
+    /// `sleep`.
+    Sleep(Duration),
+}
+
+/// The hook of handler `h`; `None` for a `tcpSocket` one, which kubelet accepts (for
+/// backward compatibility) and does not run, or for an empty one.
+pub fn hook_action(h: &LifecycleHandler, ports: &[ContainerPort]) -> Option<HookAction> {
+    if let Some(exec) = &h.exec {
+        return Some(HookAction::Check(ProbeAction::Exec(exec.command.clone().unwrap_or_default())));
+    }
+    if let Some(s) = &h.sleep {
+        return Some(HookAction::Sleep(Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0))));
+    }
+    let http = h.http_get.as_ref()?;
+    let probe = Probe { http_get: Some(http.clone()), ..Default::default() };
+    Some(HookAction::Check(ProbeSettings::from_k8s(ProbeKind::Liveness, &probe, ports).action))
+}
+
+/// Run a hook within `timeout`; `Err` carries why it failed.
+pub async fn run_hook(
+    hook: &HookAction,
+    runtime: &dyn Runtime,
+    container_id: &str,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    match hook {
+        HookAction::Sleep(d) => {
+            tokio::time::sleep((*d).min(timeout)).await;
+            Ok(())
+        }
+        HookAction::Check(action) => {
+            match tokio::time::timeout(timeout, check(action, runtime, container_id, pod_ip, timeout)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {timeout:?}")),
+            }
+        }
     }
 }
 

@@ -30,6 +30,11 @@ pub fn init_containers(pod: &Pod) -> &[Container] {
     pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default()
 }
 
+/// The pod's init containers, then its containers.
+pub fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    init_containers(pod).iter().chain(containers(pod))
+}
+
 /// An init container's restart policy: `Never` with the pod's, else `OnFailure` (one that
 /// succeeded never runs again).
 pub fn init_restart_policy(pod: &Pod) -> &'static str {

@@ -443,3 +443,56 @@ async fn process_init_containers_run_in_order_to_success_before_the_containers()
         h.wait_removed(name, Duration::from_secs(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_lifecycle_hooks_run_after_start_and_before_the_stop() {
+    use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler};
+    let s = setup().await;
+    let h = &s.h;
+    let dir = s.dir.path().display().to_string();
+    let exec = |script: String| LifecycleHandler {
+        exec: Some(ExecAction { command: Some(vec!["sh".into(), "-c".into(), script]) }),
+        ..Default::default()
+    };
+    // The stop's SIGTERM handler writes down what the preStop hook left: proof of the order.
+    let mut app = container(
+        "app",
+        "ignored",
+        sh(&format!("trap 'cat {dir}/prestop > {dir}/seen-at-term; exit 0' TERM; while :; do sleep 0.1; done")),
+    );
+    app.lifecycle = Some(Lifecycle {
+        post_start: Some(exec(format!("echo started > {dir}/poststart"))),
+        pre_stop: Some(exec(format!("sleep 0.3; echo stopping > {dir}/prestop"))),
+    });
+    let mut bad = container("bad", "ignored", sh(POLITE));
+    bad.lifecycle = Some(Lifecycle { post_start: Some(exec("exit 7".into())), ..Default::default() });
+    let mut p = pod("proc-hooks", vec![app, bad]);
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(10);
+    h.manager.sync(vec![p.clone()]);
+
+    let st = h
+        .wait_status("proc-hooks", Duration::from_secs(20), "app running, bad restarted", |s| {
+            is_running(cstatus(s, "app")) && cstatus(s, "bad").restart_count >= 1
+        })
+        .await;
+    assert_eq!(std::fs::read_to_string(s.dir.path().join("poststart")).unwrap().trim(), "started");
+    let failed: Vec<String> = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            skiff_agent::PodEvent::Recorded(r) if r.reason == "FailedPostStartHook" => {
+                Some(format!("{} {}", r.field_path, r.message))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!failed.is_empty() && failed[0].starts_with("spec.containers{bad} PostStartHook failed"), "{failed:?}");
+    assert_eq!(cstatus(&st, "app").restart_count, 0);
+
+    h.manager.sync(vec![deleted(p, 10)]);
+    h.wait_removed("proc-hooks", Duration::from_secs(30)).await;
+    let seen = std::fs::read_to_string(s.dir.path().join("seen-at-term")).unwrap();
+    assert_eq!(seen.trim(), "stopping", "the preStop hook ran to its end before SIGTERM");
+}

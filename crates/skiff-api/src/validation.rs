@@ -643,8 +643,12 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     let volumes = validate_volumes(spec.get("volumes"), &format!("{path}.volumes"), errs);
     let mut names = BTreeSet::new();
     let host_users = spec.get("hostUsers").and_then(Value::as_bool) != Some(false);
+    let grace = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
     for (i, c) in containers.iter().enumerate() {
         validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, host_users, errs);
+        if let Some(l) = c.get("lifecycle").filter(|v| !v.is_null()) {
+            validate_lifecycle(l, &format!("{path}.containers[{i}].lifecycle"), grace, errs);
+        }
     }
     let init = array(spec.get("initContainers"), &format!("{path}.initContainers"), errs);
     for (i, c) in init.iter().enumerate() {
@@ -935,6 +939,30 @@ fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>)
     if kind != "readinessProbe" {
         if let Some(n) = p.get("successThreshold").and_then(Value::as_i64).filter(|n| *n != 1) {
             errs.push(FieldError::invalid(format!("{path}.successThreshold"), n, "must be 1"));
+        }
+    }
+}
+
+/// `postStart` and `preStop`: one handler each, its port valid, a `sleep` within the pod's
+/// grace period.
+fn validate_lifecycle(l: &Value, path: &str, grace: Option<i64>, errs: &mut Vec<FieldError>) {
+    for hook in ["postStart", "preStop"] {
+        let Some(h) = l.get(hook).filter(|v| !v.is_null()) else { continue };
+        let hp = format!("{path}.{hook}");
+        exactly_one(&present(h, &["exec", "httpGet", "tcpSocket", "sleep"]), &hp, "handler type", errs);
+        for handler in ["httpGet", "tcpSocket"] {
+            let Some(a) = h.get(handler).filter(|v| !v.is_null()) else { continue };
+            let field = format!("{hp}.{handler}.port");
+            match a.get("port").filter(|v| !v.is_null()) {
+                None => errs.push(FieldError::required(field, "")),
+                Some(port) => check_port_num_or_name(port, &field, errs),
+            }
+        }
+        if let (Some(secs), Some(grace)) = (h.pointer("/sleep/seconds").and_then(Value::as_i64), grace) {
+            if secs <= 0 || secs > grace {
+                let msg = format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace})");
+                errs.push(FieldError::invalid(format!("{hp}.sleep"), secs, msg));
+            }
         }
     }
 }

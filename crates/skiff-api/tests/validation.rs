@@ -1027,3 +1027,26 @@ fn init_containers_take_no_probes() {
     let dup = init(json!({"name": "app", "image": "busybox"}));
     single(&PODS, &dup, "spec.initContainers[0].name", FieldErrorReason::Duplicate);
 }
+
+#[test]
+fn lifecycle_hooks() {
+    let hooks = |l: Value| with(pod(), "/spec/containers/0/lifecycle", l);
+    let ok = json!({"postStart": {"exec": {"command": ["touch", "/ready"]}},
+                    "preStop": {"httpGet": {"path": "/drain", "port": "http"}}});
+    assert_eq!(validate(&PODS, &hooks(ok)), Ok(()));
+    assert_eq!(validate(&PODS, &hooks(json!({"preStop": {"sleep": {"seconds": 5}}}))), Ok(()));
+    let lp = "spec.containers[0].lifecycle.preStop";
+    single(&PODS, &hooks(json!({"preStop": {}})), lp, FieldErrorReason::Required);
+    let two = json!({"preStop": {"exec": {"command": ["true"]}, "sleep": {"seconds": 1}}});
+    single(&PODS, &hooks(two), &format!("{lp}.sleep"), FieldErrorReason::Forbidden);
+    single(
+        &PODS,
+        &hooks(json!({"preStop": {"httpGet": {"path": "/"}}})),
+        &format!("{lp}.httpGet.port"),
+        FieldErrorReason::Required,
+    );
+    let long =
+        with(hooks(json!({"preStop": {"sleep": {"seconds": 40}}})), "/spec/terminationGracePeriodSeconds", json!(30));
+    let msg = single(&PODS, &long, &format!("{lp}.sleep"), FieldErrorReason::Invalid);
+    assert!(msg.ends_with("must be greater than 0 and less than terminationGracePeriodSeconds (30)"), "{msg}");
+}

@@ -15,7 +15,7 @@ use super::status::{condition, now, pod_phase, terminated, to_time};
 use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, RelistLink, Seen, Shared};
 use crate::backoff::Backoff;
 use crate::error::AgentError;
-use crate::probe::{ProbeKind, ProbeSettings, Prober};
+use crate::probe::{self, ProbeKind, ProbeSettings, Prober};
 use crate::runtime::{labels, ContainerInfo, ContainerState, ObjectKind, PodRef};
 use crate::spec;
 
@@ -204,6 +204,55 @@ pub(crate) async fn run(
     }
 }
 
+/// How long a `postStart` hook may take (kubelet sets none; every wait here has one).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// What a container gets for its stop after its `preStop` hook at the least, as in kubelet.
+const MIN_GRACE_AFTER_HOOK: Duration = Duration::from_secs(2);
+
+/// A container's `preStop` hook, with what it needs to run in a task of its own.
+struct PreStop {
+    action: probe::HookAction,
+    shared: Arc<Shared>,
+    pod_ref: PodRef,
+    container: String,
+    id: String,
+    pod_ip: String,
+}
+
+impl PreStop {
+    /// Run within `grace`; returns what is left of it for the stop (at least 2 s). A failure
+    /// is told (`FailedPreStopHook`) and the stop goes on.
+    async fn run(self, grace: Duration) -> Duration {
+        let started = Instant::now();
+        let rt = self.shared.runtime.clone();
+        if let Err(e) = probe::run_hook(&self.action, rt.as_ref(), &self.id, &self.pod_ip, grace).await {
+            tracing::info!(pod = self.pod_ref.name, container = self.container, error = e, "preStop hook failed");
+            record(
+                &self.shared,
+                &self.pod_ref,
+                Some(&self.container),
+                true,
+                "FailedPreStopHook",
+                format!("PreStopHook failed: {e}"),
+            );
+        }
+        grace.saturating_sub(started.elapsed()).max(MIN_GRACE_AFTER_HOOK)
+    }
+}
+
+/// Publish an event about the pod (or one of its containers) for the control plane.
+fn record(shared: &Shared, pod_ref: &PodRef, container: Option<&str>, warning: bool, reason: &str, message: String) {
+    shared.publish(PodEvent::Recorded(RecordedEvent {
+        namespace: pod_ref.namespace.clone(),
+        name: pod_ref.name.clone(),
+        uid: pod_ref.uid.clone(),
+        field_path: container.map(|c| format!("spec.containers{{{c}}}")).unwrap_or_default(),
+        warning,
+        reason: reason.to_string(),
+        message,
+    }));
+}
+
 /// kubelet's words for a pod failed by its `activeDeadlineSeconds`.
 const DEADLINE_EXCEEDED_MSG: &str = "Pod was active on the node longer than the specified deadline";
 
@@ -220,15 +269,7 @@ impl Worker {
 
     /// Record a Kubernetes Event about this pod (`container`: about one of its containers).
     fn event(&self, container: Option<&str>, warning: bool, reason: &str, message: String) {
-        self.shared.publish(PodEvent::Recorded(RecordedEvent {
-            namespace: self.pod_ref.namespace.clone(),
-            name: self.pod_ref.name.clone(),
-            uid: self.pod_ref.uid.clone(),
-            field_path: container.map(|c| format!("spec.containers{{{c}}}")).unwrap_or_default(),
-            warning,
-            reason: reason.to_string(),
-            message,
-        }));
+        record(&self.shared, &self.pod_ref, container, warning, reason, message);
     }
 
     fn container_id(&self, id: &str) -> String {
@@ -324,6 +365,19 @@ impl Worker {
         deadline.map_or(next, |at| next.min(at))
     }
 
+    /// (container name, instance id) of the running instances, by name.
+    fn running_instances(&self) -> Vec<(String, String)> {
+        let mut running: Vec<(String, String)> = self
+            .containers
+            .iter()
+            .filter_map(|(n, st)| {
+                Some((n.clone(), st.current.as_ref().filter(|c| c.state == ContainerState::Running)?.id.clone()))
+            })
+            .collect();
+        running.sort();
+        running
+    }
+
     /// Init container `name` ran to success (it never runs again).
     fn init_completed(&self, name: &str) -> bool {
         self.containers.get(name).and_then(|st| st.current.as_ref()).is_some_and(|c| {
@@ -349,17 +403,11 @@ impl Worker {
         self.event(None, true, "DeadlineExceeded", DEADLINE_EXCEEDED_MSG.into());
         let grace = self.grace();
         let rt = self.shared.runtime.clone();
-        let mut running: Vec<(String, String)> = self
-            .containers
-            .iter()
-            .filter_map(|(n, st)| {
-                Some((n.clone(), st.current.as_ref().filter(|c| c.state == ContainerState::Running)?.id.clone()))
-            })
-            .collect();
-        running.sort();
+        let running = self.running_instances();
         for (name, _) in &running {
             self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
         }
+        let grace = self.run_pre_stops(&running, grace).await;
         for (name, id) in running {
             let _ = self.shared.call("stop container", rt.stop_container(&id, grace)).await;
             let info = self.shared.call("inspect container", rt.inspect(&id)).await;
@@ -507,7 +555,7 @@ impl Worker {
                     tracing::info!(pod = self.pod_ref.name, container = c.name, "container spec changed; restarting");
                     let msg = format!("Container {} definition changed, will be restarted", c.name);
                     self.event(Some(&c.name), false, "Killing", msg);
-                    self.kill(&mut st, &cur.id, self.grace());
+                    self.kill(&mut st, c, &cur.id, self.grace());
                     st.backoff.reset();
                 }
                 self.manage_probes(&mut st, c, &cur);
@@ -515,7 +563,7 @@ impl Worker {
             Some(ContainerState::Created) => {
                 // Created but never started (e.g. the agent stopped in between): start it now.
                 let cur = st.current.clone().expect("created");
-                self.start_created(&mut st, &c.name, &cur.id).await;
+                self.start_created(&mut st, c, &cur.id).await;
             }
             Some(ContainerState::Exited) | Some(ContainerState::Unknown) => {
                 st.drop_probers();
@@ -668,7 +716,7 @@ impl Worker {
             ip: None,
         });
         self.publish_instances_with(&c.name, st);
-        self.start_created(st, &c.name, &id).await;
+        self.start_created(st, c, &id).await;
     }
 
     /// The container waits with `waiting` (reason, message); `event` (a Warning's reason and
@@ -681,7 +729,8 @@ impl Worker {
     }
 
     /// Start a created instance; a failed start becomes an exited instance (`StartError`).
-    async fn start_created(&mut self, st: &mut CState, name: &str, id: &str) {
+    async fn start_created(&mut self, st: &mut CState, c: &Container, id: &str) {
+        let name = c.name.as_str();
         let rt = self.shared.runtime.clone();
         let started = self.shared.call("start container", rt.start_container(id)).await;
         let info = self.shared.call("inspect container", rt.inspect(id)).await;
@@ -691,7 +740,13 @@ impl Worker {
             self.event(Some(name), false, "Started", format!("Started container {name}"));
         }
         match (started, info) {
-            (Ok(()), Ok(info)) => st.current = Some(info),
+            (Ok(()), Ok(info)) => {
+                let running = info.state == ContainerState::Running;
+                st.current = Some(info);
+                if running {
+                    self.post_start(st, c, id).await;
+                }
+            }
             (Ok(()), Err(e)) => {
                 tracing::warn!(pod = self.pod_ref.name, id, error = %e, "inspect after start failed");
                 if let Some(cur) = st.current.as_mut() {
@@ -758,7 +813,7 @@ impl Worker {
                     tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "startup probe failed; restarting");
                     let msg = format!("Container {} failed startup probe, will be restarted", c.name);
                     self.event(Some(&c.name), false, "Killing", msg);
-                    self.kill(st, &cur.id, grace);
+                    self.kill(st, c, &cur.id, grace);
                     return;
                 }
                 None => {}
@@ -771,7 +826,7 @@ impl Worker {
                 tracing::info!(pod = self.pod_ref.name, container = c.name, msg = ?state.message, "liveness probe failed; restarting");
                 let msg = format!("Container {} failed liveness probe, will be restarted", c.name);
                 self.event(Some(&c.name), false, "Killing", msg);
-                self.kill(st, &cur.id, grace);
+                self.kill(st, c, &cur.id, grace);
             }
         }
     }
@@ -794,15 +849,21 @@ impl Worker {
         }
     }
 
-    /// Stop the current instance in the background; the exit is then handled like any other.
-    fn kill(&self, st: &mut CState, id: &str, grace: Duration) {
+    /// Stop the current instance of `c` in the background, its `preStop` hook first; the exit
+    /// is then handled like any other.
+    fn kill(&self, st: &mut CState, c: &Container, id: &str, grace: Duration) {
         st.killing = true;
         st.drop_probers();
         let rt = self.shared.runtime.clone();
         let wake = self.wake.clone();
         let id = id.to_string();
+        let hook = self.pre_stop(c, &id);
         let deadline = grace + self.shared.config.runtime_timeout;
         tokio::spawn(async move {
+            let grace = match hook {
+                Some(hook) => hook.run(grace).await,
+                None => grace,
+            };
             if let Err(e) = crate::error::with_deadline("stop container", deadline, rt.stop_container(&id, grace)).await
             {
                 tracing::warn!(id, error = %e, "stopping container failed");
@@ -811,21 +872,59 @@ impl Worker {
         });
     }
 
+    /// The `preStop` hook of container `c`'s instance `id`, ready to run on its own.
+    fn pre_stop(&self, c: &Container, id: &str) -> Option<PreStop> {
+        let handler = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        let action = probe::hook_action(handler, c.ports.as_deref().unwrap_or_default())?;
+        Some(PreStop {
+            action,
+            shared: self.shared.clone(),
+            pod_ref: self.pod_ref.clone(),
+            container: c.name.clone(),
+            id: id.to_string(),
+            pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone()),
+        })
+    }
+
+    /// The `preStop` hooks of the running instances `running` (container name, id), all at
+    /// once; returns what is left of `grace` for the stops.
+    async fn run_pre_stops(&self, running: &[(String, String)], grace: Duration) -> Duration {
+        let pod = self.pod.clone();
+        let hooks: Vec<PreStop> = running
+            .iter()
+            .filter_map(|(name, id)| self.pre_stop(spec::all_containers(&pod).find(|c| &c.name == name)?, id))
+            .collect();
+        if hooks.is_empty() {
+            return grace;
+        }
+        let left = futures::future::join_all(hooks.into_iter().map(|h| h.run(grace))).await;
+        left.into_iter().min().unwrap_or(grace)
+    }
+
+    /// Run container `c`'s `postStart` hook on its just started instance `id`; a failure is
+    /// told (`FailedPostStartHook`) and the instance killed, as kubelet does.
+    async fn post_start(&self, st: &mut CState, c: &Container, id: &str) {
+        let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else { return };
+        let Some(action) = probe::hook_action(handler, c.ports.as_deref().unwrap_or_default()) else { return };
+        let pod_ip = self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone());
+        let rt = self.shared.runtime.clone();
+        if let Err(e) = probe::run_hook(&action, rt.as_ref(), id, &pod_ip, POST_START_TIMEOUT).await {
+            tracing::info!(pod = self.pod_ref.name, container = c.name, error = e, "postStart hook failed; killing");
+            self.event(Some(&c.name), true, "FailedPostStartHook", format!("PostStartHook failed: {e}"));
+            self.kill(st, c, id, self.grace());
+        }
+    }
+
     /// Stop everything of the pod within its grace period and remove it.
     async fn terminate(&mut self) {
         let grace = self.grace();
         tracing::info!(pod = self.pod_ref.name, ?grace, "terminating pod");
         let mut objects: HashMap<String, ContainerInfo> = HashMap::new();
-        let mut names: Vec<&String> = self
-            .containers
-            .iter()
-            .filter(|(_, st)| st.current.as_ref().is_some_and(|c| c.state == ContainerState::Running))
-            .map(|(n, _)| n)
-            .collect();
-        names.sort();
-        for name in names {
+        let running = self.running_instances();
+        for (name, _) in &running {
             self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
         }
+        let grace = self.run_pre_stops(&running, grace).await;
         for st in self.containers.values_mut() {
             st.drop_probers();
             for c in st.current.iter().chain(st.previous.iter()) {
