@@ -920,22 +920,27 @@ fn check_port_num_or_name(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// A probe's or a hook's handler: exactly one of `kinds`, and the port of an `httpGet` or
+/// `tcpSocket` one valid.
+fn validate_handler(h: &Value, path: &str, kinds: &[&str], errs: &mut Vec<FieldError>) {
+    exactly_one(&present(h, kinds), path, "handler type", errs);
+    for handler in ["httpGet", "tcpSocket"] {
+        let Some(a) = h.get(handler).filter(|v| !v.is_null()) else { continue };
+        let field = format!("{path}.{handler}.port");
+        match a.get("port").filter(|v| !v.is_null()) {
+            None => errs.push(FieldError::required(field, "")),
+            Some(port) => check_port_num_or_name(port, &field, errs),
+        }
+    }
+}
+
 /// A liveness, readiness or startup probe: one handler, its port valid, durations and
 /// thresholds not negative, and a success threshold of 1 for liveness and startup probes.
 fn validate_probe(p: &Value, path: &str, kind: &str, errs: &mut Vec<FieldError>) {
     for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         non_negative(p.get(f), &format!("{path}.{f}"), errs);
     }
-    let handlers = present(p, &["exec", "httpGet", "tcpSocket", "grpc"]);
-    exactly_one(&handlers, path, "handler type", errs);
-    for handler in ["httpGet", "tcpSocket"] {
-        let Some(h) = p.get(handler).filter(|h| !h.is_null()) else { continue };
-        let field = format!("{path}.{handler}.port");
-        match h.get("port").filter(|v| !v.is_null()) {
-            None => errs.push(FieldError::required(field, "")),
-            Some(port) => check_port_num_or_name(port, &field, errs),
-        }
-    }
+    validate_handler(p, path, &["exec", "httpGet", "tcpSocket", "grpc"], errs);
     if kind != "readinessProbe" {
         if let Some(n) = p.get("successThreshold").and_then(Value::as_i64).filter(|n| *n != 1) {
             errs.push(FieldError::invalid(format!("{path}.successThreshold"), n, "must be 1"));
@@ -949,15 +954,7 @@ fn validate_lifecycle(l: &Value, path: &str, grace: Option<i64>, errs: &mut Vec<
     for hook in ["postStart", "preStop"] {
         let Some(h) = l.get(hook).filter(|v| !v.is_null()) else { continue };
         let hp = format!("{path}.{hook}");
-        exactly_one(&present(h, &["exec", "httpGet", "tcpSocket", "sleep"]), &hp, "handler type", errs);
-        for handler in ["httpGet", "tcpSocket"] {
-            let Some(a) = h.get(handler).filter(|v| !v.is_null()) else { continue };
-            let field = format!("{hp}.{handler}.port");
-            match a.get("port").filter(|v| !v.is_null()) {
-                None => errs.push(FieldError::required(field, "")),
-                Some(port) => check_port_num_or_name(port, &field, errs),
-            }
-        }
+        validate_handler(h, &hp, &["exec", "httpGet", "tcpSocket", "sleep"], errs);
         if let (Some(secs), Some(grace)) = (h.pointer("/sleep/seconds").and_then(Value::as_i64), grace) {
             if secs <= 0 || secs > grace {
                 let msg = format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace})");
