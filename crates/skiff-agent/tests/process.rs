@@ -495,4 +495,22 @@ async fn process_lifecycle_hooks_run_after_start_and_before_the_stop() {
     h.wait_removed("proc-hooks", Duration::from_secs(30)).await;
     let seen = std::fs::read_to_string(s.dir.path().join("seen-at-term")).unwrap();
     assert_eq!(seen.trim(), "stopping", "the preStop hook ran to its end before SIGTERM");
+
+    // A forced deletion (no grace) runs no hook and tells of no failure.
+    let mut quick = container("quick", "ignored", sh(POLITE));
+    quick.lifecycle =
+        Some(Lifecycle { pre_stop: Some(exec(format!("echo ran > {dir}/forced-prestop"))), ..Default::default() });
+    let q = pod("proc-hooks-forced", vec![quick]);
+    h.manager.sync(vec![q.clone()]);
+    h.wait_status("proc-hooks-forced", Duration::from_secs(20), "Ready", is_ready).await;
+    h.manager.sync(vec![deleted(q, 0)]);
+    h.wait_removed("proc-hooks-forced", Duration::from_secs(20)).await;
+    assert!(!s.dir.path().join("forced-prestop").exists(), "no preStop hook on a forced deletion");
+    let failed_stops = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, skiff_agent::PodEvent::Recorded(r) if r.reason == "FailedPreStopHook"));
+    assert!(!failed_stops);
 }

@@ -220,9 +220,13 @@ struct PreStop {
 }
 
 impl PreStop {
-    /// Run within `grace`; returns what is left of it for the stop (at least 2 s). A failure
-    /// is told (`FailedPreStopHook`) and the stop goes on.
+    /// Run within `grace`; returns what is left of it for the stop (at least 2 s of it). A
+    /// failure is told (`FailedPreStopHook`) and the stop goes on. A stop without grace (a
+    /// forced deletion) runs no hook, as in kubelet.
     async fn run(self, grace: Duration) -> Duration {
+        if grace.is_zero() {
+            return grace;
+        }
         let started = Instant::now();
         let rt = self.shared.runtime.clone();
         if let Err(e) = probe::run_hook(&self.action, rt.as_ref(), &self.id, &self.pod_ip, grace).await {
@@ -236,7 +240,7 @@ impl PreStop {
                 format!("PreStopHook failed: {e}"),
             );
         }
-        grace.saturating_sub(started.elapsed()).max(MIN_GRACE_AFTER_HOOK)
+        grace.saturating_sub(started.elapsed()).max(MIN_GRACE_AFTER_HOOK.min(grace))
     }
 }
 
