@@ -163,8 +163,10 @@ fn state_lines(out: &mut String, label: &str, state: Option<&Value>) {
     }
 }
 
-fn containers(out: &mut String, indent: &str, spec: &Value, statuses: Option<&Value>) {
-    for c in spec.get("containers").and_then(Value::as_array).into_iter().flatten() {
+/// The containers of `spec`'s list `list` (`containers` or `initContainers`), each with its
+/// status from `statuses`.
+fn containers(out: &mut String, indent: &str, spec: &Value, list: &str, statuses: Option<&Value>) {
+    for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
         let name = s(c, "/name");
         let _ = writeln!(out, "{indent}{name}:");
         let i = format!("{indent}  ");
@@ -272,8 +274,13 @@ fn describe_pod(out: &mut String, obj: &Value) {
     }
     let _ = writeln!(out, "IP:\t{}", or_none(s(obj, "/status/podIP")));
     controlled_by(out, obj);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    if spec.get("initContainers").and_then(Value::as_array).is_some_and(|l| !l.is_empty()) {
+        let _ = writeln!(out, "Init Containers:");
+        containers(out, "  ", spec, "initContainers", obj.pointer("/status/initContainerStatuses"));
+    }
     let _ = writeln!(out, "Containers:");
-    containers(out, "  ", obj.get("spec").unwrap_or(&Value::Null), obj.pointer("/status/containerStatuses"));
+    containers(out, "  ", spec, "containers", obj.pointer("/status/containerStatuses"));
     conditions(out, obj, false);
 }
 
@@ -282,7 +289,7 @@ fn pod_template(out: &mut String, obj: &Value) {
     let _ = writeln!(out, "Pod Template:");
     map_lines(out, "  ", "Labels", tpl.pointer("/metadata/labels"), &[]);
     let _ = writeln!(out, "  Containers:");
-    containers(out, "   ", tpl.get("spec").unwrap_or(&Value::Null), None);
+    containers(out, "   ", tpl.get("spec").unwrap_or(&Value::Null), "containers", None);
 }
 
 fn describe_deployment(out: &mut String, obj: &Value) {
@@ -496,7 +503,7 @@ pub fn describe_pod_template(template: &Value) -> String {
     map_lines(&mut out, "  ", "Labels", template.pointer("/metadata/labels"), &[]);
     map_lines(&mut out, "  ", "Annotations", template.pointer("/metadata/annotations"), &[]);
     let _ = writeln!(out, "  Containers:");
-    containers(&mut out, "   ", template.get("spec").unwrap_or(&Value::Null), None);
+    containers(&mut out, "   ", template.get("spec").unwrap_or(&Value::Null), "containers", None);
     tabwrite(&out, 0, 2)
 }
 
@@ -609,6 +616,26 @@ Events:
   Warning  Failed  10s (x3 over 5m)  skiff-agent, node-a  pull failed
 ";
         assert_eq!(text, want, "\n{text}");
+    }
+
+    #[test]
+    fn pod_description_lists_init_containers_first() {
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"initContainers": [{"name": "setup", "image": "busybox"}],
+                     "containers": [{"name": "app", "image": "busybox"}]},
+            "status": {"phase": "Pending",
+                "initContainerStatuses": [{"name": "setup", "ready": false, "restartCount": 1,
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}],
+                "containerStatuses": [{"name": "app", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "PodInitializing"}}}]}
+        });
+        let text = describe(&PODS, &pod, None, &[], NOW);
+        let init = text.find("Init Containers:\n  setup:\n").unwrap_or_else(|| panic!("{text}"));
+        let app = text.find("Containers:\n  app:\n").unwrap_or_else(|| panic!("{text}"));
+        assert!(init < app, "{text}");
+        assert!(text.contains("Restart Count:  1\n"), "{text}");
+        assert!(text.contains("Reason:       PodInitializing\n"), "{text}");
     }
 
     #[test]
