@@ -646,6 +646,10 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     let grace = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
     for (i, c) in containers.iter().enumerate() {
         validate_container(c, &format!("{path}.containers[{i}]"), &mut names, &volumes, host_users, errs);
+        if c.get("restartPolicy").is_some_and(|v| !v.is_null()) {
+            let msg = "may not be set for non-init containers";
+            errs.push(FieldError::forbidden(format!("{path}.containers[{i}].restartPolicy"), msg));
+        }
         if let Some(l) = c.get("lifecycle").filter(|v| !v.is_null()) {
             validate_lifecycle(l, &format!("{path}.containers[{i}].lifecycle"), grace, errs);
         }
@@ -654,6 +658,13 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
     for (i, c) in init.iter().enumerate() {
         let cp = format!("{path}.initContainers[{i}]");
         validate_container(c, &cp, &mut names, &volumes, host_users, errs);
+        match c.get("restartPolicy") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) if p == "Always" => {}
+            Some(other) => {
+                errs.push(FieldError::not_supported(format!("{cp}.restartPolicy"), other.clone(), &["Always"]))
+            }
+        }
         if c.get("restartPolicy").and_then(Value::as_str) != Some("Always") {
             for f in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
                 if c.get(f).is_some_and(|v| !v.is_null()) {

@@ -1023,6 +1023,14 @@ fn init_containers_take_no_probes() {
         let msg = single(&PODS, &init(c), &format!("spec.initContainers[0].{f}"), FieldErrorReason::Forbidden);
         assert!(msg.ends_with("may not be set for init containers without restartPolicy=Always"), "{msg}");
     }
+    // restartPolicy: only `Always` (a sidecar), and only on init containers.
+    let sidecar = init(json!({"name": "proxy", "image": "busybox", "restartPolicy": "Always"}));
+    assert_eq!(validate(&PODS, &sidecar), Ok(()));
+    let other = init(json!({"name": "proxy", "image": "busybox", "restartPolicy": "OnFailure"}));
+    single(&PODS, &other, "spec.initContainers[0].restartPolicy", FieldErrorReason::NotSupported);
+    let app = with(pod(), "/spec/containers/0/restartPolicy", json!("Always"));
+    let msg = single(&PODS, &app, "spec.containers[0].restartPolicy", FieldErrorReason::Forbidden);
+    assert!(msg.ends_with("may not be set for non-init containers"), "{msg}");
     // A name is unique among both lists.
     let dup = init(json!({"name": "app", "image": "busybox"}));
     single(&PODS, &dup, "spec.initContainers[0].name", FieldErrorReason::Duplicate);
