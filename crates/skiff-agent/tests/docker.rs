@@ -208,12 +208,7 @@ async fn containers_share_localhost_and_empty_dir() {
     h.wait_status("duo", Duration::from_secs(30), "all three containers ready", is_ready).await;
     let logs = h.logs("duo", "client", false).await;
     assert!(logs.contains("fetched duo"), "client log: {logs:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut logs = h.logs("duo", "reader", false).await;
-    while logs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        logs = h.logs("duo", "reader", false).await;
-    }
+    let logs = h.logs_with_lines("duo", "reader", 1).await;
     assert_eq!(logs.trim(), "read-only", "readOnly mount honoured");
     // Tail.
     let mut stream = h.manager.logs("default", "duo", "client", false, Some(1), false).await.unwrap();
@@ -709,12 +704,7 @@ async fn init_containers_prepare_the_pod_before_its_containers_start() {
     let init = &st.init_container_statuses.as_ref().unwrap()[0];
     let t = init.state.as_ref().unwrap().terminated.as_ref().expect("the init container finished");
     assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut logs = h.logs("init-docker", "app", false).await;
-    while logs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        logs = h.logs("init-docker", "app", false).await;
-    }
+    let logs = h.logs_with_lines("init-docker", "app", 1).await;
     assert_eq!(logs.trim(), "prepared-by-init-docker", "the app saw what its init container left");
     h.manager.sync(vec![deleted(p, 0)]);
     h.wait_removed("init-docker", Duration::from_secs(30)).await;

@@ -253,21 +253,6 @@ async fn failed_sandbox_creation_backs_off() {
     assert!(took >= Duration::from_millis(1_400), "retries were not spaced out: Ready after {took:?}");
 }
 
-/// (reason, warning, fieldPath, message) of the events recorded about pod `name`.
-fn recorded(h: &Harness, name: &str) -> Vec<(String, bool, String, String)> {
-    h.events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            PodEvent::Recorded(r) if r.name == name => {
-                Some((r.reason.clone(), r.warning, r.field_path.clone(), r.message.clone()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_kubelet_events_for_starts_probes_backoff_and_stops() {
     let rt = fake();

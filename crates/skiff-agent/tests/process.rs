@@ -308,12 +308,7 @@ async fn process_containers_run_as_their_user_and_refuse_what_needs_a_container(
     let msg = cstatus(&st, "confined").state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
     assert!(msg.contains("cannot honour securityContext.readOnlyRootFilesystem"), "{msg}");
     if root {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut logs = h.logs("proc-sec", "user", false).await;
-        while logs.lines().count() < 3 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            logs = h.logs("proc-sec", "user", false).await;
-        }
+        let logs = h.logs_with_lines("proc-sec", "user", 3).await;
         let words: Vec<&str> = logs.split_whitespace().collect();
         assert_eq!(words, ["65534", "65534", "NoNewPrivs:", "1"], "{logs}");
         // A command run in the container (an exec probe, `kubectl exec`) runs as its user too.
@@ -346,16 +341,7 @@ async fn process_pod_past_its_active_deadline_is_stopped_and_failed() {
     let c = cstatus(&st, "app");
     assert!(c.state.as_ref().unwrap().terminated.is_some(), "the container was stopped: {c:?}");
     assert!(!c.ready);
-    let events: Vec<(String, bool)> = h
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            skiff_agent::PodEvent::Recorded(r) if r.name == "proc-deadline" => Some((r.reason.clone(), r.warning)),
-            _ => None,
-        })
-        .collect();
+    let events: Vec<(String, bool)> = recorded(h, "proc-deadline").into_iter().map(|e| (e.0, e.1)).collect();
     assert!(events.contains(&("DeadlineExceeded".to_string(), true)), "{events:?}");
     // Failed for good: the policy Always does not bring it back.
     tokio::time::sleep(Duration::from_millis(600)).await; // observation window, not synchronization
@@ -395,30 +381,24 @@ async fn process_init_containers_run_in_order_to_success_before_the_containers()
     let (never, always) = (failing("proc-init-never", "Never"), failing("proc-init-always", "Always"));
     h.manager.sync(vec![p.clone(), never.clone(), always.clone()]);
 
-    let condition_of = |s: &k8s_openapi::api::core::v1::PodStatus, t: &str| condition(s, t);
     let first_running = h
         .wait_event("proc-init", Duration::from_secs(20), "the first init container running", |s| {
             s.init_container_statuses.as_ref().is_some_and(|i| is_running(&i[0]))
         })
         .await;
     assert_eq!(first_running.phase.as_deref(), Some("Pending"));
-    assert_eq!(condition_of(&first_running, "Initialized").as_deref(), Some("False"));
+    assert_eq!(condition(&first_running, "Initialized").as_deref(), Some("False"));
     let inits = first_running.init_container_statuses.as_ref().unwrap();
     assert_eq!(waiting_reason(&inits[1]), Some("PodInitializing"), "the second waits for the first");
     assert_eq!(waiting_reason(cstatus(&first_running, "app")), Some("PodInitializing"));
 
     let st = h.wait_status("proc-init", Duration::from_secs(20), "Running and Ready", is_ready).await;
-    assert_eq!(condition_of(&st, "Initialized").as_deref(), Some("True"));
+    assert_eq!(condition(&st, "Initialized").as_deref(), Some("True"));
     for c in st.init_container_statuses.as_ref().unwrap() {
         let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap_or_else(|| panic!("{c:?}"));
         assert_eq!((t.exit_code, t.reason.as_deref(), c.restart_count), (0, Some("Completed"), 0), "{}", c.name);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut logs = h.logs("proc-init", "app", false).await;
-    while logs.lines().count() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        logs = h.logs("proc-init", "app", false).await;
-    }
+    let logs = h.logs_with_lines("proc-init", "app", 2).await;
     assert_eq!(logs.lines().collect::<Vec<_>>(), ["one", "two"], "in order, both before the app");
     assert_eq!(h.logs("proc-init", "second", false).await.trim(), "two", "an init container's logs are kept");
 
@@ -476,17 +456,10 @@ async fn process_lifecycle_hooks_run_after_start_and_before_the_stop() {
         })
         .await;
     assert_eq!(std::fs::read_to_string(s.dir.path().join("poststart")).unwrap().trim(), "started");
-    let failed: Vec<String> = h
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            skiff_agent::PodEvent::Recorded(r) if r.reason == "FailedPostStartHook" => {
-                Some(format!("{} {}", r.field_path, r.message))
-            }
-            _ => None,
-        })
+    let failed: Vec<String> = recorded(h, "proc-hooks")
+        .into_iter()
+        .filter(|e| e.0 == "FailedPostStartHook")
+        .map(|e| format!("{} {}", e.2, e.3))
         .collect();
     assert!(!failed.is_empty() && failed[0].starts_with("spec.containers{bad} PostStartHook failed"), "{failed:?}");
     assert_eq!(cstatus(&st, "app").restart_count, 0);
@@ -506,11 +479,7 @@ async fn process_lifecycle_hooks_run_after_start_and_before_the_stop() {
     h.manager.sync(vec![deleted(q, 0)]);
     h.wait_removed("proc-hooks-forced", Duration::from_secs(20)).await;
     assert!(!s.dir.path().join("forced-prestop").exists(), "no preStop hook on a forced deletion");
-    let failed_stops = h
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, skiff_agent::PodEvent::Recorded(r) if r.reason == "FailedPreStopHook"));
+    let failed_stops =
+        ["proc-hooks", "proc-hooks-forced"].iter().flat_map(|p| recorded(h, p)).any(|e| e.0 == "FailedPreStopHook");
     assert!(!failed_stops);
 }

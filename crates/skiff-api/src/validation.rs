@@ -692,9 +692,8 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
             // A ReplicaSet's (or Deployment's) pods are meant to run on: Kubernetes refuses it.
             let msg = "activeDeadlineSeconds in ReplicaSet is not Supported";
             errs.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), v.clone(), msg));
-        } else if !v.as_i64().is_some_and(|n| (1..=i64::from(i32::MAX)).contains(&n)) {
-            let msg = "must be between 1 and 2147483647, inclusive";
-            errs.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), v.clone(), msg));
+        } else {
+            check_int32_from(Some(v), 1, &format!("{path}.activeDeadlineSeconds"), errs);
         }
     }
     if let Some(node) = spec.get("nodeName").and_then(Value::as_str) {
@@ -709,17 +708,24 @@ pub fn validate_pod_spec(spec: &Value, path: &str, template: bool, errs: &mut Ve
 // ---------------------------------------------------------------------------------------------
 // Security contexts (Kubernetes 1.32's `ValidatePodSecurityContext` and `ValidateSecurityContext`)
 
-const ID_RANGE_MSG: &str = "must be between 0 and 2147483647, inclusive";
 const PROFILE_TYPES: &[&str] = &["Localhost", "RuntimeDefault", "Unconfined"];
 /// `SysctlContainSlashFmt`, what Kubernetes 1.32 allows everywhere.
 const SYSCTL_NAME_MSG: &str = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
 
 /// A user or group id: an integer in 0..=2147483647.
 fn check_id(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    check_int32_from(v, 0, path, errs);
+}
+
+/// An integer in `low..=2147483647` (Kubernetes' `InclusiveRangeError`), when set.
+fn check_int32_from(v: Option<&Value>, low: i64, path: &str, errs: &mut Vec<FieldError>) {
     match v {
         None | Some(Value::Null) => {}
-        Some(v) if v.as_i64().is_some_and(|n| (0..=i64::from(i32::MAX)).contains(&n)) => {}
-        Some(v) => errs.push(FieldError::invalid(path, v.clone(), ID_RANGE_MSG)),
+        Some(v) if v.as_i64().is_some_and(|n| (low..=i64::from(i32::MAX)).contains(&n)) => {}
+        Some(v) => {
+            let msg = format!("must be between {low} and 2147483647, inclusive");
+            errs.push(FieldError::invalid(path, v.clone(), msg));
+        }
     }
 }
 

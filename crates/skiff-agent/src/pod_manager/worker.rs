@@ -412,18 +412,15 @@ impl Worker {
             self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
         }
         let grace = self.run_pre_stops(&running, grace).await;
+        for st in self.containers.values_mut() {
+            st.drop_probers();
+        }
         for (name, id) in running {
             let _ = self.shared.call("stop container", rt.stop_container(&id, grace)).await;
             let info = self.shared.call("inspect container", rt.inspect(&id)).await;
-            if let Some(st) = self.containers.get_mut(&name) {
-                st.drop_probers();
-                if let Ok(info) = info {
-                    st.current = Some(info);
-                }
+            if let (Some(st), Ok(info)) = (self.containers.get_mut(&name), info) {
+                st.current = Some(info);
             }
-        }
-        for st in self.containers.values_mut() {
-            st.drop_probers();
         }
         self.deadline_exceeded = true;
     }
@@ -976,7 +973,9 @@ impl Worker {
         }
     }
 
-    fn container_status(&self, c: &Container) -> ContainerStatus {
+    /// Container `c`'s status; `idle` is the waiting reason of one with no instance yet and
+    /// nothing else to tell.
+    fn container_status(&self, c: &Container, idle: &str) -> ContainerStatus {
         let st = self.containers.get(&c.name);
         let image = c.image.clone().unwrap_or_default();
         let waiting = |reason: &str, message: Option<String>| K8sState {
@@ -988,8 +987,7 @@ impl Worker {
             ..Default::default()
         };
         let Some(st) = st else {
-            let (reason, message) =
-                self.sandbox_error.clone().unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+            let (reason, message) = self.sandbox_error.clone().unwrap_or_else(|| (idle.into(), String::new()));
             return ContainerStatus {
                 name: c.name.clone(),
                 image,
@@ -1005,7 +1003,7 @@ impl Worker {
                     .waiting
                     .clone()
                     .or_else(|| self.sandbox_error.clone())
-                    .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+                    .unwrap_or_else(|| (idle.into(), String::new()));
                 (waiting(&reason, Some(message).filter(|m| !m.is_empty())), previous_term)
             }
             Some(cur) => match cur.state {
@@ -1052,23 +1050,11 @@ impl Worker {
     fn compute_status(&self) -> PodStatus {
         let initialized = self.initialized();
         let inits = spec::init_containers(&self.pod);
-        let mut init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| self.container_status(c)).collect();
-        let mut statuses: Vec<ContainerStatus> =
-            spec::containers(&self.pod).iter().map(|c| self.container_status(c)).collect();
-        if !initialized {
-            // kubelet's word for what waits on the init containers.
-            let not_run = init_statuses.iter_mut().filter(|s| s.container_id.is_none());
-            for s in not_run.chain(statuses.iter_mut()) {
-                if s.state.as_ref().is_some_and(|st| {
-                    st.waiting.as_ref().is_some_and(|w| w.reason.as_deref() == Some("ContainerCreating"))
-                }) {
-                    s.state = Some(K8sState {
-                        waiting: Some(ContainerStateWaiting { reason: Some("PodInitializing".into()), message: None }),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
+        // kubelet's word for a container not created yet while the init containers run.
+        let idle = if initialized { "ContainerCreating" } else { "PodInitializing" };
+        let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| self.container_status(c, idle)).collect();
+        let statuses: Vec<ContainerStatus> =
+            spec::containers(&self.pod).iter().map(|c| self.container_status(c, idle)).collect();
         let previous = self.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         let init_failed = || {
             inits

@@ -383,7 +383,9 @@ impl Runtime for DockerRuntime {
         labels.insert(labels::ATTEMPT.into(), spec.attempt.to_string());
         let mut exposed = Vec::new();
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for p in &spec.ports {
+        // (On the node's network its ports are the pod's: nothing to publish.)
+        let published = if spec.host_network { &[][..] } else { &spec.ports[..] };
+        for p in published {
             let key = format!("{}/{}", p.container_port, p.protocol);
             exposed.push(key.clone());
             bindings
@@ -391,11 +393,6 @@ impl Runtime for DockerRuntime {
                 .or_insert_with(|| Some(Vec::new()))
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding { host_ip: p.host_ip.clone(), host_port: Some(p.host_port.to_string()) });
-        }
-        if spec.host_network {
-            // The node's network: its ports are the pod's, nothing to publish.
-            exposed.clear();
-            bindings.clear();
         }
         let name = sandbox_name(&spec.pod.name, &spec.pod.namespace, &spec.pod.uid, spec.attempt);
         // The agent's pod network, unless the pod publishes host ports (Docker's network does)

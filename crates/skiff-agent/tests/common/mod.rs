@@ -204,6 +204,32 @@ impl Harness {
             Err(e) => format!("<error: {e}>"),
         }
     }
+
+    /// The container's log once it holds `lines` lines, or as it stands after 10 s.
+    pub async fn logs_with_lines(&self, pod: &str, container: &str, lines: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut logs = self.logs(pod, container, false).await;
+        while logs.lines().count() < lines && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            logs = self.logs(pod, container, false).await;
+        }
+        logs
+    }
+}
+
+/// (reason, warning, fieldPath, message) of the events recorded about pod `name`.
+pub fn recorded(h: &Harness, name: &str) -> Vec<(String, bool, String, String)> {
+    h.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            PodEvent::Recorded(r) if r.name == name => {
+                Some((r.reason.clone(), r.warning, r.field_path.clone(), r.message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 pub async fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
