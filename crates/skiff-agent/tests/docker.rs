@@ -244,7 +244,14 @@ async fn crashing_container_backs_off_and_restart_policies() {
     assert_eq!(st.phase.as_deref(), Some("Running"), "a crash-looping pod with restartPolicy Always is Running");
     assert!(!is_ready(&st), "not Ready while backing off");
     h.wait_status("crash", Duration::from_secs(30), "restartCount >= 3", |s| cstatus(s, "c").restart_count >= 3).await;
-    assert_eq!(h.logs("crash", "c", true).await.trim(), "attempt", "logs of the previous instance");
+    // The crash loop goes on meanwhile: an instance may be replaced while its logs are read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut previous = h.logs("crash", "c", true).await;
+    while previous.trim() != "attempt" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        previous = h.logs("crash", "c", true).await;
+    }
+    assert_eq!(previous.trim(), "attempt", "logs of the previous instance");
 
     let st = h.wait_status("never", Duration::from_secs(30), "Failed", |s| s.phase.as_deref() == Some("Failed")).await;
     let c = cstatus(&st, "c");
@@ -683,7 +690,7 @@ async fn init_containers_prepare_the_pod_before_its_containers_start() {
     let Some(s) = setup().await else { return };
     let h = &s.h;
     let work = || Some(vec![VolumeMount { name: "work".into(), mount_path: "/work".into(), ..Default::default() }]);
-    let mut prep = container("prep", BUSYBOX, sh("sleep 0.5; echo prepared-by-$(hostname) > /work/msg"));
+    let mut prep = container("prep", BUSYBOX, sh("sleep 0.5; echo prepared-by-$(hostname) >> /work/msg"));
     prep.volume_mounts = work();
     let mut app = container("app", BUSYBOX, sh("cat /work/msg; trap 'exit 0' TERM; while :; do sleep 1; done"));
     app.volume_mounts = work();
@@ -706,6 +713,28 @@ async fn init_containers_prepare_the_pod_before_its_containers_start() {
     assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
     let logs = h.logs_with_lines("init-docker", "app", 1).await;
     assert_eq!(logs.trim(), "prepared-by-init-docker", "the app saw what its init container left");
+
+    // A recreated sandbox runs the init containers again before the app, as kubelet does.
+    let uid = p.metadata.uid.clone().unwrap();
+    let first_app = cstatus(&st, "app").container_id.clone();
+    let sel = BTreeMap::from([
+        (skiff_agent::runtime::labels::POD_UID.to_string(), uid),
+        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
+    ]);
+    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
+    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
+    assert!(out.status.success());
+    let st = h
+        .wait_status("init-docker", Duration::from_secs(30), "Ready in a new sandbox", |s| {
+            is_ready(s) && cstatus(s, "app").container_id != first_app
+        })
+        .await;
+    let init = &st.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(init.restart_count, 1, "the init container ran again: {init:?}");
+    let t = init.state.as_ref().unwrap().terminated.as_ref().expect("the init container finished again");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    let logs = h.logs_with_lines("init-docker", "app", 2).await;
+    assert_eq!(logs.lines().collect::<Vec<_>>(), ["prepared-by-init-docker"; 2], "it ran before the new app");
     h.manager.sync(vec![deleted(p, 0)]);
     h.wait_removed("init-docker", Duration::from_secs(30)).await;
 }

@@ -260,6 +260,11 @@ fn record(shared: &Shared, pod_ref: &PodRef, container: Option<&str>, warning: b
 /// kubelet's words for a pod failed by its `activeDeadlineSeconds`.
 const DEADLINE_EXCEEDED_MSG: &str = "Pod was active on the node longer than the specified deadline";
 
+/// The instance ran to success (exit code 0, not a failed start).
+fn succeeded(c: &ContainerInfo) -> bool {
+    c.state == ContainerState::Exited && c.exit_code == Some(0) && c.reason.as_deref() != Some("StartError")
+}
+
 fn instant_of(t: Option<SystemTime>) -> Instant {
     let now = Instant::now();
     let ago = t.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
@@ -354,6 +359,7 @@ impl Worker {
             if self.init_completed(&c.name) {
                 continue;
             }
+            self.rerun_in_new_sandbox(&c.name);
             self.reconcile_container(c, &sandbox, &mut next, init_policy).await;
             if !self.init_completed(&c.name) {
                 return deadline.map_or(next, |at| next.min(at));
@@ -382,11 +388,36 @@ impl Worker {
         running
     }
 
-    /// Init container `name` ran to success (it never runs again).
+    /// Init container `name` ran to success in the current sandbox (it never runs again there).
     fn init_completed(&self, name: &str) -> bool {
-        self.containers.get(name).and_then(|st| st.current.as_ref()).is_some_and(|c| {
-            c.state == ContainerState::Exited && c.exit_code == Some(0) && c.reason.as_deref() != Some("StartError")
-        })
+        self.containers
+            .get(name)
+            .and_then(|st| st.current.as_ref())
+            .is_some_and(|c| succeeded(c) && !self.before_sandbox(c))
+    }
+
+    /// `instance` was created before the current sandbox (in one that died since), or there is
+    /// no sandbox now. Creation times tell it, so this holds across agent restarts too.
+    fn before_sandbox(&self, instance: &ContainerInfo) -> bool {
+        match self.sandbox.as_ref().map(|sb| sb.created_at) {
+            None => true,
+            Some(sandbox) => matches!((instance.created_at, sandbox), (Some(c), Some(s)) if c < s),
+        }
+    }
+
+    /// As kubelet, a recreated sandbox runs the init containers again: an instance of init
+    /// container `name` that finished in an earlier sandbox is due to start afresh now,
+    /// whatever the restart policy (its restart count goes on).
+    fn rerun_in_new_sandbox(&mut self, name: &str) {
+        let stale = self.containers.get(name).and_then(|st| st.current.as_ref()).is_some_and(|c| {
+            matches!(c.state, ContainerState::Exited | ContainerState::Unknown) && self.before_sandbox(c)
+        });
+        if let Some(st) = self.containers.get_mut(name).filter(|_| stale) {
+            st.done = false;
+            st.start_pending = true;
+            st.restart_at = None;
+            st.backoff.reset();
+        }
     }
 
     /// Every init container ran to success.
@@ -574,11 +605,14 @@ impl Worker {
                 st.started = false;
                 let cur = st.current.clone().expect("exited");
                 let code = cur.exit_code.unwrap_or(-1);
-                let restart = match policy {
-                    "Never" => false,
-                    "OnFailure" => code != 0,
-                    _ => true,
-                };
+                // A restart already due (a create to retry, an init container to run again
+                // in a new sandbox) stands whatever the policy says of this exit.
+                let restart = st.start_pending
+                    || match policy {
+                        "Never" => false,
+                        "OnFailure" => code != 0,
+                        _ => true,
+                    };
                 if !restart {
                     st.done = true;
                 } else {
@@ -1057,9 +1091,9 @@ impl Worker {
             spec::containers(&self.pod).iter().map(|c| self.container_status(c, idle)).collect();
         let previous = self.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         let init_failed = || {
-            inits
-                .iter()
-                .any(|c| self.containers.get(&c.name).is_some_and(|st| st.done) && !self.init_completed(&c.name))
+            inits.iter().any(|c| {
+                self.containers.get(&c.name).is_some_and(|st| st.done && !st.current.as_ref().is_some_and(succeeded))
+            })
         };
         let mut phase = if initialized {
             pod_phase(&statuses, spec::restart_policy(&self.pod)).to_string()

@@ -189,7 +189,8 @@ impl Harness {
         self.runtime.list(&sel).await.expect("list").len()
     }
 
-    /// The whole log of a container, or an error message.
+    /// The whole log of a container, or an error message (also when the stream breaks: an
+    /// instance of a crash-looping container may be removed while it is read).
     pub async fn logs(&self, pod: &str, container: &str, previous: bool) -> String {
         match self.manager.logs("default", pod, container, false, None, previous).await {
             Ok(mut s) => {
@@ -197,7 +198,10 @@ impl Harness {
                 while let Some(chunk) =
                     tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("log stream deadline")
                 {
-                    out.extend(chunk.expect("log chunk"));
+                    match chunk {
+                        Ok(chunk) => out.extend(chunk),
+                        Err(e) => return format!("<error: {e}>"),
+                    }
                 }
                 String::from_utf8_lossy(&out).into_owned()
             }
