@@ -1,8 +1,10 @@
 //! The agent gateway: the gRPC `AgentGateway` service through which node agents register, heartbeat, receive their pods and report pod status (leader only).
 //!
-//! One stream per agent. Only the Raft leader serves streams; a follower answers `NotLeader`
-//! with the leader's gRPC address, and a leader that loses leadership says the same and
-//! closes its streams. Heartbeats go to the in-memory [`HeartbeatTable`] only (never a
+//! One stream per agent. Only the Raft leader serves streams, and only while a quorum
+//! acknowledges it ([`StoreNode::serving_leadership`]); a follower answers `NotLeader` with
+//! the leader's gRPC address, and a leader that loses leadership, or is cut off from the
+//! other voters (so the majority elects another one, whose node monitor would otherwise
+//! find every agent silent), says the same, without naming itself, and closes its streams. Heartbeats go to the in-memory [`HeartbeatTable`] only (never a
 //! store write). The full set of pods bound to the node is pushed on every change, from the
 //! shared [`crate::hub::PodHub`] through a latest-value slot, so a slow agent gets fewer,
 //! newer sets and never stalls the leader; Services and Endpoints likewise.
@@ -58,8 +60,12 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<GatewayMessage, Status>> + Sen
 
 fn not_leader_msg(node: &StoreNode) -> GatewayMessage {
     let st = node.status();
-    let leader_addr =
-        st.leader.and_then(|l| st.members.iter().find(|m| m.id == l).map(|m| m.addr.clone())).unwrap_or_default();
+    // A leader that lost its quorum still names itself: no hint then, the agent tries the next.
+    let leader_addr = st
+        .leader
+        .filter(|l| *l != node.id())
+        .and_then(|l| st.members.iter().find(|m| m.id == l).map(|m| m.addr.clone()))
+        .unwrap_or_default();
     GatewayMessage { msg: Some(gateway_message::Msg::NotLeader(NotLeader { leader_addr })) }
 }
 
@@ -78,7 +84,7 @@ impl AgentGateway for GatewaySvc {
     async fn connect(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<OutStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<GatewayMessage, Status>>(OUTBOUND_CAPACITY);
-        if !self.node.is_leader() {
+        if !self.node.is_serving_leader() {
             let _ = tx.try_send(Ok(not_leader_msg(&self.node)));
             return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
         }
@@ -225,8 +231,8 @@ async fn session(
             return;
         }
     }
-    // Woken only when leadership flips: no per-stream timer (thousands of agents).
-    let mut leading = svc.node.leadership();
+    // Woken only when leadership (with a quorum) flips: no per-stream timer (thousands of agents).
+    let mut leading = svc.node.serving_leadership();
     loop {
         tokio::select! {
             changed = set_rx.changed() => {

@@ -19,7 +19,7 @@ pub mod types;
 pub mod watch;
 
 pub use error::StoreError;
-pub use node::{Member, MemberStatus, StoreConfig, StoreNode};
+pub use node::{quorum_loss_timeout, Member, MemberStatus, StoreConfig, StoreNode};
 pub use transport::{ForwardRequest, ForwardResponse, Transport};
 pub use types::*;
 pub use watch::Watcher;

@@ -110,6 +110,17 @@ pub struct StoreNode {
     /// Whether this replica leads, changed only when that flips (Raft's metrics change at
     /// every commit, far too often to be watched by many tasks).
     leading: tokio::sync::watch::Receiver<bool>,
+    /// Whether this replica leads and a quorum acknowledged it within [`quorum_loss_timeout`]:
+    /// false on a leader cut off from the other voters, which Raft alone keeps calling leader
+    /// until it hears of a newer term.
+    serving: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long a leader may go without a quorum's acknowledgement before it stops serving
+/// what needs a working leader right now (the agent gateway): four election timeouts, at
+/// least a second, so a loaded but healthy leader keeps its agents.
+pub fn quorum_loss_timeout(election_timeout_max_ms: u64) -> Duration {
+    Duration::from_millis(election_timeout_max_ms.saturating_mul(4).max(1_000))
 }
 
 impl StoreNode {
@@ -169,7 +180,7 @@ impl StoreNode {
             }
         }
         let max = cfg.max_inflight_requests.max(1);
-        let leading = follow_leadership(&raft);
+        let (leading, serving) = follow_leadership(&raft, quorum_loss_timeout(cfg.election_timeout_max_ms));
         Ok(Arc::new(StoreNode {
             id: cfg.id,
             addr: cfg.addr.clone(),
@@ -183,6 +194,7 @@ impl StoreNode {
             raft,
             elector,
             leading,
+            serving,
         }))
     }
 
@@ -584,6 +596,20 @@ impl StoreNode {
         self.leading.clone()
     }
 
+    /// Follows whether this replica leads with a quorum behind it: as
+    /// [`StoreNode::leadership`], but false also while no quorum of voters has acknowledged
+    /// this leader for [`quorum_loss_timeout`] (a leader on the minority side of a partition
+    /// keeps believing it leads until it hears of a newer term, meanwhile the majority elects
+    /// another one). What must reach the actual leader, such as node agents, follows this.
+    pub fn serving_leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.serving.clone()
+    }
+
+    /// This replica leads with a quorum behind it (see [`StoreNode::serving_leadership`]).
+    pub fn is_serving_leader(&self) -> bool {
+        *self.serving.borrow()
+    }
+
     pub fn status(&self) -> MemberStatus {
         let m = self.raft.metrics().borrow().clone();
         let st = self.state.read();
@@ -664,17 +690,64 @@ fn leader_check_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>) -> S
 }
 
 /// A watch of "this replica leads", fed by one task following Raft's metrics.
-fn follow_leadership(raft: &Raft) -> tokio::sync::watch::Receiver<bool> {
+fn follow_leadership(
+    raft: &Raft,
+    quorum_loss: Duration,
+) -> (tokio::sync::watch::Receiver<bool>, tokio::sync::watch::Receiver<bool>) {
     let mut metrics = raft.metrics();
     let leads = |m: &openraft::RaftMetrics<NodeId, Node>| m.state == ServerState::Leader;
     let (tx, rx) = tokio::sync::watch::channel(leads(&metrics.borrow_and_update()));
+    let (serving_tx, serving_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        while metrics.changed().await.is_ok() {
-            let now = leads(&metrics.borrow_and_update());
-            tx.send_if_modified(|l| std::mem::replace(l, now) != now);
+        let mut quorum = QuorumClock::default();
+        // Metrics come at every Raft tick (50 ms by default), but a stalled core sends none:
+        // the timer ages the last acknowledgement all the same.
+        let mut check = tokio::time::interval(quorum_loss / 4);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let (now, since_ack) = {
+                        let m = metrics.borrow_and_update();
+                        (leads(&m), m.millis_since_quorum_ack)
+                    };
+                    tx.send_if_modified(|l| std::mem::replace(l, now) != now);
+                    quorum.observe(now, since_ack, std::time::Instant::now());
+                }
+                _ = check.tick() => {}
+            }
+            let serving = quorum.serving(quorum_loss, std::time::Instant::now());
+            serving_tx.send_if_modified(|s| std::mem::replace(s, serving) != serving);
         }
+        serving_tx.send_replace(false);
     });
-    rx
+    (rx, serving_rx)
+}
+
+/// When a quorum last acknowledged this replica as leader, from openraft's metrics.
+#[derive(Debug, Default)]
+struct QuorumClock {
+    acked_at: Option<std::time::Instant>,
+}
+
+impl QuorumClock {
+    /// A metrics report at `now`: leading or not, and how long since a quorum acknowledged
+    /// the leader (`None` before the first acknowledgement of a new leader, whose election
+    /// counts as one).
+    fn observe(&mut self, leading: bool, millis_since_ack: Option<u64>, now: std::time::Instant) {
+        self.acked_at = match (leading, millis_since_ack) {
+            (false, _) => None,
+            (true, Some(ms)) => Some(now.checked_sub(Duration::from_millis(ms)).unwrap_or(now)),
+            (true, None) => Some(self.acked_at.unwrap_or(now)),
+        };
+    }
+
+    fn serving(&self, quorum_loss: Duration, now: std::time::Instant) -> bool {
+        self.acked_at.is_some_and(|at| now.saturating_duration_since(at) <= quorum_loss)
+    }
 }
 
 /// Whether an AppendEntries carrying `theirs` comes from a leader at least as recent as the
@@ -687,6 +760,24 @@ fn from_current_leader(theirs: &Vote, ours: &Vote) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_serves_while_a_quorum_acknowledged_it_recently() {
+        let t0 = std::time::Instant::now();
+        let loss = Duration::from_secs(1);
+        let mut q = QuorumClock::default();
+        assert!(!q.serving(loss, t0), "not a leader yet");
+        q.observe(true, None, t0);
+        assert!(q.serving(loss, t0 + Duration::from_millis(900)), "a new leader's election counts");
+        assert!(!q.serving(loss, t0 + Duration::from_millis(1100)), "never acknowledged since");
+        q.observe(true, Some(100), t0 + Duration::from_millis(500));
+        assert!(q.serving(loss, t0 + Duration::from_millis(1300)), "acknowledged at 400 ms");
+        assert!(!q.serving(loss, t0 + Duration::from_millis(1500)), "silent for over a second");
+        q.observe(true, None, t0 + Duration::from_millis(1600));
+        assert!(!q.serving(loss, t0 + Duration::from_millis(1600)), "None later in a term keeps the old ack");
+        q.observe(false, Some(0), t0 + Duration::from_millis(1700));
+        assert!(!q.serving(loss, t0 + Duration::from_millis(1700)), "a follower never serves");
+    }
 
     #[test]
     fn only_a_current_committed_leader_counts_as_contact_on_arrival() {

@@ -91,6 +91,45 @@ async fn minority_partition_cannot_commit_and_heals() {
     c.kill(1).await; // make sure shutdown paths work with a healed router
 }
 
+/// A leader cut off from the other voters keeps calling itself leader (Raft steps down only
+/// on hearing a newer term), but stops serving as one once no quorum has acknowledged it for
+/// the quorum-loss timeout; the majority's new leader serves. What follows
+/// `serving_leadership` (the agent gateway) thus leaves the stale leader for the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_quorum_stops_serving() {
+    let cfg = fast_config();
+    let mut c = TestCluster::start(3, cfg.clone()).await;
+    let old = c.leader().await;
+    let stale = c.node(old);
+    wait_for(Duration::from_secs(5), "the leader serving", || async { stale.is_serving_leader().then_some(()) }).await;
+    for n in c.nodes.values().filter(|n| n.id() != old) {
+        assert!(!n.is_serving_leader(), "a follower never serves");
+    }
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
+    let mut serving = stale.serving_leadership();
+    c.router.partition(&[&[old], &others]);
+    let cut = std::time::Instant::now();
+    let limit = skiff_store::quorum_loss_timeout(cfg.election_timeout_max_ms) + Duration::from_secs(2);
+    tokio::time::timeout(limit, serving.wait_for(|s| !*s)).await.expect("stops serving in time").unwrap();
+    let took = cut.elapsed();
+    assert!(
+        took >= skiff_store::quorum_loss_timeout(cfg.election_timeout_max_ms) - Duration::from_millis(600),
+        "not before the quorum-loss timeout (less the last acknowledgement's age): {took:?}"
+    );
+    let new = c.leader_among(&others).await;
+    let live = c.node(new);
+    wait_for(Duration::from_secs(5), "the new leader serving", || async { live.is_serving_leader().then_some(()) })
+        .await;
+    assert!(!stale.is_serving_leader(), "the cut-off leader still does not serve");
+    c.router.heal();
+    wait_for(Duration::from_secs(10), "one serving leader after healing", || async {
+        let serving: Vec<u64> = c.nodes.values().filter(|n| n.is_serving_leader()).map(|n| n.id()).collect();
+        (serving.len() == 1).then_some(())
+    })
+    .await;
+    c.kill(old).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_dropped_and_delayed_messages() {
     let c = TestCluster::start(3, StoreConfig { request_timeout_ms: 10_000, ..fast_config() }).await;
