@@ -4,10 +4,11 @@
 //! acknowledges it ([`StoreNode::serving_leadership`]); a follower answers `NotLeader` with
 //! the leader's gRPC address, and a leader that loses leadership, or is cut off from the
 //! other voters (so the majority elects another one, whose node monitor would otherwise
-//! find every agent silent), says the same, without naming itself, and closes its streams. Heartbeats go to the in-memory [`HeartbeatTable`] only (never a
-//! store write). The full set of pods bound to the node is pushed on every change, from the
-//! shared [`crate::hub::PodHub`] through a latest-value slot, so a slow agent gets fewer,
-//! newer sets and never stalls the leader; Services and Endpoints likewise.
+//! find every agent silent), says the same, without naming itself, and closes its streams.
+//! Heartbeats go to the in-memory [`HeartbeatTable`] only (never a store write). The full
+//! set of pods bound to the node is pushed on every change, from the shared
+//! [`crate::hub::PodHub`] through a latest-value slot, so a slow agent gets fewer, newer sets
+//! and never stalls the leader; Services and Endpoints likewise.
 
 use std::pin::Pin;
 use std::sync::Arc;

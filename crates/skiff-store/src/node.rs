@@ -689,7 +689,8 @@ fn leader_check_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>) -> S
     }
 }
 
-/// A watch of "this replica leads", fed by one task following Raft's metrics.
+/// Watches of "this replica leads" and "this replica leads with a quorum's acknowledgement
+/// within `quorum_loss`", fed by one task following Raft's metrics.
 fn follow_leadership(
     raft: &Raft,
     quorum_loss: Duration,
