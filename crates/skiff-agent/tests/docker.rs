@@ -421,6 +421,19 @@ async fn host_path_volume_is_mounted() {
     assert_eq!(read().trim(), "from-container");
 }
 
+/// `docker kill` the sandbox of pod `uid` behind the agent's back; returns the selector of
+/// the pod's sandboxes.
+async fn kill_sandbox(h: &Harness, uid: &str) -> BTreeMap<String, String> {
+    let sel = BTreeMap::from([
+        (skiff_agent::runtime::labels::POD_UID.to_string(), uid.to_string()),
+        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
+    ]);
+    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
+    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
+    assert!(out.status.success(), "docker kill: {}", String::from_utf8_lossy(&out.stderr));
+    sel
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_sandbox_is_recreated_with_its_containers() {
     let Some(s) = setup().await else { return };
@@ -437,13 +450,7 @@ async fn dead_sandbox_is_recreated_with_its_containers() {
     std::fs::write(&marker, "still here").unwrap();
     let first = cstatus(&st, "app").container_id.clone();
     // Kill the sandbox behind the agent's back.
-    let sel = BTreeMap::from([
-        (skiff_agent::runtime::labels::POD_UID.to_string(), uid.clone()),
-        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
-    ]);
-    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
-    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
-    assert!(out.status.success());
+    let sel = kill_sandbox(h, &uid).await;
     let st = h
         .wait_status("phoenix", Duration::from_secs(30), "running again in a new sandbox", |s| {
             let c = cstatus(s, "app");
@@ -715,15 +722,8 @@ async fn init_containers_prepare_the_pod_before_its_containers_start() {
     assert_eq!(logs.trim(), "prepared-by-init-docker", "the app saw what its init container left");
 
     // A recreated sandbox runs the init containers again before the app, as kubelet does.
-    let uid = p.metadata.uid.clone().unwrap();
     let first_app = cstatus(&st, "app").container_id.clone();
-    let sel = BTreeMap::from([
-        (skiff_agent::runtime::labels::POD_UID.to_string(), uid),
-        (skiff_agent::runtime::labels::KIND.to_string(), "sandbox".to_string()),
-    ]);
-    let sandbox = h.runtime.list(&sel).await.unwrap().pop().expect("sandbox");
-    let out = std::process::Command::new("docker").args(["kill", &sandbox.id]).output().unwrap();
-    assert!(out.status.success());
+    kill_sandbox(h, p.metadata.uid.as_deref().unwrap()).await;
     let st = h
         .wait_status("init-docker", Duration::from_secs(30), "Ready in a new sandbox", |s| {
             is_ready(s) && cstatus(s, "app").container_id != first_app

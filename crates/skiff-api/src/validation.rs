@@ -786,6 +786,16 @@ fn validate_profile(p: &Value, path: &str, what: &str, errs: &mut Vec<FieldError
     }
 }
 
+/// The `seccompProfile` and `appArmorProfile` of a pod's or a container's security context `sc`.
+fn validate_profiles(sc: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(p) = sc.get("seccompProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.seccompProfile"), "seccomp", errs);
+    }
+    if let Some(p) = sc.get("appArmorProfile").filter(|v| !v.is_null()) {
+        validate_profile(p, &format!("{path}.appArmorProfile"), "AppArmor", errs);
+    }
+}
+
 /// The pod's `securityContext`, and the host namespaces' rules.
 fn validate_pod_security(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
@@ -839,12 +849,7 @@ fn validate_pod_security(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::not_supported(format!("{path}.fsGroupChangePolicy"), p, &allowed));
         }
     }
-    if let Some(p) = sc.get("seccompProfile").filter(|v| !v.is_null()) {
-        validate_profile(p, &format!("{path}.seccompProfile"), "seccomp", errs);
-    }
-    if let Some(p) = sc.get("appArmorProfile").filter(|v| !v.is_null()) {
-        validate_profile(p, &format!("{path}.appArmorProfile"), "AppArmor", errs);
-    }
+    validate_profiles(sc, &path, errs);
 }
 
 /// A container's `securityContext`; `host_users` is the pod's `hostUsers` (default true).
@@ -874,12 +879,7 @@ fn validate_security_context(sc: &Value, path: &str, host_users: bool, errs: &mu
             errs.push(FieldError::not_supported(format!("{path}.procMount"), other, &["Default", "Unmasked"]))
         }
     }
-    if let Some(p) = sc.get("seccompProfile").filter(|v| !v.is_null()) {
-        validate_profile(p, &format!("{path}.seccompProfile"), "seccomp", errs);
-    }
-    if let Some(p) = sc.get("appArmorProfile").filter(|v| !v.is_null()) {
-        validate_profile(p, &format!("{path}.appArmorProfile"), "AppArmor", errs);
-    }
+    validate_profiles(sc, path, errs);
 }
 
 /// A name unique among `seen` and a DNS-1123 label (containers', volumes').

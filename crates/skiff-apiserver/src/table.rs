@@ -165,7 +165,7 @@ fn pod_cells(o: &Value) -> Vec<Value> {
         reason = s(o.pointer("/status/phase"));
     }
     // kubectl's printer: the first init container that has not succeeded tells the status.
-    let inits = o.pointer("/status/initContainerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+    let inits = o.pointer("/status/initContainerStatuses").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let init_total = o.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
     let restarts = restarts + inits.iter().filter_map(|c| c.get("restartCount").and_then(Value::as_i64)).sum::<i64>();
     let mut initializing = false;

@@ -8,10 +8,9 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState as K8sState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
     PodIP, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{watch, Notify};
 
-use super::status::{condition, now, pod_phase, terminated, to_time};
+use super::status::{condition, pod_phase, terminated, to_time};
 use super::{remove_objects, Desired, Instances, PodEvent, PodStatusUpdate, RecordedEvent, RelistLink, Seen, Shared};
 use crate::backoff::Backoff;
 use crate::error::AgentError;
@@ -123,8 +122,8 @@ struct Worker {
     sandbox_retry_at: Option<Instant>,
     pod_ip: Option<String>,
     containers: HashMap<String, CState>,
-    start_time: Time,
-    /// `start_time` to the nanosecond, for `activeDeadlineSeconds`.
+    /// When the pod started on this node (its status's `startTime`; to the nanosecond for
+    /// `activeDeadlineSeconds`).
     started_at: SystemTime,
     status: Option<PodStatus>,
     terminal: bool,
@@ -159,7 +158,6 @@ pub(crate) async fn run(
         sandbox_retry_at: None,
         pod_ip: None,
         containers: HashMap::new(),
-        start_time: now(),
         started_at: SystemTime::now(),
         status: None,
         terminal: false,
@@ -298,15 +296,10 @@ impl Worker {
             self.sandbox_attempt = sb.attempt();
             self.pod_ip = self.address(&sb);
             self.started_at = sb.started_at.or(sb.created_at).unwrap_or_else(SystemTime::now);
-            self.start_time = to_time(self.started_at);
             self.sandbox = Some(sb);
         }
         stale.extend(sandboxes);
-        let names: Vec<String> = spec::init_containers(&self.pod)
-            .iter()
-            .chain(spec::containers(&self.pod))
-            .map(|c| c.name.clone())
-            .collect();
+        let names: Vec<String> = spec::all_containers(&self.pod).map(|c| c.name.clone()).collect();
         let mut by_name: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
         for a in apps {
             let name = a.label(labels::CONTAINER_NAME).unwrap_or_default().to_string();
@@ -420,11 +413,6 @@ impl Worker {
         }
     }
 
-    /// Every init container ran to success.
-    fn initialized(&self) -> bool {
-        spec::init_containers(&self.pod).iter().all(|c| self.init_completed(&c.name))
-    }
-
     /// When `spec.activeDeadlineSeconds` runs out, counted from the pod's start on this node.
     fn active_deadline(&self) -> Option<Instant> {
         let secs = u64::try_from(self.pod.spec.as_ref()?.active_deadline_seconds?).ok()?;
@@ -436,16 +424,8 @@ impl Worker {
     async fn exceed_deadline(&mut self) {
         tracing::info!(pod = self.pod_ref.name, "active deadline exceeded; stopping the pod");
         self.event(None, true, "DeadlineExceeded", DEADLINE_EXCEEDED_MSG.into());
-        let grace = self.grace();
         let rt = self.shared.runtime.clone();
-        let running = self.running_instances();
-        for (name, _) in &running {
-            self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
-        }
-        let grace = self.run_pre_stops(&running, grace).await;
-        for st in self.containers.values_mut() {
-            st.drop_probers();
-        }
+        let (running, grace) = self.begin_stop().await;
         for (name, id) in running {
             let _ = self.shared.call("stop container", rt.stop_container(&id, grace)).await;
             let info = self.shared.call("inspect container", rt.inspect(&id)).await;
@@ -629,10 +609,10 @@ impl Worker {
                         });
                         if now < restart_at && !st.backoff_reported {
                             st.backoff_reported = true;
-                            let p = &self.pod_ref;
                             let msg = format!(
-                                "Back-off restarting failed container {} in pod {}_{}({})",
-                                c.name, p.name, p.namespace, p.uid
+                                "Back-off restarting failed container {} in pod {}",
+                                c.name,
+                                self.pod_ref.kubelet_format()
                             );
                             self.event(Some(&c.name), true, "BackOff", msg);
                         }
@@ -917,17 +897,21 @@ impl Worker {
             pod_ref: self.pod_ref.clone(),
             container: c.name.clone(),
             id: id.to_string(),
-            pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone()),
+            pod_ip: self.hook_ip(),
         })
+    }
+
+    /// Where a hook's `httpGet` goes by default: the pod's address (the node's until it has one).
+    fn hook_ip(&self) -> String {
+        self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone())
     }
 
     /// The `preStop` hooks of the running instances `running` (container name, id), all at
     /// once; returns what is left of `grace` for the stops.
     async fn run_pre_stops(&self, running: &[(String, String)], grace: Duration) -> Duration {
-        let pod = self.pod.clone();
         let hooks: Vec<PreStop> = running
             .iter()
-            .filter_map(|(name, id)| self.pre_stop(spec::all_containers(&pod).find(|c| &c.name == name)?, id))
+            .filter_map(|(name, id)| self.pre_stop(spec::all_containers(&self.pod).find(|c| &c.name == name)?, id))
             .collect();
         if hooks.is_empty() {
             return grace;
@@ -941,27 +925,35 @@ impl Worker {
     async fn post_start(&self, st: &mut CState, c: &Container, id: &str) {
         let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else { return };
         let Some(action) = probe::hook_action(handler, c.ports.as_deref().unwrap_or_default()) else { return };
-        let pod_ip = self.pod_ip.clone().unwrap_or_else(|| self.shared.config.host_ip.clone());
         let rt = self.shared.runtime.clone();
-        if let Err(e) = probe::run_hook(&action, rt.as_ref(), id, &pod_ip, POST_START_TIMEOUT).await {
+        if let Err(e) = probe::run_hook(&action, rt.as_ref(), id, &self.hook_ip(), POST_START_TIMEOUT).await {
             tracing::info!(pod = self.pod_ref.name, container = c.name, error = e, "postStart hook failed; killing");
             self.event(Some(&c.name), true, "FailedPostStartHook", format!("PostStartHook failed: {e}"));
             self.kill(st, c, id, self.grace());
         }
     }
 
-    /// Stop everything of the pod within its grace period and remove it.
-    async fn terminate(&mut self) {
-        let grace = self.grace();
-        tracing::info!(pod = self.pod_ref.name, ?grace, "terminating pod");
-        let mut objects: HashMap<String, ContainerInfo> = HashMap::new();
+    /// The first half of stopping the whole pod: a `Killing` event per running container,
+    /// their `preStop` hooks within the grace period, no more probes. Returns the running
+    /// instances (name, id) and the grace left for their stop.
+    async fn begin_stop(&mut self) -> (Vec<(String, String)>, Duration) {
         let running = self.running_instances();
         for (name, _) in &running {
             self.event(Some(name), false, "Killing", format!("Stopping container {name}"));
         }
-        let grace = self.run_pre_stops(&running, grace).await;
+        let grace = self.run_pre_stops(&running, self.grace()).await;
         for st in self.containers.values_mut() {
             st.drop_probers();
+        }
+        (running, grace)
+    }
+
+    /// Stop everything of the pod within its grace period and remove it.
+    async fn terminate(&mut self) {
+        tracing::info!(pod = self.pod_ref.name, grace = ?self.grace(), "terminating pod");
+        let mut objects: HashMap<String, ContainerInfo> = HashMap::new();
+        let (_, grace) = self.begin_stop().await;
+        for st in self.containers.values() {
             for c in st.current.iter().chain(st.previous.iter()) {
                 objects.insert(c.id.clone(), c.clone());
             }
@@ -1056,8 +1048,10 @@ impl Worker {
                         (waiting(reason, Some(message.clone())), Some(term_of(cur)))
                     } else if st.restart_at.is_some_and(|t| t > Instant::now()) {
                         let msg = format!(
-                            "back-off {:?} restarting failed container={} pod={}_{}({})",
-                            st.backoff_delay, c.name, self.pod_ref.name, self.pod_ref.namespace, self.pod_ref.uid
+                            "back-off {:?} restarting failed container={} pod={}",
+                            st.backoff_delay,
+                            c.name,
+                            self.pod_ref.kubelet_format()
                         );
                         (waiting("CrashLoopBackOff", Some(msg)), Some(term_of(cur)))
                     } else {
@@ -1082,8 +1076,10 @@ impl Worker {
     }
 
     fn compute_status(&self) -> PodStatus {
-        let initialized = self.initialized();
         let inits = spec::init_containers(&self.pod);
+        let incomplete: Vec<&str> =
+            inits.iter().filter(|c| !self.init_completed(&c.name)).map(|c| c.name.as_str()).collect();
+        let initialized = incomplete.is_empty();
         // kubelet's word for a container not created yet while the init containers run.
         let idle = if initialized { "ContainerCreating" } else { "PodInitializing" };
         let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| self.container_status(c, idle)).collect();
@@ -1119,9 +1115,7 @@ impl Worker {
         } else {
             (Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
         };
-        let incomplete: Vec<&str> =
-            inits.iter().filter(|c| !self.init_completed(&c.name)).map(|c| c.name.as_str()).collect();
-        let (init_reason, init_message) = if incomplete.is_empty() {
+        let (init_reason, init_message) = if initialized {
             (None, None)
         } else {
             let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
@@ -1143,7 +1137,7 @@ impl Worker {
             host_ips: Some(vec![HostIP { ip: host_ip }]),
             pod_ip: self.pod_ip.clone(),
             pod_ips: self.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
-            start_time: Some(self.start_time.clone()),
+            start_time: Some(to_time(self.started_at)),
             reason: self.deadline_exceeded.then(|| "DeadlineExceeded".into()),
             message: self.deadline_exceeded.then(|| DEADLINE_EXCEEDED_MSG.into()),
             ..Default::default()

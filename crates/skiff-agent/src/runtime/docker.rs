@@ -209,11 +209,7 @@ impl DockerRuntime {
         let sec = &spec.security;
         if let Some(uid) = sec.run_as_user {
             if uid == 0 && sec.run_as_non_root {
-                return Err(AgentError::ContainerConfig(format!(
-                    "container's runAsUser breaks non-root policy (pod: {:?}, container: {})",
-                    pod_format(spec),
-                    spec.name
-                )));
+                return Err(super::root_user_refused(spec));
             }
             return Ok(Some(match sec.run_as_group {
                 Some(gid) => format!("{uid}:{gid}"),
@@ -244,7 +240,7 @@ impl DockerRuntime {
             if let Some(why) = refusal {
                 return Err(AgentError::ContainerConfig(format!(
                     "{why} (pod: {:?}, container: {})",
-                    pod_format(spec),
+                    spec.pod.kubelet_format(),
                     spec.name
                 )));
             }
@@ -291,11 +287,6 @@ impl DockerRuntime {
         opts.extend(sec.selinux.iter().map(|l| format!("label={l}")));
         Ok(opts)
     }
-}
-
-/// kubelet's `format.Pod`: `name_namespace(uid)`.
-fn pod_format(spec: &ContainerSpec) -> String {
-    format!("{}_{}({})", spec.pod.name, spec.pod.namespace, spec.pod.uid)
 }
 
 fn host_has_apparmor() -> bool {

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use futures::Stream;
 
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 
 pub mod docker;
 pub mod fake;
@@ -64,6 +64,20 @@ impl PodRef {
             (labels::POD_NAME.to_string(), self.name.clone()),
         ])
     }
+
+    /// kubelet's `format.Pod`, how its messages name a pod: `name_namespace(uid)`.
+    pub fn kubelet_format(&self) -> String {
+        format!("{}_{}({})", self.name, self.namespace, self.uid)
+    }
+}
+
+/// kubelet's refusal of a container whose `runAsUser` is 0 under `runAsNonRoot`.
+pub(crate) fn root_user_refused(spec: &ContainerSpec) -> AgentError {
+    AgentError::ContainerConfig(format!(
+        "container's runAsUser breaks non-root policy (pod: {:?}, container: {})",
+        spec.pod.kubelet_format(),
+        spec.name
+    ))
 }
 
 /// A port published on the sandbox (`hostPort` in the pod spec).

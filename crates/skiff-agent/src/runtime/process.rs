@@ -153,10 +153,7 @@ fn check_security(spec: &ContainerSpec) -> Result<()> {
         }
     }
     if sec.run_as_non_root && sec.run_as_user.unwrap_or(uid) == 0 {
-        return Err(AgentError::ContainerConfig(format!(
-            "container's runAsUser breaks non-root policy (pod: \"{}_{}({})\", container: {})",
-            spec.pod.name, spec.pod.namespace, spec.pod.uid, spec.name
-        )));
+        return Err(super::root_user_refused(spec));
     }
     let confined = |p: &Option<super::Profile>| p.as_ref().is_some_and(|p| *p != super::Profile::Unconfined);
     let unsupported = [
