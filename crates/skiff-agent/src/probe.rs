@@ -174,6 +174,9 @@ pub struct ProbeState {
     pub result: Option<bool>,
     /// The last check's failure message, if it failed.
     pub message: Option<String>,
+    /// The most recent failed check's message, kept after later checks succeed: what an
+    /// `Unhealthy` event reports for a failure its owner looks at only after a success.
+    pub last_failure: Option<String>,
     /// Checks failed so far.
     pub failures: u64,
 }
@@ -205,7 +208,12 @@ impl Prober {
         wake: Arc<Notify>,
     ) -> Self {
         let mut tracker = ProbeTracker::new(kind, &settings);
-        let state = Arc::new(Mutex::new(ProbeState { result: tracker.result(), message: None, failures: 0 }));
+        let state = Arc::new(Mutex::new(ProbeState {
+            result: tracker.result(),
+            message: None,
+            last_failure: None,
+            failures: 0,
+        }));
         let shared = state.clone();
         let s = settings.clone();
         let task = tokio::spawn(async move {
@@ -219,7 +227,8 @@ impl Prober {
                 let changed = {
                     let mut st = shared.lock().unwrap_or_else(|e| e.into_inner());
                     let failures = st.failures + u64::from(outcome.is_err());
-                    let next = ProbeState { result, message: outcome.err(), failures };
+                    let last_failure = outcome.as_ref().err().cloned().or_else(|| st.last_failure.take());
+                    let next = ProbeState { result, message: outcome.err(), last_failure, failures };
                     let changed = st.result != next.result;
                     *st = next;
                     changed
@@ -459,5 +468,47 @@ mod tests {
         // A port nobody listens on (bound then dropped).
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         assert!(check(&ProbeAction::Tcp { host: None, port: closed }, &rt, "x", "127.0.0.1", t).await.is_err());
+    }
+
+    /// A check that failed and was followed by a success before anyone looked still says why
+    /// it failed (the `Unhealthy` event's message), while `message` is the last check's.
+    #[tokio::test]
+    async fn a_failure_keeps_its_message_after_a_success() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let code = if n == 0 { "503 Service Unavailable" } else { "200 OK" };
+                n += 1;
+                let _ = s.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+            }
+        });
+        let settings = ProbeSettings {
+            action: ProbeAction::Http { host: None, port, path: "/".into(), https: false, headers: vec![] },
+            initial_delay: Duration::ZERO,
+            period: Duration::from_millis(20),
+            timeout: Duration::from_secs(2),
+            success_threshold: 1,
+            failure_threshold: 1,
+            termination_grace: None,
+        };
+        let rt: Arc<dyn Runtime> = Arc::new(crate::runtime::FakeRuntime::new());
+        let prober =
+            Prober::spawn(ProbeKind::Readiness, settings, rt, "x".into(), "127.0.0.1".into(), Arc::new(Notify::new()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            let st = prober.state();
+            if st.failures == 1 && st.result == Some(true) {
+                break st;
+            }
+            assert!(std::time::Instant::now() < deadline, "no failure then success: {st:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(st.message, None, "the last check succeeded");
+        assert_eq!(st.last_failure.as_deref(), Some("HTTP probe failed with statuscode: 503"));
     }
 }

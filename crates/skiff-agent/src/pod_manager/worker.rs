@@ -858,7 +858,7 @@ impl Worker {
                     ProbeKind::Liveness => "Liveness",
                     ProbeKind::Readiness => "Readiness",
                 };
-                let detail = state.message.unwrap_or_default();
+                let detail = state.last_failure.unwrap_or_default();
                 self.event(Some(&c.name), true, "Unhealthy", format!("{what} probe failed: {detail}"));
             }
         }
