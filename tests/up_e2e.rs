@@ -111,3 +111,67 @@ fn skiff_up_runs_the_example_web_app_and_stops_on_ctrl_c() {
     let status = wait_for(Duration::from_secs(30), "skiff up to exit after SIGINT", || up.child.try_wait().unwrap());
     assert!(status.success(), "skiff up exited with {status}");
 }
+
+/// `n` consecutive free ports (`skiff up` gives replica N the first port + N - 1).
+fn consecutive_free_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = skiff_testkit::free_port();
+        if (1..n).all(|i| std::net::TcpListener::bind(("0.0.0.0", first + i)).is_ok()) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// Three replicas come up, elect and take a write with nothing logged at WARN or ERROR: the
+/// last replica bootstraps once the others listen (no vote request to a replica not yet
+/// started), and openraft's routine late-vote warning is dropped.
+#[test]
+fn three_replicas_come_up_without_errors_or_warnings() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = consecutive_free_ports(6);
+    let api = grpc + 3;
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("up")
+        .args(["--replicas", "3", "--no-agent"])
+        .args(["--grpc-port", &grpc.to_string(), "--api-port", &api.to_string()])
+        .current_dir(dir.path())
+        .env_remove("SKIFF_DATA_DIR")
+        .env_remove("SKIFF_LOG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut up = Up { child, node: format!("none-{}", std::process::id()) };
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("Press Ctrl-C") => break,
+            Ok(_) => {}
+            Err(e) => panic!("skiff up did not come up ({e}): {}", std::fs::read_to_string(&log).unwrap_or_default()),
+        }
+    }
+    let kubeconfig = dir.path().join("skiff-data/kubeconfig");
+    let cache = dir.path().join("kcache");
+    wait_for(Duration::from_secs(30), "a namespace created through replica 1", || {
+        run_kubectl(&kubeconfig, &cache, &["create", "namespace", "up-check"], "").ok.then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let noisy: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    assert!(noisy.is_empty(), "startup logged warnings or errors:\n{}", noisy.join("\n"));
+    let sent = Command::new("kill").args(["-INT", &up.child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = wait_for(Duration::from_secs(30), "skiff up to exit after SIGINT", || up.child.try_wait().unwrap());
+    assert!(status.success(), "skiff up exited with {status}");
+}

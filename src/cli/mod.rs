@@ -72,16 +72,50 @@ impl Endpoints {
 }
 
 fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,skiff=info,skiff_server=info,skiff_store=info,skiff_agent=info")
     });
     // Colour only on a terminal: logs redirected to files (`skiff up`'s members, the benches'
     // clusters) stay plain text that grep and the benches' log readers match as written.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry().with(filter).with(RoutineRaftNoise).with(fmt).try_init();
+}
+
+/// openraft's warning for each vote answer that arrives after its election is decided
+/// ("A message will be ignored because vote changed"): every won election has one per peer
+/// whose answer was not needed, so it tells an operator nothing and reads like a fault. This
+/// layer drops it; every other event passes.
+struct RoutineRaftNoise;
+
+impl RoutineRaftNoise {
+    const TARGET: &'static str = "openraft::core::raft_core";
+    const MESSAGE: &'static str = "A message will be ignored because vote changed";
+
+    fn is_noise(event: &tracing::Event<'_>) -> bool {
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with(RoutineRaftNoise::MESSAGE);
+                }
+            }
+        }
+        let meta = event.metadata();
+        if meta.target() != Self::TARGET || *meta.level() != tracing::Level::WARN {
+            return false;
+        }
+        let mut m = Message(false);
+        event.record(&mut m);
+        m.0
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RoutineRaftNoise {
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) -> bool {
+        !Self::is_noise(event)
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -120,5 +154,39 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::RoutineRaftNoise;
+
+    /// Counts the events that reach it.
+    struct Count(Arc<Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.lock().unwrap().push(format!("{} {}", e.metadata().level(), e.metadata().target()));
+        }
+    }
+
+    #[test]
+    fn only_openraft_late_vote_warnings_are_dropped() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sub = tracing_subscriber::registry().with(RoutineRaftNoise).with(Count(seen.clone()));
+        tracing::subscriber::with_default(sub, || {
+            let late = "A message will be ignored because vote changed: msg sent by vote: T1-N3:uncommitted; current my vote: None; when (VoteResponse)";
+            tracing::warn!(target: "openraft::core::raft_core", "{late}");
+            tracing::warn!(target: "openraft::core::raft_core", "something else went wrong");
+            tracing::error!(target: "openraft::core::raft_core", "{late}");
+            tracing::warn!(target: "openraft::replication", "{late}");
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["WARN openraft::core::raft_core", "ERROR openraft::core::raft_core", "WARN openraft::replication"]
+        );
     }
 }

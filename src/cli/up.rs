@@ -54,7 +54,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
             store,
             grpc_listen: grpc(i),
             api_listen: api(i),
-            initial_cluster: Some(members.clone()),
+            // The last replica bootstraps the cluster, once every other one listens: bootstrapping
+            // campaigns at once, and a vote request to a replica not yet started is logged by
+            // openraft as an error. The others join when it reaches them.
+            initial_cluster: (i == a.replicas).then(|| members.clone()),
             controllers: Default::default(),
             node_port_range: 30000..=32767,
         };
