@@ -73,3 +73,49 @@ async fn deleted_pod_keeps_running_for_the_propagation_delay() {
     assert!(t1.elapsed() < Duration::from_millis(550), "{:?}", t1.elapsed());
     assert_eq!(rt.object_count(), 0);
 }
+
+/// A pod that was never Ready was never a ready endpoint of any Service: its deletion stops it
+/// at once instead of waiting out the propagation delay (here 60 s). One selected by a Service
+/// that publishes not-ready addresses was an endpoint all along, and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_never_ready_skips_the_propagation_delay() {
+    init_tracing();
+    let rt = Arc::new(FakeRuntime::new());
+    let mut config = test_config(&unique("fake-node"));
+    config.termination_propagation_delay = Duration::from_secs(60);
+    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, config).await;
+    rt.set_image_missing("gone:1", true);
+    let mut probed = container("c", "img", sh("true"));
+    probed.readiness_probe = Some(exec_probe(sh("check"), 1, 1));
+    rt.set_exec_exit_code("c", 1);
+    let noimg = pod("noimg", vec![container("c", "gone:1", sh("true"))]);
+    let unready = pod("unready", vec![probed]);
+    let ready = pod("ready", vec![container("c", "img", sh("true"))]);
+    let mut peer = pod("peer", vec![container("c", "gone:1", sh("true"))]);
+    peer.metadata.labels = Some([("app".to_string(), "peer".to_string())].into());
+    h.manager.set_services(vec![json!({
+        "metadata": {"name": "peers", "namespace": "default"},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": true, "selector": {"app": "peer"},
+                 "ports": [{"port": 7000}]}
+    })]);
+    h.manager.sync(vec![noimg.clone(), unready.clone(), ready.clone(), peer.clone()]);
+    h.wait_status("noimg", Duration::from_secs(10), "ErrImageNeverPull", |s| {
+        waiting_reason(cstatus(s, "c")) == Some("ErrImageNeverPull")
+    })
+    .await;
+    let st = h.wait_status("unready", Duration::from_secs(10), "running", |s| is_running(cstatus(s, "c"))).await;
+    assert!(!is_ready(&st));
+    h.wait_status("ready", Duration::from_secs(10), "Ready", is_ready).await;
+
+    h.wait_status("peer", Duration::from_secs(10), "ErrImageNeverPull", |s| {
+        waiting_reason(cstatus(s, "c")) == Some("ErrImageNeverPull")
+    })
+    .await;
+
+    h.manager.sync(vec![deleted(noimg, 30), deleted(unready, 30), deleted(ready, 30), deleted(peer, 30)]);
+    h.wait_removed("noimg", Duration::from_secs(10)).await;
+    h.wait_removed("unready", Duration::from_secs(10)).await;
+    assert!(!h.removed("ready"), "a pod that was Ready waits out the delay");
+    assert!(!h.removed("peer"), "a pod published while not Ready waits out the delay");
+    assert_eq!(rt.object_count(), 3, "the Ready pod's sandbox and container, the peer's sandbox");
+}

@@ -250,6 +250,14 @@ impl Shared {
         service_env::service_env(&services, namespace, &self.config.host_ip)
     }
 
+    /// Whether a Service that publishes not-ready addresses selects `pod` (see
+    /// [`service_env::publishes_unready`]).
+    pub(crate) fn publishes_unready(&self, pod: &Pod) -> bool {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        pod.metadata.labels.as_ref().is_some_and(|l| service_env::publishes_unready(&services, ns, l))
+    }
+
     /// Called by a worker once its pod is fully removed.
     pub(crate) fn forget(&self, uid: &str) {
         self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);

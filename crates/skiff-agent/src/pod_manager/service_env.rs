@@ -1,10 +1,13 @@
-//! Service environment variables (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`) for containers, as the kubelet injects them.
+//! Service environment variables (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`) for containers, as the kubelet injects them,
+//! and whether a Service lists a pod among its endpoints while the pod is not Ready.
 //!
 //! Skiff allocates no cluster IPs yet. A Service with a real `spec.clusterIP` is advertised with
 //! it and its `port`s; any other Service (no cluster IP, or headless `None`) is advertised with
 //! the node's host IP and its `nodePort`s, which the node's service proxy
 //! ([`crate::proxy::ServiceProxy`]) forwards to the Service's ready endpoints. A Service that has
 //! neither is not advertised.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -54,6 +57,18 @@ pub(crate) fn merge(service: &[(String, String)], own: Vec<(String, String)>) ->
     out
 }
 
+/// Whether a Service of `namespace` that publishes not-ready addresses
+/// (`spec.publishNotReadyAddresses`) selects a pod with `labels`: its endpoints then list the
+/// pod as ready whatever its readiness, so proxies may route to a pod that never was Ready.
+pub fn publishes_unready(services: &[Value], namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+    services
+        .iter()
+        .filter(|s| s["metadata"]["namespace"].as_str().unwrap_or("default") == namespace)
+        .filter(|s| s["spec"]["publishNotReadyAddresses"].as_bool() == Some(true))
+        .filter_map(|s| s["spec"]["selector"].as_object().filter(|sel| !sel.is_empty()))
+        .any(|sel| sel.iter().all(|(k, v)| v.as_str().is_some_and(|v| labels.get(k).map(String::as_str) == Some(v))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +108,23 @@ mod tests {
         let svc = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "2".to_string())];
         let merged = merge(&svc, vec![("B".to_string(), "own".to_string())]);
         assert_eq!(merged, vec![("A".to_string(), "1".to_string()), ("B".to_string(), "own".to_string())]);
+    }
+
+    #[test]
+    fn services_publishing_unready_addresses_select_by_namespace_and_labels() {
+        let labels: BTreeMap<String, String> =
+            [("app".to_string(), "db".to_string()), ("tier".into(), "x".into())].into();
+        let svc = |ns: &str, publish: bool, selector: Value| {
+            json!({"metadata": {"name": "s", "namespace": ns},
+                "spec": {"publishNotReadyAddresses": publish, "selector": selector}})
+        };
+        assert!(publishes_unready(&[svc("default", true, json!({"app": "db"}))], "default", &labels));
+        assert!(!publishes_unready(&[svc("default", false, json!({"app": "db"}))], "default", &labels));
+        assert!(!publishes_unready(&[svc("other", true, json!({"app": "db"}))], "default", &labels));
+        assert!(!publishes_unready(&[svc("default", true, json!({"app": "web"}))], "default", &labels));
+        assert!(!publishes_unready(&[svc("default", true, json!({"app": "db", "zone": "a"}))], "default", &labels));
+        // No selector: its Endpoints are the user's own, not kept by readiness.
+        assert!(!publishes_unready(&[svc("default", true, json!({}))], "default", &labels));
+        assert!(!publishes_unready(&[svc("default", true, Value::Null)], "default", &labels));
     }
 }

@@ -129,6 +129,11 @@ struct Worker {
     terminal: bool,
     /// `spec.activeDeadlineSeconds` ran out: the pod is failed (kubelet's `DeadlineExceeded`).
     deadline_exceeded: bool,
+    /// Whether a proxy may have routed to the pod: this worker published it Ready, or adopted
+    /// it from an earlier agent run whose statuses it does not know. A pod never Ready was
+    /// never among its Services' ready endpoints (unless one publishes not-ready addresses),
+    /// so its deletion skips the propagation delay.
+    maybe_routed: bool,
     status_slot: Arc<Mutex<Option<PodStatus>>>,
     instances: Arc<Mutex<Instances>>,
     /// Service variables, fixed when the pod (worker) started.
@@ -162,6 +167,7 @@ pub(crate) async fn run(
         status: None,
         terminal: false,
         deadline_exceeded: false,
+        maybe_routed: false,
         status_slot,
         instances,
         service_env: shared.service_env(&pod_ref.namespace),
@@ -171,7 +177,7 @@ pub(crate) async fn run(
         let d = desired.borrow_and_update().clone();
         if d.removed || d.pod.metadata.deletion_timestamp.is_some() {
             w.pod = d.pod;
-            if !d.removed {
+            if !d.removed && (w.maybe_routed || shared.publishes_unready(&w.pod)) {
                 // Let the Endpoints change reach every proxy before the containers stop
                 // accepting connections; a later "removed" (force delete) cuts it short.
                 let delay = shared.config.termination_propagation_delay.min(w.grace());
@@ -288,6 +294,7 @@ impl Worker {
         if objects.is_empty() {
             return;
         }
+        self.maybe_routed = true;
         let mut stale = Vec::new();
         let (mut sandboxes, apps): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.kind == ObjectKind::Sandbox);
         sandboxes.sort_by_key(|s| std::cmp::Reverse(s.attempt()));
@@ -1166,6 +1173,7 @@ impl Worker {
         if self.status.as_ref() == Some(&status) {
             return;
         }
+        self.maybe_routed |= status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
         self.status = Some(status.clone());
         *self.status_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
         self.publish_instances();
