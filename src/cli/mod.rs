@@ -165,7 +165,7 @@ mod tests {
 
     use super::RoutineRaftNoise;
 
-    /// Counts the events that reach it.
+    /// Records the level and target of each event that reaches it.
     struct Count(Arc<Mutex<Vec<String>>>);
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
         fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
