@@ -6,6 +6,7 @@ mod bench_cluster;
 mod bench_sched;
 mod cluster;
 mod kv;
+mod logs;
 mod server;
 mod up;
 
@@ -80,42 +81,8 @@ fn init_tracing() {
     // Colour only on a terminal: logs redirected to files (`skiff up`'s members, the benches'
     // clusters) stay plain text that grep and the benches' log readers match as written.
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
-    let _ = tracing_subscriber::registry().with(filter).with(RoutineRaftNoise).with(fmt).try_init();
-}
-
-/// openraft's warning for each vote answer that arrives after its election is decided
-/// ("A message will be ignored because vote changed"): every won election has one per peer
-/// whose answer was not needed, so it tells an operator nothing and reads like a fault. This
-/// layer drops it; every other event passes.
-struct RoutineRaftNoise;
-
-impl RoutineRaftNoise {
-    const TARGET: &'static str = "openraft::core::raft_core";
-    const MESSAGE: &'static str = "A message will be ignored because vote changed";
-
-    fn is_noise(event: &tracing::Event<'_>) -> bool {
-        struct Message(bool);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}").starts_with(RoutineRaftNoise::MESSAGE);
-                }
-            }
-        }
-        let meta = event.metadata();
-        if meta.target() != Self::TARGET || *meta.level() != tracing::Level::WARN {
-            return false;
-        }
-        let mut m = Message(false);
-        event.record(&mut m);
-        m.0
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RoutineRaftNoise {
-    fn event_enabled(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) -> bool {
-        !Self::is_noise(event)
-    }
+    let openraft = logs::OpenraftLogs::new(logs::OPENRAFT_REPEAT_INTERVAL);
+    let _ = tracing_subscriber::registry().with(filter).with(openraft).with(fmt).try_init();
 }
 
 pub fn main() -> ExitCode {
@@ -154,39 +121,5 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::layer::SubscriberExt;
-
-    use super::RoutineRaftNoise;
-
-    /// Records the level and target of each event that reaches it.
-    struct Count(Arc<Mutex<Vec<String>>>);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
-        fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-            self.0.lock().unwrap().push(format!("{} {}", e.metadata().level(), e.metadata().target()));
-        }
-    }
-
-    #[test]
-    fn only_openraft_late_vote_warnings_are_dropped() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sub = tracing_subscriber::registry().with(RoutineRaftNoise).with(Count(seen.clone()));
-        tracing::subscriber::with_default(sub, || {
-            let late = "A message will be ignored because vote changed: msg sent by vote: T1-N3:uncommitted; current my vote: None; when (VoteResponse)";
-            tracing::warn!(target: "openraft::core::raft_core", "{late}");
-            tracing::warn!(target: "openraft::core::raft_core", "something else went wrong");
-            tracing::error!(target: "openraft::core::raft_core", "{late}");
-            tracing::warn!(target: "openraft::replication", "{late}");
-        });
-        assert_eq!(
-            *seen.lock().unwrap(),
-            ["WARN openraft::core::raft_core", "ERROR openraft::core::raft_core", "WARN openraft::replication"]
-        );
     }
 }
