@@ -443,21 +443,27 @@ mod tests {
         assert_eq!(t.record(true), Some(true));
     }
 
-    #[tokio::test]
-    async fn http_and_tcp_checks() {
+    /// An HTTP server on a loopback port that answers its first request with `first` and every
+    /// later one with `then` (status lines such as `200 OK`); returns the port.
+    async fn http_server(first: &'static str, then: &'static str) -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            let mut n = 0;
+            let mut code = first;
             loop {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let code = if n == 0 { "200 OK" } else { "500 Internal Server Error" };
-                n += 1;
                 let _ = s.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                code = then;
             }
         });
+        port
+    }
+
+    #[tokio::test]
+    async fn http_and_tcp_checks() {
+        let port = http_server("200 OK", "500 Internal Server Error").await;
         let rt = crate::runtime::FakeRuntime::new();
         let http = ProbeAction::Http { host: None, port, path: "/".into(), https: false, headers: vec![] };
         let t = Duration::from_secs(2);
@@ -474,19 +480,7 @@ mod tests {
     /// it failed (the `Unhealthy` event's message), while `message` is the last check's.
     #[tokio::test]
     async fn a_failure_keeps_its_message_after_a_success() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let mut n = 0;
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let code = if n == 0 { "503 Service Unavailable" } else { "200 OK" };
-                n += 1;
-                let _ = s.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
-            }
-        });
+        let port = http_server("503 Service Unavailable", "200 OK").await;
         let settings = ProbeSettings {
             action: ProbeAction::Http { host: None, port, path: "/".into(), https: false, headers: vec![] },
             initial_delay: Duration::ZERO,

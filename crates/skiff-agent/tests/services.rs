@@ -42,13 +42,19 @@ async fn pods_started_after_set_services_get_service_variables() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_pod_keeps_running_for_the_propagation_delay() {
+/// A pod manager on the fake runtime with `delay` as its termination propagation delay.
+async fn with_propagation_delay(delay: Duration) -> (Arc<FakeRuntime>, Harness) {
     init_tracing();
     let rt = Arc::new(FakeRuntime::new());
     let mut config = test_config(&unique("fake-node"));
-    config.termination_propagation_delay = Duration::from_millis(600);
+    config.termination_propagation_delay = delay;
     let h = Harness::start(rt.clone() as Arc<dyn Runtime>, config).await;
+    (rt, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_pod_keeps_running_for_the_propagation_delay() {
+    let (rt, h) = with_propagation_delay(Duration::from_millis(600)).await;
     let slow = pod("slow", vec![container("c", "img", sh("true"))]);
     let quick = pod("quick", vec![container("c", "img", sh("true"))]);
     h.manager.sync(vec![slow.clone(), quick.clone()]);
@@ -79,11 +85,7 @@ async fn deleted_pod_keeps_running_for_the_propagation_delay() {
 /// that publishes not-ready addresses was an endpoint all along, and waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_never_ready_skips_the_propagation_delay() {
-    init_tracing();
-    let rt = Arc::new(FakeRuntime::new());
-    let mut config = test_config(&unique("fake-node"));
-    config.termination_propagation_delay = Duration::from_secs(60);
-    let h = Harness::start(rt.clone() as Arc<dyn Runtime>, config).await;
+    let (rt, h) = with_propagation_delay(Duration::from_secs(60)).await;
     rt.set_image_missing("gone:1", true);
     let mut probed = container("c", "img", sh("true"));
     probed.readiness_probe = Some(exec_probe(sh("check"), 1, 1));
