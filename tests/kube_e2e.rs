@@ -214,6 +214,69 @@ async fn kubectl_create_apply_get_scale_patch_delete() {
     assert!(err.contains("NotFound") && err.contains("\"web\" not found"), "{err}");
 }
 
+/// `kubectl apply --server-side`: creates, removes what the manager stopped applying, refuses
+/// another manager's field with kubectl's conflict advice unless `--force-conflicts`, and
+/// `kubectl diff --server-side` shows what an apply would change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply() {
+    let _deadline = skiff::proc_cluster::test_deadline();
+    let (c, leader) = cluster().await;
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "ssa");
+    wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "namespace", "default"]).ok.then_some(()));
+    let ssa = |args: &[&str], manifest: &str| {
+        let mut all = vec!["apply", "--server-side", "-f", "-"];
+        all.extend_from_slice(args);
+        k.run_stdin(&all, manifest)
+    };
+    let out = ssa(&[], DEPLOYMENT);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web serverside-applied");
+    let managed = k.ok(&["get", "deploy", "web", "-o", "yaml", "--show-managed-fields"]);
+    assert!(managed.contains("manager: kubectl") && managed.contains("operation: Apply"), "{managed}");
+    assert!(managed.contains(r#"k:{"name":"sidecar"}"#), "{managed}");
+
+    // The sidecar and the env var dropped from the manifest are removed from the object.
+    let trimmed = DEPLOYMENT
+        .split("      - name: sidecar")
+        .next()
+        .unwrap()
+        .replace("        env:\n        - {name: A, value: \"1\"}\n", "");
+    let diff = k.run_stdin(&["diff", "--server-side", "-f", "-"], &trimmed);
+    assert!(
+        diff.stdout.contains("-      - command:") || diff.stdout.contains("-        name: sidecar"),
+        "{}",
+        diff.stdout
+    );
+    let out = ssa(&[], &trimmed);
+    assert!(out.ok, "{}", out.stderr);
+    let names = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[0].env}",
+    ]);
+    assert_eq!(names.trim(), "web", "the sidecar and env A are gone");
+
+    // Another manager's different replicas: refused with kubectl's advice, then forced.
+    let scaled = trimmed.replace("replicas: 2", "replicas: 3");
+    let out = ssa(&["--field-manager=ops"], &scaled);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas"#),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--force-conflicts"), "{}", out.stderr);
+    let out = ssa(&["--field-manager=ops", "--force-conflicts"], &scaled);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    // kubectl's own apply of the old value now conflicts with ops.
+    let out = ssa(&[], &trimmed);
+    assert!(!out.ok && out.stderr.contains(r#"conflict with "ops": .spec.replicas"#), "{}", out.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_watch_pods_namespaces_and_selectors() {
     let _deadline = skiff::proc_cluster::test_deadline();

@@ -302,7 +302,7 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
         Some("All") => true,
         Some(other) => return Err(ApiError::bad_request(format!("dryRun must be All (got {other:?})"))),
     };
-    Ok(WriteOptions { dry_run, field_validation, internal: false })
+    Ok(WriteOptions { dry_run, field_validation, ..Default::default() })
 }
 
 /// The media type of a request's `Content-Type` (without parameters), `application/json` when absent.
@@ -326,6 +326,54 @@ fn json_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
         return Err(ApiError::from(st::unsupported_media_type(ct)));
     }
     parse_json(body)
+}
+
+/// `PATCH` with `application/apply-patch+yaml` (`kubectl apply --server-side`): the body, YAML
+/// or JSON, is the manager's whole intended configuration ([`ObjectStore::apply`]). 201 when it
+/// created the object.
+async fn server_side_apply(
+    store: &ObjectStore,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    target: &Target,
+    q: &HashMap<String, String>,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    if target.sub.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "server-side apply is served for {} themselves, not their {} subresource",
+            res.plural,
+            target.sub.as_deref().unwrap_or_default()
+        )));
+    }
+    let manager = q.get("fieldManager").map(String::as_str).unwrap_or("");
+    if manager.is_empty() {
+        return Err(ApiError::bad_request("fieldManager is required for apply requests (e.g. ?fieldManager=kubectl)"));
+    }
+    if manager.len() > 128 {
+        return Err(ApiError::bad_request("fieldManager must be at most 128 characters"));
+    }
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("force must be true or false (got {other:?})"))),
+    };
+    check_body_size(body)?;
+    let applied: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the apply configuration is neither JSON nor UTF-8 YAML"))?;
+            yaml_serde::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("the apply configuration is not valid YAML: {e}")))?
+        }
+    };
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("the apply configuration must be an object"));
+    }
+    let (w, created) = store.apply(res, ns, name, applied, manager, force, &write_options(q)?).await?;
+    Ok(respond(if created { StatusCode::CREATED } else { StatusCode::OK }, w.object, &w.warnings))
 }
 
 fn check_body_size(body: &Bytes) -> ApiResult<()> {
@@ -491,10 +539,10 @@ async fn handle(
         (&Method::PATCH, Some(name)) => {
             let sub = subresource(&target)?;
             let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let ptype = PatchType::from_content_type(ct).map_err(|_| ApiError::from(st::unsupported_media_type(ct)))?;
-            if ct.starts_with("application/apply-patch") {
-                return Err(ApiError::from(st::unsupported_media_type(ct)));
+            if ct.starts_with("application/apply-patch+yaml") || ct.starts_with("application/apply-patch+json") {
+                return server_side_apply(store, res, ns, name, &target, q, &body).await;
             }
+            let ptype = PatchType::from_content_type(ct).map_err(|_| ApiError::from(st::unsupported_media_type(ct)))?;
             let doc = parse_json(&body)?;
             let w = store.patch(res, ns, name, ptype, &doc, sub, &write_options(q)?).await?;
             Ok(respond(StatusCode::OK, w.object, &w.warnings))

@@ -56,6 +56,9 @@ pub struct WriteOptions {
     /// so a component that builds a malformed object fails its tests. Defaulting and
     /// validation run either way.
     pub internal: bool,
+    /// The `metadata.managedFields` to store (server-side apply's ownership records). `None`
+    /// keeps the current object's (a create: none); a client's own are never taken.
+    pub managed_fields: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1009,6 +1012,9 @@ impl ObjectStore {
             {
                 m.remove(f);
             }
+            if let Some(mf) = &opts.managed_fields {
+                m.insert("managedFields".into(), mf.clone());
+            }
             m.insert("uid".into(), Value::String(meta::new_uid()));
             m.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
         }
@@ -1082,15 +1088,8 @@ impl ObjectStore {
                 }
                 return Err(st::not_found(res, name).into());
             };
-            if let Some(rv) = &precondition {
-                if rv != &cur.mod_revision.to_string() {
-                    // Our local copy may be behind: confirm with a linearizable read.
-                    let (fresh, _) = self.read(&key, false).await?;
-                    if fresh.as_ref().map(|f| f.mod_revision.to_string()) != Some(rv.clone()) {
-                        return Err(st::conflict_modified(res, name).into());
-                    }
-                    continue;
-                }
+            if self.stale_against(res, name, &key, &cur, precondition.as_deref()).await? {
+                continue;
             }
             match self.write_over(res, &key, &cur, body.clone(), sub, opts).await? {
                 Some(w) => return Ok(w),
@@ -1099,6 +1098,28 @@ impl ObjectStore {
             }
         }
         Err(st::conflict_modified(res, name).into())
+    }
+
+    /// Checks a write's `resourceVersion` precondition against `cur`, the local copy: true when
+    /// that copy is behind the version asked for (read again and retry); 409 when the object
+    /// really is at another version (confirmed with a linearizable read).
+    async fn stale_against(
+        &self,
+        res: &ResourceInfo,
+        name: &str,
+        key: &str,
+        cur: &KeyValue,
+        precondition: Option<&str>,
+    ) -> ApiResult<bool> {
+        let Some(rv) = precondition else { return Ok(false) };
+        if rv == cur.mod_revision.to_string() {
+            return Ok(false);
+        }
+        let (fresh, _) = self.read(key, false).await?;
+        if fresh.as_ref().map(|f| f.mod_revision.to_string()).as_deref() != Some(rv) {
+            return Err(st::conflict_modified(res, name).into());
+        }
+        Ok(true)
     }
 
     /// Sets an object's status (the status subresource) to what `f` makes of the current
@@ -1206,6 +1227,87 @@ impl ObjectStore {
         Err(st::conflict_modified(res, name).into())
     }
 
+    /// Server-side apply (PATCH with `application/apply-patch+yaml`): creates the object from
+    /// `applied` when there is none, else merges `applied` into it (lists by their merge keys,
+    /// as a strategic merge patch does) after removing the fields `manager` applied before and
+    /// no longer does (unless another manager applied them too). A field another manager
+    /// applied, set here to a different value, is a 409 `Apply failed with 1 conflict: ...`
+    /// unless `force`, which takes it over. Ownership is kept in `metadata.managedFields`
+    /// ([`skiff_api::patch::apply`]). An apply that changes nothing writes nothing. Returns
+    /// the result and whether the object was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut applied: Value,
+        manager: &str,
+        force: bool,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Written, bool)> {
+        use skiff_api::patch::apply as ssa;
+        self.check_body(res, Subresource::Main, ns, Some(name), &mut applied)?;
+        if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        let precondition = meta_str(&applied, "resourceVersion").map(str::to_string);
+        let api_version = res.api_version();
+        let key = keys::object_key(res, ns_for(res, ns), name);
+        let entries_json = |p: &ssa::Plan| Value::Array(p.entries.iter().map(ssa::ManagedEntry::to_json).collect());
+        for _ in 0..MAX_CAS_RETRIES {
+            let (cur, _) = self.read_confirming_miss(&key).await?;
+            let Some(cur) = cur else {
+                if precondition.is_some() {
+                    return Err(st::not_found(res, name).into());
+                }
+                let p = ssa::plan(&json!({}), &applied, manager, &api_version, force, &meta::now_rfc3339());
+                let o = WriteOptions { managed_fields: Some(entries_json(&p)), ..opts.clone() };
+                match self.create(res, ns, applied.clone(), &o).await {
+                    Ok(w) => return Ok((w, true)),
+                    // Created meanwhile: applied over it on the next round.
+                    Err(e) if e.code() == 409 => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if self.stale_against(res, name, &key, &cur, precondition.as_deref()).await? {
+                continue;
+            }
+            let live = decode(res, &cur, cur.mod_revision)?;
+            let p = ssa::plan(&live, &applied, manager, &api_version, force, &meta::now_rfc3339());
+            if !p.conflicts.is_empty() {
+                let causes = p
+                    .conflicts
+                    .iter()
+                    .map(|c| skiff_api::status::StatusCause {
+                        reason: "FieldManagerConflict".into(),
+                        message: format!("conflict with \"{}\"", c.manager),
+                        field: ssa::display(&c.path),
+                    })
+                    .collect();
+                let mut status = st::conflict(res, name, "");
+                status.message = ssa::conflict_message(&p.conflicts);
+                status.details.get_or_insert_with(Default::default).causes = causes;
+                return Err(ApiError::from(status));
+            }
+            let mut base = live.clone();
+            ssa::remove_all(&mut base, &p.removed);
+            let mut merged = patch::apply(PatchType::Strategic, &base, &applied).map_err(patch_error)?;
+            if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("resourceVersion".into(), Value::String(cur.mod_revision.to_string()));
+            }
+            if merged == live && !p.entries_changed {
+                return Ok((Written { object: live, warnings: Vec::new(), changed: false }, false));
+            }
+            self.check_body(res, Subresource::Main, ns, Some(name), &mut merged)?;
+            let o = WriteOptions { managed_fields: Some(entries_json(&p)), ..opts.clone() };
+            if let Some(w) = self.write_over(res, &key, &cur, merged, Subresource::Main, &o).await? {
+                return Ok((w, false));
+            }
+        }
+        Err(st::conflict_modified(res, name).into())
+    }
+
     /// Writes `body` over the current `cur` (compare-and-set on its mod revision). `None`
     /// when another write won the race.
     async fn write_over(
@@ -1275,7 +1377,11 @@ impl ObjectStore {
                     None => m.remove(f),
                 };
             }
-            m.remove("managedFields");
+            // Apply's ownership records: the apply's own, else kept as they are.
+            match opts.managed_fields.as_ref().or_else(|| cm.get("managedFields")) {
+                Some(mf) => m.insert("managedFields".into(), mf.clone()),
+                None => m.remove("managedFields"),
+            };
             m.remove("selfLink");
             m.remove("resourceVersion");
             if res.namespaced {

@@ -347,6 +347,68 @@ async fn updates_conflict_and_patches() {
     assert_eq!(code, 415);
 }
 
+/// Server-side apply as `kubectl apply --server-side` sends it: creates, merges, removes what
+/// the manager stopped applying, refuses another manager's field (409) unless forced, keeps
+/// ownership across other writes, writes nothing when nothing changes, and takes YAML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_owns_merges_and_conflicts() {
+    let api = start().await;
+    const APPLY: &str = "application/apply-patch+yaml";
+    let path = |q: &str| format!("{PODS}/s?{q}");
+    let applied = |labels: Value, env: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "s", "labels": labels},
+               "spec": {"containers": [{"name": "c", "image": "skiff/busybox:1", "env": env}]}})
+    };
+    let first =
+        applied(json!({"app": "x", "tier": "a"}), json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+    let (code, e) = api.send(reqwest::Method::PATCH, &path(""), APPLY, Some(first.clone())).await;
+    assert_eq!(
+        (code, e["message"].as_str()),
+        (400, Some("fieldManager is required for apply requests (e.g. ?fieldManager=kubectl)"))
+    );
+    let (code, p) = api.send(reqwest::Method::PATCH, &path("fieldManager=ci"), APPLY, Some(first.clone())).await;
+    assert_eq!(code, 201, "the first apply creates: {p}");
+    assert_eq!(p["metadata"]["managedFields"][0]["manager"], "ci");
+    assert_eq!(p["metadata"]["managedFields"][0]["operation"], "Apply");
+    let rv = p["metadata"]["resourceVersion"].clone();
+    // The same again: 200, nothing written.
+    let (code, p) = api.send(reqwest::Method::PATCH, &path("fieldManager=ci"), APPLY, Some(first.clone())).await;
+    assert_eq!((code, &p["metadata"]["resourceVersion"]), (200, &rv), "an apply that changes nothing writes nothing");
+    // Another client's merge patch adds a label; the next apply drops `tier` and env B only.
+    let patch = json!({"metadata": {"labels": {"team": "t"}}});
+    let (code, p) =
+        api.send(reqwest::Method::PATCH, &format!("{PODS}/s"), "application/merge-patch+json", Some(patch)).await;
+    assert_eq!(code, 200);
+    assert_eq!(p["metadata"]["managedFields"][0]["manager"], "ci", "other writes keep the apply's ownership");
+    let second = applied(json!({"app": "x"}), json!([{"name": "A", "value": "1"}]));
+    let (code, p) = api.send(reqwest::Method::PATCH, &path("fieldManager=ci"), APPLY, Some(second)).await;
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["metadata"]["labels"], json!({"app": "x", "team": "t"}));
+    assert_eq!(p["spec"]["containers"][0]["env"], json!([{"name": "A", "value": "1"}]));
+    // Another manager setting the label differently conflicts; forced, it takes the field over.
+    let ops = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "s", "labels": {"app": "y"}}});
+    let (code, e) = api.send(reqwest::Method::PATCH, &path("fieldManager=ops"), APPLY, Some(ops.clone())).await;
+    assert_eq!(code, 409, "{e}");
+    assert_eq!(e["message"], r#"Apply failed with 1 conflict: conflict with "ci": .metadata.labels.app"#);
+    assert_eq!(e["details"]["causes"][0]["field"], ".metadata.labels.app");
+    let (code, p) = api.send(reqwest::Method::PATCH, &path("fieldManager=ops&force=true"), APPLY, Some(ops)).await;
+    assert_eq!((code, &p["metadata"]["labels"]["app"]), (200, &json!("y")), "{p}");
+    let managers: Vec<&str> =
+        p["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    assert_eq!(managers, ["ci", "ops"]);
+    assert!(p["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:labels"].get("f:app").is_none());
+    // YAML bodies, dry runs, and a subresource refused.
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: s\n  labels:\n    extra: \"1\"\n";
+    let (code, p) =
+        api.send_bytes(reqwest::Method::PATCH, &path("fieldManager=y&dryRun=All"), APPLY, yaml.into()).await;
+    assert_eq!((code, &p["metadata"]["labels"]["extra"]), (200, &json!("1")), "{p}");
+    let (_, p) = api.get(&format!("{PODS}/s")).await;
+    assert!(p["metadata"]["labels"].get("extra").is_none(), "a dry run writes nothing");
+    let (code, _) =
+        api.send(reqwest::Method::PATCH, &format!("{PODS}/s/status?fieldManager=ci"), APPLY, Some(json!({}))).await;
+    assert_eq!(code, 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_pod_deletion_and_owner_propagation() {
     let api = start().await;

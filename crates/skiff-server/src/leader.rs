@@ -41,7 +41,7 @@ pub struct StoreApi(pub Arc<ObjectStore>);
 
 /// Controllers' writes: objects they built, admitted as [`WriteOptions::internal`].
 const CONTROLLER_WRITE: WriteOptions =
-    WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore, internal: true };
+    WriteOptions { dry_run: false, field_validation: FieldValidation::Ignore, internal: true, managed_fields: None };
 
 #[async_trait::async_trait]
 impl ObjectApi for StoreApi {

@@ -1,5 +1,7 @@
-//! Patch semantics: JSON Patch (RFC 6902), JSON Merge Patch (RFC 7386) and Strategic Merge Patch.
+//! Patch semantics: JSON Patch (RFC 6902), JSON Merge Patch (RFC 7386), Strategic Merge Patch,
+//! and server-side apply's field ownership.
 
+pub mod apply;
 pub mod json;
 pub mod merge;
 pub mod strategic;
