@@ -275,6 +275,17 @@ async fn kubectl_server_side_apply() {
     // kubectl's own apply of the old value now conflicts with ops.
     let out = ssa(&[], &trimmed);
     assert!(!out.ok && out.stderr.contains(r#"conflict with "ops": .spec.replicas"#), "{}", out.stderr);
+
+    // `skiff apply --server-side` applies as field manager `skiff`, with the same conflicts.
+    let kubeconfig = c.kubeconfig(follower).unwrap();
+    let labelled = trimmed.replace("labels: {app: web}\nspec:", "labels: {app: web, by: skiff}\nspec:");
+    let out = skiff_cli(&kubeconfig, &["apply", "--server-side", "-f", "-"], &labelled);
+    assert!(!out.ok && out.stderr.contains(r#"conflict with "ops""#), "{}", out.stderr);
+    let out = skiff_cli(&kubeconfig, &["apply", "--server-side", "--force-conflicts", "-f", "-"], &labelled);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web serverside-applied");
+    let managed = k.ok(&["get", "deploy", "web", "-o", "yaml", "--show-managed-fields"]);
+    assert!(managed.contains("manager: skiff") && managed.contains("f:by: {}"), "{managed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -289,6 +289,25 @@ impl Client {
         self.json(req, &url).await
     }
 
+    /// Server-side apply: `PATCH` with `application/apply-patch+yaml` of the whole manifest as
+    /// field manager `manager` (`force` takes over other managers' fields).
+    pub async fn apply(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        manifest: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value> {
+        let (req, url) = self.request(reqwest::Method::PATCH, &resource_path(res, ns, Some(name), None), ACCEPT_JSON);
+        let req = req
+            .query(&[("fieldManager", manager), ("force", if force { "true" } else { "false" })])
+            .header(reqwest::header::CONTENT_TYPE, "application/apply-patch+yaml")
+            .body(manifest.to_string());
+        self.json(req, &url).await
+    }
+
     /// `DELETE` an object; returns what the server answered (the object or a `Status`).
     pub async fn delete(
         &self,

@@ -223,6 +223,17 @@ pub struct ApplyArgs {
     /// Also read subdirectories of directories given with -f.
     #[arg(short = 'R', long)]
     pub recursive: bool,
+    /// Apply on the server (server-side apply): the server merges each manifest, removes
+    /// the fields this field manager applied before and no longer does, and refuses fields
+    /// another manager applied with a different value.
+    #[arg(long)]
+    pub server_side: bool,
+    /// With --server-side: take over the fields other managers applied instead of failing.
+    #[arg(long, requires = "server_side")]
+    pub force_conflicts: bool,
+    /// With --server-side: the name the fields applied are recorded under.
+    #[arg(long, default_value = "skiff", requires = "server_side")]
+    pub field_manager: String,
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -458,6 +469,14 @@ impl Ctx {
                 }
             };
             let ns = ns.as_deref();
+            let shown = display_name(res, &name);
+            if a.server_side {
+                match self.client.apply(res, ns, &name, &m.object, &a.field_manager, a.force_conflicts).await {
+                    Ok(_) => writeln!(out, "{shown} serverside-applied")?,
+                    Err(e) => errors.push(context_error(e, &format!("error when applying \"{}\"", m.source))),
+                }
+                continue;
+            }
             let live = match self.client.get(res, ns, &name).await {
                 Ok(v) => Some(v),
                 Err(e) if e.is_not_found() => None,
@@ -478,7 +497,6 @@ impl Ctx {
                     )?;
                 }
             }
-            let shown = display_name(res, &name);
             let result = match plan(&m.object, live.as_ref()) {
                 ApplyAction::Create(body) => self
                     .client
@@ -1304,6 +1322,15 @@ mod tests {
     fn command_shapes() {
         let UserCommand::Apply(a) = parse(&["apply", "-f", "a.yaml", "-f", "-"]).cmd else { panic!() };
         assert_eq!(a.filenames, ["a.yaml", "-"]);
+        assert!(!a.server_side && a.field_manager == "skiff");
+        let UserCommand::Apply(a) = parse(&["apply", "-f", "a", "--server-side", "--force-conflicts"]).cmd else {
+            panic!()
+        };
+        assert!(a.server_side && a.force_conflicts);
+        assert!(
+            Cli::try_parse_from(["skiff", "apply", "-f", "a", "--force-conflicts"]).is_err(),
+            "needs --server-side"
+        );
         let UserCommand::Delete(d) = parse(&["delete", "pod", "x", "--wait", "--grace-period", "0"]).cmd else {
             panic!()
         };
