@@ -286,6 +286,15 @@ async fn kubectl_server_side_apply() {
     assert_eq!(out.stdout.trim(), "deployment.apps/web serverside-applied");
     let managed = k.ok(&["get", "deploy", "web", "-o", "yaml", "--show-managed-fields"]);
     assert!(managed.contains("manager: skiff") && managed.contains("f:by: {}"), "{managed}");
+    // `skiff get -o yaml` leaves the ownership records out unless asked, as kubectl does.
+    let plain = skiff_cli(&kubeconfig, &["get", "deploy", "web", "-o", "yaml"], "");
+    assert!(
+        plain.ok && plain.stdout.contains("by: skiff") && !plain.stdout.contains("managedFields"),
+        "{}",
+        plain.stdout
+    );
+    let shown = skiff_cli(&kubeconfig, &["get", "deploy", "-o", "json", "--show-managed-fields"], "");
+    assert!(shown.ok && shown.stdout.contains("\"manager\": \"skiff\""), "{}", shown.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

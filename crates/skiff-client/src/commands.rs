@@ -15,7 +15,7 @@ use crate::client::{Client, DeleteParams, ListParams, LogParams};
 use crate::error::{Error, Result, ServerError};
 use crate::kubeconfig::{resolve_target, Target, TargetOptions};
 use crate::manifest::{read_sources, Manifest};
-use crate::output::{as_list, name_line, to_json, to_yaml, with_type, OutputFormat};
+use crate::output::{as_list, name_line, to_json, to_yaml, with_type, without_managed_fields, OutputFormat};
 use crate::resource::{display_kind, display_name, parse_selections, Selection};
 use crate::table::{TableOptions, TablePrinter};
 
@@ -259,6 +259,10 @@ pub struct GetArgs {
     /// Omit the table header.
     #[arg(long = "no-headers")]
     pub no_headers: bool,
+    /// Keep `metadata.managedFields` (server-side apply's ownership records) in `-o yaml|json`
+    /// output; left out by default, as kubectl does.
+    #[arg(long = "show-managed-fields")]
+    pub show_managed_fields: bool,
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -648,7 +652,11 @@ impl Ctx {
                 let list = self.client.list(res, self.ns_for(res, a.all_namespaces), params).await?;
                 last_rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
                 let list_items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-                items.extend(list_items.into_iter().map(|i| (res, with_type(i, res))));
+                items.extend(
+                    list_items
+                        .into_iter()
+                        .map(|i| (res, without_managed_fields(with_type(i, res), a.show_managed_fields))),
+                );
             } else {
                 for name in &sel.names {
                     match self.client.get(res, self.ns_for(res, false), name).await {
@@ -658,7 +666,7 @@ impl Ctx {
                                 .and_then(Value::as_str)
                                 .unwrap_or("")
                                 .to_string();
-                            items.push((res, with_type(o, res)));
+                            items.push((res, without_managed_fields(with_type(o, res), a.show_managed_fields)));
                         }
                         Err(e) if e.is_not_found() => errors.push(e),
                         Err(e) => return Err(e),
@@ -700,7 +708,11 @@ impl Ctx {
                     if fmt == OutputFormat::Yaml {
                         writeln!(out, "---")?;
                     }
-                    print(out, sel.resource, &with_type(ev.object, sel.resource))?;
+                    print(
+                        out,
+                        sel.resource,
+                        &without_managed_fields(with_type(ev.object, sel.resource), a.show_managed_fields),
+                    )?;
                 }
                 out.flush()?;
             }

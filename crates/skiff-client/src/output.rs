@@ -31,6 +31,16 @@ pub fn with_type(mut item: Value, res: &ResourceInfo) -> Value {
     item
 }
 
+/// `obj` without `metadata.managedFields` unless `keep` (kubectl's `--show-managed-fields`).
+pub fn without_managed_fields(mut obj: Value, keep: bool) -> Value {
+    if !keep {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    }
+    obj
+}
+
 /// kubectl's `kind: List` wrapper for several objects.
 pub fn as_list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}})
