@@ -128,6 +128,14 @@ fn default_container(c: &mut Map<String, Value>) {
             set(p, "periodSeconds", json!(10));
             set(p, "successThreshold", json!(1));
             set(p, "failureThreshold", json!(3));
+            default_http_get(p);
+        }
+    }
+    if let Some(Value::Object(lifecycle)) = c.get_mut("lifecycle") {
+        for hook in ["postStart", "preStop"] {
+            if let Some(Value::Object(h)) = lifecycle.get_mut(hook) {
+                default_http_get(h);
+            }
         }
     }
     // Requests default to limits for resources that have a limit but no request.
@@ -140,6 +148,16 @@ fn default_container(c: &mut Map<String, Value>) {
                 }
             }
         }
+    }
+}
+
+/// An `httpGet` handler's path `/` and scheme `HTTP` (what `kubectl describe` prints as
+/// `http-get http://:8080/`). Templates that predate these defaults still match their
+/// ReplicaSets: the Deployment controller compares and hashes templates without them.
+fn default_http_get(handler: &mut Map<String, Value>) {
+    if let Some(Value::Object(h)) = handler.get_mut("httpGet") {
+        set(h, "path", json!("/"));
+        set(h, "scheme", json!("HTTP"));
     }
 }
 
@@ -189,7 +207,9 @@ mod tests {
             json!({"metadata": {"name": "web"}, "spec": {"containers": [
                 {"name": "a", "image": "nginx", "ports": [{"containerPort": 80}],
                  "livenessProbe": {"httpGet": {"path": "/", "port": 80}}},
-                {"name": "b", "image": "redis:7.2", "readinessProbe": {"periodSeconds": 3}},
+                {"name": "b", "image": "redis:7.2", "readinessProbe": {"periodSeconds": 3},
+                 "lifecycle": {"preStop": {"httpGet": {"path": "/quit", "port": 80, "scheme": "HTTPS"}},
+                               "postStart": {"httpGet": {"port": 80}}}},
             ], "initContainers": [{"name": "i", "image": "busybox:latest"}]}}),
         );
         assert_eq!(p["metadata"]["namespace"], "default");
@@ -205,13 +225,15 @@ mod tests {
         assert_eq!(a["ports"][0]["protocol"], "TCP");
         assert_eq!(
             a["livenessProbe"],
-            json!({"httpGet": {"path": "/", "port": 80}, "timeoutSeconds": 1, "periodSeconds": 10,
+            json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10,
                    "successThreshold": 1, "failureThreshold": 3})
         );
         let b = &s["containers"][1];
         assert_eq!(b["imagePullPolicy"], "IfNotPresent");
         assert_eq!(b["readinessProbe"]["periodSeconds"], 3, "explicit values are kept");
         assert_eq!(b["readinessProbe"]["failureThreshold"], 3);
+        assert_eq!(b["lifecycle"]["preStop"]["httpGet"], json!({"path": "/quit", "port": 80, "scheme": "HTTPS"}));
+        assert_eq!(b["lifecycle"]["postStart"]["httpGet"], json!({"path": "/", "port": 80, "scheme": "HTTP"}));
         assert_eq!(s["initContainers"][0]["imagePullPolicy"], "Always");
     }
 

@@ -72,7 +72,10 @@ pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> Stri
 /// that a Go client's round trip adds where the type has a plain struct (`resources: {}`,
 /// `securityContext: {}`), which mean the same as none. `kubectl rollout undo` sends the old
 /// ReplicaSet's template so, and it must still match that ReplicaSet (Kubernetes compares
-/// typed templates, where the two are one).
+/// typed templates, where the two are one). An `httpGet` handler's `path: /` and
+/// `scheme: HTTP` are left out too: they are defaults added after templates were stored
+/// without them, and a template written again since (a scale, a label) must neither hash
+/// differently nor stop matching its ReplicaSet, which would roll the Deployment out.
 fn canonical_template(template: &Value) -> Value {
     let mut t = util::strip_nulls(template);
     let empty = |v: &Value| v.as_object().is_some_and(|m| m.is_empty());
@@ -82,11 +85,29 @@ fn canonical_template(template: &Value) -> Value {
             for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
                 if let Some(c) = c.as_object_mut() {
                     c.retain(|k, v| !((k == "resources" || k == "securityContext") && empty(v)));
+                    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                        if let Some(p) = c.get_mut(probe) {
+                            without_http_get_defaults(p);
+                        }
+                    }
+                    if let Some(lifecycle) = c.get_mut("lifecycle").and_then(Value::as_object_mut) {
+                        for hook in ["postStart", "preStop"] {
+                            if let Some(h) = lifecycle.get_mut(hook) {
+                                without_http_get_defaults(h);
+                            }
+                        }
+                    }
                 }
             }
         }
     }
     t
+}
+
+fn without_http_get_defaults(handler: &mut Value) {
+    if let Some(h) = handler.get_mut("httpGet").and_then(Value::as_object_mut) {
+        h.retain(|k, v| !((k == "path" && v == "/") || (k == "scheme" && v == "HTTP")));
+    }
 }
 
 /// Templates equal once the `pod-template-hash` label is ignored (Kubernetes' `EqualIgnoreHash`).
@@ -1118,6 +1139,23 @@ mod tests {
         let mut vol2 = t.clone();
         vol2["spec"]["volumes"] = json!([{"name": "d", "hostPath": {"path": "/d"}}]);
         assert!(!templates_equal_ignoring_hash(&vol, &vol2));
+    }
+
+    /// A template stored before `httpGet` handlers got their `path` and `scheme` defaults and
+    /// the same template defaulted now are one: same hash, same ReplicaSet, no rollout. Other
+    /// paths and HTTPS still differ.
+    #[test]
+    fn http_get_defaults_change_no_template() {
+        let probe = |http: Value| {
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "x:1",
+                "readinessProbe": {"httpGet": http.clone()}, "lifecycle": {"preStop": {"httpGet": http}}}]}})
+        };
+        let before = probe(json!({"port": 8080}));
+        let defaulted = probe(json!({"port": 8080, "path": "/", "scheme": "HTTP"}));
+        assert_eq!(pod_template_hash(&before, None), pod_template_hash(&defaulted, None));
+        assert!(templates_equal_ignoring_hash(&before, &defaulted));
+        assert!(!templates_equal_ignoring_hash(&before, &probe(json!({"port": 8080, "path": "/healthz"}))));
+        assert!(!templates_equal_ignoring_hash(&before, &probe(json!({"port": 8080, "scheme": "HTTPS"}))));
     }
 
     #[test]
