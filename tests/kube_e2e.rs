@@ -558,6 +558,20 @@ async fn kubectl_typed_creates_and_drain_evict() {
         let o = k.run(&["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
         (o.stdout == "True").then_some(())
     });
+    // `kubectl describe node` lists its registration and readiness, from their components.
+    wait_for(Duration::from_secs(20), "the node's events", || {
+        let d = k.run(&["describe", "node", &node]).stdout;
+        let events = d.split("Events:").nth(1).unwrap_or("").to_string();
+        let listed = |words: &[&str], message: &str| {
+            events.lines().any(|l| words.iter().all(|w| l.split_whitespace().any(|x| x == *w)) && l.ends_with(message))
+        };
+        let registered = listed(
+            &["Normal", "RegisteredNode", "node-controller"],
+            &format!("Node {node} event: Registered Node {node} in Controller"),
+        );
+        let ready = listed(&["Normal", "NodeReady", "kubelet"], &format!("Node {node} status is now: NodeReady"));
+        (registered && ready).then_some(())
+    });
 
     // `kubectl create deployment`: replicas, selector, template, command from protobuf; the
     // server's defaults where kubectl left zero values.

@@ -100,13 +100,31 @@ impl AgentGateway for GatewaySvc {
         }
         let node_obj: Value = serde_json::from_str(&hello.node_json)
             .map_err(|e| Status::invalid_argument(format!("Hello.node_json is not JSON: {e}")))?;
-        register_node(&self.objects, &hello.node_name, node_obj).await.map_err(|e| {
+        let registered = register_node(&self.objects, &hello.node_name, node_obj).await.map_err(|e| {
             if e.code() == 503 || e.code() == 504 {
                 Status::unavailable(format!("registering node {}: {e}", hello.node_name))
             } else {
                 Status::internal(format!("registering node {}: {e}", hello.node_name))
             }
         })?;
+        // What `kubectl describe node` lists under Events, as Kubernetes' node controller and
+        // kubelet record them (not on a reconnect of a node that stayed Ready).
+        if registered.created {
+            self.events.for_component("node-controller").normal(
+                nodes(),
+                &registered.node,
+                "RegisteredNode",
+                format!("Node {0} event: Registered Node {0} in Controller", hello.node_name),
+            );
+        }
+        if registered.turned_ready {
+            self.events.normal(
+                nodes(),
+                &registered.node,
+                "NodeReady",
+                format!("Node {} status is now: NodeReady", hello.node_name),
+            );
+        }
         self.heartbeats.record(&hello.node_name);
         tracing::info!(node = hello.node_name, "agent connected");
         tokio::spawn(session(self.clone(), hello.node_name, inbound, tx));
@@ -114,9 +132,25 @@ impl AgentGateway for GatewaySvc {
     }
 }
 
+/// What [`register_node`] did.
+pub struct Registered {
+    /// The Node as written.
+    pub node: Value,
+    /// It did not exist before.
+    pub created: bool,
+    /// Its `Ready` condition is now `True` and was not before (or it is new and Ready).
+    pub turned_ready: bool,
+}
+
+fn ready_true(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
 /// Creates the Node object or brings an existing one up to date with what the agent reports
 /// (labels merged, status replaced; spec — taints, unschedulable — left to its owners).
-pub async fn register_node(objects: &ObjectStore, name: &str, mut reported: Value) -> Result<(), ApiError> {
+pub async fn register_node(objects: &ObjectStore, name: &str, mut reported: Value) -> Result<Registered, ApiError> {
     let res = nodes();
     let now = skiff_apiserver::meta::rfc3339_in(0);
     if let Some(conds) = reported.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
@@ -137,7 +171,10 @@ pub async fn register_node(objects: &ObjectStore, name: &str, mut reported: Valu
             obj["apiVersion"] = json!("v1");
             obj["kind"] = json!("Node");
             match objects.create(res, None, obj, &WriteOptions::default()).await {
-                Ok(_) => return Ok(()),
+                Ok(w) => {
+                    let turned_ready = ready_true(&w.object);
+                    return Ok(Registered { node: w.object, created: true, turned_ready });
+                }
                 Err(e) if e.code() == 409 => continue,
                 Err(e) => return Err(e),
             }
@@ -175,9 +212,13 @@ pub async fn register_node(objects: &ObjectStore, name: &str, mut reported: Valu
                 }
             }
         }
+        let was_ready = ready_true(&cur);
         cur["status"] = status;
         match objects.update(res, None, name, cur, Subresource::Status, &WriteOptions::default()).await {
-            Ok(_) => return Ok(()),
+            Ok(w) => {
+                let turned_ready = !was_ready && ready_true(&w.object);
+                return Ok(Registered { node: w.object, created: false, turned_ready });
+            }
             Err(e) if e.code() == 409 => continue,
             Err(e) => return Err(e),
         }
