@@ -220,16 +220,23 @@ async fn gateway_registers_pushes_pods_and_writes_status() {
     .unwrap();
     let event_res = skiff_api::lookup("events").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let evs = loop {
+    let (evs, node_evs) = loop {
         let l = server.objects.list(event_res, Some("default"), &Default::default()).await.unwrap();
-        let unhealthy_twice = l.items.iter().any(|e| e["reason"] == "Unhealthy" && e["count"] == 2);
-        if l.items.len() >= 3 && unhealthy_twice {
-            break l.items;
+        let (pod_evs, node_evs): (Vec<Value>, Vec<Value>) =
+            l.items.into_iter().partition(|e| e["involvedObject"]["kind"] == "Pod");
+        let unhealthy_twice = pod_evs.iter().any(|e| e["reason"] == "Unhealthy" && e["count"] == 2);
+        if pod_evs.len() >= 3 && unhealthy_twice && !node_evs.is_empty() {
+            break (pod_evs, node_evs);
         }
-        assert!(tokio::time::Instant::now() < deadline, "events: {:?}", l.items);
+        assert!(tokio::time::Instant::now() < deadline, "events: {pod_evs:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(evs.len(), 3, "{evs:?}");
+    // The Node existed (no RegisteredNode) and the Hello made it Ready: one NodeReady.
+    let reasons: Vec<&str> = node_evs.iter().map(|e| e["reason"].as_str().unwrap_or("")).collect();
+    assert_eq!(reasons, ["NodeReady"], "{node_evs:?}");
+    assert_eq!(node_evs[0]["message"], "Node n1 status is now: NodeReady");
+    assert_eq!(node_evs[0]["involvedObject"]["kind"], "Node");
     assert!(
         server.heartbeats.last_seen("n1").unwrap() > seen_before_events,
         "any message from the agent shows it alive, as a heartbeat does"
