@@ -443,6 +443,18 @@ fn counts_as_heartbeat(m: &AgentMessage) -> bool {
 const OUTBOUND_CAPACITY: usize = 16;
 const STATUS_BATCH: usize = 256;
 
+/// The server to try next from the list, in turn, skipping `avoid` (the one the last session
+/// failed on) when another is left.
+fn next_server<'a>(servers: &'a [String], next: &mut usize, avoid: Option<&str>) -> &'a str {
+    let mut a = &servers[*next % servers.len()];
+    *next += 1;
+    if servers.len() > 1 && Some(a.as_str()) == avoid {
+        a = &servers[*next % servers.len()];
+        *next += 1;
+    }
+    a
+}
+
 async fn connection_loop(
     cfg: AgentConfig,
     mgr: Arc<PodManager>,
@@ -456,17 +468,19 @@ async fn connection_loop(
     let mut next = 0usize;
     let mut hint: Option<String> = None;
     let mut redirects = 0u32;
+    // The server the last session failed on (a frozen leader still accepts connections, and
+    // trying it again costs the connect and Hello timeouts: 12 s in which the new leader
+    // hears nothing from this node).
+    let mut last_failed: Option<String> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        let addr = match hint.take() {
+        // Avoided for one attempt only: a redirect from the server tried instead may name it.
+        let avoid = last_failed.take();
+        let addr = match hint.take().filter(|h| Some(h) != avoid.as_ref()) {
             Some(a) => a,
-            None => {
-                let a = cfg.servers[next % cfg.servers.len()].clone();
-                next += 1;
-                a
-            }
+            None => next_server(&cfg.servers, &mut next, avoid.as_deref()).to_string(),
         };
         let end = session(&cfg, &addr, &mgr, proxy.as_deref(), &mut events, &mut reporter, &node_json, &mut stop).await;
         let wait = match end {
@@ -482,6 +496,7 @@ async fn connection_loop(
             }
             SessionEnd::Failed(e, healthy) => {
                 tracing::warn!(server = addr, "control-plane connection: {e}");
+                last_failed = Some(addr.clone());
                 if healthy {
                     delay = cfg.reconnect_initial;
                 }
@@ -626,6 +641,21 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a session fails on a server, the next attempt goes elsewhere: a frozen leader,
+    /// which still accepts connections, is not tried again at once (the agent lost 12 s to it
+    /// when the round-robin turn came back to it).
+    #[test]
+    fn the_server_a_session_failed_on_is_not_tried_next() {
+        let servers: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut next = 1;
+        assert_eq!(next_server(&servers, &mut next, Some("b")), "c");
+        assert_eq!(next_server(&servers, &mut next, None), "a");
+        assert_eq!(next_server(&servers, &mut next, Some("c")), "b");
+        assert_eq!(next_server(&servers, &mut next, Some("c")), "a", "c skipped");
+        let one = vec!["only".to_string()];
+        assert_eq!(next_server(&one, &mut next, Some("only")), "only", "a lone server is tried again");
+    }
     use crate::pod_manager::PodStatusUpdate;
 
     fn status(uid: &str, phase: &str) -> PodEvent {
