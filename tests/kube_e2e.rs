@@ -93,11 +93,17 @@ async fn cluster() -> (ProcCluster, u64) {
     (c, leader)
 }
 
+/// A 3-replica cluster, its leader and one of its followers.
+async fn cluster_with_follower() -> (ProcCluster, u64, u64) {
+    let (c, leader) = cluster().await;
+    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    (c, leader, follower)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_apply_get_scale_patch_delete() {
     let _deadline = skiff::proc_cluster::test_deadline();
-    let (c, leader) = cluster().await;
-    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let (c, leader, follower) = cluster_with_follower().await;
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "f");
     let kl = Kubectl::new(c.kubeconfig(leader).unwrap(), c.dir(), "l");
 
@@ -220,8 +226,7 @@ async fn kubectl_create_apply_get_scale_patch_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_server_side_apply() {
     let _deadline = skiff::proc_cluster::test_deadline();
-    let (c, leader) = cluster().await;
-    let follower = c.members.iter().map(|m| m.id).find(|id| *id != leader).unwrap();
+    let (c, _leader, follower) = cluster_with_follower().await;
     let k = Kubectl::new(c.kubeconfig(follower).unwrap(), c.dir(), "ssa");
     wait_for(Duration::from_secs(20), "namespace default", || k.run(&["get", "namespace", "default"]).ok.then_some(()));
     let ssa = |args: &[&str], manifest: &str| {

@@ -85,18 +85,7 @@ fn canonical_template(template: &Value) -> Value {
             for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
                 if let Some(c) = c.as_object_mut() {
                     c.retain(|k, v| !((k == "resources" || k == "securityContext") && empty(v)));
-                    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-                        if let Some(p) = c.get_mut(probe) {
-                            without_http_get_defaults(p);
-                        }
-                    }
-                    if let Some(lifecycle) = c.get_mut("lifecycle").and_then(Value::as_object_mut) {
-                        for hook in ["postStart", "preStop"] {
-                            if let Some(h) = lifecycle.get_mut(hook) {
-                                without_http_get_defaults(h);
-                            }
-                        }
-                    }
+                    without_http_get_defaults(c);
                 }
             }
         }
@@ -104,9 +93,23 @@ fn canonical_template(template: &Value) -> Value {
     t
 }
 
-fn without_http_get_defaults(handler: &mut Value) {
-    if let Some(h) = handler.get_mut("httpGet").and_then(Value::as_object_mut) {
-        h.retain(|k, v| !((k == "path" && v == "/") || (k == "scheme" && v == "HTTP")));
+/// Drops `path: /` and `scheme: HTTP` from the `httpGet` handlers of a container's probes and
+/// lifecycle hooks.
+fn without_http_get_defaults(container: &mut serde_json::Map<String, Value>) {
+    for (field, v) in container.iter_mut() {
+        let handlers: Vec<&mut Value> = match field.as_str() {
+            "livenessProbe" | "readinessProbe" | "startupProbe" => vec![v],
+            "lifecycle" => v
+                .as_object_mut()
+                .map(|l| l.iter_mut().filter(|(h, _)| *h == "postStart" || *h == "preStop").map(|(_, h)| h).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for h in handlers {
+            if let Some(get) = h.get_mut("httpGet").and_then(Value::as_object_mut) {
+                get.retain(|k, v| !((k == "path" && v == "/") || (k == "scheme" && v == "HTTP")));
+            }
+        }
     }
 }
 

@@ -331,17 +331,13 @@ pub struct Plan {
 pub fn plan(live: &Value, applied: &Value, manager: &str, api_version: &str, force: bool, now: &str) -> Plan {
     let before = managed_entries(live);
     let mine = fields_of(applied);
-    let previous = before
-        .iter()
-        .find(|e| e.manager == manager && e.operation == "Apply")
-        .map(|e| e.fields.clone())
-        .unwrap_or_default();
+    let is_mine = |e: &ManagedEntry| e.manager == manager && e.operation == "Apply";
+    let my_last = before.iter().find(|e| is_mine(e));
+    let no_fields = FieldSet::new();
+    let previous = my_last.map_or(&no_fields, |e| &e.fields);
     let mut conflicts = Vec::new();
     let mut entries: Vec<ManagedEntry> = Vec::new();
-    for e in &before {
-        if e.manager == manager && e.operation == "Apply" {
-            continue;
-        }
+    for e in before.iter().filter(|e| !is_mine(e)) {
         let mut e = e.clone();
         let clashing: Vec<Path> = e
             .fields
@@ -369,9 +365,9 @@ pub fn plan(live: &Value, applied: &Value, manager: &str, api_version: &str, for
         .filter(|p| !entries.iter().any(|e| e.fields.range((*p).clone()..).next().is_some_and(|q| q.starts_with(p))))
         .cloned()
         .collect();
-    let unchanged_set = previous == mine && before.iter().any(|e| e.manager == manager && e.operation == "Apply");
-    let time = match before.iter().find(|e| e.manager == manager && e.operation == "Apply") {
-        Some(e) if unchanged_set => e.time.clone(),
+    // The time of the last change of the manager's set.
+    let time = match my_last {
+        Some(e) if e.fields == mine => e.time.clone(),
         _ => now.to_string(),
     };
     entries.push(ManagedEntry {
@@ -389,9 +385,9 @@ pub fn plan(live: &Value, applied: &Value, manager: &str, api_version: &str, for
 /// element's fields with the element: removed first, they would take the key it is found by).
 /// A map or list left empty by a removal goes too (no `env: []` after the last variable).
 pub fn remove_all(obj: &mut Value, removed: &[Path]) {
-    let set: BTreeSet<&Path> = removed.iter().collect();
+    let set: BTreeSet<&[Step]> = removed.iter().map(Vec::as_slice).collect();
     for p in removed {
-        if (1..p.len()).any(|n| set.contains(&p[..n].to_vec())) || !remove(obj, p) {
+        if (1..p.len()).any(|n| set.contains(&p[..n])) || !remove(obj, p) {
             continue;
         }
         for n in (1..p.len()).rev() {
